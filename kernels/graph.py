@@ -1,0 +1,144 @@
+"""Assemble a loss's kernel and the shared reduction into one checked ONNX model."""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from typing import Literal
+
+import onnx
+import onnxscript.optimizer
+from onnx import TensorProto, helper
+
+from kernels.reduction import reduce_loss, reduce_loss_mass, scale_gradient
+from kernels.spec import KernelFunction, LossSpec, Params, Variant
+
+Dtype = Literal["float32", "float64"]
+DTYPES: tuple[Dtype, ...] = ("float32", "float64")
+ELEMENT_TYPE = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
+OPSET = 18
+WEIGHTS, MEAN = "weights", "mean"
+
+
+@dataclass(frozen=True)
+class GraphKey:
+    """Identifies one graph: a loss, the values of its structural params, a dtype."""
+
+    loss: str
+    variant: Variant
+    dtype: Dtype
+    gradients: bool
+
+    @property
+    def stem(self) -> str:
+        """A file-name-safe identifier, e.g. ``focal.from_logits=true.float32.grad``."""
+        parts = [self.loss, *(f"{k}={str(v).lower()}" for k, v in self.variant), self.dtype]
+        return ".".join([*parts, "grad" if self.gradients else "fwd"])
+
+
+@dataclass(frozen=True)
+class GraphInput:
+    name: str
+    elem_type: int
+    dims: tuple[str | None, ...]
+
+
+def _param_input(params: type[Params], name: str, elem_type: int) -> GraphInput:
+    annotation = params.model_fields[name].annotation
+    if annotation is float:
+        return GraphInput(name, elem_type, ())
+    if annotation is int:
+        return GraphInput(name, TensorProto.INT64, ())
+    # A number or a per-class list (possibly optional): fed as a 1-D tensor.
+    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if not any(typing.get_origin(a) is list or a is float for a in allowed):
+        raise TypeError(f"param {name!r} of type {annotation} cannot be a graph input")
+    return GraphInput(name, elem_type, (None,))
+
+
+def graph_dims(shape: tuple[str, ...]) -> tuple[str, ...]:
+    """A declared shape as the graph sees it: the "..." axes collapsed into one axis."""
+    return tuple("R" if dim == "..." else dim for dim in shape)
+
+
+def kernel_inputs(spec: LossSpec, function: KernelFunction, dtype: Dtype) -> list[GraphInput]:
+    """The graph inputs a kernel function consumes, in its declared order."""
+    elem_type = ELEMENT_TYPE[dtype]
+    by_name = {i.name: i for i in spec.inputs}
+    result = []
+    for param in function.function_ir.inputs:
+        name = param.name
+        if name in by_name:
+            spec_input = by_name[name]
+            kind = TensorProto.INT64 if spec_input.kind == "label" else elem_type
+            result.append(GraphInput(name, kind, graph_dims(spec_input.shape)))
+        elif name in spec.params.model_fields:
+            result.append(_param_input(spec.params, name, elem_type))
+        else:
+            raise ValueError(f"{spec.name}: kernel input {name!r} is neither an input nor a param")
+    return result
+
+
+def _value_info(name: str, elem_type: int, dims: tuple[str | None, ...]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem_type, list(dims))
+
+
+def _functions(*roots: KernelFunction) -> list[onnx.FunctionProto]:
+    found: dict[tuple[str, str], onnx.FunctionProto] = {}
+    for root in roots:
+        for fn in [root, *root.function_ir.get_called_functions().values()]:
+            proto = fn.to_function_proto()
+            found[(proto.domain, proto.name)] = proto
+    return list(found.values())
+
+
+def build_model(spec: LossSpec, key: GraphKey) -> onnx.ModelProto:
+    """The ONNX model for one graph key: inputs, weights and ``mean`` in; ``loss``,
+    ``per_sample`` and ``grad_<input>`` out. Checked, shape-inferred and inlined."""
+    function = spec.function(key.variant)
+    elem_type = ELEMENT_TYPE[key.dtype]
+    inputs = kernel_inputs(spec, function, key.dtype)
+    fn_proto = function.to_function_proto()
+    n_grads = len(spec.differentiable)
+    expected_outputs = 1 + n_grads + int(spec.mass)
+    if len(fn_proto.output) != expected_outputs:
+        raise ValueError(f"{spec.name}: kernel returns {len(fn_proto.output)} values, expected {expected_outputs}")
+
+    elements, mass = "elements", "mass"
+    kernel_outputs = [elements, *(f"element_grad_{n}" for n in spec.differentiable)]
+    kernel_outputs += [mass] if spec.mass else []
+    reduce = reduce_loss_mass if spec.mass else reduce_loss
+    reduce_args = [elements, mass] if spec.mass else [elements]
+    nodes = [
+        helper.make_node(fn_proto.name, [i.name for i in inputs], kernel_outputs, domain=fn_proto.domain),
+        helper.make_node(reduce.name, [*reduce_args, WEIGHTS, MEAN], ["loss", "per_sample", "coef"], domain="lossd"),
+    ]
+    outputs = [
+        _value_info("loss", elem_type, ()),
+        _value_info("per_sample", elem_type, ("N",)),
+    ]
+    if key.gradients:
+        dims = {i.name: i.dims for i in inputs}
+        for name in spec.differentiable:
+            nodes.append(
+                helper.make_node(
+                    scale_gradient.name, [f"element_grad_{name}", "coef"], [f"grad_{name}"], domain="lossd"
+                )
+            )
+            outputs.append(_value_info(f"grad_{name}", elem_type, dims[name]))
+
+    graph_inputs = [_value_info(i.name, i.elem_type, i.dims) for i in inputs]
+    graph_inputs += [_value_info(WEIGHTS, elem_type, ("N",)), _value_info(MEAN, TensorProto.BOOL, ())]
+    graph = helper.make_graph(nodes, key.stem, graph_inputs, outputs)
+    model = helper.make_model(
+        graph,
+        functions=_functions(function, reduce, scale_gradient),
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("lossd", 1)],
+        producer_name="lossd",
+        doc_string=f"lossd kernel {key.stem}",
+    )
+    model = onnxscript.optimizer.optimize(model)
+    model.ir_version = 10
+    onnx.checker.check_model(model, full_check=True)
+    return model

@@ -1,0 +1,190 @@
+"""onnxruntime sessions for every graph, created once, and the one call that runs them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from kernels.graph import DTYPES, MEAN, WEIGHTS, GraphKey, build_model
+from kernels.spec import LossSpec, Params, Registry
+
+log = logging.getLogger("lossd.runtime")
+
+Provider = Literal["auto", "cpu", "cuda"]
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+MANIFEST = "manifest.json"
+NUMPY_DTYPE: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float64": np.float64}
+
+
+class ProviderUnavailable(RuntimeError):
+    pass
+
+
+def select_providers(provider: Provider) -> list[str]:
+    """The execution providers to ask for; ``cuda`` fails loudly when it cannot work."""
+    available = ort.get_available_providers()
+    if provider == "cpu":
+        return [CPU]
+    if CUDA in available:
+        return [CUDA, CPU]
+    if provider == "cuda":
+        raise ProviderUnavailable(
+            f"LOSSD_PROVIDER=cuda, but this onnxruntime offers only {available}: install the gpu extra "
+            "(pip install 'lossd[gpu]') on a machine with an NVIDIA GPU, or use LOSSD_PROVIDER=auto or cpu."
+        )
+    return [CPU]
+
+
+def all_keys(specs: Registry) -> Iterator[tuple[LossSpec, GraphKey]]:
+    for spec in specs:
+        for variant in spec.variants:
+            for dtype in DTYPES:
+                for gradients in (False, True):
+                    yield spec, GraphKey(spec.name, variant, dtype, gradients)
+
+
+def param_feed(value: Any, annotation_is_int: bool, dtype: type[np.floating[Any]]) -> np.ndarray:
+    """A param's value as the graph input it feeds; an absent optional weight means 1."""
+    if annotation_is_int:
+        return np.array(value, dtype=np.int64)
+    if value is None:
+        return np.ones(1, dtype=dtype)
+    if isinstance(value, list):
+        return np.asarray(value, dtype=dtype)
+    return np.array(value, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One graph's session and the names it takes and gives."""
+
+    key: GraphKey
+    session: ort.InferenceSession
+    input_names: tuple[str, ...]
+    param_names: tuple[str, ...]
+    int_params: frozenset[str]
+
+
+def session_options(intra_op_threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # A spinning thread pool burns a core per request while waiting for work.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+class Runtime:
+    """Every graph of every loss as a ready session."""
+
+    def __init__(
+        self,
+        specs: Registry,
+        provider: Provider = "auto",
+        intra_op_threads: int = 0,
+        model_repository: Path | None = None,
+    ) -> None:
+        self.specs = specs
+        self.requested_providers = select_providers(provider)
+        self._options = session_options(intra_op_threads)
+        self._kernels: dict[GraphKey, Kernel] = {}
+        files = read_manifest(model_repository) if model_repository else None
+        for spec, key in all_keys(specs):
+            if files is None:
+                model_bytes = build_model(spec, key).SerializeToString()
+            elif key.stem in files:
+                model_bytes = files[key.stem].read_bytes()
+            else:
+                raise FileNotFoundError(
+                    f"model repository {model_repository} has no graph {key.stem}; re-export it with `lossd export`"
+                )
+            self._kernels[key] = self._load(spec, key, model_bytes)
+        first = next(iter(self._kernels.values()))
+        self.providers: list[str] = first.session.get_providers()
+        if provider == "cuda" and CUDA not in self.providers:
+            raise ProviderUnavailable("LOSSD_PROVIDER=cuda, but onnxruntime could not start CUDA on this machine.")
+
+    def _load(self, spec: LossSpec, key: GraphKey, model_bytes: bytes) -> Kernel:
+        session = ort.InferenceSession(model_bytes, self._options, providers=self.requested_providers)
+        names = tuple(i.name for i in session.get_inputs())
+        param_names = tuple(n for n in names if n in spec.params.model_fields)
+        int_params = frozenset(n for n in param_names if spec.params.model_fields[n].annotation is int)
+        return Kernel(key, session, names, param_names, int_params)
+
+    def kernel(self, spec: LossSpec, params: Params, dtype: str, gradients: bool) -> Kernel:
+        return self._kernels[GraphKey(spec.name, spec.variant(params), dtype, gradients)]  # type: ignore[arg-type]
+
+    def run(
+        self,
+        kernel: Kernel,
+        params: Params,
+        arrays: Mapping[str, np.ndarray],
+        weights: np.ndarray,
+        mean: bool,
+        outputs: list[str],
+    ) -> list[np.ndarray]:
+        """One onnxruntime run; ``arrays`` are already in the graph's dtype and dims."""
+        dtype = NUMPY_DTYPE[kernel.key.dtype]
+        feed: dict[str, Any] = dict(arrays)
+        for name in kernel.param_names:
+            feed[name] = param_feed(getattr(params, name), name in kernel.int_params, dtype)
+        feed[WEIGHTS] = weights
+        feed[MEAN] = np.array(mean)
+        result: list[np.ndarray] = kernel.session.run(outputs, feed)
+        return result
+
+    def model_bytes(self, key: GraphKey) -> bytes:
+        spec = self.specs.get(key.loss)
+        assert spec is not None
+        data: bytes = build_model(spec, key).SerializeToString()
+        return data
+
+
+def export(specs: Registry, directory: Path) -> Path:
+    """Write every graph as ``<stem>.onnx`` plus a manifest; returns the manifest path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for spec, key in all_keys(specs):
+        model = build_model(spec, key)
+        data = model.SerializeToString()
+        path = directory / f"{key.stem}.onnx"
+        path.write_bytes(data)
+        entries.append(
+            {
+                "file": path.name,
+                "loss": key.loss,
+                "variant": dict(key.variant),
+                "dtype": key.dtype,
+                "gradients": key.gradients,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "inputs": [i.name for i in model.graph.input],
+                "outputs": [o.name for o in model.graph.output],
+            }
+        )
+    manifest = directory / MANIFEST
+    manifest.write_text(json.dumps({"format": "lossd-model-repository/1", "graphs": entries}, indent=1))
+    return manifest
+
+
+def read_manifest(directory: Path) -> dict[str, Path]:
+    """The graph files of a model repository by stem, each checked against its hash."""
+    manifest = json.loads((directory / MANIFEST).read_text())
+    files = {}
+    for entry in manifest["graphs"]:
+        path = directory / entry["file"]
+        if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+            raise ValueError(f"{path} does not match its manifest hash")
+        onnx.checker.check_model(str(path))
+        files[path.name.removesuffix(".onnx")] = path
+    return files

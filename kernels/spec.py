@@ -1,0 +1,207 @@
+"""How a loss is declared: inputs, params, properties, card, and its ONNX kernel."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from onnxscript.values import OnnxFunction
+from pydantic import BaseModel, ConfigDict
+
+Task = Literal[
+    "regression",
+    "classification",
+    "imbalance",
+    "ranking",
+    "sequence",
+    "segmentation",
+    "generative",
+]
+InputKind = Literal["real", "probability", "score", "label"]
+"""real: any finite float; probability: in [0, 1]; score: probability unless the
+``from_logits`` param is true; label: integer class index (or ``ignore_index``)."""
+
+
+class Params(BaseModel):
+    """Base of every loss's params model: unknown params are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    pass
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str
+    shape: tuple[str, ...]
+    """Symbols bound across a request's inputs; "..." matches any number of axes."""
+    kind: InputKind
+    description: str
+    differentiable: bool = False
+
+
+class Properties(BaseModel):
+    """Claims a card makes; each true claim is checked by a property test."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    robust_to_outliers: bool
+    smooth_gradient: bool
+    convex: bool
+    differentiable: bool
+    bounded_below: bool
+    probabilistic_interpretation: str | None
+
+
+@dataclass(frozen=True)
+class Card:
+    title: str
+    summary: str
+    formula: str
+    use_cases: tuple[str, ...]
+    equivalents: dict[str, str]
+    references: tuple[str, ...]
+
+
+Variant = tuple[tuple[str, Any], ...]
+"""The values of a loss's structural params, which select one of its graphs."""
+
+KernelFunction = OnnxFunction[..., Any]
+KernelFactory = Callable[..., KernelFunction]
+
+
+@dataclass(frozen=True, eq=False)  # identity: one spec object per loss
+class LossSpec:
+    """A loss, declared once; routes, schemas and the registry are derived from it.
+
+    ``kernel`` is called with the structural params (those that change the graph's
+    structure, named by its signature) and returns an onnxscript function. The
+    function's own parameters name what it consumes: the loss's inputs and the
+    non-structural params, which are fed as graph inputs. It returns the element
+    losses ``E`` (shape ``(N, ...)``; class-wise losses already summed over the class
+    axis), then ``dE/d<input>`` for each differentiable input, then, when ``mass`` is
+    true, the per-element weight ``M`` that a ``mean`` divides by (PyTorch's weighted
+    mean for class weights and ignored labels).
+    """
+
+    name: str
+    task: Task
+    inputs: tuple[Input, ...]
+    params: type[Params]
+    properties: Properties
+    card: Card
+    kernel: KernelFactory
+    structural: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+    mass: bool = False
+    variants: tuple[Variant, ...] = field(default=())
+
+    @property
+    def differentiable(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.inputs if i.differentiable)
+
+    def variant(self, params: Params) -> Variant:
+        return tuple((name, structural_key(getattr(params, name))) for name in self.structural)
+
+    def function(self, variant: Variant) -> KernelFunction:
+        return self.kernel(**dict(variant))
+
+
+def structural_key(value: Any) -> Any:
+    """Booleans and choices select a graph as they are; any other param by presence."""
+    if isinstance(value, bool | str):
+        return value
+    return value is not None
+
+
+def _variant_domain(params: type[Params], name: str) -> tuple[Any, ...]:
+    annotation = params.model_fields[name].annotation
+    if annotation is bool:
+        return (False, True)
+    args = getattr(annotation, "__args__", ())
+    if args and all(isinstance(a, str) for a in args):  # Literal["a", "b"]
+        return tuple(args)
+    return (False, True)  # optional: absent or present
+
+
+def _all_variants(params: type[Params], structural: tuple[str, ...]) -> tuple[Variant, ...]:
+    variants: list[Variant] = [()]
+    for name in structural:
+        variants = [(*v, (name, value)) for v in variants for value in _variant_domain(params, name)]
+    return tuple(variants)
+
+
+class Registry:
+    """Every declared loss, by canonical name and by alias."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, LossSpec] = {}
+        self._names: dict[str, str] = {}
+
+    def add(self, spec: LossSpec) -> LossSpec:
+        for name in (spec.name, *spec.aliases):
+            if name in self._names:
+                raise ValueError(f"loss name {name!r} is declared twice")
+            self._names[name] = spec.name
+        self._specs[spec.name] = spec
+        return spec
+
+    def __iter__(self) -> Iterator[LossSpec]:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def get(self, name: str) -> LossSpec | None:
+        canonical = self._names.get(name)
+        return None if canonical is None else self._specs[canonical]
+
+    def close_matches(self, name: str) -> list[str]:
+        return difflib.get_close_matches(name, list(self._names), n=5, cutoff=0.5)
+
+
+REGISTRY = Registry()
+
+
+def loss(
+    *,
+    name: str,
+    task: Task,
+    inputs: tuple[Input, ...],
+    properties: Properties,
+    card: Card,
+    params: type[Params] = NoParams,
+    aliases: tuple[str, ...] = (),
+    mass: bool = False,
+) -> Callable[[KernelFactory], LossSpec]:
+    """Register a loss; decorates the factory that picks its onnxscript kernel."""
+
+    def register(factory: KernelFactory) -> LossSpec:
+        structural = tuple(factory.__code__.co_varnames[: factory.__code__.co_argcount])
+        unknown = set(structural) - set(params.model_fields)
+        if unknown:
+            raise ValueError(f"{name}: structural params {sorted(unknown)} are not params")
+        return REGISTRY.add(
+            LossSpec(
+                name=name,
+                task=task,
+                inputs=inputs,
+                params=params,
+                properties=properties,
+                card=card,
+                kernel=factory,
+                structural=structural,
+                aliases=aliases,
+                mass=mass,
+                variants=_all_variants(params, structural),
+            )
+        )
+
+    return register

@@ -1,0 +1,3 @@
+"""The lossd HTTP service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,159 @@
+"""Request arrays: JSON lists to numpy, checked against a loss's declared inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kernels.graph import graph_dims
+from kernels.spec import Input, LossSpec, Params
+from service.errors import ProblemError, invalid
+
+
+def to_array(field: str, value: Any, dtype: type[np.generic]) -> np.ndarray:
+    """A (nested) JSON list as an array; ragged or non-numeric lists are a 422."""
+    if not isinstance(value, list):
+        raise invalid(field, f"expected a (nested) list of numbers, got {type(value).__name__}")
+    try:
+        array = np.asarray(value, dtype=np.float64 if dtype is np.int64 else dtype)
+    except (ValueError, TypeError) as exc:
+        raise invalid(field, f"must be a rectangular nested list of numbers ({_reason(exc)})") from None
+    if array.size == 0:
+        raise invalid(field, "is empty; send at least one sample")
+    return array
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).split("\n")[0]
+    return "ragged: sublists differ in length" if "inhomogeneous" in text or "sequence" in text else text
+
+
+def first_bad_index(array: np.ndarray, bad: np.ndarray) -> list[int]:
+    return [int(i) for i in np.unravel_index(int(np.argmax(bad)), array.shape)]
+
+
+def check_finite(field: str, array: np.ndarray) -> None:
+    finite = np.isfinite(array)
+    if not finite.all():
+        index = first_bad_index(array, ~finite)
+        raise invalid(field, f"non-finite value {array[tuple(index)].item()!r} at index {index}")
+
+
+def check_range(field: str, array: np.ndarray, low: float, high: float, what: str) -> None:
+    if array.min() < low or array.max() > high:
+        index = first_bad_index(array, (array < low) | (array > high))
+        raise invalid(field, f"{what} must lie in [{low}, {high}]; got {array[tuple(index)].item()!r} at index {index}")
+
+
+def to_labels(field: str, array: np.ndarray, classes: int, ignore_index: int | None) -> np.ndarray:
+    check_finite(field, array)
+    labels = array.astype(np.int64)
+    if not np.array_equal(labels, array):
+        index = first_bad_index(array, labels != array)
+        raise invalid(field, f"class labels must be integers; got {array[tuple(index)].item()!r} at index {index}")
+    bad = (labels < 0) | (labels >= classes)
+    if ignore_index is not None:
+        bad &= labels != ignore_index
+    if bad.any():
+        index = first_bad_index(labels, bad)
+        allowed = f"[0, {classes - 1}]" + (f" or ignore_index {ignore_index}" if ignore_index is not None else "")
+        raise invalid(field, f"label {labels[tuple(index)].item()} at index {index} is outside {allowed}")
+    return labels
+
+
+def bind_shapes(inputs: tuple[Input, ...], arrays: Mapping[str, np.ndarray]) -> dict[str, int | tuple[int, ...]]:
+    """Bind each shape symbol to its size; a mismatch is a 422 naming the input."""
+    bound: dict[str, int | tuple[int, ...]] = {}
+    for spec_input in inputs:
+        shape = arrays[spec_input.name].shape
+        declared = spec_input.shape
+        fixed = [d for d in declared if d != "..."]
+        variadic = "..." in declared
+        if len(shape) < len(fixed) or (not variadic and len(shape) != len(fixed)):
+            raise _shape_error(spec_input, shape, bound)
+        before = declared.index("...") if variadic else len(declared)
+        after = len(declared) - before - 1 if variadic else 0
+        dims: list[tuple[str, int | tuple[int, ...]]] = [(d, shape[i]) for i, d in enumerate(declared[:before])]
+        if variadic:
+            dims.append(("...", tuple(shape[before : len(shape) - after])))
+            dims += [(d, shape[len(shape) - after + i]) for i, d in enumerate(declared[before + 1 :])]
+        for symbol, size in dims:
+            if bound.setdefault(symbol, size) != size:
+                raise _shape_error(spec_input, shape, bound)
+    return bound
+
+
+def _shape_error(spec_input: Input, shape: tuple[int, ...], bound: Mapping[str, Any]) -> ProblemError:
+    expected = ", ".join(f"{d}={bound[d]}" if d in bound and d != "..." else d for d in spec_input.shape)
+    return invalid(spec_input.name, f"expected shape ({expected}), got {list(shape)}")
+
+
+def graph_shape(spec_input: Input, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The input's shape with its "..." axes collapsed into one, as the graph takes it."""
+    dims = graph_dims(spec_input.shape)
+    if len(dims) == len(shape) and "..." not in spec_input.shape:
+        return shape
+    before = spec_input.shape.index("...")
+    after = len(spec_input.shape) - before - 1
+    middle = int(np.prod(shape[before : len(shape) - after], dtype=np.int64))
+    return (*shape[:before], middle, *shape[len(shape) - after :])
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A request's inputs, checked and shaped for the graph."""
+
+    arrays: dict[str, np.ndarray]
+    shapes: dict[str, tuple[int, ...]]
+    count: int
+
+
+def decode_inputs(
+    spec: LossSpec, params: Params, values: Mapping[str, Any], dtype: type[np.floating[Any]], max_elements: int
+) -> Batch:
+    arrays: dict[str, np.ndarray] = {}
+    total = 0
+    for spec_input in spec.inputs:
+        array = to_array(spec_input.name, values[spec_input.name], np.int64 if spec_input.kind == "label" else dtype)
+        total += array.size
+        if total > max_elements:
+            raise ProblemError(
+                413,
+                "Payload too large",
+                f"the request carries more than LOSSD_MAX_ELEMENTS = {max_elements} array elements",
+                field=spec_input.name,
+            )
+        arrays[spec_input.name] = array
+    bound = bind_shapes(spec.inputs, arrays)
+    from_logits = bool(getattr(params, "from_logits", False))
+    ignore_index = getattr(params, "ignore_index", None)
+    for spec_input in spec.inputs:
+        name, array = spec_input.name, arrays[spec_input.name]
+        if spec_input.kind == "label":
+            classes = bound.get("C")
+            arrays[name] = to_labels(name, array, int(classes) if isinstance(classes, int) else 2**62, ignore_index)
+            continue
+        check_finite(name, array)
+        if spec_input.kind == "probability" or (spec_input.kind == "score" and not from_logits):
+            check_range(name, array, 0.0, 1.0, "probabilities" if spec_input.kind == "score" else "values")
+    shapes = {name: array.shape for name, array in arrays.items()}
+    flat = {s.name: arrays[s.name].reshape(graph_shape(s, arrays[s.name].shape)) for s in spec.inputs}
+    count = bound["N"]
+    assert isinstance(count, int)
+    return Batch(flat, shapes, count)
+
+
+def decode_weights(value: Any, count: int, dtype: type[np.floating[Any]], mean: bool) -> np.ndarray:
+    if value is None:
+        return np.ones(count, dtype=dtype)
+    weights = to_array("weights", value, dtype)
+    if weights.shape != (count,):
+        raise invalid("weights", f"expected shape (N={count},): one weight per sample, got {list(weights.shape)}")
+    check_finite("weights", weights)
+    check_range("weights", weights, 0.0, float("inf"), "weights")
+    if mean and not weights.sum() > 0:
+        raise invalid("weights", "must have a positive sum for reduction 'mean'")
+    return weights

@@ -1,0 +1,87 @@
+"""One error shape for the REST endpoints: RFC 9457 problem details."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, plus the offending ``field`` where there is one."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class ProblemError(Exception):
+    def __init__(self, status: int, title: str, detail: str, field: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.field, self.extra = status, title, detail, field, extra
+
+    def response(self) -> Response:
+        body: dict[str, Any] = {
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.field is not None:
+            body["field"] = self.field
+        body.update(self.extra)
+        return Response(orjson.dumps(body), status_code=self.status, media_type=PROBLEM_JSON)
+
+
+def invalid(field: str, detail: str) -> ProblemError:
+    return ProblemError(422, "Invalid input", f"{field}: {detail}", field=field)
+
+
+def location(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a dotted path, e.g. ``params.gamma``."""
+    return ".".join(str(part) for part in loc if part not in ("body", "query", "path"))
+
+
+def from_validation_error(errors: list[Any]) -> ProblemError:
+    first = errors[0]
+    field = location(tuple(first["loc"]))
+    detail = f"{field}: {first['msg']}" if field else first["msg"]
+    listed = [{"field": location(tuple(e["loc"])), "message": e["msg"]} for e in errors]
+    return ProblemError(422, "Invalid request", detail, field=field or None, errors=listed)
+
+
+def install(app: FastAPI) -> None:
+    async def problem(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ProblemError)
+        return exc.response()
+
+    async def request_validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError | ValidationError)
+        return from_validation_error(list(exc.errors())).response()
+
+    async def http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return ProblemError(exc.status_code, _title(exc.status_code), str(exc.detail)).response()
+
+    app.add_exception_handler(ProblemError, problem)
+    app.add_exception_handler(RequestValidationError, request_validation)
+    app.add_exception_handler(HTTPException, http)
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
