@@ -18,7 +18,9 @@ def to_array(field: str, value: Any, dtype: type[np.generic]) -> np.ndarray:
     if not isinstance(value, list):
         raise invalid(field, f"expected a (nested) list of numbers, got {type(value).__name__}")
     try:
-        array = np.asarray(value, dtype=np.float64 if dtype is np.int64 else dtype)
+        # Values beyond the dtype's range become inf here; check_finite then names them.
+        with np.errstate(over="ignore"):
+            array = np.asarray(value, dtype=np.float64 if dtype is np.int64 else dtype)
     except (ValueError, TypeError) as exc:
         raise invalid(field, f"must be a rectangular nested list of numbers ({_reason(exc)})") from None
     if array.size == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -27,6 +28,9 @@ def serve(args: argparse.Namespace) -> None:
     from service.settings import Settings
 
     settings = Settings()
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the handler it
+    # found installed: make that one a no-op, so a requested stop exits with status 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(
         "service.app:create_app",
         factory=True,

@@ -1,0 +1,69 @@
+"""A real ``lossd serve`` process on 127.0.0.1, for tests that need a real server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    url: str
+    returncode: int | None = None
+    """Set when the server has stopped."""
+
+
+@contextmanager
+def running_server(env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[Server]:
+    """Start ``lossd serve``, wait for /health, yield it, stop it with SIGTERM."""
+    port = free_port()
+    environment = {**os.environ, "LOSSD_PORT": str(port), "LOSSD_HOST": "127.0.0.1", **(env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = Server(f"http://127.0.0.1:{port}")
+    url = server.url
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"lossd serve exited with {process.returncode}:\n{process.stdout.read()}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"lossd serve did not answer /health within {timeout} s")
+            time.sleep(0.2)
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        server.returncode = process.returncode

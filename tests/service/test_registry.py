@@ -1,0 +1,110 @@
+"""GET /health, /losses, /losses/{name}, /losses/{name}/onnx."""
+
+import io
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from fastapi.testclient import TestClient
+
+from kernels import REGISTRY
+from kernels.spec import Properties
+from service import __version__
+
+API_CARD_KEYS = {
+    "name",
+    "title",
+    "aliases",
+    "task",
+    "summary",
+    "formula",
+    "inputs",
+    "params",
+    "properties",
+    "use_cases",
+    "gradients",
+    "equivalents",
+    "references",
+}
+
+
+def test_health(client: TestClient) -> None:
+    health = client.get("/health").json()
+    assert health == {
+        "status": "ok",
+        "version": __version__,
+        "providers": ["CPUExecutionProvider"],
+        "losses": len(REGISTRY),
+    }
+
+
+def test_every_card_is_complete(client: TestClient) -> None:
+    cards = client.get("/losses").json()["losses"]
+    assert [c["name"] for c in cards] == [s.name for s in REGISTRY]
+    for card in cards:
+        assert card.keys() == API_CARD_KEYS
+        assert card["summary"] and card["formula"] and card["use_cases"] and card["references"]
+        assert card["equivalents"], card["name"]
+        assert card["params"]["type"] == "object"
+        assert card["properties"].keys() == Properties.model_fields.keys()
+        for field in card["params"].get("properties", {}).values():
+            assert field.get("description"), card["name"]
+            assert "default" in field, card["name"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("task=regression", {"mse", "mae", "huber", "log_cosh"}),
+        ("task=regression&robust_to_outliers=true", {"mae", "huber", "log_cosh"}),
+        ("differentiable=false", {"mae"}),
+        ("task=imbalance&convex=true", set()),
+    ],
+)
+def test_filters(client: TestClient, query: str, expected: set[str]) -> None:
+    response = client.get(f"/losses?{query}")
+    assert response.status_code == 200
+    assert {c["name"] for c in response.json()["losses"]} == expected
+
+
+@pytest.mark.parametrize("query", ["task=astrology", "convex=maybe", "colour=red"])
+def test_bad_filters_are_422(client: TestClient, query: str) -> None:
+    response = client.get(f"/losses?{query}")
+    assert response.status_code == 422
+    assert response.json()["field"] == query.split("=")[0]
+
+
+def test_alias_resolves_to_the_canonical_card(client: TestClient) -> None:
+    assert client.get("/losses/l2").json()["name"] == "mse"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_onnx_download_runs(client: TestClient, dtype: str) -> None:
+    response = client.get(f"/losses/huber/onnx?dtype={dtype}")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+    model = onnx.load(io.BytesIO(response.content))
+    onnx.checker.check_model(model, full_check=True)
+    session = ort.InferenceSession(response.content)
+    np_dtype = np.dtype(dtype)
+    loss, grad = session.run(
+        ["loss", "grad_predictions"],
+        {
+            "predictions": np.array([[3.0]], np_dtype),
+            "targets": np.zeros((1, 1), np_dtype),
+            "delta": np.array(1.0, np_dtype),
+            "weights": np.ones(1, np_dtype),
+            "mean": np.array(True),
+        },
+    )
+    assert loss == pytest.approx(2.5) and grad[0, 0] == pytest.approx(1.0)
+
+
+def test_onnx_variant_by_query(client: TestClient) -> None:
+    logits = client.get("/losses/focal/onnx?from_logits=true&gradients=false").content
+    probabilities = client.get("/losses/focal/onnx").content
+    assert "Sigmoid" in {n.op_type for n in onnx.load(io.BytesIO(logits)).graph.node}
+    assert "Sigmoid" not in {n.op_type for n in onnx.load(io.BytesIO(probabilities)).graph.node}
+    assert client.get("/losses/focal/onnx?gamma=2").status_code == 422
+    assert client.get("/losses/focal/onnx?from_logits=perhaps").status_code == 422
