@@ -89,8 +89,13 @@ def bind_shapes(inputs: tuple[Input, ...], arrays: Mapping[str, np.ndarray]) -> 
 
 
 def _shape_error(spec_input: Input, shape: tuple[int, ...], bound: Mapping[str, Any]) -> ProblemError:
-    expected = ", ".join(f"{d}={bound[d]}" if d in bound and d != "..." else d for d in spec_input.shape)
-    return invalid(spec_input.name, f"expected shape ({expected}), got {list(shape)}")
+    parts: list[str] = []
+    for dim in spec_input.shape:
+        if dim == "..." and dim in bound:
+            parts += [str(size) for size in bound[dim]]
+        else:
+            parts.append(f"{dim}={bound[dim]}" if dim in bound else dim)
+    return invalid(spec_input.name, f"expected shape ({', '.join(parts)}), got {list(shape)}")
 
 
 def graph_shape(spec_input: Input, shape: tuple[int, ...]) -> tuple[int, ...]:
