@@ -11,7 +11,7 @@ import onnx
 import onnxscript.optimizer
 from onnx import TensorProto, helper
 
-from kernels.reduction import reduce_loss, reduce_loss_mass, scale_gradient
+from kernels.reduction import reduce_loss, reduce_loss_mass
 from kernels.spec import KernelFunction, LossSpec, Params, Variant
 
 Dtype = Literal["float32", "float64"]
@@ -121,11 +121,15 @@ def build_model(spec: LossSpec, key: GraphKey) -> onnx.ModelProto:
     if key.gradients:
         dims = {i.name: i.dims for i in inputs}
         for name in spec.differentiable:
-            nodes.append(
-                helper.make_node(
-                    scale_gradient.name, [f"element_grad_{name}", "coef"], [f"grad_{name}"], domain="lossd"
-                )
+            # coef is (N,): give it the gradient's rank so it broadcasts along axis 0.
+            axes = helper.make_tensor(
+                f"axes_{name}", TensorProto.INT64, [len(dims[name]) - 1], list(range(1, len(dims[name])))
             )
+            nodes += [
+                helper.make_node("Constant", [], [f"axes_{name}"], value=axes),
+                helper.make_node("Unsqueeze", ["coef", f"axes_{name}"], [f"coef_{name}"]),
+                helper.make_node("Mul", [f"element_grad_{name}", f"coef_{name}"], [f"grad_{name}"]),
+            ]
             outputs.append(_value_info(f"grad_{name}", elem_type, dims[name]))
 
     graph_inputs = [_value_info(i.name, i.elem_type, i.dims) for i in inputs]
@@ -133,7 +137,7 @@ def build_model(spec: LossSpec, key: GraphKey) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, key.stem, graph_inputs, outputs)
     model = helper.make_model(
         graph,
-        functions=_functions(function, reduce, scale_gradient),
+        functions=_functions(function, reduce),
         opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("lossd", 1)],
         producer_name="lossd",
         doc_string=f"lossd kernel {key.stem}",

@@ -81,9 +81,9 @@ class LossSpec:
     ``kernel`` is called with the structural params (those that change the graph's
     structure, named by its signature) and returns an onnxscript function. The
     function's own parameters name what it consumes: the loss's inputs and the
-    non-structural params, which are fed as graph inputs. It returns the element
-    losses ``E`` (shape ``(N, ...)``; class-wise losses already summed over the class
-    axis), then ``dE/d<input>`` for each differentiable input, then, when ``mass`` is
+    non-structural params, which are fed as graph inputs. Inputs arrive with their "..."
+    axes collapsed into one. It returns the element losses ``E`` of shape ``(N, R)``
+    (class-wise losses already summed over the class axis), then ``dE/d<input>`` for each differentiable input, then, when ``mass`` is
     true, the per-element weight ``M`` that a ``mean`` divides by (PyTorch's weighted
     mean for class weights and ignored labels).
     """

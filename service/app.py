@@ -13,6 +13,7 @@ from pydantic.json_schema import models_json_schema
 from kernels import REGISTRY
 from kernels.runtime import Runtime
 from service import __version__, errors
+from service.fastpath import ComputeFastPath
 from service.routes import compute, health, registry
 from service.schemas import request_model
 from service.settings import Settings
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(registry.router)
     app.include_router(compute.router)
+    app.add_middleware(ComputeFastPath)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,11 @@ def first_bad_index(array: np.ndarray, bad: np.ndarray) -> list[int]:
 
 
 def check_finite(field: str, array: np.ndarray) -> None:
+    # One reduction without a temporary: any NaN or inf makes the sum non-finite (an
+    # overflowing sum of finite values only sends us to the exact check below).
+    with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(np.add.reduce(array, axis=None)):
+            return
     finite = np.isfinite(array)
     if not finite.all():
         index = first_bad_index(array, ~finite)
@@ -45,7 +51,9 @@ def check_finite(field: str, array: np.ndarray) -> None:
 
 
 def check_range(field: str, array: np.ndarray, low: float, high: float, what: str) -> None:
-    if array.min() < low or array.max() > high:
+    """Values in [low, high]; NaN fails the comparison, so this also checks finiteness."""
+    if not (array.min() >= low and array.max() <= high):
+        check_finite(field, array)
         index = first_bad_index(array, (array < low) | (array > high))
         raise invalid(field, f"{what} must lie in [{low}, {high}]; got {array[tuple(index)].item()!r} at index {index}")
 
@@ -105,7 +113,7 @@ def graph_shape(spec_input: Input, shape: tuple[int, ...]) -> tuple[int, ...]:
         return shape
     before = spec_input.shape.index("...")
     after = len(spec_input.shape) - before - 1
-    middle = int(np.prod(shape[before : len(shape) - after], dtype=np.int64))
+    middle = math.prod(shape[before : len(shape) - after])
     return (*shape[:before], middle, *shape[len(shape) - after :])
 
 
@@ -143,9 +151,10 @@ def decode_inputs(
             classes = bound.get("C")
             arrays[name] = to_labels(name, array, int(classes) if isinstance(classes, int) else 2**62, ignore_index)
             continue
-        check_finite(name, array)
         if spec_input.kind == "probability" or (spec_input.kind == "score" and not from_logits):
             check_range(name, array, 0.0, 1.0, "probabilities" if spec_input.kind == "score" else "values")
+        else:
+            check_finite(name, array)
     shapes = {name: array.shape for name, array in arrays.items()}
     flat = {s.name: arrays[s.name].reshape(graph_shape(s, arrays[s.name].shape)) for s in spec.inputs}
     count = bound["N"]
@@ -160,7 +169,7 @@ def decode_weights(value: Any, count: int, dtype: type[np.floating[Any]], mean: 
     if weights.shape != (count,):
         raise invalid("weights", f"expected shape (N={count},): one weight per sample, got {list(weights.shape)}")
     check_finite("weights", weights)
-    check_range("weights", weights, 0.0, float("inf"), "weights")
+    check_range("weights", weights, 0.0, math.inf, "weights")
     if mean and not weights.sum() > 0:
         raise invalid("weights", "must have a positive sum for reduction 'mean'")
     return weights

@@ -30,17 +30,20 @@ class ProblemError(Exception):
         super().__init__(detail)
         self.status, self.title, self.detail, self.field, self.extra = status, title, detail, field, extra
 
-    def response(self) -> Response:
-        body: dict[str, Any] = {
+    def body(self) -> bytes:
+        problem: dict[str, Any] = {
             "type": "about:blank",
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
         }
         if self.field is not None:
-            body["field"] = self.field
-        body.update(self.extra)
-        return Response(orjson.dumps(body), status_code=self.status, media_type=PROBLEM_JSON)
+            problem["field"] = self.field
+        problem.update(self.extra)
+        return orjson.dumps(problem)
+
+    def response(self) -> Response:
+        return Response(self.body(), status_code=self.status, media_type=PROBLEM_JSON)
 
 
 def invalid(field: str, detail: str) -> ProblemError:

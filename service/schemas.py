@@ -44,7 +44,7 @@ def request_model(spec: LossSpec) -> type[BaseModel]:
     fields["reduction"] = (Reduction, Field("mean", description="mean: weighted mean; sum; none: per-sample."))
     fields["outputs"] = (
         list[Output],
-        Field(["loss"], description="What to return: loss, per_sample, gradients."),
+        Field(default_factory=lambda: ["loss"], description="What to return: loss, per_sample, gradients."),
     )
     fields["dtype"] = (DtypeName, Field("float32", description="Precision the kernel runs in."))
     model: type[BaseModel] = create_model(

@@ -72,3 +72,23 @@ def test_unknown_route_is_a_problem(client: TestClient) -> None:
     response = client.get("/nope")
     assert response.status_code == 404
     assert response.json()["title"] == "Not Found"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+def test_wrong_content_type_is_415(client: TestClient, content_type: str) -> None:
+    response = client.post(
+        "/loss/mse", content=b'{"predictions": [[1]], "targets": [[1]]}', headers={"Content-Type": content_type}
+    )
+    assert response.status_code == 415
+    assert response.json()["field"] == "content-type"
+    assert "application/json" in response.json()["detail"]
+
+
+def test_json_with_charset_is_accepted(client: TestClient) -> None:
+    response = client.post(
+        "/loss/mse",
+        content=b'{"predictions": [[1]], "targets": [[1]]}',
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+    assert response.status_code == 200
+    assert response.json()["loss"] == 0

@@ -55,8 +55,8 @@ def test_readme_examples_give_the_documented_output(tmp_path: Path) -> None:
             if kind == "text":
                 assert result.stdout.strip() == documented.strip(), command
             else:
-                parse = {"parse_float": Decimal, "parse_int": Decimal}
                 try:
-                    matches(json.loads(documented, **parse), json.loads(result.stdout), "$")
+                    expected = json.loads(documented, parse_float=Decimal, parse_int=Decimal)
+                    matches(expected, json.loads(result.stdout), "$")
                 except AssertionError as exc:
                     pytest.fail(f"README example drifted: {exc}\n{command}\ngot: {result.stdout}")
