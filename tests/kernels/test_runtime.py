@@ -29,7 +29,10 @@ def test_cuda_that_cannot_start_fails_at_start(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr("onnxruntime.get_available_providers", lambda: [CUDA, CPU])
     first = next(all_keys(REGISTRY))
     monkeypatch.setattr("kernels.runtime.all_keys", lambda specs: iter([first]))
-    with pytest.raises(ProviderUnavailable, match="could not start CUDA"):
+    with (
+        pytest.raises(ProviderUnavailable, match="could not start CUDA"),
+        pytest.warns(UserWarning, match="not in available provider"),
+    ):
         Runtime(REGISTRY, provider="cuda")
 
 
