@@ -23,21 +23,35 @@ class BinaryCrossEntropyParams(Params):
 
 
 @script(LOSSD, default_opset=op)
+def by_class(x, pos_weight):  # type: ignore[no-untyped-def]
+    """x (N, R) as (N, R/K, K), K = len(pos_weight): the graph collapses the "..." axes into
+    one, so a per-class pos_weight must be lined up with the original last axis again."""
+    return op.Reshape(
+        x, op.Concat(op.Shape(x, start=0, end=1), op.Constant(value_ints=[-1]), op.Shape(pos_weight), axis=0)
+    )
+
+
+@script(LOSSD, default_opset=op)
 def bce_logits(predictions, targets, pos_weight, label_smoothing):  # type: ignore[no-untyped-def]
-    y = targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    x = by_class(predictions, pos_weight)
+    y = by_class(targets, pos_weight) * (1.0 - label_smoothing) + 0.5 * label_smoothing
     positive = 1.0 + (pos_weight - 1.0) * y
     # -[pw y log s(x) + (1-y) log s(-x)], with -log s(x) = softplus(-x).
-    elements = (1.0 - y) * predictions + positive * softplus(op.Neg(predictions))
-    return elements, (1.0 - y) - positive * op.Sigmoid(op.Neg(predictions))
+    elements = (1.0 - y) * x + positive * softplus(op.Neg(x))
+    gradient = (1.0 - y) - positive * op.Sigmoid(op.Neg(x))
+    shape = op.Shape(predictions)
+    return op.Reshape(elements, shape), op.Reshape(gradient, shape)
 
 
 @script(LOSSD, default_opset=op)
 def bce_probabilities(predictions, targets, pos_weight, label_smoothing, eps):  # type: ignore[no-untyped-def]
-    y = targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    p, inside = clip_mask(predictions, eps)
+    y = by_class(targets, pos_weight) * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    p, inside = clip_mask(by_class(predictions, pos_weight), eps)
     q = 1.0 - p
     elements = op.Neg(pos_weight * y * op.Log(p) + (1.0 - y) * op.Log(q))
-    return elements, inside * ((1.0 - y) / q - pos_weight * y / p)
+    gradient = inside * ((1.0 - y) / q - pos_weight * y / p)
+    shape = op.Shape(predictions)
+    return op.Reshape(elements, shape), op.Reshape(gradient, shape)
 
 
 @loss(

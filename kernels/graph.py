@@ -75,6 +75,10 @@ def kernel_inputs(spec: LossSpec, function: KernelFunction, dtype: Dtype) -> lis
             result.append(GraphInput(name, kind, graph_dims(spec_input.shape)))
         elif name in spec.params.model_fields:
             result.append(_param_input(spec.params, name, elem_type))
+        elif name == WEIGHTS:
+            result.append(GraphInput(WEIGHTS, elem_type, ("N",)))
+        elif name == MEAN:
+            result.append(GraphInput(MEAN, TensorProto.BOOL, ()))
         else:
             raise ValueError(f"{spec.name}: kernel input {name!r} is neither an input nor a param")
     return result
@@ -93,6 +97,29 @@ def _functions(*roots: KernelFunction) -> list[onnx.FunctionProto]:
     return list(found.values())
 
 
+def _reduction_nodes(spec: LossSpec) -> tuple[list[onnx.NodeProto], list[str], KernelFunction]:
+    """The shared reduction after the kernel, and the names the kernel's outputs take."""
+    elements, mass = "elements", "mass"
+    kernel_outputs = [elements, *(f"element_grad_{n}" for n in spec.differentiable)]
+    kernel_outputs += [mass] if spec.mass else []
+    reduce = reduce_loss_mass if spec.mass else reduce_loss
+    reduce_args = [elements, mass] if spec.mass else [elements]
+    node = helper.make_node(reduce.name, [*reduce_args, WEIGHTS, MEAN], ["loss", "per_sample", "coef"], domain="lossd")
+    return [node], kernel_outputs, reduce
+
+
+def _scale_gradient(name: str, rank: int) -> list[onnx.NodeProto]:
+    """grad = element gradient x coef, coef (N,) given the gradient's rank."""
+    if rank == 1:
+        return [helper.make_node("Mul", [f"element_grad_{name}", "coef"], [f"grad_{name}"])]
+    axes = helper.make_tensor(f"axes_{name}", TensorProto.INT64, [rank - 1], list(range(1, rank)))
+    return [
+        helper.make_node("Constant", [], [f"axes_{name}"], value=axes),
+        helper.make_node("Unsqueeze", ["coef", f"axes_{name}"], [f"coef_{name}"]),
+        helper.make_node("Mul", [f"element_grad_{name}", f"coef_{name}"], [f"grad_{name}"]),
+    ]
+
+
 def build_model(spec: LossSpec, key: GraphKey) -> onnx.ModelProto:
     """The ONNX model for one graph key: inputs, weights and ``mean`` in; ``loss``,
     ``per_sample`` and ``grad_<input>`` out. Checked, shape-inferred and inlined."""
@@ -100,44 +127,34 @@ def build_model(spec: LossSpec, key: GraphKey) -> onnx.ModelProto:
     elem_type = ELEMENT_TYPE[key.dtype]
     inputs = kernel_inputs(spec, function, key.dtype)
     fn_proto = function.to_function_proto()
-    n_grads = len(spec.differentiable)
-    expected_outputs = 1 + n_grads + int(spec.mass)
-    if len(fn_proto.output) != expected_outputs:
-        raise ValueError(f"{spec.name}: kernel returns {len(fn_proto.output)} values, expected {expected_outputs}")
+    self_reducing = WEIGHTS in {i.name for i in inputs}
+    grads = [f"grad_{n}" for n in spec.differentiable]
+    reduction: list[onnx.NodeProto] = []
+    if self_reducing:
+        kernel_outputs, functions = ["loss", "per_sample", *grads], [function]
+    else:
+        reduction, kernel_outputs, reduce = _reduction_nodes(spec)
+        functions = [function, reduce]
+    if len(fn_proto.output) != len(kernel_outputs):
+        raise ValueError(f"{spec.name}: kernel returns {len(fn_proto.output)} values, expected {len(kernel_outputs)}")
 
-    elements, mass = "elements", "mass"
-    kernel_outputs = [elements, *(f"element_grad_{n}" for n in spec.differentiable)]
-    kernel_outputs += [mass] if spec.mass else []
-    reduce = reduce_loss_mass if spec.mass else reduce_loss
-    reduce_args = [elements, mass] if spec.mass else [elements]
-    nodes = [
-        helper.make_node(fn_proto.name, [i.name for i in inputs], kernel_outputs, domain=fn_proto.domain),
-        helper.make_node(reduce.name, [*reduce_args, WEIGHTS, MEAN], ["loss", "per_sample", "coef"], domain="lossd"),
-    ]
-    outputs = [
-        _value_info("loss", elem_type, ()),
-        _value_info("per_sample", elem_type, ("N",)),
-    ]
+    kernel_node = helper.make_node(fn_proto.name, [i.name for i in inputs], kernel_outputs, domain=fn_proto.domain)
+    nodes = [kernel_node, *reduction]
+    batch = "batch" if spec.batch_level else "N"
+    outputs = [_value_info("loss", elem_type, ()), _value_info("per_sample", elem_type, (batch,))]
+    dims = {i.name: i.dims for i in inputs}
     if key.gradients:
-        dims = {i.name: i.dims for i in inputs}
         for name in spec.differentiable:
-            # coef is (N,): give it the gradient's rank so it broadcasts along axis 0.
-            axes = helper.make_tensor(
-                f"axes_{name}", TensorProto.INT64, [len(dims[name]) - 1], list(range(1, len(dims[name])))
-            )
-            nodes += [
-                helper.make_node("Constant", [], [f"axes_{name}"], value=axes),
-                helper.make_node("Unsqueeze", ["coef", f"axes_{name}"], [f"coef_{name}"]),
-                helper.make_node("Mul", [f"element_grad_{name}", f"coef_{name}"], [f"grad_{name}"]),
-            ]
+            if not self_reducing:
+                nodes += _scale_gradient(name, len(dims[name]))
             outputs.append(_value_info(f"grad_{name}", elem_type, dims[name]))
 
-    graph_inputs = [_value_info(i.name, i.elem_type, i.dims) for i in inputs]
-    graph_inputs += [_value_info(WEIGHTS, elem_type, ("N",)), _value_info(MEAN, TensorProto.BOOL, ())]
+    graph_inputs = [_value_info(i.name, i.elem_type, i.dims) for i in inputs if i.name not in (WEIGHTS, MEAN)]
+    graph_inputs += [_value_info(WEIGHTS, elem_type, (batch,)), _value_info(MEAN, TensorProto.BOOL, ())]
     graph = helper.make_graph(nodes, key.stem, graph_inputs, outputs)
     model = helper.make_model(
         graph,
-        functions=_functions(function, reduce),
+        functions=_functions(*functions),
         opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("lossd", 1)],
         producer_name="lossd",
         doc_string=f"lossd kernel {key.stem}",

@@ -133,8 +133,9 @@ def huber():  # type: ignore[no-untyped-def]
 @script(LOSSD, default_opset=op)
 def log_cosh_kernel(predictions, targets):  # type: ignore[no-untyped-def]
     d = predictions - targets
-    # log(cosh(d)) = d + softplus(-2d) - log 2, which cannot overflow.
-    return d + softplus(-2.0 * d) - 0.6931471805599453, op.Tanh(d)
+    # log(cosh(d)) = d + softplus(-2d) - log 2, which cannot overflow. log 2 is computed in
+    # the graph's dtype: a literal would be a float32 constant (1.9e-9 off in float64).
+    return d + softplus(-2.0 * d) - op.Log(op.CastLike(2.0, d)), op.Tanh(d)
 
 
 @loss(

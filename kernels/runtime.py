@@ -72,6 +72,8 @@ class Kernel:
     input_names: tuple[str, ...]
     param_names: tuple[str, ...]
     int_params: frozenset[str]
+    vector_params: frozenset[str] = frozenset()
+    """Params the graph takes as a 1-D tensor (a number or a per-class list, e.g. pos_weight)."""
 
 
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
@@ -120,7 +122,8 @@ class Runtime:
         names = tuple(i.name for i in session.get_inputs())
         param_names = tuple(n for n in names if n in spec.params.model_fields)
         int_params = frozenset(n for n in param_names if spec.params.model_fields[n].annotation is int)
-        return Kernel(key, session, names, param_names, int_params)
+        vectors = frozenset(i.name for i in session.get_inputs() if i.name in param_names and len(i.shape) == 1)
+        return Kernel(key, session, names, param_names, int_params, vectors)
 
     def kernel(self, spec: LossSpec, params: Params, dtype: str, gradients: bool) -> Kernel:
         return self._kernels[GraphKey(spec.name, spec.variant(params), dtype, gradients)]  # type: ignore[arg-type]
@@ -138,7 +141,8 @@ class Runtime:
         dtype = NUMPY_DTYPE[kernel.key.dtype]
         feed: dict[str, Any] = dict(arrays)
         for name in kernel.param_names:
-            feed[name] = param_feed(getattr(params, name), name in kernel.int_params, dtype)
+            value = param_feed(getattr(params, name), name in kernel.int_params, dtype)
+            feed[name] = value.reshape(-1) if name in kernel.vector_params else value
         feed[WEIGHTS] = weights
         feed[MEAN] = np.array(mean)
         result: list[np.ndarray] = kernel.session.run(outputs, feed)

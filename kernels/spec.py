@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,9 +20,10 @@ Task = Literal[
     "segmentation",
     "generative",
 ]
-InputKind = Literal["real", "probability", "score", "label"]
+InputKind = Literal["real", "probability", "score", "label", "count"]
 """real: any finite float; probability: in [0, 1]; score: probability unless the
-``from_logits`` param is true; label: integer class index (or ``ignore_index``)."""
+``from_logits`` param is true; label: integer class index in [0, C) (or ``ignore_index``);
+count: integer in [0, size of the symbol named by ``Input.bound``]."""
 
 
 class Params(BaseModel):
@@ -42,6 +44,17 @@ class Input:
     kind: InputKind
     description: str
     differentiable: bool = False
+    allowed: tuple[float, ...] | None = None
+    """The only values allowed (e.g. labels -1 and 1)."""
+    bound: str | None = None
+    """For ``count`` inputs: the shape symbol whose size bounds the values (e.g. "T")."""
+    accepts_labels: bool = False
+    """A distribution over the last axis that may also be sent as integer labels (one
+    axis fewer); the service expands them to one-hot."""
+
+    @property
+    def integer(self) -> bool:
+        return self.kind in ("label", "count")
 
 
 class Properties(BaseModel):
@@ -83,9 +96,10 @@ class LossSpec:
     function's own parameters name what it consumes: the loss's inputs and the
     non-structural params, which are fed as graph inputs. Inputs arrive with their "..."
     axes collapsed into one. It returns the element losses ``E`` of shape ``(N, R)``
-    (class-wise losses already summed over the class axis), then ``dE/d<input>`` for each differentiable input, then, when ``mass`` is
-    true, the per-element weight ``M`` that a ``mean`` divides by (PyTorch's weighted
-    mean for class weights and ignored labels).
+    (class-wise losses already summed over the class axis), then ``dE/d<input>`` for
+    each differentiable input, then, when ``mass`` is true, the per-element weight ``M``
+    that a ``mean`` divides by (PyTorch's weighted mean for class weights and ignored
+    labels).
     """
 
     name: str
@@ -98,6 +112,10 @@ class LossSpec:
     structural: tuple[str, ...]
     aliases: tuple[str, ...] = ()
     mass: bool = False
+    batch_level: bool = False
+    """The loss is one value for the whole batch (its inputs may have different
+    lengths, e.g. N real and M fake scores): no sample weights, ``per_sample`` is
+    ``[loss]`` and the kernel returns elements of shape ``(1, 1)``."""
     variants: tuple[Variant, ...] = field(default=())
 
     @property
@@ -105,27 +123,29 @@ class LossSpec:
         return tuple(i.name for i in self.inputs if i.differentiable)
 
     def variant(self, params: Params) -> Variant:
-        return tuple((name, structural_key(getattr(params, name))) for name in self.structural)
+        return tuple((name, structural_key(self.params, name, getattr(params, name))) for name in self.structural)
 
     def function(self, variant: Variant) -> KernelFunction:
         return self.kernel(**dict(variant))
 
 
-def structural_key(value: Any) -> Any:
-    """Booleans and choices select a graph as they are; any other param by presence."""
-    if isinstance(value, bool | str):
-        return value
-    return value is not None
-
-
-def _variant_domain(params: type[Params], name: str) -> tuple[Any, ...]:
+def _choices(params: type[Params], name: str) -> tuple[Any, ...] | None:
+    """The values of a bool or Literal param; None for any other type."""
     annotation = params.model_fields[name].annotation
     if annotation is bool:
         return (False, True)
-    args = getattr(annotation, "__args__", ())
-    if args and all(isinstance(a, str) for a in args):  # Literal["a", "b"]
-        return tuple(args)
-    return (False, True)  # optional: absent or present
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    return None
+
+
+def structural_key(params: type[Params], name: str, value: Any) -> Any:
+    """Booleans and choices select a graph by value; any other param by presence."""
+    return value if _choices(params, name) is not None else value is not None
+
+
+def _variant_domain(params: type[Params], name: str) -> tuple[Any, ...]:
+    return _choices(params, name) or (False, True)
 
 
 def _all_variants(params: type[Params], structural: tuple[str, ...]) -> tuple[Variant, ...]:
@@ -180,6 +200,7 @@ def loss(
     params: type[Params] = NoParams,
     aliases: tuple[str, ...] = (),
     mass: bool = False,
+    batch_level: bool = False,
 ) -> Callable[[KernelFactory], LossSpec]:
     """Register a loss; decorates the factory that picks its onnxscript kernel."""
 
@@ -200,6 +221,7 @@ def loss(
                 structural=structural,
                 aliases=aliases,
                 mass=mass,
+                batch_level=batch_level,
                 variants=_all_variants(params, structural),
             )
         )

@@ -58,20 +58,36 @@ def check_range(field: str, array: np.ndarray, low: float, high: float, what: st
         raise invalid(field, f"{what} must lie in [{low}, {high}]; got {array[tuple(index)].item()!r} at index {index}")
 
 
-def to_labels(field: str, array: np.ndarray, classes: int, ignore_index: int | None) -> np.ndarray:
+def to_integers(field: str, array: np.ndarray, high: int, what: str, ignore_index: int | None = None) -> np.ndarray:
+    """Integers in [0, high] (or equal to ``ignore_index``), as int64."""
     check_finite(field, array)
-    labels = array.astype(np.int64)
-    if not np.array_equal(labels, array):
-        index = first_bad_index(array, labels != array)
-        raise invalid(field, f"class labels must be integers; got {array[tuple(index)].item()!r} at index {index}")
-    bad = (labels < 0) | (labels >= classes)
+    integers = array.astype(np.int64)
+    if not np.array_equal(integers, array):
+        index = first_bad_index(array, integers != array)
+        raise invalid(field, f"{what}s must be integers; got {array[tuple(index)].item()!r} at index {index}")
+    bad = (integers < 0) | (integers > high)
     if ignore_index is not None:
-        bad &= labels != ignore_index
+        bad &= integers != ignore_index
     if bad.any():
-        index = first_bad_index(labels, bad)
-        allowed = f"[0, {classes - 1}]" + (f" or ignore_index {ignore_index}" if ignore_index is not None else "")
-        raise invalid(field, f"label {labels[tuple(index)].item()} at index {index} is outside {allowed}")
-    return labels
+        index = first_bad_index(integers, bad)
+        allowed = f"[0, {high}]" + (f" or ignore_index {ignore_index}" if ignore_index is not None else "")
+        raise invalid(field, f"{what} {integers[tuple(index)].item()} at index {index} is outside {allowed}")
+    return integers
+
+
+def check_allowed(field: str, array: np.ndarray, allowed: tuple[float, ...]) -> None:
+    ok = np.isin(array, allowed)
+    if not ok.all():
+        index = first_bad_index(array, ~ok)
+        values = ", ".join(f"{v:g}" for v in allowed)
+        raise invalid(field, f"values must be one of {values}; got {array[tuple(index)].item()!r} at index {index}")
+
+
+def one_hot(field: str, labels: np.ndarray, classes: int, dtype: type[np.floating[Any]]) -> np.ndarray:
+    """Integer labels as one-hot rows over ``classes`` (the last axis)."""
+    checked = to_integers(field, labels, classes - 1, "label")
+    expanded: np.ndarray = np.eye(classes, dtype=dtype)[checked]
+    return expanded
 
 
 def bind_shapes(inputs: tuple[Input, ...], arrays: Mapping[str, np.ndarray]) -> dict[str, int | tuple[int, ...]]:
@@ -132,7 +148,7 @@ def decode_inputs(
     arrays: dict[str, np.ndarray] = {}
     total = 0
     for spec_input in spec.inputs:
-        array = to_array(spec_input.name, values[spec_input.name], np.int64 if spec_input.kind == "label" else dtype)
+        array = to_array(spec_input.name, values[spec_input.name], np.int64 if spec_input.integer else dtype)
         total += array.size
         if total > max_elements:
             raise ProblemError(
@@ -141,23 +157,34 @@ def decode_inputs(
                 f"the request carries more than LOSSD_MAX_ELEMENTS = {max_elements} array elements",
                 field=spec_input.name,
             )
+        if spec_input.accepts_labels:
+            first = arrays[spec.inputs[0].name]
+            if array.shape == first.shape[:-1]:
+                array = one_hot(spec_input.name, array, first.shape[-1], dtype)
         arrays[spec_input.name] = array
     bound = bind_shapes(spec.inputs, arrays)
     from_logits = bool(getattr(params, "from_logits", False))
-    ignore_index = getattr(params, "ignore_index", None)
     for spec_input in spec.inputs:
-        name, array = spec_input.name, arrays[spec_input.name]
+        name = spec_input.name
+        array = arrays[name]
         if spec_input.kind == "label":
             classes = bound.get("C")
-            arrays[name] = to_labels(name, array, int(classes) if isinstance(classes, int) else 2**62, ignore_index)
-            continue
-        if spec_input.kind == "probability" or (spec_input.kind == "score" and not from_logits):
+            high = classes - 1 if isinstance(classes, int) else 2**62
+            arrays[name] = to_integers(name, array, high, "label", getattr(params, "ignore_index", None))
+        elif spec_input.kind == "count":
+            assert spec_input.bound is not None, f"{spec.name}.{name}: a count input needs a bound"
+            limit = bound[spec_input.bound]
+            assert isinstance(limit, int)
+            arrays[name] = to_integers(name, array, limit, f"value (at most {spec_input.bound}={limit})")
+        elif spec_input.kind == "probability" or (spec_input.kind == "score" and not from_logits):
             check_range(name, array, 0.0, 1.0, "probabilities" if spec_input.kind == "score" else "values")
         else:
             check_finite(name, array)
+        if spec_input.allowed is not None:
+            check_allowed(name, array, spec_input.allowed)
     shapes = {name: array.shape for name, array in arrays.items()}
     flat = {s.name: arrays[s.name].reshape(graph_shape(s, arrays[s.name].shape)) for s in spec.inputs}
-    count = bound["N"]
+    count = 1 if spec.batch_level else bound["N"]
     assert isinstance(count, int)
     return Batch(flat, shapes, count)
 

@@ -44,6 +44,8 @@ def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) ->
     weights_value = request.weights  # type: ignore[attr-defined]
     if reduction == "none" and weights_value is not None:
         raise invalid("weights", "sample weights apply to reductions 'mean' and 'sum', not 'none'")
+    if spec.batch_level and weights_value is not None:
+        raise invalid("weights", f"{spec.name} is one value for the whole batch: it takes no sample weights")
 
     batch = decode_inputs(spec, params, data_of(request, spec), dtype, max_elements)
     mean = reduction == "mean"

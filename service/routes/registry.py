@@ -71,7 +71,7 @@ async def get_onnx(request: Request, name: str, dtype: DtypeName = "float32", gr
             parsed = TypeAdapter[Any](annotation).validate_python(value)
         except ValidationError as exc:
             raise from_validation_error([{**e, "loc": (key,)} for e in exc.errors()]) from None
-        chosen[key] = structural_key(parsed)
+        chosen[key] = structural_key(spec.params, key, parsed)
     graph = GraphKey(spec.name, tuple(chosen.items()), dtype, gradients)
     return Response(
         request.app.state.runtime.model_bytes(graph),
