@@ -74,7 +74,7 @@ def focal_probabilities(predictions, targets, alpha, gamma, label_smoothing, eps
     properties=Properties(
         robust_to_outliers=False,
         smooth_gradient=False,
-        convex=False,
+        convex=True,
         differentiable=True,
         bounded_below=True,
         probabilistic_interpretation=None,
@@ -82,8 +82,9 @@ def focal_probabilities(predictions, targets, alpha, gamma, label_smoothing, eps
     card=Card(
         title="Sigmoid focal loss",
         summary="Binary cross-entropy scaled by (1 - p_t)^gamma, so well-classified examples contribute little "
-        "and training focuses on hard ones; alpha balances positives against negatives. Not convex for "
-        "gamma > 0. Computed from logits with stable softplus and sigmoid forms.",
+        "and training focuses on hard ones; alpha balances positives against negatives. Convex in "
+        "the predicted probability (the default form; tables often call focal loss non-convex) but not in the "
+        "logit for gamma > 0, unlike binary cross-entropy. Logits use stable softplus and sigmoid forms.",
         formula=r"\ell = -\alpha_t (1 - p_t)^\gamma \log p_t,\quad p_t = p y + (1-p)(1-y),\ "
         r"\alpha_t = \alpha y + (1-\alpha)(1-y)",
         use_cases=("Dense object detection with extreme foreground/background imbalance", "Rare-event classification"),

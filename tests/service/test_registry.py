@@ -59,7 +59,8 @@ def test_every_card_is_complete(client: TestClient) -> None:
         ("task=regression", {"mse", "mae", "huber", "log_cosh"}),
         ("task=regression&robust_to_outliers=true", {"mae", "huber", "log_cosh"}),
         ("differentiable=false", {"mae"}),
-        ("task=imbalance&convex=true", set()),
+        ("task=imbalance&convex=true", {"focal"}),
+        ("task=classification&convex=false", set()),
     ],
 )
 def test_filters(client: TestClient, query: str, expected: set[str]) -> None:

@@ -1,0 +1,177 @@
+"""Every boolean claim of every loss card, checked against the kernel in both directions.
+
+A card's ``true`` must survive the search for a counterexample (tests/kernels/properties.py gives the
+definitions); its ``false`` must be backed by one, so a card can neither over- nor under-claim. Losses
+come from ``kernels.REGISTRY`` and properties from ``kernels.spec.Properties``: a new loss without an
+input domain, or a new claim without a checker, fails here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from kernels import REGISTRY
+from kernels.spec import LossSpec, Properties
+from tests.kernels.properties import (
+    LOSS_DOMAINS,
+    PROPERTY_CHECKS,
+    BinaryProbability,
+    Domain,
+    Evaluator,
+    Floats,
+    Line,
+    Real,
+    Simplex,
+    domain_of,
+    kernel_evaluator,
+)
+
+LOSSES = list(REGISTRY)
+UNCHECKED_FIELDS = {"probabilistic_interpretation"}
+"""Free text, not a checkable claim."""
+
+
+def _name(spec: LossSpec) -> str:
+    return spec.name
+
+
+@pytest.mark.parametrize("prop", sorted(PROPERTY_CHECKS))
+@pytest.mark.parametrize("spec", LOSSES, ids=_name)
+def test_card_property_matches_kernel(spec: LossSpec, prop: str) -> None:
+    claim = getattr(spec.properties, prop)
+    check = PROPERTY_CHECKS[prop]
+    counterexample = check.counterexample(kernel_evaluator(spec), domain_of(spec))
+    if claim:
+        assert counterexample is None, (
+            f"{spec.name}'s card claims {prop}, but the kernel (default params) has a counterexample: {counterexample}"
+        )
+    else:
+        assert counterexample is not None, (
+            f"{spec.name}'s card says it is not {prop}, but no counterexample was found on its default form; "
+            f"definition: {check.definition}"
+        )
+
+
+def test_every_card_claim_has_a_checker() -> None:
+    fields = set(Properties.model_fields)
+    boolean = {name for name, field in Properties.model_fields.items() if field.annotation is bool}
+    assert boolean - set(PROPERTY_CHECKS) == set(), "boolean card properties without a checker in PROPERTY_CHECKS"
+    assert set(PROPERTY_CHECKS) - boolean == set(), "PROPERTY_CHECKS names fields that Properties lacks"
+    assert fields - boolean == UNCHECKED_FIELDS, "a non-boolean card property that no test checks"
+
+
+@pytest.mark.parametrize("spec", LOSSES, ids=_name)
+def test_every_loss_has_an_input_domain(spec: LossSpec) -> None:
+    assert spec.name in LOSS_DOMAINS, (
+        f"loss {spec.name!r} has no entry in LOSS_DOMAINS (tests/kernels/properties.py): its card's properties "
+        "are unchecked"
+    )
+    assert LOSS_DOMAINS[spec.name].mismatch(spec) is None
+
+
+def test_no_domain_for_an_unknown_loss() -> None:
+    assert set(LOSS_DOMAINS) <= {spec.name for spec in LOSSES}
+
+
+# --- the checkers themselves, on losses with known answers -----------------------------------------
+
+Elementwise = Callable[[Floats, Floats], tuple[Floats, Floats]]
+
+
+def _numpy_loss(f: Elementwise) -> Evaluator:
+    """A numpy loss of (predictions, targets) with its gradient, summed over each sample's elements."""
+
+    def run(predictions: Floats, targets: object) -> tuple[Floats, Floats]:
+        values, grads = f(predictions, np.asarray(targets, np.float64))
+        return values.reshape(len(predictions), -1).sum(axis=1), grads
+
+    return run
+
+
+def _of_residual(f: Callable[[Floats], tuple[Floats, Floats]]) -> Evaluator:
+    return _numpy_loss(lambda p, y: f(p - y))
+
+
+def _brier(p: Floats, y: Floats) -> tuple[Floats, Floats]:
+    return (p - y) ** 2, 2 * (p - y)
+
+
+def _neg_brier(p: Floats, y: Floats) -> tuple[Floats, Floats]:
+    return -((p - y) ** 2), -2 * (p - y)
+
+
+def _log_loss(p: Floats, y: Floats) -> tuple[Floats, Floats]:
+    """Binary cross-entropy on probabilities clipped to [1e-7, 1 - 1e-7], as the kernel computes it."""
+    q = np.clip(p, 1e-7, 1 - 1e-7)
+    inside = q == p
+    return -(y * np.log(q) + (1 - y) * np.log1p(-q)), inside * ((1 - y) / (1 - q) - y / q)
+
+
+ALL = dict.fromkeys(PROPERTY_CHECKS, True)
+KNOWN: dict[str, tuple[Domain, Evaluator, dict[str, bool]]] = {
+    "-|d|": (
+        Real(),
+        _of_residual(lambda d: (-np.abs(d), -np.sign(d))),
+        {**ALL, "bounded_below": False, "convex": False, "differentiable": False, "smooth_gradient": False},
+    ),
+    "d": (Real(), _of_residual(lambda d: (d, np.ones_like(d))), {**ALL, "bounded_below": False}),
+    "d^4": (
+        Real(),
+        _of_residual(lambda d: (d**4, 4 * d**3)),
+        {**ALL, "robust_to_outliers": False, "smooth_gradient": False},
+    ),
+    "|d|^1.5": (
+        Real(),
+        _of_residual(lambda d: (np.abs(d) ** 1.5, 1.5 * np.sign(d) * np.abs(d) ** 0.5)),
+        {**ALL, "robust_to_outliers": False, "smooth_gradient": False},
+    ),
+    "log(1+d^2)": (Real(), _of_residual(lambda d: (np.log1p(d * d), 2 * d / (1 + d * d))), {**ALL, "convex": False}),
+    "brier": (BinaryProbability(eps=1e-7), _numpy_loss(_brier), ALL),
+    "-brier": (BinaryProbability(eps=1e-7), _numpy_loss(_neg_brier), {**ALL, "convex": False}),
+    "log_loss": (
+        BinaryProbability(eps=1e-7),
+        _numpy_loss(_log_loss),
+        {**ALL, "robust_to_outliers": False, "smooth_gradient": False},
+    ),
+    "simplex brier": (Simplex(eps=1e-7), _numpy_loss(_brier), ALL),
+    "simplex -brier": (Simplex(eps=1e-7), _numpy_loss(_neg_brier), {**ALL, "convex": False}),
+}
+"""Losses whose properties are known analytically: each checker must get every one right."""
+
+QUICK = settings(
+    max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
+
+
+class RandomOnly(Domain):
+    """A domain without its canonical lines: only the hypothesis search runs."""
+
+    def __init__(self, domain: Domain) -> None:
+        self.domain = domain
+
+    def canonical_lines(self) -> tuple[Line, ...]:
+        return ()
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        return self.domain.lines()
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        return self.domain.mismatch(spec)
+
+
+@pytest.mark.parametrize("search", ["probes+random", "random"])
+@pytest.mark.parametrize("prop", sorted(PROPERTY_CHECKS))
+@pytest.mark.parametrize("loss", sorted(KNOWN))
+def test_checker_on_a_known_loss(loss: str, prop: str, search: str) -> None:
+    """Each checker gets every analytically known answer right, with and without the canonical probes."""
+    domain, evaluator, expected = KNOWN[loss]
+    if search == "random":
+        domain = RandomOnly(domain)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        counterexample = PROPERTY_CHECKS[prop].counterexample(evaluator, domain, QUICK)
+    assert (counterexample is None) == expected[prop], counterexample or f"{loss} should not be {prop}"
