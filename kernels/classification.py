@@ -4,7 +4,7 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
-from kernels.ops import LOSSD, clip_mask, softplus
+from kernels.ops import LOSSD, clip_mask, log1p, logistic
 from kernels.spec import Card, Input, Params, Properties, loss
 
 FROM_LOGITS = Field(False, description="Predictions are raw scores (logits) rather than probabilities.")
@@ -23,35 +23,32 @@ class BinaryCrossEntropyParams(Params):
 
 
 @script(LOSSD, default_opset=op)
-def by_class(x, pos_weight):  # type: ignore[no-untyped-def]
-    """x (N, R) as (N, R/K, K), K = len(pos_weight): the graph collapses the "..." axes into
-    one, so a per-class pos_weight must be lined up with the original last axis again."""
-    return op.Reshape(
-        x, op.Concat(op.Shape(x, start=0, end=1), op.Constant(value_ints=[-1]), op.Shape(pos_weight), axis=0)
-    )
+def along_last_axis(pos_weight, x):  # type: ignore[no-untyped-def]
+    """pos_weight (K,) repeated along x's collapsed axis (graph shape (N, R), R = M * K): the
+    graph merges the "..." axes into one, so a per-class pos_weight, which belongs to the
+    original last axis, is tiled to length R (a number, K = 1, becomes a length-R vector)."""
+    return op.Tile(pos_weight, op.Div(op.Shape(x, start=1, end=2), op.Shape(pos_weight)))
 
 
 @script(LOSSD, default_opset=op)
 def bce_logits(predictions, targets, pos_weight, label_smoothing):  # type: ignore[no-untyped-def]
-    x = by_class(predictions, pos_weight)
-    y = by_class(targets, pos_weight) * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    positive = 1.0 + (pos_weight - 1.0) * y
-    # -[pw y log s(x) + (1-y) log s(-x)], with -log s(x) = softplus(-x).
-    elements = (1.0 - y) * x + positive * softplus(op.Neg(x))
-    gradient = (1.0 - y) - positive * op.Sigmoid(op.Neg(x))
-    shape = op.Shape(predictions)
-    return op.Reshape(elements, shape), op.Reshape(gradient, shape)
+    y = targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    pw = along_last_axis(pos_weight, predictions)
+    # -[pw y log s(x) + (1-y) log s(-x)] = pw y softplus(-x) + (1-y) softplus(x): non-negative
+    # terms only (the form (1-y) x + (1 + (pw-1) y) softplus(-x) cancels for y=0, x << 0).
+    s, s_neg, softplus_x, softplus_neg_x = logistic(predictions)
+    elements = (1.0 - y) * softplus_x + pw * y * softplus_neg_x
+    return elements, (1.0 - y) * s - pw * y * s_neg
 
 
 @script(LOSSD, default_opset=op)
 def bce_probabilities(predictions, targets, pos_weight, label_smoothing, eps):  # type: ignore[no-untyped-def]
-    y = by_class(targets, pos_weight) * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    p, inside = clip_mask(by_class(predictions, pos_weight), eps)
+    y = targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    pw = along_last_axis(pos_weight, predictions)
+    p, inside = clip_mask(predictions, eps)
     q = 1.0 - p
-    elements = op.Neg(pos_weight * y * op.Log(p) + (1.0 - y) * op.Log(q))
-    gradient = inside * ((1.0 - y) / q - pos_weight * y / p)
-    shape = op.Shape(predictions)
-    return op.Reshape(elements, shape), op.Reshape(gradient, shape)
+    elements = op.Neg(pw * y * op.Log(p) + (1.0 - y) * log1p(op.Neg(p)))
+    return elements, inside * ((1.0 - y) / q - pw * y / p)
 
 
 @loss(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import onnxscript.optimizer
 from onnx import TensorProto, helper
 
 from kernels.reduction import reduce_loss, reduce_loss_mass
-from kernels.spec import KernelFunction, LossSpec, Params, Variant
+from kernels.spec import Input, KernelFunction, LossSpec, Params, Variant
 
 Dtype = Literal["float32", "float64"]
 DTYPES: tuple[Dtype, ...] = ("float32", "float64")
@@ -60,6 +61,16 @@ def _param_input(params: type[Params], name: str, elem_type: int) -> GraphInput:
 def graph_dims(shape: tuple[str, ...]) -> tuple[str, ...]:
     """A declared shape as the graph sees it: the "..." axes collapsed into one axis."""
     return tuple("R" if dim == "..." else dim for dim in shape)
+
+
+def graph_shape(spec_input: Input, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """An array's shape with its "..." axes collapsed into one, as the graph takes it."""
+    if "..." not in spec_input.shape:
+        return shape
+    before = spec_input.shape.index("...")
+    after = len(spec_input.shape) - before - 1
+    middle = math.prod(shape[before : len(shape) - after])
+    return (*shape[:before], middle, *shape[len(shape) - after :])
 
 
 def kernel_inputs(spec: LossSpec, function: KernelFunction, dtype: Dtype) -> list[GraphInput]:

@@ -4,7 +4,7 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
-from kernels.ops import LOSSD, clip_mask, softplus
+from kernels.ops import LOSSD, clip_mask, log1p, logistic
 from kernels.spec import Card, Input, Params, Properties, loss
 
 
@@ -31,23 +31,22 @@ def focal_weights(targets, alpha, label_smoothing):  # type: ignore[no-untyped-d
 @script(LOSSD, default_opset=op)
 def focal_logits(predictions, targets, alpha, gamma, label_smoothing):  # type: ignore[no-untyped-def]
     y, alpha_t = focal_weights(targets, alpha, label_smoothing)
-    s = op.Sigmoid(predictions)
-    s_neg = op.Sigmoid(op.Neg(predictions))
-    ce = softplus(predictions) - predictions * y
+    s, s_neg, softplus_x, softplus_neg_x = logistic(predictions)
+    ce = (1.0 - y) * softplus_x + y * softplus_neg_x  # = softplus(x) - x y, without cancellation
     q = y * s_neg + (1.0 - y) * s  # 1 - p_t, computed without cancellation
     modulator = op.Pow(q, gamma)
     # d q^gamma = gamma q^(gamma-1) dq; q is floored so gamma < 1 stays finite at q = 0.
     dq = (1.0 - 2.0 * y) * s * s_neg
     d_modulator = gamma * op.Pow(op.Max(q, op.CastLike(1e-30, q)), gamma - 1.0) * dq
     elements = alpha_t * ce * modulator
-    return elements, alpha_t * ((s - y) * modulator + ce * d_modulator)
+    return elements, alpha_t * (((1.0 - y) * s - y * s_neg) * modulator + ce * d_modulator)
 
 
 @script(LOSSD, default_opset=op)
 def focal_probabilities(predictions, targets, alpha, gamma, label_smoothing, eps):  # type: ignore[no-untyped-def]
     y, alpha_t = focal_weights(targets, alpha, label_smoothing)
     p, inside = clip_mask(predictions, eps)
-    ce = op.Neg(y * op.Log(p) + (1.0 - y) * op.Log(1.0 - p))
+    ce = op.Neg(y * op.Log(p) + (1.0 - y) * log1p(op.Neg(p)))
     q = y + p * (1.0 - 2.0 * y)
     modulator = op.Pow(q, gamma)
     d_ce = (1.0 - y) / (1.0 - p) - y / p

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from kernels.graph import DTYPES, MEAN, WEIGHTS, GraphKey, build_model
+from kernels.graph import DTYPES, MEAN, WEIGHTS, GraphKey, build_model, graph_shape
 from kernels.spec import LossSpec, Params, Registry
 
 log = logging.getLogger("lossd.runtime")
@@ -61,6 +61,13 @@ def param_feed(value: Any, annotation_is_int: bool, dtype: type[np.floating[Any]
     if isinstance(value, list):
         return np.asarray(value, dtype=dtype)
     return np.array(value, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: np.ndarray
+    per_sample: np.ndarray
+    gradients: dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,35 @@ class Runtime:
         feed[MEAN] = np.array(mean)
         result: list[np.ndarray] = kernel.session.run(outputs, feed)
         return result
+
+    def evaluate(
+        self,
+        spec: LossSpec,
+        inputs: Mapping[str, Any],
+        params: Params | None = None,
+        *,
+        reduction: Literal["mean", "sum", "none"] = "mean",
+        weights: Any = None,
+        dtype: Literal["float32", "float64"] = "float64",
+        gradients: bool = True,
+    ) -> Evaluation:
+        """In-process use, without the service's validation: arrays at their natural
+        shapes in, loss, per-sample losses and gradients (same shapes) out."""
+        params = params if params is not None else spec.params()
+        np_dtype = NUMPY_DTYPE[dtype]
+        arrays, shapes = {}, {}
+        for spec_input in spec.inputs:
+            array = np.asarray(inputs[spec_input.name], dtype=np.int64 if spec_input.integer else np_dtype)
+            shapes[spec_input.name] = array.shape
+            arrays[spec_input.name] = array.reshape(graph_shape(spec_input, array.shape))
+        count = 1 if spec.batch_level else shapes[spec.inputs[0].name][0]
+        w = np.ones(count, np_dtype) if weights is None else np.asarray(weights, np_dtype)
+        with_gradients = gradients and bool(spec.differentiable)
+        kernel = self.kernel(spec, params, dtype, with_gradients)
+        names = ["loss", "per_sample", *(f"grad_{n}" for n in spec.differentiable if with_gradients)]
+        loss, per_sample, *grads = self.run(kernel, params, arrays, w, reduction == "mean", names)
+        grad_map = {n: g.reshape(shapes[n]) for n, g in zip(spec.differentiable, grads, strict=False)}
+        return Evaluation(per_sample if reduction == "none" else loss, per_sample, grad_map)
 
     def model_bytes(self, key: GraphKey) -> bytes:
         spec = self.specs.get(key.loss)

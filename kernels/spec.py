@@ -11,6 +11,8 @@ from typing import Any, Literal
 from onnxscript.values import OnnxFunction
 from pydantic import BaseModel, ConfigDict
 
+from kernels.curves import Curve
+
 Task = Literal[
     "regression",
     "classification",
@@ -111,6 +113,7 @@ class LossSpec:
     kernel: KernelFactory
     structural: tuple[str, ...]
     aliases: tuple[str, ...] = ()
+    curve: Curve | None = None
     mass: bool = False
     batch_level: bool = False
     """The loss is one value for the whole batch (its inputs may have different
@@ -199,6 +202,7 @@ def loss(
     card: Card,
     params: type[Params] = NoParams,
     aliases: tuple[str, ...] = (),
+    curve: Curve | None = None,
     mass: bool = False,
     batch_level: bool = False,
 ) -> Callable[[KernelFactory], LossSpec]:
@@ -220,6 +224,7 @@ def loss(
                 kernel=factory,
                 structural=structural,
                 aliases=aliases,
+                curve=curve,
                 mass=mass,
                 batch_level=batch_level,
                 variants=_all_variants(params, structural),

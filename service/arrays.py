@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.graph import graph_dims
+from kernels.graph import graph_shape
 from kernels.spec import Input, LossSpec, Params
 from service.errors import ProblemError, invalid
 
@@ -122,15 +122,16 @@ def _shape_error(spec_input: Input, shape: tuple[int, ...], bound: Mapping[str, 
     return invalid(spec_input.name, f"expected shape ({', '.join(parts)}), got {list(shape)}")
 
 
-def graph_shape(spec_input: Input, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The input's shape with its "..." axes collapsed into one, as the graph takes it."""
-    dims = graph_dims(spec_input.shape)
-    if len(dims) == len(shape) and "..." not in spec_input.shape:
-        return shape
-    before = spec_input.shape.index("...")
-    after = len(spec_input.shape) - before - 1
-    middle = math.prod(shape[before : len(shape) - after])
-    return (*shape[:before], middle, *shape[len(shape) - after :])
+def check_per_class_params(params: Params, shape: tuple[int, ...]) -> None:
+    """A list-valued param (class weights, per-class alpha or pos_weight) has one entry
+    per class: the size of the first input's last axis."""
+    for name in type(params).model_fields:
+        value = getattr(params, name)
+        if isinstance(value, list) and len(value) != shape[-1]:
+            raise invalid(
+                f"params.{name}",
+                f"expected {shape[-1]} values, one per class (the last axis of the predictions), got {len(value)}",
+            )
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ def decode_inputs(
             check_finite(name, array)
         if spec_input.allowed is not None:
             check_allowed(name, array, spec_input.allowed)
+    check_per_class_params(params, arrays[spec.inputs[0].name].shape)
     shapes = {name: array.shape for name, array in arrays.items()}
     flat = {s.name: arrays[s.name].reshape(graph_shape(s, arrays[s.name].shape)) for s in spec.inputs}
     count = 1 if spec.batch_level else bound["N"]

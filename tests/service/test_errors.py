@@ -39,6 +39,22 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("label-negative", "sparse_cross_entropy", {**SPARSE, "targets": [-1, 0]}, 422, "targets", "ignore_index"),
     ("all-ignored", "sparse_cross_entropy", {**SPARSE, "targets": [-100, -100]}, 422, "targets", "ignored"),
     ("class-axis-missing", "cross_entropy", {"predictions": [0.5, 0.5], "targets": [1, 0]}, 422, "predictions", "C"),
+    (
+        "class-weights-length",
+        "sparse_cross_entropy",
+        {**SPARSE, "params": {"class_weights": [1, 2]}},
+        422,
+        "params.class_weights",
+        "expected 3 values",
+    ),
+    (
+        "pos-weight-length",
+        "bce",
+        {**FOCAL, "params": {"pos_weight": [1, 2, 3]}},
+        422,
+        "params.pos_weight",
+        "expected 2 values",
+    ),
     ("unknown-loss", "focall", FOCAL, 404, "name", "did you mean focal"),
 ]
 

@@ -1,0 +1,117 @@
+"""Kernels against golden values from the reference libraries (tests/golden/*.json).
+
+The files are written by ``make golden`` (scripts/make_golden.py, which needs torch and
+Keras); this test needs only numpy. Each golden case holds one set of inputs and the
+reference's loss and gradients for every reduction, with and without sample weights;
+the test runs each of those as its own parametrized case.
+
+Tolerances: a value passes when ``|actual - expected| <= rtol * |expected| + atol * scale``,
+``scale`` being the largest magnitude in the expected array (the value itself for a
+scalar). The ``atol`` term only matters for entries far below the array's scale, e.g.
+the gradient of a saturated logit (~1e-18), where the reference formulas themselves
+lose relative accuracy to cancellation (torchvision's ``1 - p_t``).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from kernels import REGISTRY
+from tests.kernels.harness import evaluate
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+TOLERANCE = {"float64": (1e-10, 1e-12), "float32": (1e-5, 1e-6)}
+"""dtype: (rtol, atol relative to the array's scale)."""
+REDUCTIONS = ("mean", "sum", "none")
+
+
+@cache
+def golden(loss: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((GOLDEN / f"{loss}.json").read_text())
+    return document
+
+
+def golden_losses() -> list[str]:
+    return sorted(path.stem for path in GOLDEN.glob("*.json"))
+
+
+def cases() -> list[Any]:
+    params = []
+    for loss in golden_losses():
+        for index, case in enumerate(golden(loss)["cases"]):
+            for result in range(len(case["results"])):
+                entry = case["results"][result]
+                weighted = "+weights" if entry["weighted"] else ""
+                test_id = f"{loss}:{case['id']}:{entry['reduction']}{weighted}"
+                params.append(pytest.param(loss, index, result, id=test_id))
+    return params
+
+
+def assert_close(what: str, actual: Any, expected: Any, dtype: str) -> None:
+    rtol, atol = TOLERANCE[dtype]
+    actual_array = np.asarray(actual, dtype=np.float64)
+    expected_array = np.asarray(expected, dtype=np.float64)
+    assert actual_array.shape == expected_array.shape, f"{what}: shape {actual_array.shape} != {expected_array.shape}"
+    scale = float(np.max(np.abs(expected_array)))
+    np.testing.assert_allclose(actual_array, expected_array, rtol=rtol, atol=atol * scale, err_msg=what)
+
+
+@pytest.mark.parametrize(("loss", "index", "result"), cases())
+def test_golden(loss: str, index: int, result: int) -> None:
+    case = golden(loss)["cases"][index]
+    expected = case["results"][result]
+    dtype = case["dtype"]
+    got = evaluate(
+        loss,
+        case["inputs"],
+        case["params"],
+        reduction=expected["reduction"],
+        weights=case["weights"] if expected["weighted"] else None,
+        dtype=dtype,
+    )
+    context = f"{loss} {case['id']} {expected['reduction']} weighted={expected['weighted']} ({case['reference']})"
+    assert_close(f"loss of {context}", got.loss, expected["loss"], dtype)
+    assert_close(f"per_sample of {context}", got.per_sample, case["per_sample"], dtype)
+    assert set(got.gradients) == set(expected["gradients"]), context
+    for name, gradient in expected["gradients"].items():
+        assert_close(f"gradient wrt {name} of {context}", got.gradients[name], gradient, dtype)
+
+
+@pytest.mark.parametrize("loss", [spec.name for spec in REGISTRY])
+def test_every_loss_has_goldens(loss: str) -> None:
+    """Adding a loss without golden values (``make golden``) fails here."""
+    assert (GOLDEN / f"{loss}.json").exists(), f"no golden file for {loss}: add it to scripts/make_golden.py"
+    spec = REGISTRY.get(loss)
+    assert spec is not None
+    document = golden(loss)
+    assert document["loss"] == loss
+    seen = {
+        (case["dtype"], result["reduction"], result["weighted"])
+        for case in document["cases"]
+        for result in case["results"]
+    }
+    for dtype in ("float32", "float64"):
+        for reduction in REDUCTIONS:
+            assert (dtype, reduction, False) in seen, f"{loss}: no {dtype} golden for reduction {reduction}"
+        if spec.batch_level:  # one value per batch: no sample weights
+            continue
+        for reduction in ("mean", "sum"):
+            assert (dtype, reduction, True) in seen, f"{loss}: no weighted {dtype} golden for reduction {reduction}"
+    # every graph variant (e.g. from_logits true and false) is exercised
+    variants = {spec.variant(spec.params(**case["params"])) for case in document["cases"]}
+    missing = set(spec.variants) - variants
+    assert not missing, f"{loss}: no golden case for variants {sorted(missing)}"
+    # shapes with one and with several non-batch axes
+    ranks = {len(case["shape"]) for case in document["cases"]}
+    assert {2, 3} <= ranks, f"{loss}: golden shapes cover ranks {sorted(ranks)}"
+
+
+def test_golden_files_are_registered_losses() -> None:
+    unknown = [name for name in golden_losses() if name not in REGISTRY]
+    assert not unknown, f"golden files for unknown losses: {unknown}"
