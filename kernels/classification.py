@@ -4,6 +4,7 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
+from kernels.curves import probability_of_target, probability_of_true_class
 from kernels.ops import LOSSD, clip_mask, log1p, logistic
 from kernels.spec import Card, Input, Params, Properties, loss
 
@@ -53,6 +54,7 @@ def bce_probabilities(predictions, targets, pos_weight, label_smoothing, eps):  
 
 @loss(
     name="binary_cross_entropy",
+    curve=probability_of_target(),
     aliases=("bce", "log_loss"),
     task="classification",
     inputs=(
@@ -153,6 +155,7 @@ CATEGORICAL_PREDICTIONS = Input(
 
 @loss(
     name="cross_entropy",
+    curve=probability_of_true_class(),
     aliases=("categorical_cross_entropy", "cce"),
     task="classification",
     inputs=(
@@ -224,6 +227,7 @@ def sparse_cross_entropy_probabilities(predictions, targets, label_smoothing, cl
 
 @loss(
     name="sparse_cross_entropy",
+    curve=probability_of_true_class(labels=True),
     aliases=("sparse_categorical_cross_entropy",),
     task="classification",
     inputs=(

@@ -4,6 +4,7 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
+from kernels.curves import probability_of_target
 from kernels.ops import LOSSD, clip_mask, log1p, logistic
 from kernels.spec import Card, Input, Params, Properties, loss
 
@@ -57,6 +58,7 @@ def focal_probabilities(predictions, targets, alpha, gamma, label_smoothing, eps
 
 @loss(
     name="focal",
+    curve=probability_of_target(),
     aliases=("sigmoid_focal", "binary_focal"),
     task="imbalance",
     inputs=(

@@ -4,6 +4,7 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
+from kernels.curves import residual
 from kernels.ops import LOSSD, softplus
 from kernels.spec import Card, Input, Params, Properties, loss
 
@@ -21,6 +22,7 @@ def mse_kernel(predictions, targets):  # type: ignore[no-untyped-def]
 
 @loss(
     name="mse",
+    curve=residual(),
     aliases=("mean_squared_error", "l2"),
     task="regression",
     inputs=PAIR,
@@ -57,6 +59,7 @@ def mae_kernel(predictions, targets):  # type: ignore[no-untyped-def]
 
 @loss(
     name="mae",
+    curve=residual(),
     aliases=("mean_absolute_error", "l1"),
     task="regression",
     inputs=PAIR,
@@ -99,6 +102,7 @@ def huber_kernel(predictions, targets, delta):  # type: ignore[no-untyped-def]
 
 @loss(
     name="huber",
+    curve=residual(),
     aliases=("smooth_mae",),
     task="regression",
     inputs=PAIR,
@@ -140,6 +144,7 @@ def log_cosh_kernel(predictions, targets):  # type: ignore[no-untyped-def]
 
 @loss(
     name="log_cosh",
+    curve=residual(-5.0, 5.0),
     aliases=("logcosh",),
     task="regression",
     inputs=PAIR,

@@ -14,7 +14,7 @@ from kernels import REGISTRY
 from kernels.runtime import Runtime
 from service import __version__, errors
 from service.fastpath import ComputeFastPath
-from service.routes import compute, health, registry
+from service.routes import compute, curves, health, registry
 from service.schemas import request_model
 from service.settings import Settings
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(curves.router)
     app.include_router(registry.router)
     app.include_router(compute.router)
     app.add_middleware(ComputeFastPath)

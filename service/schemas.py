@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
+from kernels.recommend import OutputKind
 from kernels.spec import Input, LossSpec, Properties, Task
 
 Reduction = Literal["mean", "sum", "none"]
@@ -143,3 +144,36 @@ def filter_model() -> type[BaseModel]:
 
 
 LossFilter = filter_model()
+
+
+class CurveResponse(BaseModel):
+    name: str
+    variable: str = Field(description="What x is.")
+    params: dict[str, Any] = Field(description="The params the curve is drawn with.")
+    x: list[float]
+    loss: list[float] = Field(description="The loss of one sample at each x.")
+    gradient: list[float] | None = Field(description="d loss / dx at each x; null without gradients.")
+
+
+class RecommendQuery(BaseModel):
+    """Query parameters of ``GET /losses/recommend``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Task | None = Field(None, description="The task; `imbalance` means classification with rare classes.")
+    outliers: bool | None = Field(None, description="Regression targets have outliers or heavy-tailed noise.")
+    imbalanced: bool | None = Field(None, description="Some classes (or the foreground) are rare.")
+    output: OutputKind | None = Field(None, description="What the model outputs.")
+
+
+class Recommendation(BaseModel):
+    rank: int
+    name: str
+    title: str
+    reason: str = Field(description="Why this loss fits the query.")
+    params: dict[str, Any] = Field(description="Suggested params (the rest keep their defaults).")
+
+
+class Recommendations(BaseModel):
+    query: RecommendQuery = Field(description="The query as understood (an output kind may imply the task).")
+    recommendations: list[Recommendation]

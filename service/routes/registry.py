@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 
-from kernels import REGISTRY
+from kernels import REGISTRY, recommend
 from kernels.graph import GraphKey
 from kernels.spec import LossSpec, structural_key
 from service.errors import Problem, ProblemError, from_validation_error
-from service.schemas import DtypeName, LossFilter, LossList, card
+from service.schemas import DtypeName, LossFilter, LossList, Recommendations, RecommendQuery, card
 
 router = APIRouter(tags=["registry"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -42,6 +42,24 @@ async def list_losses(query: Annotated[LossFilter, Query()]) -> dict[str, Any]: 
         if all(entry["properties"][k] == v for k, v in wanted.items() if k != "task"):
             cards.append(entry)
     return {"losses": cards}
+
+
+@router.get("/losses/recommend", response_model=Recommendations)
+async def recommend_losses(query: Annotated[RecommendQuery, Query()]) -> Recommendations:
+    """Losses ranked for a task, with the reason for each choice: outliers lead to MAE or
+    Huber, Gaussian noise to MSE, imbalance to focal or weighted cross-entropy,
+    embeddings to contrastive or triplet, masks to Dice, IoU or Tversky, unaligned
+    sequences to CTC."""
+    normalised = recommend.Query(**query.model_dump()).normalised()
+    chosen = recommend.recommend(normalised)
+    ranked = [
+        {"rank": rank, "name": r.name, "title": card(lookup(r.name))["title"], "reason": r.reason, "params": r.params}
+        for rank, r in enumerate(chosen, start=1)
+    ]
+    understood = RecommendQuery(
+        task=normalised.task, outliers=normalised.outliers, imbalanced=normalised.imbalanced, output=normalised.output
+    )
+    return Recommendations.model_validate({"query": understood, "recommendations": ranked})
 
 
 @router.get("/losses/{name}", responses=NOT_FOUND)

@@ -1,0 +1,59 @@
+"""``GET /losses/{name}/curve`` and ``/curve.svg``: a loss and its gradient along one variable."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from kernels.runtime import Runtime
+from kernels.spec import LossSpec
+from service.errors import ProblemError
+from service.plot import curve_svg
+from service.routes.registry import NOT_FOUND, lookup
+from service.schemas import CurveResponse
+
+router = APIRouter(tags=["registry"])
+Points = Annotated[int, Query(ge=2, le=2001, description="Number of points along the variable.")]
+
+
+def evaluate_curve(runtime: Runtime, spec: LossSpec, points: int) -> CurveResponse:
+    curve = spec.curve
+    if curve is None:
+        raise ProblemError(404, "No curve", f"{spec.name} declares no curve", field="name")
+    x = curve.sample(points)
+    params = spec.params(**curve.params)
+    result = runtime.evaluate(spec, curve.inputs(x), params, reduction="none", dtype="float64")
+    gradient = None
+    if result.gradients:
+        direction = curve.direction(x)
+        gradient = sum((result.gradients[name] * d).reshape(points, -1).sum(axis=1) for name, d in direction.items())
+    return CurveResponse(
+        name=spec.name,
+        variable=curve.variable,
+        params=params.model_dump(mode="json"),
+        x=x.tolist(),
+        loss=np.asarray(result.per_sample).tolist(),
+        gradient=None if gradient is None else np.asarray(gradient).tolist(),
+    )
+
+
+@router.get("/losses/{name}/curve", response_model=CurveResponse, responses=NOT_FOUND)
+async def get_curve(request: Request, name: str, points: Points = 101) -> CurveResponse:
+    """The loss of one sample and its derivative along a meaningful variable: the residual
+    for regression, the predicted probability of the true class for classification."""
+    return evaluate_curve(request.app.state.runtime, lookup(name), points)
+
+
+@router.get(
+    "/losses/{name}/curve.svg",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}, "description": "An SVG drawing."}, **NOT_FOUND},
+)
+async def get_curve_svg(request: Request, name: str, points: Points = 201) -> Response:
+    """The curve drawn as SVG: the loss on top, its derivative below."""
+    spec = lookup(name)
+    curve = evaluate_curve(request.app.state.runtime, spec, points)
+    return Response(curve_svg(curve, spec.card.title), media_type="image/svg+xml")
