@@ -16,6 +16,11 @@ from service.errors import ProblemError, invalid
 
 def to_array(field: str, value: Any, dtype: type[np.generic]) -> np.ndarray:
     """A (nested) JSON list as an array; ragged or non-numeric lists are a 422."""
+    if isinstance(value, np.ndarray):  # binary tensors (Open Inference Protocol)
+        if value.size == 0:
+            raise invalid(field, "is empty; send at least one sample")
+        integers = dtype is np.int64 and value.dtype.kind in "iu"
+        return value.astype(np.int64 if integers else np.float64 if dtype is np.int64 else dtype, copy=False)
     if not isinstance(value, list):
         raise invalid(field, f"expected a (nested) list of numbers, got {type(value).__name__}")
     try:

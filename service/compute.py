@@ -1,20 +1,69 @@
-"""``POST /loss/{name}``: raw body in, one onnxruntime run, JSON bytes out."""
+"""One loss computation, shared by the REST API and the Open Inference Protocol: checked
+inputs in, one onnxruntime run, loss, per-sample losses and gradients out."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from kernels.runtime import NUMPY_DTYPE, Runtime
-from kernels.spec import LossSpec
+from kernels.spec import LossSpec, Params
 from service.arrays import decode_inputs, decode_weights
 from service.errors import ProblemError, from_validation_error, invalid
 from service.schemas import request_model
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True)
+class Computation:
+    """What a request asks for; ``values`` are JSON lists or numpy arrays by input name."""
+
+    params: Params
+    values: Mapping[str, Any]
+    weights: Any
+    reduction: Literal["mean", "sum", "none"]
+    dtype: Literal["float32", "float64"]
+    gradients: bool
+
+
+@dataclass(frozen=True)
+class Computed:
+    loss: np.ndarray
+    """A scalar, or per-sample values for reduction 'none'."""
+    per_sample: np.ndarray
+    gradients: dict[str, np.ndarray]
+    """By input name, each in its input's shape."""
+    count: int
+
+
+def evaluate(runtime: Runtime, spec: LossSpec, request: Computation, max_elements: int) -> Computed:
+    if request.reduction == "none" and request.weights is not None:
+        raise invalid("weights", "sample weights apply to reductions 'mean' and 'sum', not 'none'")
+    if spec.batch_level and request.weights is not None:
+        raise invalid("weights", f"{spec.name} is one value for the whole batch: it takes no sample weights")
+    dtype = NUMPY_DTYPE[request.dtype]
+    batch = decode_inputs(spec, request.params, request.values, dtype, max_elements)
+    mean = request.reduction == "mean"
+    weights = decode_weights(request.weights, batch.count, dtype, mean)
+    gradients = request.gradients and bool(spec.differentiable)
+    kernel = runtime.kernel(spec, request.params, request.dtype, gradients)
+    names = ["loss", "per_sample", *(f"grad_{n}" for n in spec.differentiable if gradients)]
+    loss, per_sample, *grads = runtime.run(kernel, request.params, batch.arrays, weights, mean, names)
+    if not np.isfinite(loss):
+        raise ProblemError(
+            422,
+            "Undefined loss",
+            "the loss is not finite: with reduction 'mean', every target is ignored or has zero weight",
+            field="targets",
+        )
+    shaped = {name: grad.reshape(batch.shapes[name]) for name, grad in zip(spec.differentiable, grads, strict=False)}
+    return Computed(per_sample if request.reduction == "none" else loss, per_sample, shaped, batch.count)
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -35,44 +84,22 @@ def validate_envelope(spec: LossSpec, data: dict[str, Any]) -> BaseModel:
 
 
 def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) -> bytes:
-    request = validate_envelope(spec, parse_json(body))
-    params = request.params  # type: ignore[attr-defined]
-    reduction: str = request.reduction  # type: ignore[attr-defined]
-    outputs: list[str] = request.outputs  # type: ignore[attr-defined]
-    dtype_name: str = request.dtype  # type: ignore[attr-defined]
-    dtype = NUMPY_DTYPE[dtype_name]
-    weights_value = request.weights  # type: ignore[attr-defined]
-    if reduction == "none" and weights_value is not None:
-        raise invalid("weights", "sample weights apply to reductions 'mean' and 'sum', not 'none'")
-    if spec.batch_level and weights_value is not None:
-        raise invalid("weights", f"{spec.name} is one value for the whole batch: it takes no sample weights")
-
-    batch = decode_inputs(spec, params, data_of(request, spec), dtype, max_elements)
-    mean = reduction == "mean"
-    weights = decode_weights(weights_value, batch.count, dtype, mean)
-    gradients = "gradients" in outputs and bool(spec.differentiable)
-    kernel = runtime.kernel(spec, params, dtype_name, gradients)
-    names = ["loss", "per_sample", *(f"grad_{n}" for n in spec.differentiable if gradients)]
-    loss_array, per_sample, *grads = runtime.run(kernel, params, batch.arrays, weights, mean, names)
-    loss = loss_array[()]  # a numpy scalar: orjson writes float32 as its shortest repr
-
-    if not np.isfinite(loss):
-        raise ProblemError(
-            422,
-            "Undefined loss",
-            "the loss is not finite: with reduction 'mean', every target is ignored or has zero weight",
-            field="targets",
-        )
-    response: dict[str, Any] = {"loss": per_sample if reduction == "none" else loss}
-    if "per_sample" in outputs:
-        response["per_sample"] = per_sample
-    if gradients:
-        response["gradients"] = {
-            name: grad.reshape(batch.shapes[name]) for name, grad in zip(spec.differentiable, grads, strict=True)
-        }
-    response.update(reduction=reduction, count=batch.count, dtype=dtype_name)
+    """``POST /loss/{name}``: the raw JSON body in, the JSON response out."""
+    envelope: Any = validate_envelope(spec, parse_json(body))
+    request = Computation(
+        params=envelope.params,
+        values={i.name: getattr(envelope, i.name) for i in spec.inputs},
+        weights=envelope.weights,
+        reduction=envelope.reduction,
+        dtype=envelope.dtype,
+        gradients="gradients" in envelope.outputs,
+    )
+    result = evaluate(runtime, spec, request, max_elements)
+    # numpy scalars and arrays: orjson writes float32 values as their shortest repr.
+    response: dict[str, Any] = {"loss": result.loss[()]}
+    if "per_sample" in envelope.outputs:
+        response["per_sample"] = result.per_sample
+    if result.gradients:
+        response["gradients"] = result.gradients
+    response.update(reduction=request.reduction, count=result.count, dtype=request.dtype)
     return orjson.dumps(response, option=JSON_OPTIONS)
-
-
-def data_of(request: BaseModel, spec: LossSpec) -> dict[str, Any]:
-    return {i.name: getattr(request, i.name) for i in spec.inputs}
