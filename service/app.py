@@ -14,7 +14,7 @@ from kernels import REGISTRY
 from kernels.runtime import Runtime
 from service import __version__, errors
 from service.fastpath import ComputeFastPath
-from service.routes import compute, curves, health, registry
+from service.routes import compute, curves, health, registry, v2
 from service.schemas import request_model
 from service.settings import Settings
 
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(curves.router)
     app.include_router(registry.router)
     app.include_router(compute.router)
+    app.include_router(v2.router)
     app.add_middleware(ComputeFastPath)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     return app

@@ -68,17 +68,26 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, ProblemError)
         return exc.response()
 
-    async def request_validation(_: Request, exc: Exception) -> Response:
+    async def request_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError | ValidationError)
-        return from_validation_error(list(exc.errors())).response()
+        return protocol_error(request, from_validation_error(list(exc.errors())))
 
-    async def http(_: Request, exc: Exception) -> Response:
+    async def http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return ProblemError(exc.status_code, _title(exc.status_code), str(exc.detail)).response()
+        return protocol_error(request, ProblemError(exc.status_code, _title(exc.status_code), str(exc.detail)))
 
     app.add_exception_handler(ProblemError, problem)
     app.add_exception_handler(RequestValidationError, request_validation)
     app.add_exception_handler(HTTPException, http)
+
+
+def protocol_error(request: Request, problem: ProblemError) -> Response:
+    """Problem details, except under /v2, where the protocol's shape is ``{"error": ...}``."""
+    if request.url.path.startswith("/v2/") or request.url.path == "/v2":
+        return Response(
+            orjson.dumps({"error": problem.detail}), status_code=problem.status, media_type="application/json"
+        )
+    return problem.response()
 
 
 def _title(status: int) -> str:

@@ -1,0 +1,101 @@
+"""The Open Inference Protocol (KServe V2 / Triton) endpoints; errors are ``{"error": ...}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from kernels import REGISTRY
+from kernels.spec import LossSpec
+from service import v2
+from service.fastpath import v2_infer
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
+RESPONSES: dict[int | str, dict[str, Any]] = {400: ERROR, 404: ERROR}
+
+
+def model(name: str) -> LossSpec:
+    spec = REGISTRY.get(name)
+    if spec is None or spec.name != name:
+        canonical = {s.name for s in REGISTRY}
+        matches = [m for m in REGISTRY.close_matches(name) if m in canonical]
+        hint = f"; did you mean {', '.join(matches)}?" if matches else ""
+        raise v2.V2Error(404, f"unknown model {name!r}{hint}")
+    return spec
+
+
+def error_response(error: v2.V2Error) -> Response:
+    return Response(error.body(), status_code=error.status, media_type="application/json")
+
+
+@router.get("")
+async def server_metadata() -> dict[str, Any]:
+    return v2.server_metadata()
+
+
+@router.get("/health/live")
+async def live() -> Response:
+    return Response(status_code=200)
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> Response:
+    return Response(status_code=200 if getattr(request.app.state, "runtime", None) else 503)
+
+
+@router.post("/repository/index")
+async def repository_index() -> list[dict[str, str]]:
+    return [{"name": spec.name, "version": "1", "state": "READY"} for spec in REGISTRY]
+
+
+@router.get("/models/{name}", responses=RESPONSES)
+@router.get("/models/{name}/versions/1", responses=RESPONSES, include_in_schema=False)
+async def model_metadata(name: str) -> Response:
+    try:
+        return JSONResponse(v2.model_metadata(model(name)))
+    except v2.V2Error as error:
+        return error_response(error)
+
+
+@router.get("/models/{name}/ready", responses=RESPONSES)
+@router.get("/models/{name}/versions/1/ready", responses=RESPONSES, include_in_schema=False)
+async def model_ready(name: str) -> Response:
+    try:
+        model(name)
+    except v2.V2Error as error:
+        return error_response(error)
+    return Response(status_code=200)
+
+
+@router.get("/models/{name}/config", responses=RESPONSES)
+@router.get("/models/{name}/versions/1/config", responses=RESPONSES, include_in_schema=False)
+async def model_config(name: str) -> Response:
+    try:
+        return JSONResponse(v2.model_config(model(name)))
+    except v2.V2Error as error:
+        return error_response(error)
+
+
+@router.post(
+    "/models/{name}/infer",
+    responses={
+        200: {
+            "description": "JSON, or with binary outputs a JSON header of Inference-Header-Content-Length "
+            "bytes followed by the tensors."
+        },
+        **RESPONSES,
+    },
+)
+async def infer(request: Request, name: str) -> Response:
+    """Inputs are the loss's inputs (plus optional ``weights``); params and ``reduction``
+    go in the request ``parameters``; outputs are ``loss``, ``per_sample`` and
+    ``gradient_<input>``. The binary tensor data extension is supported both ways."""
+    try:
+        spec = model(name)
+    except v2.V2Error as error:
+        return error_response(error)
+    status, body, headers = v2_infer(request.app.state, spec, request.scope, await request.body())
+    return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})

@@ -1,0 +1,323 @@
+"""The Open Inference Protocol (KServe V2, as Triton serves it) for every loss: model
+metadata and config derived from the declarations, and infer requests with JSON or
+binary tensors (the binary tensor data extension), computed by ``service.compute``."""
+
+from __future__ import annotations
+
+import gzip
+import math
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kernels.graph import graph_dims
+from kernels.runtime import Runtime
+from kernels.spec import Input, LossSpec
+from service import __version__
+from service.compute import Computation, Computed, evaluate
+from service.errors import ProblemError, location
+
+HEADER_LENGTH = "inference-header-content-length"
+DATATYPES: dict[str, type[np.generic]] = {
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+}
+FLOAT_OF_DTYPE = {"float32": "FP32", "float64": "FP64"}
+RESERVED = {
+    "binary_data_output",
+    "reduction",
+    "dtype",
+    "sequence_id",
+    "sequence_start",
+    "sequence_end",
+    "priority",
+    "timeout",
+}
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "parameters"]
+
+
+class V2Error(Exception):
+    """An error as the protocol reports it: ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": self.message})
+
+
+class TensorInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    shape: list[int] = Field(min_length=0)
+    datatype: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    data: Any = None
+
+
+class RequestedOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class InferRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[TensorInput] = Field(min_length=1)
+    outputs: list[RequestedOutput] | None = None
+
+
+def output_names(spec: LossSpec) -> list[str]:
+    return ["loss", "per_sample", *(f"gradient_{n}" for n in spec.differentiable)]
+
+
+def _dims(spec_input: Input) -> list[int]:
+    return [-1] * len(graph_dims(spec_input.shape))
+
+
+def _input_datatype(spec_input: Input) -> str:
+    return "INT64" if spec_input.integer else "FP32"
+
+
+def server_metadata() -> dict[str, Any]:
+    return {"name": "lossd", "version": __version__, "extensions": EXTENSIONS}
+
+
+def model_metadata(spec: LossSpec) -> dict[str, Any]:
+    """Shapes use -1 for every axis; an input's "..." axes are one -1 here but any number
+    of axes may be sent. Float inputs and outputs are FP32 or FP64 (both served)."""
+    weights = [{"name": "weights", "datatype": "FP32", "shape": [-1]}]
+    return {
+        "name": spec.name,
+        "versions": ["1"],
+        "platform": "onnxruntime_onnx",
+        "inputs": [{"name": i.name, "datatype": _input_datatype(i), "shape": _dims(i)} for i in spec.inputs] + weights,
+        "outputs": [
+            {"name": "loss", "datatype": "FP32", "shape": [-1]},
+            {"name": "per_sample", "datatype": "FP32", "shape": [-1]},
+            *(
+                {"name": f"gradient_{i.name}", "datatype": "FP32", "shape": _dims(i)}
+                for i in spec.inputs
+                if i.differentiable
+            ),
+        ],
+    }
+
+
+def model_config(spec: LossSpec) -> dict[str, Any]:
+    """Triton's model configuration: the batch axis is part of every shape, so
+    ``max_batch_size`` is 0 (lossd batches nothing itself)."""
+    metadata = model_metadata(spec)
+    return {
+        "name": spec.name,
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "max_batch_size": 0,
+        "input": [
+            {
+                "name": i["name"],
+                "data_type": f"TYPE_{i['datatype']}",
+                "dims": i["shape"],
+                "optional": i["name"] == "weights",
+            }
+            for i in metadata["inputs"]
+        ],
+        "output": [
+            {"name": o["name"], "data_type": f"TYPE_{o['datatype']}", "dims": o["shape"]} for o in metadata["outputs"]
+        ],
+        "parameters": {name: {"string_value": str(field.default)} for name, field in spec.params.model_fields.items()},
+    }
+
+
+def _decompress(body: bytes, encoding: str | None) -> bytes:
+    try:
+        if encoding == "gzip":
+            return gzip.decompress(body)
+        if encoding == "deflate":
+            return zlib.decompress(body)
+    except (OSError, zlib.error) as exc:
+        raise V2Error(400, f"the body is not valid {encoding} data: {exc}") from None
+    if encoding not in (None, "identity"):
+        raise V2Error(415, f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
+    return body
+
+
+def split_body(body: bytes, headers: Mapping[str, str]) -> tuple[InferRequest, memoryview]:
+    body = _decompress(body, headers.get("content-encoding"))
+    length_header = headers.get(HEADER_LENGTH)
+    if length_header is None:
+        header, binary = body, memoryview(b"")
+    else:
+        try:
+            length = int(length_header)
+        except ValueError:
+            raise V2Error(400, f"Inference-Header-Content-Length {length_header!r} is not an integer") from None
+        if not 0 < length <= len(body):
+            raise V2Error(400, f"Inference-Header-Content-Length {length} does not fit a body of {len(body)} bytes")
+        header, binary = body[:length], memoryview(body)[length:]
+    try:
+        request = InferRequest.model_validate(orjson.loads(header))
+    except orjson.JSONDecodeError as exc:
+        raise V2Error(400, f"the inference header is not valid JSON: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise V2Error(400, f"{location(tuple(first['loc']))}: {first['msg']}") from None
+    return request, binary
+
+
+def decode_tensor(tensor: TensorInput, binary: memoryview, offset: int) -> tuple[np.ndarray, int]:
+    """A tensor from its JSON data or its slice of the binary part; returns the next offset."""
+    dtype = DATATYPES.get(tensor.datatype)
+    if dtype is None:
+        raise V2Error(400, f"input {tensor.name}: datatype {tensor.datatype} is not supported ({', '.join(DATATYPES)})")
+    if any(d < 0 for d in tensor.shape):
+        raise V2Error(400, f"input {tensor.name}: shape {tensor.shape} has a negative dimension")
+    count = math.prod(tensor.shape)
+    size = tensor.parameters.get("binary_data_size")
+    if size is not None:
+        expected = count * np.dtype(dtype).itemsize
+        if not isinstance(size, int) or size != expected:
+            raise V2Error(
+                400,
+                f"input {tensor.name}: binary_data_size {size} does not match shape {tensor.shape} of "
+                f"{tensor.datatype} ({expected} bytes)",
+            )
+        if offset + size > len(binary):
+            raise V2Error(400, f"input {tensor.name}: the body ends before its {size} bytes of binary data")
+        return np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(tensor.shape), offset + size
+    if tensor.data is None:
+        raise V2Error(400, f"input {tensor.name}: no data and no binary_data_size")
+    try:
+        with np.errstate(over="ignore"):
+            array = np.asarray(tensor.data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError):
+        raise V2Error(400, f"input {tensor.name}: data must be a (nested) list of numbers") from None
+    if array.size != count:
+        raise V2Error(400, f"input {tensor.name}: shape {tensor.shape} needs {count} values, data has {array.size}")
+    return array.reshape(tensor.shape), offset
+
+
+def parse_params(spec: LossSpec, parameters: Mapping[str, Any]) -> Any:
+    """Request parameters other than the protocol's own are the loss's params; list-valued
+    params (class weights) may come as JSON text, since V2 parameters are scalars."""
+    given = {}
+    for key, value in parameters.items():
+        if key in RESERVED:
+            continue
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                raise V2Error(400, f"parameter {key}: {value!r} is not a JSON list") from None
+        given[key] = value
+    try:
+        return spec.params.model_validate(given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise V2Error(400, f"parameter {location(tuple(first['loc']))}: {first['msg']}") from None
+
+
+def infer(
+    runtime: Runtime, spec: LossSpec, body: bytes, headers: Mapping[str, str], max_elements: int
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    request, binary = split_body(body, headers)
+    names = {i.name for i in spec.inputs} | {"weights"}
+    values: dict[str, np.ndarray] = {}
+    datatypes: dict[str, str] = {}
+    offset = 0
+    for tensor in request.inputs:
+        if tensor.name not in names:
+            raise V2Error(
+                400, f"model {spec.name} has no input {tensor.name!r}; its inputs: {', '.join(sorted(names))}"
+            )
+        if tensor.name in values:
+            raise V2Error(400, f"input {tensor.name} is given twice")
+        values[tensor.name], offset = decode_tensor(tensor, binary, offset)
+        datatypes[tensor.name] = tensor.datatype
+    if offset != len(binary):
+        raise V2Error(400, f"the body has {len(binary) - offset} bytes of binary data that no input claims")
+    missing = [i.name for i in spec.inputs if i.name not in values]
+    if missing:
+        raise V2Error(400, f"missing input(s) {', '.join(missing)} for model {spec.name}")
+
+    available = output_names(spec)
+    requested = [o.name for o in request.outputs] if request.outputs is not None else available
+    unknown = [name for name in requested if name not in available]
+    if unknown:
+        raise V2Error(400, f"model {spec.name} has no output {unknown[0]!r}; its outputs: {', '.join(available)}")
+    parameters = request.parameters
+    reduction = parameters.get("reduction", "mean")
+    if reduction not in ("mean", "sum", "none"):
+        raise V2Error(400, f"parameter reduction: {reduction!r} is not one of mean, sum, none")
+    first_float = next(i.name for i in spec.inputs if not i.integer)
+    dtype = parameters.get("dtype", "float64" if datatypes[first_float] == "FP64" else "float32")
+    if dtype not in ("float32", "float64"):
+        raise V2Error(400, f"parameter dtype: {dtype!r} is not one of float32, float64")
+    computation = Computation(
+        params=parse_params(spec, parameters),
+        values={i.name: values[i.name] for i in spec.inputs},
+        weights=values.get("weights"),
+        reduction=reduction,
+        dtype=dtype,
+        gradients=any(name.startswith("gradient_") for name in requested),
+    )
+    try:
+        result = evaluate(runtime, spec, computation, max_elements)
+    except ProblemError as problem:
+        raise V2Error(400 if problem.status == 422 else problem.status, problem.detail) from None
+    return encode_response(spec, request, requested, result, dtype)
+
+
+def _output_array(name: str, result: Computed) -> np.ndarray:
+    if name == "loss":
+        return np.asarray(result.loss)
+    if name == "per_sample":
+        return result.per_sample
+    return result.gradients[name.removeprefix("gradient_")]
+
+
+def encode_response(
+    spec: LossSpec, request: InferRequest, requested: list[str], result: Computed, dtype: str
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    binary_default = bool(request.parameters.get("binary_data_output", False))
+    wanted: dict[str, bool] = {name: binary_default for name in requested}
+    for output in request.outputs or []:
+        wanted[output.name] = bool(output.parameters.get("binary_data", binary_default))
+    outputs, blobs = [], []
+    for name, as_binary in wanted.items():
+        array = np.ascontiguousarray(_output_array(name, result))
+        entry: dict[str, Any] = {"name": name, "datatype": FLOAT_OF_DTYPE[dtype], "shape": list(array.shape)}
+        if as_binary:
+            blob = array.tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = array.reshape(-1)
+        outputs.append(entry)
+    response: dict[str, Any] = {"model_name": spec.name, "model_version": "1", "outputs": outputs}
+    if request.id is not None:
+        response["id"] = request.id
+    header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, [(b"content-type", b"application/json")]
+    headers = [(b"content-type", b"application/octet-stream"), (HEADER_LENGTH.encode(), str(len(header)).encode())]
+    return b"".join([header, *blobs]), headers
