@@ -14,7 +14,7 @@ from kernels import REGISTRY
 from kernels.runtime import Runtime
 from service import __version__, errors
 from service.fastpath import ComputeFastPath
-from service.routes import compute, curves, health, registry, v2
+from service.routes import compute, curves, health, metrics, registry, v2
 from service.schemas import request_model
 from service.settings import Settings
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(curves.router)
     app.include_router(registry.router)
     app.include_router(compute.router)

@@ -23,11 +23,16 @@ def serve(args: argparse.Namespace) -> None:
         os.environ["LOSSD_NO_REEXEC"] = "1"
         os.execv(sys.executable, [sys.executable, "-m", "service.cli", "serve"])
 
+    import tempfile
+
     import uvicorn
 
     from service.settings import Settings
 
     settings = Settings()
+    # Each worker records its metrics in files here; /metrics merges them (set before the
+    # app, and so prometheus_client, is imported by uvicorn).
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="lossd-metrics-"))
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the handler it
     # found installed: make that one a no-op, so a requested stop exits with status 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)

@@ -3,6 +3,7 @@ inputs in, one onnxruntime run, loss, per-sample losses and gradients out."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from kernels.runtime import NUMPY_DTYPE, Runtime
 from kernels.spec import LossSpec, Params
+from service import metrics
 from service.arrays import decode_inputs, decode_weights
 from service.errors import ProblemError, from_validation_error, invalid
 from service.schemas import request_model
@@ -54,7 +56,9 @@ def evaluate(runtime: Runtime, spec: LossSpec, request: Computation, max_element
     gradients = request.gradients and bool(spec.differentiable)
     kernel = runtime.kernel(spec, request.params, request.dtype, gradients)
     names = ["loss", "per_sample", *(f"grad_{n}" for n in spec.differentiable if gradients)]
+    start = time.perf_counter()
     loss, per_sample, *grads = runtime.run(kernel, request.params, batch.arrays, weights, mean, names)
+    metrics.KERNEL_SECONDS.labels(spec.name).observe(time.perf_counter() - start)
     if not np.isfinite(loss):
         raise ProblemError(
             422,

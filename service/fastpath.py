@@ -10,6 +10,7 @@ that reaches the router. Everything else passes through to FastAPI untouched.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kernels import REGISTRY
 from kernels.spec import LossSpec
-from service import v2
+from service import metrics, v2
 from service.compute import compute
 from service.errors import PROBLEM_JSON, ProblemError
 
@@ -61,13 +62,17 @@ def v2_infer(state: Any, spec: LossSpec, scope: Scope, body: bytes) -> tuple[int
         return error.status, error.body(), [(b"content-type", b"application/json")]
 
 
-def routes() -> dict[str, tuple[Handler, LossSpec]]:
-    table: dict[str, tuple[Handler, LossSpec]] = {}
+Route = tuple[Handler, str, LossSpec]
+"""A handler, the protocol it speaks (a metrics label), the loss."""
+
+
+def routes() -> dict[str, Route]:
+    table: dict[str, Route] = {}
     for spec in REGISTRY:
         for name in (spec.name, *spec.aliases):
-            table[f"/loss/{name}"] = (rest_compute, spec)
-        table[f"/v2/models/{spec.name}/infer"] = (v2_infer, spec)
-        table[f"/v2/models/{spec.name}/versions/1/infer"] = (v2_infer, spec)
+            table[f"/loss/{name}"] = (rest_compute, "rest", spec)
+        table[f"/v2/models/{spec.name}/infer"] = (v2_infer, "v2", spec)
+        table[f"/v2/models/{spec.name}/versions/1/infer"] = (v2_infer, "v2", spec)
     return table
 
 
@@ -104,7 +109,18 @@ class ComputeFastPath:
         if route is None:
             await self.app(scope, receive, send)
             return
-        handler, spec = route
+        handler, protocol, spec = route
         body = await read_body(receive)
-        if body is not None:
-            await respond(send, *handler(scope["app"].state, spec, scope, body))
+        if body is None:
+            return
+        start = time.perf_counter()
+        metrics.IN_FLIGHT.inc()
+        try:
+            status, payload, headers = handler(scope["app"].state, spec, scope, body)
+        finally:
+            metrics.IN_FLIGHT.dec()
+        metrics.REQUEST_SECONDS.labels(spec.name, protocol).observe(time.perf_counter() - start)
+        metrics.REQUESTS.labels(spec.name, protocol, str(status)).inc()
+        metrics.REQUEST_BYTES.labels(protocol).observe(len(body))
+        metrics.RESPONSE_BYTES.labels(protocol).observe(len(payload))
+        await respond(send, status, payload, headers)

@@ -1,0 +1,133 @@
+"""The reference servers of the small-request benchmark, as uvicorn app factories.
+
+``floor_app``: no framework, a raw ASGI callable that does only what a focal request
+needs (read the body, orjson, ``np.asarray``, one onnxruntime run of the same graph the
+service runs, orjson out). ``naive_app``: the textbook FastAPI endpoint, a pydantic model
+with ``list[list[float]]`` fields, then the same onnxruntime run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from bench.payload import PATH
+from kernels import REGISTRY
+from kernels.graph import MEAN, WEIGHTS, GraphKey, build_model
+from kernels.runtime import CPU, param_feed, session_options
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+FOCAL = GraphKey("focal", (("from_logits", False),), "float32", False)
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def intra_op_threads() -> int:
+    return int(os.environ.get("LOSSD_INTRA_OP_THREADS", "1"))
+
+
+class FocalKernel:
+    """One onnxruntime session of the service's focal graph, fed as ``Runtime.run`` feeds it."""
+
+    def __init__(self, threads: int) -> None:
+        spec = REGISTRY.get(FOCAL.loss)
+        assert spec is not None
+        model = build_model(spec, FOCAL).SerializeToString()
+        self.session = ort.InferenceSession(model, session_options(threads), providers=[CPU])
+        self.params = spec.params()
+        names = {i.name for i in self.session.get_inputs()}
+        self.param_names = tuple(n for n in spec.params.model_fields if n in names)
+
+    def loss(self, predictions: np.ndarray, targets: np.ndarray) -> np.float32:
+        feed: dict[str, np.ndarray] = {"predictions": predictions, "targets": targets}
+        for name in self.param_names:
+            feed[name] = param_feed(getattr(self.params, name), False, np.float32)
+        feed[WEIGHTS] = np.ones(predictions.shape[0], dtype=np.float32)
+        feed[MEAN] = np.array(True)
+        (loss,) = self.session.run(["loss"], feed)
+        value: np.float32 = loss[()]
+        return value
+
+
+def response_body(loss: np.float32, count: int) -> bytes:
+    body = {"loss": loss, "reduction": "mean", "count": count, "dtype": "float32"}
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+async def read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def respond(send: Send, status: int, body: bytes) -> None:
+    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def floor_app(threads: int | None = None) -> ASGIApp:
+    """The floor: bare ASGI + orjson + numpy + one onnxruntime run."""
+    kernel = FocalKernel(intra_op_threads() if threads is None else threads)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if scope["path"] != PATH or scope["method"] != "POST":
+            await respond(send, 404, b'{"detail":"not found"}')
+            return
+        data = orjson.loads(await read_body(receive))
+        predictions = np.asarray(data["predictions"], dtype=np.float32)
+        targets = np.asarray(data["targets"], dtype=np.float32)
+        loss = kernel.loss(predictions, targets)
+        await respond(send, 200, response_body(loss, predictions.shape[0]))
+
+    return app
+
+
+class FocalRequest(BaseModel):
+    predictions: list[list[float]]
+    targets: list[list[float]]
+    outputs: list[str] = ["loss"]
+
+
+def naive_app(threads: int | None = None) -> FastAPI:
+    """The naive service: FastAPI with a pydantic model parameter + the same onnxruntime run."""
+    kernel = FocalKernel(intra_op_threads() if threads is None else threads)
+    app = FastAPI()
+
+    @app.post(PATH)
+    async def focal(request: FocalRequest) -> dict[str, Any]:
+        predictions = np.asarray(request.predictions, dtype=np.float32)
+        targets = np.asarray(request.targets, dtype=np.float32)
+        loss = kernel.loss(predictions, targets)
+        return {"loss": float(loss), "reduction": "mean", "count": len(request.predictions), "dtype": "float32"}
+
+    return app

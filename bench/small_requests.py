@@ -1,0 +1,249 @@
+"""Section 1: requests/s for a small focal request, the service against the floor.
+
+All servers run side by side (one uvicorn worker each, uvloop + httptools, the same
+environment) and are measured in turn, round-robin, so slow drift hits them alike.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.load import Generator, LoadResult, Target
+from bench.machine import MALLOC_ENV, MALLOC_VALUE, Interference
+from bench.payload import COLUMNS, PATH, ROWS, small_request
+from bench.process import HOST, ServerProcess
+from bench.stats import Spread
+from bench.table import number, ratio, render, spread
+
+TARGET_RATIO = 0.6
+"""The service should reach at least this fraction of the floor's requests/s."""
+
+
+@dataclass(frozen=True)
+class Server:
+    key: str
+    label: str
+    argv: list[str]
+    env: dict[str, str]
+
+
+def servers(extra: bool) -> list[Server]:
+    python = sys.executable
+    launch = [python, "-m", "bench.launch"]
+    chosen = [
+        Server("floor", "floor: bare ASGI + orjson + numpy + ORT", [*launch, "bench.servers:floor_app"], {}),
+        Server("service", "service: lossd serve", [python, "-m", "service.cli", "serve"], {}),
+        Server("naive", "naive: FastAPI + pydantic list[list[float]]", [*launch, "bench.servers:naive_app"], {}),
+    ]
+    if extra:
+        quiet = {"LOSSD_LOG_LEVEL": "warning"}
+        chosen += [
+            Server("floor_quiet", "floor, no access log", [*launch, "bench.servers:floor_app"], quiet),
+            Server("service_quiet", "service, no access log", [python, "-m", "service.cli", "serve"], quiet),
+        ]
+    return chosen
+
+
+def server_env(threads: int) -> dict[str, str]:
+    """This environment plus what every server gets: the service's allocator setting,
+    its intra-op threads, the CPU provider and one worker."""
+    env = dict(os.environ)
+    env[MALLOC_ENV] = MALLOC_VALUE
+    env.update(LOSSD_INTRA_OP_THREADS=str(threads), LOSSD_PROVIDER="cpu", LOSSD_WORKERS="1")
+    return env
+
+
+@dataclass(frozen=True)
+class Measured:
+    server: Server
+    runs: list[LoadResult]
+    cpu_us: list[float]
+    """Server CPU microseconds per request, one per run."""
+    noise: list[float]
+    """Cores other processes kept busy during each run."""
+    loss: float | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.runs)
+
+    @property
+    def rps(self) -> Spread:
+        return Spread.of([r.rps for r in self.runs])
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.runs)
+
+    def json(self) -> dict[str, Any]:
+        if not self.ok:
+            return {"label": self.server.label, "error": self.error}
+        return {
+            "label": self.server.label,
+            "rps": self.rps.json(),
+            "p50_ms": Spread.of([r.p50_ms for r in self.runs]).json(),
+            "p99_ms": Spread.of([r.p99_ms for r in self.runs]).json(),
+            "server_cpu_us_per_request": Spread.of(self.cpu_us).json(),
+            "other_processes_cores": Spread.of(self.noise).json(),
+            "errors": self.errors,
+            "loss": self.loss,
+        }
+
+
+@dataclass(frozen=True)
+class Settings:
+    seconds: float
+    warmup: float
+    repeats: int
+    threads: int
+    extra: bool
+
+
+def run(generator: Generator, settings: Settings) -> list[Measured]:
+    """Start every server, check they compute the same loss, then measure them round-robin.
+    A server that fails to start or disagrees is reported, not measured."""
+    body = small_request()
+    chosen = servers(settings.extra)
+    env = server_env(settings.threads)
+    with tempfile.TemporaryDirectory(prefix="lossd-bench-") as tmp, ExitStack() as stack:
+        procs = [
+            stack.enter_context(ServerProcess(s.key, s.argv, {**env, **s.env}, Path(tmp) / f"{s.key}.log"))
+            for s in chosen
+        ]
+        losses: dict[str, float] = {}
+        failed: dict[str, str] = {}
+        for proc in procs:
+            try:
+                losses[proc.name] = float(proc.wait_ready(PATH, body)["loss"])
+            except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+                failed[proc.name] = str(exc)
+                proc.stop()
+        failed.update(disagreements(losses))
+        live = [(s, p) for s, p in zip(chosen, procs, strict=True) if s.key not in failed]
+        runs: dict[str, list[LoadResult]] = {s.key: [] for s in chosen}
+        cpu: dict[str, list[float]] = {s.key: [] for s in chosen}
+        noise: dict[str, list[float]] = {s.key: [] for s in chosen}
+        for _, proc in live:
+            generator.run(Target(HOST, proc.port, PATH, body), settings.warmup)
+        for _ in range(settings.repeats):
+            for server, proc in live:
+                interference = Interference.start()
+                before = proc.cpu_seconds()
+                result = generator.run(Target(HOST, proc.port, PATH, body), settings.seconds)
+                used = proc.cpu_seconds() - before
+                noise[server.key].append(interference.other_cores(also_ours=used))
+                cpu[server.key].append(used / max(result.requests, 1) * 1e6)
+                runs[server.key].append(result)
+    return [Measured(s, runs[s.key], cpu[s.key], noise[s.key], losses.get(s.key), failed.get(s.key)) for s in chosen]
+
+
+def disagreements(losses: dict[str, float]) -> dict[str, str]:
+    """Servers whose loss differs from the floor's: they are not doing the same work."""
+    reference = losses.get("floor")
+    if reference is None:
+        return {}
+    return {
+        key: f"computes loss {loss}, the floor {reference}"
+        for key, loss in losses.items()
+        if not math.isclose(loss, reference, rel_tol=1e-5)
+    }
+
+
+def by_key(results: list[Measured]) -> Iterator[tuple[str, Measured]]:
+    return ((m.server.key, m) for m in results)
+
+
+def last_line(text: str | None) -> str:
+    """The last line of an error (a traceback's exception), shortened for a table cell."""
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip()[:100] if lines else "no result"
+
+
+def report(results: list[Measured], generator: Generator, settings: Settings) -> str:
+    found = dict(by_key(results))
+    floor = found["floor"] if found["floor"].ok else None
+    floor_rps = floor.rps.median if floor else 0.0
+    floor_cpu = Spread.of(floor.cpu_us).median if floor else 0.0
+    headers = [
+        "server",
+        "req/s (min-max)",
+        "vs floor",
+        "p50 ms",
+        "p99 ms",
+        "server CPU us/req",
+        "CPU vs floor",
+        "other procs",
+    ]
+    rows = []
+    for m in results:
+        if not m.ok:
+            rows.append([m.server.label, "FAILED: " + last_line(m.error), "", "", "", "", "", ""])
+            continue
+        cpu = Spread.of(m.cpu_us)
+        rows.append(
+            [
+                m.server.label,
+                spread(m.rps),
+                ratio(m.rps.median, floor_rps),
+                number(Spread.of([r.p50_ms for r in m.runs]).median),
+                number(Spread.of([r.p99_ms for r in m.runs]).median),
+                number(cpu.median),
+                ratio(cpu.median, floor_cpu),
+                f"{max(m.noise):.2f}",
+            ]
+        )
+    title = (
+        f"Small requests: POST {PATH}, {ROWS}x{COLUMNS} JSON ({len(small_request()) / 1000:.1f} KB), "
+        f"1 uvicorn worker (uvloop + httptools), ORT intra-op threads {settings.threads}\n"
+        f"load: {generator.name}; {settings.repeats} x {settings.seconds:g} s per server after "
+        f"{settings.warmup:g} s warm-up, round-robin; median (min-max); 'vs floor' = req/s ratio; "
+        f"'other procs' = most cores other processes took during a run (noise; 2 cores in all)"
+    )
+    lines = [title, "", render(headers, rows)]
+    service = found["service"]
+    if floor and service.ok:
+        value = service.rps.median / floor_rps
+        verdict = "meets" if value >= TARGET_RATIO else "BELOW"
+        cpu_ratio = floor_cpu / Spread.of(service.cpu_us).median
+        lines += [
+            "",
+            f"service / floor = {value:.2f}x req/s ({verdict} the target >= {TARGET_RATIO:.1f}x); "
+            f"{cpu_ratio:.2f}x by server CPU per request",
+        ]
+    errors = [f"{m.server.key}: {m.errors}" for m in results if m.ok and m.errors]
+    if errors:
+        lines.append("errors (non-2xx or socket): " + ", ".join(errors))
+    return "\n".join(lines)
+
+
+def json(results: list[Measured], generator: Generator, settings: Settings) -> dict[str, Any]:
+    found = dict(by_key(results))
+    floor, service = found["floor"], found["service"]
+    floor_rps = floor.rps.median if floor.ok else None
+    servers_json = {}
+    for key, m in found.items():
+        entry = m.json()
+        if floor_rps and m.ok:
+            entry["vs_floor"] = m.rps.median / floor_rps
+        servers_json[key] = entry
+    return {
+        "generator": generator.name,
+        "path": PATH,
+        "body_bytes": len(small_request()),
+        "seconds": settings.seconds,
+        "warmup_seconds": settings.warmup,
+        "repeats": settings.repeats,
+        "intra_op_threads": settings.threads,
+        "servers": servers_json,
+        "service_over_floor": service.rps.median / floor_rps if floor_rps and service.ok else None,
+        "target": TARGET_RATIO,
+    }

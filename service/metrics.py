@@ -1,0 +1,52 @@
+"""Prometheus metrics for compute requests, correct across uvicorn workers.
+
+With several workers each process records into files under PROMETHEUS_MULTIPROC_DIR
+(prometheus_client's multiprocess mode; ``lossd serve`` sets it up before the app is
+imported) and ``/metrics`` merges them, whichever worker answers the scrape.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+SIZE_BUCKETS = tuple(float(10**e) for e in range(2, 10))
+
+REQUESTS = Counter(
+    "lossd_requests", "Compute requests by loss, protocol and HTTP status.", ["loss", "protocol", "status"]
+)
+REQUEST_SECONDS = Histogram(
+    "lossd_request_duration_seconds",
+    "Time to answer a compute request, body read excluded.",
+    ["loss", "protocol"],
+    buckets=LATENCY_BUCKETS,
+)
+KERNEL_SECONDS = Histogram(
+    "lossd_kernel_duration_seconds", "Time in the onnxruntime run of a request.", ["loss"], buckets=LATENCY_BUCKETS
+)
+REQUEST_BYTES = Histogram("lossd_request_size_bytes", "Compute request body sizes.", ["protocol"], buckets=SIZE_BUCKETS)
+RESPONSE_BYTES = Histogram(
+    "lossd_response_size_bytes", "Compute response body sizes.", ["protocol"], buckets=SIZE_BUCKETS
+)
+IN_FLIGHT = Gauge("lossd_requests_in_flight", "Compute requests being answered.", multiprocess_mode="livesum")
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of every metric, merged over the worker processes."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(DEFAULT_REGISTRY), CONTENT_TYPE_LATEST
