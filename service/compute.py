@@ -58,7 +58,7 @@ def evaluate(runtime: Runtime, spec: LossSpec, request: Computation, max_element
     names = ["loss", "per_sample", *(f"grad_{n}" for n in spec.differentiable if gradients)]
     start = time.perf_counter()
     loss, per_sample, *grads = runtime.run(kernel, request.params, batch.arrays, weights, mean, names)
-    metrics.KERNEL_SECONDS.labels(spec.name).observe(time.perf_counter() - start)
+    metrics.kernel_seconds(spec.name).observe(time.perf_counter() - start)
     if not np.isfinite(loss):
         raise ProblemError(
             422,

@@ -1,4 +1,4 @@
-"""The compute endpoints as bare ASGI handlers in front of FastAPI.
+"""The compute endpoints as bare ASGI handlers, answered before FastAPI's stack.
 
 FastAPI's routing, request and response machinery costs about as much as the whole
 computation of a small request (../shared/perf-notes.md), so ``POST /loss/{name}`` and
@@ -10,11 +10,12 @@ that reaches the router. Everything else passes through to FastAPI untouched.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from kernels import REGISTRY
 from kernels.spec import LossSpec
@@ -22,6 +23,7 @@ from service import metrics, v2
 from service.compute import compute
 from service.errors import PROBLEM_JSON, ProblemError
 
+log = logging.getLogger("lossd.compute")
 JSON_TYPES = (b"application/json", b"application/problem+json")
 Headers = list[tuple[bytes, bytes]]
 Handler = Callable[[Any, LossSpec, Scope, bytes], tuple[int, bytes, Headers]]
@@ -62,17 +64,17 @@ def v2_infer(state: Any, spec: LossSpec, scope: Scope, body: bytes) -> tuple[int
         return error.status, error.body(), [(b"content-type", b"application/json")]
 
 
-Route = tuple[Handler, str, LossSpec]
-"""A handler, the protocol it speaks (a metrics label), the loss."""
+Route = tuple[Handler, LossSpec, metrics.RouteMetrics]
 
 
 def routes() -> dict[str, Route]:
     table: dict[str, Route] = {}
     for spec in REGISTRY:
+        rest, v2_metrics = metrics.RouteMetrics(spec.name, "rest"), metrics.RouteMetrics(spec.name, "v2")
         for name in (spec.name, *spec.aliases):
-            table[f"/loss/{name}"] = (rest_compute, "rest", spec)
-        table[f"/v2/models/{spec.name}/infer"] = (v2_infer, "v2", spec)
-        table[f"/v2/models/{spec.name}/versions/1/infer"] = (v2_infer, "v2", spec)
+            table[f"/loss/{name}"] = (rest_compute, spec, rest)
+        table[f"/v2/models/{spec.name}/infer"] = (v2_infer, spec, v2_metrics)
+        table[f"/v2/models/{spec.name}/versions/1/infer"] = (v2_infer, spec, v2_metrics)
     return table
 
 
@@ -99,28 +101,21 @@ async def respond(send: Send, status: int, body: bytes, headers: Headers) -> Non
     await send({"type": "http.response.body", "body": body})
 
 
-class ComputeFastPath:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.routes = routes()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if route is None:
-            await self.app(scope, receive, send)
-            return
-        handler, protocol, spec = route
-        body = await read_body(receive)
-        if body is None:
-            return
-        start = time.perf_counter()
-        metrics.IN_FLIGHT.inc()
-        try:
-            status, payload, headers = handler(scope["app"].state, spec, scope, body)
-        finally:
-            metrics.IN_FLIGHT.dec()
-        metrics.REQUEST_SECONDS.labels(spec.name, protocol).observe(time.perf_counter() - start)
-        metrics.REQUESTS.labels(spec.name, protocol, str(status)).inc()
-        metrics.REQUEST_BYTES.labels(protocol).observe(len(body))
-        metrics.RESPONSE_BYTES.labels(protocol).observe(len(payload))
-        await respond(send, status, payload, headers)
+async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one compute request: read the body, run the handler, record metrics."""
+    handler, spec, recorded = route
+    body = await read_body(receive)
+    if body is None:
+        return
+    start = time.perf_counter()
+    metrics.IN_FLIGHT.inc()
+    try:
+        status, payload, headers = handler(state, spec, scope, body)
+    except Exception:  # a bug, not a client error: log it, answer a bare 500
+        log.exception("%s %s failed", scope["method"], scope["path"])
+        problem = ProblemError(500, "Internal Server Error", "the server failed to compute this request")
+        status, payload, headers = 500, problem.body(), [(b"content-type", PROBLEM_JSON.encode())]
+    finally:
+        metrics.IN_FLIGHT.dec()
+    recorded.record(status, time.perf_counter() - start, len(body))
+    await respond(send, status, payload, headers)

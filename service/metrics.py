@@ -7,7 +7,9 @@ imported) and ``/metrics`` merges them, whichever worker answers the scrape.
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,6 +43,30 @@ RESPONSE_BYTES = Histogram(
     "lossd_response_size_bytes", "Compute response body sizes.", ["protocol"], buckets=SIZE_BUCKETS
 )
 IN_FLIGHT = Gauge("lossd_requests_in_flight", "Compute requests being answered.", multiprocess_mode="livesum")
+
+
+@functools.cache
+def kernel_seconds(loss: str) -> Any:
+    return KERNEL_SECONDS.labels(loss)
+
+
+class RouteMetrics:
+    """The metric children of one compute route, bound once: prometheus_client's
+    ``labels()`` lookup costs more than the update itself."""
+
+    def __init__(self, loss: str, protocol: str) -> None:
+        self.loss, self.protocol = loss, protocol
+        self.seconds = REQUEST_SECONDS.labels(loss, protocol)
+        self.bytes = REQUEST_BYTES.labels(protocol)
+        self.by_status: dict[int, Any] = {}
+
+    def record(self, status: int, seconds: float, size: int) -> None:
+        counter = self.by_status.get(status)
+        if counter is None:
+            counter = self.by_status[status] = REQUESTS.labels(self.loss, self.protocol, str(status))
+        counter.inc()
+        self.seconds.observe(seconds)
+        self.bytes.observe(size)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -108,3 +108,14 @@ def test_json_with_charset_is_accepted(client: TestClient) -> None:
     )
     assert response.status_code == 200
     assert response.json()["loss"] == 0
+
+
+def test_a_bug_is_a_bare_500_without_traceback(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr("service.compute.decode_inputs", broken)
+    response = client.post("/loss/mse", json={"predictions": [[1]], "targets": [[1]]})
+    assert response.status_code == 500
+    assert response.json()["title"] == "Internal Server Error"
+    assert "secret" not in response.text and "Traceback" not in response.text
