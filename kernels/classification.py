@@ -5,7 +5,7 @@ from onnxscript import script
 from pydantic import Field
 
 from kernels.curves import probability_of_target, probability_of_true_class
-from kernels.ops import LOSSD, clip_mask, log1p, logistic
+from kernels.ops import LOSSD, clip_mask, log1p, logistic, row_sum, rows, spread
 from kernels.spec import Card, Input, Params, Properties, loss
 
 FROM_LOGITS = Field(False, description="Predictions are raw scores (logits) rather than probabilities.")
@@ -100,23 +100,26 @@ def binary_cross_entropy(from_logits: bool):  # type: ignore[no-untyped-def]
 
 @script(LOSSD, default_opset=op)
 def xent_logits(logits, u):  # type: ignore[no-untyped-def]
-    """-sum_c u_c log softmax(x)_c over the last axis, and its gradient in x."""
-    log_softmax = logits - op.ReduceLogSumExp(logits, op.Constant(value_ints=[-1]), keepdims=1)
-    elements = op.Neg(op.ReduceSum(u * log_softmax, op.Constant(value_ints=[-1]), keepdims=0))
-    total = op.ReduceSum(u, op.Constant(value_ints=[-1]), keepdims=1)
-    return elements, op.Exp(log_softmax) * total - u
+    """-sum_c u_c log softmax(x)_c over the last axis, and its gradient in x; u may be
+    given as (rows, C). Works on rows: see kernels/ops.py on broadcasting."""
+    x, t = rows(logits), rows(u)
+    log_softmax = op.LogSoftmax(x, axis=-1)
+    elements = op.Neg(row_sum(t * log_softmax))
+    gradient = op.Exp(log_softmax) * spread(row_sum(t), x) - t
+    return op.Reshape(elements, op.Shape(logits, end=-1)), op.Reshape(gradient, op.Shape(logits))
 
 
 @script(LOSSD, default_opset=op)
 def xent_probabilities(probabilities, u, eps):  # type: ignore[no-untyped-def]
     """As xent_logits on probabilities renormalised to sum 1 and clipped (Keras)."""
-    axis = op.Constant(value_ints=[-1])
-    total = op.ReduceSum(probabilities, axis, keepdims=1)
-    q = probabilities / total
+    p, t = rows(probabilities), rows(u)
+    inverse_total = spread(op.Reciprocal(row_sum(p)), p)
+    q = p * inverse_total
     clipped, inside = clip_mask(q, eps)
-    elements = op.Neg(op.ReduceSum(u * op.Log(clipped), axis, keepdims=0))
-    g = op.Neg(u * inside / clipped)
-    return elements, (g - op.ReduceSum(g * q, axis, keepdims=1)) / total
+    elements = op.Neg(row_sum(t * op.Log(clipped)))
+    g = op.Neg(t * inside / clipped)
+    gradient = (g - spread(row_sum(g * q), p)) * inverse_total
+    return op.Reshape(elements, op.Shape(probabilities, end=-1)), op.Reshape(gradient, op.Shape(probabilities))
 
 
 @script(LOSSD, default_opset=op)
@@ -134,13 +137,13 @@ class CrossEntropyParams(Params):
 
 @script(LOSSD, default_opset=op)
 def cross_entropy_logits(predictions, targets, label_smoothing, class_weights):  # type: ignore[no-untyped-def]
-    elements, gradient = xent_logits(predictions, class_weights * smoothed(targets, label_smoothing))
+    elements, gradient = xent_logits(predictions, class_weights * smoothed(rows(targets), label_smoothing))
     return elements, gradient
 
 
 @script(LOSSD, default_opset=op)
 def cross_entropy_probabilities(predictions, targets, label_smoothing, class_weights, eps):  # type: ignore[no-untyped-def]
-    elements, gradient = xent_probabilities(predictions, class_weights * smoothed(targets, label_smoothing), eps)
+    elements, gradient = xent_probabilities(predictions, class_weights * smoothed(rows(targets), label_smoothing), eps)
     return elements, gradient
 
 
@@ -225,6 +228,47 @@ def sparse_cross_entropy_probabilities(predictions, targets, label_smoothing, cl
     return elements, gradient, mass
 
 
+@script(LOSSD, default_opset=op)
+def label_index(predictions, targets, class_weights, ignore_index):  # type: ignore[no-untyped-def]
+    """Labels as (rows, 1) indices (ignored ones at 0) and the row mass w_y (0 where ignored)."""
+    flat = op.Reshape(targets, op.Constant(value_ints=[-1]))
+    keep = op.Not(op.Equal(flat, ignore_index))
+    labels = op.Where(keep, flat, op.CastLike(0, flat))
+    weights = op.Expand(class_weights, op.Shape(predictions, start=-1))  # an absent weight is fed as [1]
+    mass = op.CastLike(keep, predictions) * op.Gather(weights, labels)
+    return op.Unsqueeze(labels, op.Constant(value_ints=[-1])), op.Unsqueeze(mass, op.Constant(value_ints=[-1]))
+
+
+@script(LOSSD, default_opset=op)
+def sparse_nll_logits(predictions, targets, class_weights, ignore_index):  # type: ignore[no-untyped-def]
+    """Without label smoothing only the label's term is needed: a gather, not a one-hot."""
+    labels, mass = label_index(predictions, targets, class_weights, ignore_index)
+    log_softmax = op.LogSoftmax(rows(predictions), axis=-1)
+    elements = op.Neg(op.GatherElements(log_softmax, labels, axis=-1)) * mass
+    # d/dx_k = w_y (softmax_k - [k = y]).
+    scaled = op.Exp(log_softmax) * spread(mass, log_softmax)
+    gradient = op.ScatterElements(scaled, labels, op.GatherElements(scaled, labels, axis=-1) - mass, axis=-1)
+    shape = op.Shape(targets)
+    return op.Reshape(elements, shape), op.Reshape(gradient, op.Shape(predictions)), op.Reshape(mass, shape)
+
+
+@script(LOSSD, default_opset=op)
+def sparse_nll_probabilities(predictions, targets, class_weights, ignore_index, eps):  # type: ignore[no-untyped-def]
+    """-log of the label's renormalised, clipped probability (Keras), by a gather."""
+    labels, mass = label_index(predictions, targets, class_weights, ignore_index)
+    p = rows(predictions)
+    inverse_total = op.Reciprocal(row_sum(p))
+    q = op.GatherElements(p, labels, axis=-1) * inverse_total
+    clipped, inside = clip_mask(q, eps)
+    elements = op.Neg(op.Log(clipped)) * mass
+    # d/dp_k = g (1[k = y] - q) / S with g = -w_y / q (0 where the clip binds).
+    g = op.Neg(mass * inside / clipped) * inverse_total
+    base = spread(op.Neg(g * q), p)
+    gradient = op.ScatterElements(base, labels, g * (1.0 - q), axis=-1)
+    shape = op.Shape(targets)
+    return op.Reshape(elements, shape), op.Reshape(gradient, op.Shape(predictions)), op.Reshape(mass, shape)
+
+
 @loss(
     name="sparse_cross_entropy",
     curve=probability_of_true_class(labels=True),
@@ -263,5 +307,7 @@ def sparse_cross_entropy_probabilities(predictions, targets, label_smoothing, cl
         references=("Szegedy, C. et al. (2016). Rethinking the Inception Architecture (label smoothing).",),
     ),
 )
-def sparse_cross_entropy(from_logits: bool):  # type: ignore[no-untyped-def]
-    return sparse_cross_entropy_logits if from_logits else sparse_cross_entropy_probabilities
+def sparse_cross_entropy(from_logits: bool, label_smoothing: bool):  # type: ignore[no-untyped-def]
+    if label_smoothing:
+        return sparse_cross_entropy_logits if from_logits else sparse_cross_entropy_probabilities
+    return sparse_nll_logits if from_logits else sparse_nll_probabilities

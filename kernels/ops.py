@@ -44,7 +44,32 @@ def logistic(x):  # type: ignore[no-untyped-def]
 def clip_mask(p, eps):  # type: ignore[no-untyped-def]
     """p clipped to [eps, 1 - eps], and 1 where the clip let p through (its derivative)."""
     low = op.CastLike(eps, p)
-    high = 1.0 - low
-    clipped = op.Min(op.Max(p, low), high)
-    inside = op.CastLike(op.And(op.GreaterOrEqual(p, low), op.LessOrEqual(p, high)), p)
+    clipped = op.Clip(p, low, 1.0 - low)  # one vectorised op; Max/Min are ~10x slower in ORT
+    inside = op.CastLike(op.Equal(clipped, p), p)
     return clipped, inside
+
+
+# onnxruntime's CPU broadcasting is fast for same-shape and scalar operands of rank <= 2,
+# but about 10x slower on rank-3 tensors and when a row or column is repeated over a
+# short last axis. Class-wise kernels therefore work on (rows, C) and repeat per-row
+# values, or sum over classes, with a matrix product.
+
+
+@script(LOSSD, default_opset=op)
+def rows(x):  # type: ignore[no-untyped-def]
+    """x as a (rows, C) matrix, C its last axis."""
+    return op.Reshape(x, op.Concat(op.Constant(value_ints=[-1]), op.Shape(x, start=-1), axis=0))
+
+
+@script(LOSSD, default_opset=op)
+def row_sum(x):  # type: ignore[no-untyped-def]
+    """(rows, C) -> (rows, 1): the sum over classes, as a product with a ones vector."""
+    ones = op.Expand(op.CastLike(1.0, x), op.Concat(op.Shape(x, start=-1), op.Constant(value_ints=[1]), axis=0))
+    return op.MatMul(x, ones)
+
+
+@script(LOSSD, default_opset=op)
+def spread(v, like):  # type: ignore[no-untyped-def]
+    """(rows, 1) -> (rows, C): each row's value repeated, as an outer product."""
+    ones = op.Expand(op.CastLike(1.0, v), op.Concat(op.Constant(value_ints=[1]), op.Shape(like, start=-1), axis=0))
+    return op.MatMul(v, ones)

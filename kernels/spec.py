@@ -94,7 +94,9 @@ class LossSpec:
     """A loss, declared once; routes, schemas and the registry are derived from it.
 
     ``kernel`` is called with the structural params (those that change the graph's
-    structure, named by its signature) and returns an onnxscript function. The
+    structure, named by its signature) and returns an onnxscript function. A bool or
+    Literal param arrives as its value; any other as whether it is present (see
+    ``structural_key``), and its value can still be a graph input. The
     function's own parameters name what it consumes: the loss's inputs and the
     non-structural params, which are fed as graph inputs. Inputs arrive with their "..."
     axes collapsed into one. It returns the element losses ``E`` of shape ``(N, R)``
@@ -143,8 +145,11 @@ def _choices(params: type[Params], name: str) -> tuple[Any, ...] | None:
 
 
 def structural_key(params: type[Params], name: str, value: Any) -> Any:
-    """Booleans and choices select a graph by value; any other param by presence."""
-    return value if _choices(params, name) is not None else value is not None
+    """Booleans and choices select a graph by value; any other param by presence, where
+    None and a number equal to 0 are absent (a graph without label smoothing, say)."""
+    if _choices(params, name) is not None:
+        return value
+    return value is not None and not (isinstance(value, int | float) and value == 0)
 
 
 def _variant_domain(params: type[Params], name: str) -> tuple[Any, ...]:
