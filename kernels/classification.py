@@ -5,7 +5,7 @@ from onnxscript import script
 from pydantic import Field
 
 from kernels.curves import probability_of_target, probability_of_true_class
-from kernels.ops import LOSSD, clip_mask, log1p, logistic, row_sum, rows, spread
+from kernels.ops import LOSSD, binary_smoothed, clip_mask, log1p, logistic, row_sum, rows, spread
 from kernels.spec import Card, Input, Params, Properties, loss
 
 FROM_LOGITS = Field(False, description="Predictions are raw scores (logits) rather than probabilities.")
@@ -32,8 +32,8 @@ def along_last_axis(pos_weight, x):  # type: ignore[no-untyped-def]
 
 
 @script(LOSSD, default_opset=op)
-def bce_logits(predictions, targets, pos_weight, label_smoothing):  # type: ignore[no-untyped-def]
-    y = targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
+def bce_logits(predictions, targets, pos_weight):  # type: ignore[no-untyped-def]
+    y = targets
     pw = along_last_axis(pos_weight, predictions)
     # -[pw y log s(x) + (1-y) log s(-x)] = pw y softplus(-x) + (1-y) softplus(x): non-negative
     # terms only (the form (1-y) x + (1 + (pw-1) y) softplus(-x) cancels for y=0, x << 0).
@@ -43,13 +43,25 @@ def bce_logits(predictions, targets, pos_weight, label_smoothing):  # type: igno
 
 
 @script(LOSSD, default_opset=op)
-def bce_probabilities(predictions, targets, pos_weight, label_smoothing, eps):  # type: ignore[no-untyped-def]
-    y = targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
+def bce_probabilities(predictions, targets, pos_weight, eps):  # type: ignore[no-untyped-def]
+    y = targets
     pw = along_last_axis(pos_weight, predictions)
     p, inside = clip_mask(predictions, eps)
     q = 1.0 - p
     elements = op.Neg(pw * y * op.Log(p) + (1.0 - y) * log1p(op.Neg(p)))
     return elements, inside * ((1.0 - y) / q - pw * y / p)
+
+
+@script(LOSSD, default_opset=op)
+def bce_logits_smoothed(predictions, targets, pos_weight, label_smoothing):  # type: ignore[no-untyped-def]
+    elements, gradient = bce_logits(predictions, binary_smoothed(targets, label_smoothing), pos_weight)
+    return elements, gradient
+
+
+@script(LOSSD, default_opset=op)
+def bce_probabilities_smoothed(predictions, targets, pos_weight, label_smoothing, eps):  # type: ignore[no-untyped-def]
+    elements, gradient = bce_probabilities(predictions, binary_smoothed(targets, label_smoothing), pos_weight, eps)
+    return elements, gradient
 
 
 @loss(
@@ -94,7 +106,9 @@ def bce_probabilities(predictions, targets, pos_weight, label_smoothing, eps):  
         references=("Cox, D. R. (1958). The regression analysis of binary sequences. JRSS B.",),
     ),
 )
-def binary_cross_entropy(from_logits: bool):  # type: ignore[no-untyped-def]
+def binary_cross_entropy(from_logits: bool, label_smoothing: bool):  # type: ignore[no-untyped-def]
+    if label_smoothing:
+        return bce_logits_smoothed if from_logits else bce_probabilities_smoothed
     return bce_logits if from_logits else bce_probabilities
 
 

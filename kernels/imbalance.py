@@ -5,7 +5,7 @@ from onnxscript import script
 from pydantic import Field
 
 from kernels.curves import probability_of_target
-from kernels.ops import LOSSD, clip_mask, log1p, logistic
+from kernels.ops import LOSSD, binary_smoothed, clip_mask, log1p, logistic
 from kernels.spec import Card, Input, Params, Properties, loss
 
 
@@ -20,18 +20,18 @@ class FocalParams(Params):
 
 
 @script(LOSSD, default_opset=op)
-def focal_weights(targets, alpha, label_smoothing):  # type: ignore[no-untyped-def]
-    """Smoothed targets and alpha_t = alpha y + (1 - alpha)(1 - y), or 1 for negative alpha."""
-    y = targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
+def focal_weights(y, alpha):  # type: ignore[no-untyped-def]
+    """alpha_t = alpha y + (1 - alpha)(1 - y), or 1 for negative alpha."""
     on = op.GreaterOrEqual(alpha, op.CastLike(0.0, alpha))
     a = op.Where(on, alpha, op.CastLike(0.5, alpha))
     scale = op.Where(on, op.CastLike(1.0, alpha), op.CastLike(2.0, alpha))
-    return y, scale * (1.0 - a) + y * (scale * (2.0 * a - 1.0))
+    return scale * (1.0 - a) + y * (scale * (2.0 * a - 1.0))
 
 
 @script(LOSSD, default_opset=op)
-def focal_logits(predictions, targets, alpha, gamma, label_smoothing):  # type: ignore[no-untyped-def]
-    y, alpha_t = focal_weights(targets, alpha, label_smoothing)
+def focal_logits(predictions, targets, alpha, gamma):  # type: ignore[no-untyped-def]
+    y = targets
+    alpha_t = focal_weights(y, alpha)
     s, s_neg, softplus_x, softplus_neg_x = logistic(predictions)
     ce = (1.0 - y) * softplus_x + y * softplus_neg_x  # = softplus(x) - x y, without cancellation
     q = y * s_neg + (1.0 - y) * s  # 1 - p_t, computed without cancellation
@@ -44,8 +44,9 @@ def focal_logits(predictions, targets, alpha, gamma, label_smoothing):  # type: 
 
 
 @script(LOSSD, default_opset=op)
-def focal_probabilities(predictions, targets, alpha, gamma, label_smoothing, eps):  # type: ignore[no-untyped-def]
-    y, alpha_t = focal_weights(targets, alpha, label_smoothing)
+def focal_probabilities(predictions, targets, alpha, gamma, eps):  # type: ignore[no-untyped-def]
+    y = targets
+    alpha_t = focal_weights(y, alpha)
     p, inside = clip_mask(predictions, eps)
     ce = op.Neg(y * op.Log(p) + (1.0 - y) * log1p(op.Neg(p)))
     q = y + p * (1.0 - 2.0 * y)
@@ -54,6 +55,18 @@ def focal_probabilities(predictions, targets, alpha, gamma, label_smoothing, eps
     d_modulator = gamma * op.Pow(op.Max(q, op.CastLike(1e-30, q)), gamma - 1.0) * (1.0 - 2.0 * y)
     elements = alpha_t * ce * modulator
     return elements, inside * alpha_t * (d_ce * modulator + ce * d_modulator)
+
+
+@script(LOSSD, default_opset=op)
+def focal_logits_smoothed(predictions, targets, alpha, gamma, label_smoothing):  # type: ignore[no-untyped-def]
+    elements, gradient = focal_logits(predictions, binary_smoothed(targets, label_smoothing), alpha, gamma)
+    return elements, gradient
+
+
+@script(LOSSD, default_opset=op)
+def focal_probabilities_smoothed(predictions, targets, alpha, gamma, label_smoothing, eps):  # type: ignore[no-untyped-def]
+    elements, gradient = focal_probabilities(predictions, binary_smoothed(targets, label_smoothing), alpha, gamma, eps)
+    return elements, gradient
 
 
 @loss(
@@ -101,5 +114,7 @@ def focal_probabilities(predictions, targets, alpha, gamma, label_smoothing, eps
         ),
     ),
 )
-def focal(from_logits: bool):  # type: ignore[no-untyped-def]
+def focal(from_logits: bool, label_smoothing: bool):  # type: ignore[no-untyped-def]
+    if label_smoothing:
+        return focal_logits_smoothed if from_logits else focal_probabilities_smoothed
     return focal_logits if from_logits else focal_probabilities

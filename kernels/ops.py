@@ -41,6 +41,12 @@ def logistic(x):  # type: ignore[no-untyped-def]
 
 
 @script(LOSSD, default_opset=op)
+def binary_smoothed(targets, label_smoothing):  # type: ignore[no-untyped-def]
+    """Binary targets smoothed towards 1/2 (Keras): y (1 - s) + s / 2."""
+    return targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
+
+
+@script(LOSSD, default_opset=op)
 def clip_mask(p, eps):  # type: ignore[no-untyped-def]
     """p clipped to [eps, 1 - eps], and 1 where the clip let p through (its derivative)."""
     low = op.CastLike(eps, p)
