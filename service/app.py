@@ -11,7 +11,9 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from kernels import REGISTRY
+from kernels.features import FEATURE_MODELS, load_feature_models
 from kernels.runtime import Runtime
+from kernels.spec import Resources
 from service import __version__, errors
 from service.fastpath import ComputeFastPath
 from service.routes import compute, health, registry
@@ -24,12 +26,24 @@ DESCRIPTION = (
 )
 
 
+def configured_resources(settings: Settings) -> Resources:
+    """What the operator configured for losses that need it: the feature extractors of
+    LOSSD_FEATURE_MODELS, loaded from their local files and checked."""
+    return {FEATURE_MODELS: load_feature_models(settings.feature_models)}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.runtime = Runtime(REGISTRY, settings.provider, settings.intra_op_threads, settings.model_repository)
+        app.state.runtime = Runtime(
+            REGISTRY,
+            settings.provider,
+            settings.intra_op_threads,
+            settings.model_repository,
+            resources=configured_resources(settings),
+        )
         yield
 
     app = FastAPI(title="lossd", version=__version__, description=DESCRIPTION, lifespan=lifespan)

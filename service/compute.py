@@ -8,10 +8,10 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from kernels.runtime import NUMPY_DTYPE, Runtime
-from kernels.spec import LossSpec
-from service.arrays import decode_inputs, decode_weights
-from service.errors import ProblemError, from_validation_error, invalid
+from kernels.runtime import NUMPY_DTYPE, Kernel, OperatorModelError, Runtime
+from kernels.spec import LossSpec, NotConfigured, Params, UnknownChoice
+from service.arrays import check_fixed_dims, decode_inputs, decode_weights
+from service.errors import ProblemError, from_validation_error, invalid, not_configured
 from service.schemas import request_model
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -34,6 +34,17 @@ def validate_envelope(spec: LossSpec, data: dict[str, Any]) -> BaseModel:
         raise from_validation_error(list(exc.errors())) from None
 
 
+def select_kernel(runtime: Runtime, spec: LossSpec, params: Params, dtype: str, gradients: bool) -> Kernel:
+    """The graph for a request: 409 when the loss needs something the operator has not
+    configured, 422 when a param names something that is not configured."""
+    try:
+        return runtime.kernel(spec, params, dtype, gradients)
+    except NotConfigured as exc:
+        raise not_configured(exc) from None
+    except UnknownChoice as exc:
+        raise invalid(f"params.{exc.param}", str(exc)) from None
+
+
 def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) -> bytes:
     request = validate_envelope(spec, parse_json(body))
     params = request.params  # type: ignore[attr-defined]
@@ -47,13 +58,19 @@ def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) ->
     if spec.batch_level and weights_value is not None:
         raise invalid("weights", f"{spec.name} is one value for the whole batch: it takes no sample weights")
 
+    gradients = "gradients" in outputs and bool(spec.differentiable)
+    kernel = select_kernel(runtime, spec, params, dtype_name, gradients)
     batch = decode_inputs(spec, params, data_of(request, spec), dtype, max_elements)
+    if kernel.fixed_dims:
+        check_fixed_dims(spec, kernel, batch)
     mean = reduction == "mean"
     weights = decode_weights(weights_value, batch.count, dtype, mean)
-    gradients = "gradients" in outputs and bool(spec.differentiable)
-    kernel = runtime.kernel(spec, params, dtype_name, gradients)
     names = ["loss", "per_sample", *(f"grad_{n}" for n in spec.differentiable if gradients)]
-    loss_array, per_sample, *grads = runtime.run(kernel, params, batch.arrays, weights, mean, names)
+    try:
+        loss_array, per_sample, *grads = runtime.run(kernel, params, batch.arrays, weights, mean, names)
+    except OperatorModelError as exc:
+        first = spec.inputs[0].name
+        raise invalid(first, f"the configured model could not process the inputs: {exc}") from None
     loss = loss_array[()]  # a numpy scalar: orjson writes float32 as its shortest repr
 
     if not np.isfinite(loss):
@@ -66,7 +83,7 @@ def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) ->
     response: dict[str, Any] = {"loss": per_sample if reduction == "none" else loss}
     if "per_sample" in outputs:
         response["per_sample"] = per_sample
-    if gradients:
+    if "gradients" in outputs:  # empty for a loss without differentiable inputs
         response["gradients"] = {
             name: grad.reshape(batch.shapes[name]) for name, grad in zip(spec.differentiable, grads, strict=True)
         }
