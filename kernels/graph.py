@@ -77,7 +77,7 @@ def graph_shape(spec_input: Input, shape: tuple[int, ...]) -> tuple[int, ...]:
 def _input_names(function: KernelFunction) -> list[str]:
     if isinstance(function, ProtoKernel):
         return list(function.function.input)
-    return [param.name for param in function.function_ir.inputs]
+    return [str(param.name) for param in function.function_ir.inputs]
 
 
 def kernel_inputs(spec: LossSpec, function: KernelFunction, dtype: Dtype) -> list[GraphInput]:

@@ -149,9 +149,10 @@ CURVE = Curve(
         equivalents={
             "lpips": "lpips.LPIPS(net=..., lpips=False) when its backbone is exported to ONNX with each ReLU "
             "stage as an output, on images already passed through its ScalingLayer (per_sample = its output)",
-            "note": "lpips.LPIPS(lpips=True), the published metric, and monai.losses.PerceptualLoss (which wraps "
-            "it) add learned non-negative 1x1 'lin' heads per layer: fold them into the extractor (scale each "
-            "output's channels by sqrt(w) after normalisation is not possible here, so they are not reproduced)",
+            "note": "lpips.LPIPS(lpips=True), the published LPIPS that monai.losses.PerceptualLoss wraps, weights "
+            "each layer's squared differences by learned non-negative 1x1 'lin' heads before the spatial mean; "
+            "they act after the normalisation, so no extractor can carry them: this loss is their unweighted "
+            "baseline (lpips=False)",
             "torch": "none built in",
         },
         references=(

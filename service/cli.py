@@ -48,7 +48,7 @@ def serve(args: argparse.Namespace) -> None:
 
 def checked_settings() -> Settings:
     """The settings, with configured feature models loaded once to check them: a bad
-    configuration stops here with one clear line (exit status 2), not a traceback."""
+    configuration stops here with one clear line (exit status 1), not a traceback."""
     from pydantic import ValidationError
 
     from kernels.features import FeatureModelError
