@@ -183,3 +183,14 @@ def test_a_bad_configuration_stops_the_server_with_one_clear_line(tmp_path: Path
     assert result.stderr.startswith("lossd: invalid configuration: "), result.stderr
     assert words in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_lossd_export_includes_the_configured_extractors(
+    extractors: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.cli import main
+
+    monkeypatch.setenv("LOSSD_FEATURE_MODELS", f"conv={extractors['conv']}")
+    main(["export", str(tmp_path)])
+    stems = {path.name for path in tmp_path.glob("perceptual.*.onnx")}
+    assert stems == {"perceptual.feature_model=conv.float32.fwd.onnx", "perceptual.feature_model=conv.float64.fwd.onnx"}
