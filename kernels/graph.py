@@ -13,7 +13,7 @@ import onnxscript.optimizer
 from onnx import TensorProto, helper
 
 from kernels.reduction import reduce_loss, reduce_loss_mass
-from kernels.spec import Input, KernelFunction, LossSpec, Params, Variant
+from kernels.spec import NO_RESOURCES, Input, KernelFunction, LossSpec, Params, ProtoKernel, Resources, Variant
 
 Dtype = Literal["float32", "float64"]
 DTYPES: tuple[Dtype, ...] = ("float32", "float64")
@@ -34,7 +34,8 @@ class GraphKey:
     @property
     def stem(self) -> str:
         """A file-name-safe identifier, e.g. ``focal.from_logits=true.float32.grad``."""
-        parts = [self.loss, *(f"{k}={str(v).lower()}" for k, v in self.variant), self.dtype]
+        parts = [self.loss, *(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in self.variant)]
+        parts.append(self.dtype)
         return ".".join([*parts, "grad" if self.gradients else "fwd"])
 
 
@@ -42,7 +43,7 @@ class GraphKey:
 class GraphInput:
     name: str
     elem_type: int
-    dims: tuple[str | None, ...]
+    dims: tuple[str | int | None, ...]
 
 
 def _param_input(params: type[Params], name: str, elem_type: int) -> GraphInput:
@@ -73,17 +74,23 @@ def graph_shape(spec_input: Input, shape: tuple[int, ...]) -> tuple[int, ...]:
     return (*shape[:before], middle, *shape[len(shape) - after :])
 
 
+def _input_names(function: KernelFunction) -> list[str]:
+    if isinstance(function, ProtoKernel):
+        return list(function.function.input)
+    return [str(param.name) for param in function.function_ir.inputs]
+
+
 def kernel_inputs(spec: LossSpec, function: KernelFunction, dtype: Dtype) -> list[GraphInput]:
     """The graph inputs a kernel function consumes, in its declared order."""
     elem_type = ELEMENT_TYPE[dtype]
     by_name = {i.name: i for i in spec.inputs}
+    fixed = function.input_dims if isinstance(function, ProtoKernel) else {}
     result = []
-    for param in function.function_ir.inputs:
-        name = param.name
+    for name in _input_names(function):
         if name in by_name:
             spec_input = by_name[name]
             kind = TensorProto.INT64 if spec_input.kind == "label" else elem_type
-            result.append(GraphInput(name, kind, graph_dims(spec_input.shape)))
+            result.append(GraphInput(name, kind, fixed.get(name, graph_dims(spec_input.shape))))
         elif name in spec.params.model_fields:
             result.append(_param_input(spec.params, name, elem_type))
         elif name == WEIGHTS:
@@ -95,16 +102,26 @@ def kernel_inputs(spec: LossSpec, function: KernelFunction, dtype: Dtype) -> lis
     return result
 
 
-def _value_info(name: str, elem_type: int, dims: tuple[str | None, ...]) -> onnx.ValueInfoProto:
+def _value_info(name: str, elem_type: int, dims: tuple[str | int | None, ...]) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, elem_type, list(dims))
+
+
+def _function_proto(function: KernelFunction) -> onnx.FunctionProto:
+    return function.function if isinstance(function, ProtoKernel) else function.to_function_proto()
 
 
 def _functions(*roots: KernelFunction) -> list[onnx.FunctionProto]:
     found: dict[tuple[str, str], onnx.FunctionProto] = {}
     for root in roots:
-        for fn in [root, *root.function_ir.get_called_functions().values()]:
-            proto = fn.to_function_proto()
-            found[(proto.domain, proto.name)] = proto
+        if isinstance(root, ProtoKernel):
+            found[(root.function.domain, root.function.name)] = root.function
+            scripted = list(root.calls)
+        else:
+            scripted = [root]
+        for script_root in scripted:
+            for fn in [script_root, *script_root.function_ir.get_called_functions().values()]:
+                proto = fn.to_function_proto()
+                found[(proto.domain, proto.name)] = proto
     return list(found.values())
 
 
@@ -131,13 +148,14 @@ def _scale_gradient(name: str, rank: int) -> list[onnx.NodeProto]:
     ]
 
 
-def build_model(spec: LossSpec, key: GraphKey) -> onnx.ModelProto:
+def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURCES) -> onnx.ModelProto:
     """The ONNX model for one graph key: inputs, weights and ``mean`` in; ``loss``,
-    ``per_sample`` and ``grad_<input>`` out. Checked, shape-inferred and inlined."""
-    function = spec.function(key.variant)
+    ``per_sample`` and ``grad_<input>`` out. Checked, shape-inferred and inlined.
+    ``resources`` holds what the key's configured params name (e.g. feature models)."""
+    function = spec.function(key.variant, resources)
     elem_type = ELEMENT_TYPE[key.dtype]
     inputs = kernel_inputs(spec, function, key.dtype)
-    fn_proto = function.to_function_proto()
+    fn_proto = _function_proto(function)
     self_reducing = WEIGHTS in {i.name for i in inputs}
     grads = [f"grad_{n}" for n in spec.differentiable]
     reduction: list[onnx.NodeProto] = []

@@ -15,7 +15,7 @@ import onnx
 import onnxruntime as ort
 
 from kernels.graph import DTYPES, MEAN, WEIGHTS, GraphKey, build_model, graph_shape
-from kernels.spec import LossSpec, Params, Registry
+from kernels.spec import NO_RESOURCES, LossSpec, NotConfigured, Params, Registry, Resources, Variant
 
 log = logging.getLogger("lossd.runtime")
 
@@ -44,12 +44,32 @@ def select_providers(provider: Provider) -> list[str]:
     return [CPU]
 
 
-def all_keys(specs: Registry) -> Iterator[tuple[LossSpec, GraphKey]]:
+class OperatorModelError(RuntimeError):
+    """A model the operator configured (e.g. a feature extractor) failed on a request's
+    inputs (e.g. images smaller than its kernels): the request's fault, not a bug."""
+
+
+class ConfigurationError(RuntimeError):
+    """A configured resource (e.g. a feature model) cannot be built into a loss graph."""
+
+
+def all_keys(specs: Registry, resources: Resources = NO_RESOURCES) -> Iterator[tuple[LossSpec, GraphKey]]:
+    """Every graph: each loss's variants (given what is configured) x dtype x with and
+    without gradients (only without for a loss that has no differentiable inputs)."""
     for spec in specs:
-        for variant in spec.variants:
+        for variant in spec.variants_for(resources):
             for dtype in DTYPES:
-                for gradients in (False, True):
+                for gradients in (False, True) if spec.differentiable else (False,):
                     yield spec, GraphKey(spec.name, variant, dtype, gradients)
+
+
+def fingerprints(spec: LossSpec, variant: Variant, resources: Resources) -> dict[str, str]:
+    """The sha256 of each configured object a variant embeds (its graph depends on them)."""
+    found = {}
+    for name, value in variant:
+        if name in spec.configured:
+            found[name] = str(resources[spec.configured[name].collection][value].sha256)
+    return found
 
 
 def param_feed(value: Any, annotation_is_int: bool, dtype: type[np.floating[Any]]) -> np.ndarray:
@@ -81,6 +101,10 @@ class Kernel:
     int_params: frozenset[str]
     vector_params: frozenset[str] = frozenset()
     """Params the graph takes as a 1-D tensor (a number or a per-class list, e.g. pos_weight)."""
+    fixed_dims: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
+    """(input, ((axis, size), ...)) where the graph fixes sizes the declaration leaves free."""
+    operator_model: bool = False
+    """The graph embeds a model the operator configured: its failures are the inputs' fault."""
 
 
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
@@ -103,22 +127,27 @@ class Runtime:
         provider: Provider = "auto",
         intra_op_threads: int = 0,
         model_repository: Path | None = None,
+        resources: Resources = NO_RESOURCES,
     ) -> None:
+        """``resources``: what the operator configured, by collection and name (e.g.
+        ``{"feature_models": kernels.features.load_feature_models(paths)}``)."""
         self.specs = specs
+        self.resources = resources
         self.requested_providers = select_providers(provider)
         self._options = session_options(intra_op_threads)
         self._kernels: dict[GraphKey, Kernel] = {}
         files = read_manifest(model_repository) if model_repository else None
-        for spec, key in all_keys(specs):
-            if files is None:
-                model_bytes = build_model(spec, key).SerializeToString()
-            elif key.stem in files:
-                model_bytes = files[key.stem].read_bytes()
-            else:
-                raise FileNotFoundError(
-                    f"model repository {model_repository} has no graph {key.stem}; re-export it with `lossd export`"
-                )
-            self._kernels[key] = self._load(spec, key, model_bytes)
+        for spec, key in all_keys(specs, resources):
+            if files is not None:
+                model_bytes = repository_graph(files, model_repository, spec, key, resources)
+            try:
+                if files is None:
+                    model_bytes = build_model(spec, key, resources).SerializeToString()
+                self._kernels[key] = self._load(spec, key, model_bytes)
+            except Exception as exc:
+                if not spec.configured:
+                    raise
+                raise ConfigurationError(f"cannot build the graph {key.stem} around what is configured: {exc}") from exc
         first = next(iter(self._kernels.values()))
         self.providers: list[str] = first.session.get_providers()
         if provider == "cuda" and CUDA not in self.providers:
@@ -130,10 +159,33 @@ class Runtime:
         param_names = tuple(n for n in names if n in spec.params.model_fields)
         int_params = frozenset(n for n in param_names if spec.params.model_fields[n].annotation is int)
         vectors = frozenset(i.name for i in session.get_inputs() if i.name in param_names and len(i.shape) == 1)
-        return Kernel(key, session, names, param_names, int_params, vectors)
+        declared = {i.name for i in spec.inputs}
+        fixed = tuple(
+            (i.name, sizes)
+            for i in session.get_inputs()
+            if i.name in declared and (sizes := tuple((a, d) for a, d in enumerate(i.shape) if isinstance(d, int)))
+        )
+        return Kernel(key, session, names, param_names, int_params, vectors, fixed, bool(spec.configured))
+
+    def variants(self, spec: LossSpec) -> tuple[Variant, ...]:
+        """The loss's graph variants here; for a loss that needs a configured object and
+        has none, ``NotConfigured``."""
+        variants = spec.variants_for(self.resources)
+        if not variants:
+            name, configured = next(iter(spec.configured.items()))
+            raise NotConfigured(spec.name, name, configured.how)
+        return variants
+
+    def choices(self, spec: LossSpec) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The configured names of each of the loss's configured params (for its card)."""
+        return tuple(spec.choices(self.resources).items())
 
     def kernel(self, spec: LossSpec, params: Params, dtype: str, gradients: bool) -> Kernel:
-        return self._kernels[GraphKey(spec.name, spec.variant(params), dtype, gradients)]  # type: ignore[arg-type]
+        """The graph for these params; ``NotConfigured`` or ``UnknownChoice`` when they
+        name a configured object that is not there."""
+        variant = spec.variant(params, self.resources)
+        key = GraphKey(spec.name, variant, dtype, gradients and bool(spec.differentiable))  # type: ignore[arg-type]
+        return self._kernels[key]
 
     def run(
         self,
@@ -152,7 +204,14 @@ class Runtime:
             feed[name] = value.reshape(-1) if name in kernel.vector_params else value
         feed[WEIGHTS] = weights
         feed[MEAN] = np.array(mean)
-        result: list[np.ndarray] = kernel.session.run(outputs, feed)
+        try:
+            result: list[np.ndarray] = kernel.session.run(outputs, feed)
+        except Exception as exc:  # onnxruntime's errors share no base class but Exception
+            if not kernel.operator_model:
+                raise
+            shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())
+            reason = str(exc).split("\n")[0]
+            raise OperatorModelError(f"{dict(kernel.key.variant)} failed on {shapes}: {reason}") from exc
         return result
 
     def evaluate(
@@ -187,38 +246,44 @@ class Runtime:
     def model_bytes(self, key: GraphKey) -> bytes:
         spec = self.specs.get(key.loss)
         assert spec is not None
-        data: bytes = build_model(spec, key).SerializeToString()
+        key = GraphKey(key.loss, key.variant, key.dtype, key.gradients and bool(spec.differentiable))
+        data: bytes = build_model(spec, key, self.resources).SerializeToString()
         return data
 
 
-def export(specs: Registry, directory: Path) -> Path:
-    """Write every graph as ``<stem>.onnx`` plus a manifest; returns the manifest path."""
+def export(specs: Registry, directory: Path, resources: Resources = NO_RESOURCES) -> Path:
+    """Write every graph as ``<stem>.onnx`` plus a manifest; returns the manifest path.
+    Graphs around configured objects (e.g. ``perceptual`` per feature model) are written
+    for what ``resources`` holds, with the sha256 of each object they embed."""
     directory.mkdir(parents=True, exist_ok=True)
     entries = []
-    for spec, key in all_keys(specs):
-        model = build_model(spec, key)
+    for spec, key in all_keys(specs, resources):
+        model = build_model(spec, key, resources)
         data = model.SerializeToString()
         path = directory / f"{key.stem}.onnx"
         path.write_bytes(data)
-        entries.append(
-            {
-                "file": path.name,
-                "loss": key.loss,
-                "variant": dict(key.variant),
-                "dtype": key.dtype,
-                "gradients": key.gradients,
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "inputs": [i.name for i in model.graph.input],
-                "outputs": [o.name for o in model.graph.output],
-            }
-        )
+        entry = {
+            "file": path.name,
+            "loss": key.loss,
+            "variant": dict(key.variant),
+            "dtype": key.dtype,
+            "gradients": key.gradients,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "inputs": [i.name for i in model.graph.input],
+            "outputs": [o.name for o in model.graph.output],
+        }
+        embedded = fingerprints(spec, key.variant, resources)
+        if embedded:
+            entry["configured_sha256"] = embedded
+        entries.append(entry)
     manifest = directory / MANIFEST
     manifest.write_text(json.dumps({"format": "lossd-model-repository/1", "graphs": entries}, indent=1))
     return manifest
 
 
-def read_manifest(directory: Path) -> dict[str, Path]:
-    """The graph files of a model repository by stem, each checked against its hash."""
+def read_manifest(directory: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """The graph files of a model repository (and their manifest entries) by stem, each
+    checked against its hash."""
     manifest = json.loads((directory / MANIFEST).read_text())
     files = {}
     for entry in manifest["graphs"]:
@@ -226,5 +291,29 @@ def read_manifest(directory: Path) -> dict[str, Path]:
         if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
             raise ValueError(f"{path} does not match its manifest hash")
         onnx.checker.check_model(str(path))
-        files[path.name.removesuffix(".onnx")] = path
+        files[path.name.removesuffix(".onnx")] = (path, entry)
     return files
+
+
+def repository_graph(
+    files: Mapping[str, tuple[Path, Mapping[str, Any]]],
+    directory: Path | None,
+    spec: LossSpec,
+    key: GraphKey,
+    resources: Resources,
+) -> bytes:
+    """One graph from a model repository; a graph around configured objects must have
+    been exported with the very objects configured now."""
+    if key.stem not in files:
+        raise FileNotFoundError(
+            f"model repository {directory} has no graph {key.stem}; re-export it with `lossd export`"
+            + (" with the same configuration (e.g. LOSSD_FEATURE_MODELS)" if spec.configured else "")
+        )
+    path, entry = files[key.stem]
+    expected = fingerprints(spec, key.variant, resources)
+    if entry.get("configured_sha256", {}) != expected:
+        raise ValueError(
+            f"model repository graph {path.name} was exported with a different {', '.join(expected)} than the one "
+            "configured now; re-export it with `lossd export` under the current configuration"
+        )
+    return path.read_bytes()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import onnx
 from onnxscript.values import OnnxFunction
 from pydantic import BaseModel, ConfigDict
 
@@ -85,8 +86,58 @@ class Card:
 Variant = tuple[tuple[str, Any], ...]
 """The values of a loss's structural params, which select one of its graphs."""
 
-KernelFunction = OnnxFunction[..., Any]
+
+@dataclass(frozen=True)
+class ProtoKernel:
+    """A kernel assembled as ONNX protos rather than written in onnxscript, e.g. around a
+    model the operator configures. ``function`` plays the part of the onnxscript
+    function (same inputs and outputs contract); ``calls`` are the onnxscript functions
+    it calls (added to the model with their own callees)."""
+
+    function: onnx.FunctionProto
+    calls: tuple[OnnxFunction[..., Any], ...] = ()
+    input_dims: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
+    """Graph dims of inputs where the kernel fixes some sizes (e.g. the channels an
+    extractor takes); the service checks requests against them."""
+
+
+KernelFunction = OnnxFunction[..., Any] | ProtoKernel
 KernelFactory = Callable[..., KernelFunction]
+
+
+@dataclass(frozen=True)
+class Configured:
+    """A structural ``str | None`` param whose values are names the operator configures
+    (e.g. feature extractors), not a choice fixed by its type: the runtime's
+    ``resources[collection]`` supplies the names, hence the loss's graph variants, and
+    the kernel factory receives the object a name stands for. ``None`` (the default)
+    selects the first configured name. With nothing configured the loss has no graph."""
+
+    collection: str
+    """The key of the runtime's resources that holds the named objects."""
+    how: str
+    """How an operator configures one, for the error when none is configured."""
+
+
+Resources = Mapping[str, Mapping[str, Any]]
+"""Configured objects by collection and name, e.g. ``{"feature_models": {"vgg": ...}}``."""
+NO_RESOURCES: Resources = {}
+
+
+class NotConfigured(LookupError):
+    """The loss needs a configured object and the operator configured none."""
+
+    def __init__(self, loss: str, param: str, how: str) -> None:
+        super().__init__(f"{loss} needs its {param} configured, and none is: {how}")
+        self.loss, self.param = loss, param
+
+
+class UnknownChoice(ValueError):
+    """A configured param names something that is not configured."""
+
+    def __init__(self, param: str, value: str, names: list[str]) -> None:
+        super().__init__(f"no {param} named {value!r} is configured; configured: {', '.join(names)}")
+        self.param, self.value, self.names = param, value, names
 
 
 @dataclass(frozen=True, eq=False)  # identity: one spec object per loss
@@ -103,7 +154,9 @@ class LossSpec:
     (class-wise losses already summed over the class axis), then ``dE/d<input>`` for
     each differentiable input, then, when ``mass`` is true, the per-element weight ``M``
     that a ``mean`` divides by (PyTorch's weighted mean for class weights and ignored
-    labels).
+    labels). A factory may instead return a ``ProtoKernel`` with the same contract,
+    assembled from ONNX protos. A loss without differentiable inputs returns no
+    gradients (and has one graph per variant and dtype).
     """
 
     name: str
@@ -122,16 +175,53 @@ class LossSpec:
     lengths, e.g. N real and M fake scores): no sample weights, ``per_sample`` is
     ``[loss]`` and the kernel returns elements of shape ``(1, 1)``."""
     variants: tuple[Variant, ...] = field(default=())
+    """Every graph variant, for losses without ``configured`` params (else empty: the
+    variants come from the configuration, see ``variants_for``)."""
+    configured: Mapping[str, Configured] = field(default_factory=dict)
 
     @property
     def differentiable(self) -> tuple[str, ...]:
         return tuple(i.name for i in self.inputs if i.differentiable)
 
-    def variant(self, params: Params) -> Variant:
-        return tuple((name, structural_key(self.params, name, getattr(params, name))) for name in self.structural)
+    def choices(self, resources: Resources) -> dict[str, tuple[str, ...]]:
+        """The configured names of each ``configured`` param."""
+        return {name: tuple(resources.get(c.collection, {})) for name, c in self.configured.items()}
 
-    def function(self, variant: Variant) -> KernelFunction:
-        return self.kernel(**dict(variant))
+    def variants_for(self, resources: Resources) -> tuple[Variant, ...]:
+        """Every graph variant, given what the operator configured."""
+        if not self.configured:
+            return self.variants
+        return _all_variants(self.params, self.structural, self.choices(resources))
+
+    def resolve(self, name: str, value: str | None, resources: Resources) -> str:
+        """The configured name a ``configured`` param's value selects (None: the first)."""
+        names = list(self.choices(resources)[name])
+        if not names:
+            raise NotConfigured(self.name, name, self.configured[name].how)
+        if value is None:
+            return names[0]
+        if value not in names:
+            raise UnknownChoice(name, value, names)
+        return value
+
+    def variant(self, params: Params, resources: Resources = NO_RESOURCES) -> Variant:
+        return tuple(
+            (
+                name,
+                self.resolve(name, getattr(params, name), resources)
+                if name in self.configured
+                else structural_key(self.params, name, getattr(params, name)),
+            )
+            for name in self.structural
+        )
+
+    def function(self, variant: Variant, resources: Resources = NO_RESOURCES) -> KernelFunction:
+        """The kernel of one variant; configured names become the objects they stand for."""
+        args = {
+            name: resources[self.configured[name].collection][value] if name in self.configured else value
+            for name, value in variant
+        }
+        return self.kernel(**args)
 
 
 def _choices(params: type[Params], name: str) -> tuple[Any, ...] | None:
@@ -156,10 +246,14 @@ def _variant_domain(params: type[Params], name: str) -> tuple[Any, ...]:
     return _choices(params, name) or (False, True)
 
 
-def _all_variants(params: type[Params], structural: tuple[str, ...]) -> tuple[Variant, ...]:
+def _all_variants(
+    params: type[Params], structural: tuple[str, ...], configured: Mapping[str, tuple[str, ...]]
+) -> tuple[Variant, ...]:
+    """The product of the structural params' domains (a configured param's: its names)."""
     variants: list[Variant] = [()]
     for name in structural:
-        variants = [(*v, (name, value)) for v in variants for value in _variant_domain(params, name)]
+        domain = configured[name] if name in configured else _variant_domain(params, name)
+        variants = [(*v, (name, value)) for v in variants for value in domain]
     return tuple(variants)
 
 
@@ -210,14 +304,20 @@ def loss(
     curve: Curve | None = None,
     mass: bool = False,
     batch_level: bool = False,
+    configured: Mapping[str, Configured] | None = None,
 ) -> Callable[[KernelFactory], LossSpec]:
     """Register a loss; decorates the factory that picks its onnxscript kernel."""
+    configured_params = dict(configured or {})
 
     def register(factory: KernelFactory) -> LossSpec:
         structural = tuple(factory.__code__.co_varnames[: factory.__code__.co_argcount])
         unknown = set(structural) - set(params.model_fields)
         if unknown:
             raise ValueError(f"{name}: structural params {sorted(unknown)} are not params")
+        for param in configured_params:
+            field_info = params.model_fields.get(param)
+            if param not in structural or field_info is None or field_info.annotation != str | None:
+                raise ValueError(f"{name}: configured param {param!r} must be a structural `str | None` param")
         return REGISTRY.add(
             LossSpec(
                 name=name,
@@ -232,7 +332,8 @@ def loss(
                 curve=curve,
                 mass=mass,
                 batch_level=batch_level,
-                variants=_all_variants(params, structural),
+                variants=_all_variants(params, structural, dict.fromkeys(configured_params, ())),
+                configured=configured_params,
             )
         )
 

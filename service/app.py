@@ -12,7 +12,9 @@ from pydantic.json_schema import models_json_schema
 from starlette.types import Receive, Scope, Send
 
 from kernels import REGISTRY
+from kernels.features import FEATURE_MODELS, load_feature_models
 from kernels.runtime import Runtime
+from kernels.spec import Resources
 from service import __version__, errors, fastpath
 from service.routes import compute, curves, health, metrics, registry, v2
 from service.schemas import request_model
@@ -41,12 +43,24 @@ class LossdApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def configured_resources(settings: Settings) -> Resources:
+    """What the operator configured for losses that need it: the feature extractors of
+    LOSSD_FEATURE_MODELS, loaded from their local files and checked."""
+    return {FEATURE_MODELS: load_feature_models(settings.feature_models)}
+
+
 def create_app(settings: Settings | None = None) -> LossdApp:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.runtime = Runtime(REGISTRY, settings.provider, settings.intra_op_threads, settings.model_repository)
+        app.state.runtime = Runtime(
+            REGISTRY,
+            settings.provider,
+            settings.intra_op_threads,
+            settings.model_repository,
+            resources=configured_resources(settings),
+        )
         yield
 
     # FastAPI's OpenTelemetry hooks cost microseconds per request; /metrics is ours.

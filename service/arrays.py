@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from kernels.graph import graph_shape
+from kernels.graph import graph_dims, graph_shape
+from kernels.runtime import Kernel
 from kernels.spec import Input, LossSpec, Params
 from service.errors import ProblemError, invalid
 
@@ -194,6 +195,20 @@ def decode_inputs(
     count = 1 if spec.batch_level else bound["N"]
     assert isinstance(count, int)
     return Batch(flat, shapes, count)
+
+
+def check_fixed_dims(spec: LossSpec, kernel: Kernel, batch: Batch) -> None:
+    """Sizes the chosen graph fixes (e.g. the channels a configured extractor takes)."""
+    declared = {i.name: i for i in spec.inputs}
+    for name, sizes in kernel.fixed_dims:
+        shape = batch.arrays[name].shape
+        if all(shape[axis] == size for axis, size in sizes):
+            continue
+        dims = list(graph_dims(declared[name].shape))
+        for axis, size in sizes:
+            dims[axis] = f"{dims[axis]}={size}"
+        chosen = ", ".join(f"{k}={v!r}" for k, v in kernel.key.variant)
+        raise invalid(name, f"expected shape ({', '.join(dims)}) with {chosen}, got {list(batch.shapes[name])}")
 
 
 def decode_weights(value: Any, count: int, dtype: type[np.floating[Any]], mean: bool) -> np.ndarray:

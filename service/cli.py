@@ -7,6 +7,10 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 # glibc's dynamic mmap threshold makes every multi-MB request body page-fault anew
 # (4.6x slower end to end for 1M-element binary requests); it is read at process start.
@@ -27,12 +31,10 @@ def serve(args: argparse.Namespace) -> None:
 
     import uvicorn
 
-    from service.settings import Settings
-
-    settings = Settings()
-    # Each worker records its metrics in files here; /metrics merges them (set before the
-    # app, and so prometheus_client, is imported by uvicorn).
+    # Each worker records its metrics in files here; /metrics merges them. Set before the
+    # app, and so prometheus_client, is first imported (checked_settings imports it).
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="lossd-metrics-"))
+    settings = checked_settings()
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the handler it
     # found installed: make that one a no-op, so a requested stop exits with status 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -50,11 +52,33 @@ def serve(args: argparse.Namespace) -> None:
     )
 
 
+def checked_settings() -> Settings:
+    """The settings, with configured feature models loaded once to check them: a bad
+    configuration stops here with one clear line (exit status 1), not a traceback."""
+    from pydantic import ValidationError
+
+    from kernels.features import FeatureModelError
+    from service.app import configured_resources
+    from service.settings import Settings
+
+    try:
+        settings = Settings()
+        configured_resources(settings)
+    except ValidationError as exc:
+        problems = "; ".join(f"LOSSD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        sys.exit(f"lossd: invalid configuration: {problems}")
+    except FeatureModelError as exc:
+        sys.exit(f"lossd: invalid configuration: {exc}")
+    return settings
+
+
 def export(args: argparse.Namespace) -> None:
     from kernels import REGISTRY
     from kernels.runtime import export as export_graphs
+    from service.app import configured_resources
 
-    manifest = export_graphs(REGISTRY, Path(args.directory))
+    settings = checked_settings()
+    manifest = export_graphs(REGISTRY, Path(args.directory), configured_resources(settings))
     print(f"wrote {manifest}")
 
 
@@ -67,7 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser.add_argument("--workers", type=int, help="worker processes (LOSSD_WORKERS, default 1)")
     serve_parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], help="LOSSD_PROVIDER, default auto")
     serve_parser.set_defaults(run=serve)
-    export_parser = commands.add_parser("export", help="write every graph as .onnx plus a manifest")
+    export_parser = commands.add_parser(
+        "export", help="write every graph as .onnx plus a manifest (perceptual: per LOSSD_FEATURE_MODELS entry)"
+    )
     export_parser.add_argument("directory", help="target directory (a model repository: LOSSD_MODEL_REPOSITORY)")
     export_parser.set_defaults(run=export)
     args = parser.parse_args(argv)

@@ -12,11 +12,11 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from kernels.runtime import NUMPY_DTYPE, Runtime
-from kernels.spec import LossSpec, Params
+from kernels.runtime import NUMPY_DTYPE, Kernel, OperatorModelError, Runtime
+from kernels.spec import LossSpec, NotConfigured, Params, UnknownChoice
 from service import metrics
-from service.arrays import decode_inputs, decode_weights
-from service.errors import ProblemError, from_validation_error, invalid
+from service.arrays import check_fixed_dims, decode_inputs, decode_weights
+from service.errors import ProblemError, from_validation_error, invalid, not_configured
 from service.schemas import request_model
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -50,14 +50,19 @@ def evaluate(runtime: Runtime, spec: LossSpec, request: Computation, max_element
     if spec.batch_level and request.weights is not None:
         raise invalid("weights", f"{spec.name} is one value for the whole batch: it takes no sample weights")
     dtype = NUMPY_DTYPE[request.dtype]
+    gradients = request.gradients and bool(spec.differentiable)
+    kernel = select_kernel(runtime, spec, request.params, request.dtype, gradients)
     batch = decode_inputs(spec, request.params, request.values, dtype, max_elements)
+    if kernel.fixed_dims:
+        check_fixed_dims(spec, kernel, batch)
     mean = request.reduction == "mean"
     weights = decode_weights(request.weights, batch.count, dtype, mean)
-    gradients = request.gradients and bool(spec.differentiable)
-    kernel = runtime.kernel(spec, request.params, request.dtype, gradients)
     names = ["loss", "per_sample", *(f"grad_{n}" for n in spec.differentiable if gradients)]
     start = time.perf_counter()
-    loss, per_sample, *grads = runtime.run(kernel, request.params, batch.arrays, weights, mean, names)
+    try:
+        loss, per_sample, *grads = runtime.run(kernel, request.params, batch.arrays, weights, mean, names)
+    except OperatorModelError as exc:
+        raise invalid(spec.inputs[0].name, f"the configured model could not process the inputs: {exc}") from None
     metrics.kernel_seconds(spec.name).observe(time.perf_counter() - start)
     if not np.isfinite(loss):
         raise ProblemError(
@@ -87,6 +92,17 @@ def validate_envelope(spec: LossSpec, data: dict[str, Any]) -> BaseModel:
         raise from_validation_error(list(exc.errors())) from None
 
 
+def select_kernel(runtime: Runtime, spec: LossSpec, params: Params, dtype: str, gradients: bool) -> Kernel:
+    """The graph for a request: 409 when the loss needs something the operator has not
+    configured, 422 when a param names something that is not configured."""
+    try:
+        return runtime.kernel(spec, params, dtype, gradients)
+    except NotConfigured as exc:
+        raise not_configured(exc) from None
+    except UnknownChoice as exc:
+        raise invalid(f"params.{exc.param}", str(exc)) from None
+
+
 def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) -> bytes:
     """``POST /loss/{name}``: the raw JSON body in, the JSON response out."""
     envelope: Any = validate_envelope(spec, parse_json(body))
@@ -103,7 +119,7 @@ def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) ->
     response: dict[str, Any] = {"loss": result.loss[()]}
     if "per_sample" in envelope.outputs:
         response["per_sample"] = result.per_sample
-    if result.gradients:
+    if "gradients" in envelope.outputs:  # {} for a loss without differentiable inputs
         response["gradients"] = result.gradients
     response.update(reduction=request.reduction, count=result.count, dtype=request.dtype)
     return orjson.dumps(response, option=JSON_OPTIONS)

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from kernels.spec import NotConfigured
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -48,6 +50,11 @@ class ProblemError(Exception):
 
 def invalid(field: str, detail: str) -> ProblemError:
     return ProblemError(422, "Invalid input", f"{field}: {detail}", field=field)
+
+
+def not_configured(exc: NotConfigured) -> ProblemError:
+    """409: the loss needs something the operator has not configured (no request can fix it)."""
+    return ProblemError(409, "Loss not configured", str(exc), field=f"params.{exc.param}")
 
 
 def location(loc: tuple[int | str, ...]) -> str:

@@ -102,10 +102,26 @@ class Health(BaseModel):
     losses: int
 
 
+Choices = tuple[tuple[str, tuple[str, ...]], ...]
+"""The configured names of a loss's configured params (``Runtime.choices``)."""
+
+
+def describe_choices(field: dict[str, Any], names: tuple[str, ...], how: str) -> None:
+    """A configured param's schema lists the names configured on this server."""
+    field["anyOf"] = [{"type": "string", "enum": list(names)}, {"type": "null"}]
+    if names:
+        field["description"] += f" Configured here: {', '.join(names)} (default: {names[0]})."
+    else:
+        field["description"] += f" None is configured here, so the loss answers 409: {how}."
+
+
 @cache
-def card(spec: LossSpec) -> dict[str, Any]:
+def card(spec: LossSpec, choices: Choices = ()) -> dict[str, Any]:
+    """A loss's card; ``choices`` (from the runtime) fill in its configured params."""
     params_schema = spec.params.model_json_schema()
     params_schema.pop("title", None)
+    for name, names in choices:
+        describe_choices(params_schema["properties"][name], names, spec.configured[name].how)
     return LossCard(
         name=spec.name,
         title=spec.card.title,

@@ -1,10 +1,27 @@
 """Configuration from the environment (prefix ``LOSSD_``)."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from kernels.features import NAME
+
+
+def parse_feature_models(value: Any) -> Any:
+    """``name=path.onnx,name2=path2.onnx`` (the environment's form) as a dict; a dict passes."""
+    if not isinstance(value, str):
+        return value
+    models: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        name, sep, path = (part.strip() for part in entry.partition("="))
+        if not sep or not name or not path:
+            raise ValueError(f"entry {entry!r} is not name=path.onnx")
+        if name in models:
+            raise ValueError(f"the name {name!r} is given twice")
+        models[name] = path
+    return models
 
 
 class Settings(BaseSettings):
@@ -19,3 +36,23 @@ class Settings(BaseSettings):
     max_elements: int = Field(50_000_000, ge=1, description="Most array elements one request may carry.")
     log_level: str = "info"
     access_log: bool = Field(False, description="Log every request (uvicorn's access log; costs ~14 us each).")
+    feature_models: Annotated[dict[str, Path], NoDecode] = Field(
+        default_factory=dict,
+        description="Feature extractors for `perceptual`: `name=path.onnx,...` (local ONNX files; the first is the "
+        "default). Nothing is downloaded.",
+    )
+
+    @field_validator("feature_models", mode="before")
+    @classmethod
+    def _parse_feature_models(cls, value: Any) -> Any:
+        return parse_feature_models(value)
+
+    @field_validator("feature_models")
+    @classmethod
+    def _check_feature_models(cls, value: dict[str, Path]) -> dict[str, Path]:
+        for name, path in value.items():
+            if not NAME.fullmatch(name):
+                raise ValueError(f"{name}={path}: a name may only use letters, digits, '_' and '-'")
+            if not path.expanduser().is_file():
+                raise ValueError(f"{name}={path}: no such file")
+        return {name: path.expanduser().resolve() for name, path in value.items()}

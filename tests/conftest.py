@@ -1,14 +1,31 @@
 """Shared fixtures: one app (with its sessions) per test session."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.settings import Settings
+from tests.feature_models import write_extractors
 
 
 @pytest.fixture(scope="session")
 def client() -> Iterator[TestClient]:
     with TestClient(create_app(), raise_server_exceptions=True) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def extractor_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The small test feature extractors of tests/feature_models.py, written to files."""
+    return write_extractors(tmp_path_factory.mktemp("extractors"))
+
+
+@pytest.fixture(scope="session")
+def configured_client(extractor_files: dict[str, Path]) -> Iterator[TestClient]:
+    """An app with every loss usable: the test extractors configured for `perceptual`."""
+    settings = Settings(provider="cpu", feature_models={k: str(v) for k, v in extractor_files.items()})
+    with TestClient(create_app(settings), raise_server_exceptions=True) as test_client:
         yield test_client

@@ -41,6 +41,10 @@ def request_body_ref(spec: LossSpec) -> dict[str, object]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
+NOT_CONFIGURED: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "The loss needs something the operator has not configured."}
+}
+
 for _spec in REGISTRY:
     router.add_api_route(
         f"/loss/{_spec.name}",
@@ -49,7 +53,7 @@ for _spec in REGISTRY:
         name=f"compute_{_spec.name}",
         summary=_spec.card.title,
         response_model=LossResponse,
-        responses=ERRORS,
+        responses={**ERRORS, **NOT_CONFIGURED} if _spec.configured else ERRORS,
         openapi_extra=request_body_ref(_spec),
     )
     for _alias in _spec.aliases:

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from kernels.runtime import Runtime
-from kernels.spec import LossSpec
-from service.errors import ProblemError
+from kernels.spec import LossSpec, NotConfigured, UnknownChoice
+from service.errors import ProblemError, invalid, not_configured
 from service.plot import curve_svg
 from service.routes.registry import NOT_FOUND, lookup
 from service.schemas import CurveResponse
@@ -25,7 +25,12 @@ def evaluate_curve(runtime: Runtime, spec: LossSpec, points: int) -> CurveRespon
         raise ProblemError(404, "No curve", f"{spec.name} declares no curve", field="name")
     x = curve.sample(points)
     params = spec.params(**curve.params)
-    result = runtime.evaluate(spec, curve.inputs(x), params, reduction="none", dtype="float64")
+    try:
+        result = runtime.evaluate(spec, curve.inputs(x), params, reduction="none", dtype="float64")
+    except NotConfigured as exc:
+        raise not_configured(exc) from None
+    except UnknownChoice as exc:
+        raise invalid(f"params.{exc.param}", str(exc)) from None
     gradient = None
     if result.gradients:
         direction = curve.direction(x)

@@ -10,8 +10,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from kernels import REGISTRY, recommend
 from kernels.graph import GraphKey
-from kernels.spec import LossSpec, structural_key
-from service.errors import Problem, ProblemError, from_validation_error
+from kernels.spec import LossSpec, NotConfigured, UnknownChoice, structural_key
+from service.errors import Problem, ProblemError, from_validation_error, invalid, not_configured
 from service.schemas import DtypeName, LossFilter, LossList, Recommendations, RecommendQuery, card
 
 router = APIRouter(tags=["registry"])
@@ -29,13 +29,18 @@ def lookup(name: str) -> LossSpec:
     return spec
 
 
+def card_here(request: Request, spec: LossSpec) -> dict[str, Any]:
+    """The card as this server has it configured (e.g. which feature models it lists)."""
+    return card(spec, request.app.state.runtime.choices(spec)) if spec.configured else card(spec)
+
+
 @router.get("/losses", response_model=LossList)
-async def list_losses(query: Annotated[LossFilter, Query()]) -> dict[str, Any]:  # type: ignore[valid-type]
+async def list_losses(request: Request, query: Annotated[LossFilter, Query()]) -> dict[str, Any]:  # type: ignore[valid-type]
     """Every loss's card, optionally filtered by task and boolean properties."""
     wanted = query.model_dump(exclude_none=True)  # type: ignore[attr-defined]
     cards = []
     for spec in REGISTRY:
-        entry = card(spec)
+        entry = card_here(request, spec)
         task = wanted.get("task")
         if task is not None and entry["task"] != task:
             continue
@@ -63,21 +68,29 @@ async def recommend_losses(query: Annotated[RecommendQuery, Query()]) -> Recomme
 
 
 @router.get("/losses/{name}", responses=NOT_FOUND)
-async def get_loss(name: str) -> dict[str, Any]:
+async def get_loss(request: Request, name: str) -> dict[str, Any]:
     """One loss's card; aliases resolve to the canonical loss."""
-    return card(lookup(name))
+    return card_here(request, lookup(name))
 
 
 @router.get(
     "/losses/{name}/onnx",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "An ONNX model."}, **NOT_FOUND},
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "An ONNX model."},
+        409: {"model": Problem, "description": "The loss needs something the operator has not configured."},
+        **NOT_FOUND,
+    },
 )
 async def get_onnx(request: Request, name: str, dtype: DtypeName = "float32", gradients: bool = True) -> Response:
     """The ONNX graph that computes the loss. Structural params (e.g. ``from_logits``)
     select a variant and may be given as query parameters."""
     spec = lookup(name)
-    chosen = dict(spec.variants[0])
+    runtime = request.app.state.runtime
+    try:
+        chosen = dict(runtime.variants(spec)[0])
+    except NotConfigured as exc:
+        raise not_configured(exc) from None
     for key, value in request.query_params.items():
         if key in ("dtype", "gradients"):
             continue
@@ -89,10 +102,16 @@ async def get_onnx(request: Request, name: str, dtype: DtypeName = "float32", gr
             parsed = TypeAdapter[Any](annotation).validate_python(value)
         except ValidationError as exc:
             raise from_validation_error([{**e, "loc": (key,)} for e in exc.errors()]) from None
-        chosen[key] = structural_key(spec.params, key, parsed)
-    graph = GraphKey(spec.name, tuple(chosen.items()), dtype, gradients)
+        if key in spec.configured:
+            try:
+                chosen[key] = spec.resolve(key, parsed, runtime.resources)
+            except UnknownChoice as exc:
+                raise invalid(key, str(exc)) from None
+        else:
+            chosen[key] = structural_key(spec.params, key, parsed)
+    graph = GraphKey(spec.name, tuple(chosen.items()), dtype, gradients and bool(spec.differentiable))
     return Response(
-        request.app.state.runtime.model_bytes(graph),
+        runtime.model_bytes(graph),
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{graph.stem}.onnx"'},
     )

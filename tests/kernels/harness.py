@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any, Literal, cast
 
 from kernels import REGISTRY
+from kernels.features import FEATURE_MODELS, load_feature_models
 from kernels.runtime import Evaluation, Runtime
+from tests.feature_models import write_extractors
 
 Result = Evaluation
 _RUNTIME: Runtime | None = None
 
 
 def runtime() -> Runtime:
-    """One CPU runtime per test session (building every graph takes a few seconds)."""
+    """One CPU runtime per test session (building every graph takes a few seconds), with
+    the test feature extractors of tests/feature_models.py configured (``conv`` first,
+    so it is the default of ``perceptual``; ``pointwise64``)."""
     global _RUNTIME
     if _RUNTIME is None:
-        _RUNTIME = Runtime(REGISTRY, provider="cpu")
+        with tempfile.TemporaryDirectory() as directory:
+            models = load_feature_models(write_extractors(Path(directory)))
+        _RUNTIME = Runtime(REGISTRY, provider="cpu", resources={FEATURE_MODELS: models})
     return _RUNTIME
 
 

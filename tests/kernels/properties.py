@@ -4,7 +4,13 @@ Every check reduces the loss to one sample and one dimension: a :class:`Line` fi
 walks the differentiable input along ``x(t) = origin + t * direction`` for ``t`` in ``[lo, hi]``. Along it
 the loss is ``phi(t)`` (the per-sample loss, ``reduction="none"``) and its slope ``phi'(t)`` is the
 kernel's own gradient projected on ``direction`` -- the checks never differentiate the loss numerically,
-they look at the gradient the kernel returns. Each loss has a :class:`Domain` in ``LOSS_DOMAINS``
+they look at the gradient the kernel returns. The one exception is a loss without differentiable inputs
+(``perceptual``: the kernel returns no gradient), whose slope is a central difference of its float64 loss
+along the line (step ``1e-9 * max(1, |t|)``, ``_difference_slopes``). That finds gradient jumps and
+unbounded gradients (true counterexamples, far above the difference's error) and confirms bounded ones,
+but cannot confirm a continuous or Lipschitz gradient at the 1e-7 scale those checks probe, so such a
+loss may only claim ``differentiable`` and ``smooth_gradient`` false (test_properties enforces it).
+Each loss has a :class:`Domain` in ``LOSS_DOMAINS``
 describing its *default* form (default params: probabilities, not logits, for the cross-entropies and
 focal) and giving the lines to walk:
 
@@ -16,6 +22,9 @@ focal) and giving the lines to walk:
 * ``Simplex``: class probabilities on the probability simplex (the kernel renormalises, so the simplex
   is the domain the card speaks of), along lines towards one class (``p = t e_k + (1 - t) r``) and
   along random chords, with every component in ``[eps, 1 - eps]``; one-hot, soft or label targets.
+* ``Images``: images ``(C, H, W)`` for a feature-space loss, ``x = y + t v`` over the real line (random
+  images ``y``, a random or one-pixel direction ``v``), with the kinks of a ReLU extractor's first layer
+  as probe points; its ``params`` pick the (float64) extractor the checks run.
 
 A check looks for a counterexample: first over a few canonical lines and probe points (kinks, a central
 grid, geometric ladders towards both ends of the domain), then with hypothesis (``find``, derandomised,
@@ -52,12 +61,14 @@ from kernels.classification import BinaryCrossEntropyParams, CrossEntropyParams,
 from kernels.imbalance import FocalParams
 from kernels.regression import HuberParams
 from kernels.spec import LossSpec
+from tests.feature_models import pointwise_kinks
 from tests.kernels.harness import evaluate
 
 Array = npt.NDArray[Any]
 Floats = npt.NDArray[np.float64]
-Evaluator = Callable[[Floats, Array], tuple[Floats, Floats]]
-"""``(predictions (K, ...), targets (K, ...)) -> (per-sample loss (K,), d loss_k / d predictions_k)``."""
+Evaluator = Callable[[Floats, Array], tuple[Floats, Floats | None]]
+"""``(predictions (K, ...), targets (K, ...)) -> (per-sample loss (K,), d loss_k / d predictions_k)``;
+the gradient is None for a loss without differentiable inputs (slopes are then central differences)."""
 
 SEARCH = settings(
     max_examples=100,
@@ -139,6 +150,12 @@ def _interval(origin: Floats, direction: Floats, low: float, high: float) -> tup
 
 class Domain(ABC):
     """The valid inputs of a loss's default form, as lines through one sample's domain."""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Params the checks run the kernel with (configuration such as a feature model;
+        the loss's own params stay at their defaults)."""
+        return {}
 
     @abstractmethod
     def canonical_lines(self) -> tuple[Line, ...]:
@@ -301,28 +318,98 @@ class Simplex(Domain):
         return _score_mismatch(spec, self.eps, class_axis=True, labels=self.labels)
 
 
+@dataclass(frozen=True, eq=False)
+class Images(Domain):
+    """Images ``(C, H, W)`` for a feature-space loss (``perceptual``): ``predictions = y + t v`` for any
+    ``t``, ``y`` a random image, ``v`` a random image or a one-pixel direction. The checks run the float64
+    test extractor ``pointwise64`` (tests/feature_models.py, a ReLU net of 1x1 convolutions), so the loss is
+    float64-exact and its central differences are meaningful; the points where one of its first-layer units
+    switches on or off along the line are the kinks."""
+
+    feature_model: str = "pointwise64"
+    shape: tuple[int, int, int] = (2, 3, 3)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"feature_model": self.feature_model}
+
+    def line(self, target: Floats, direction: Floats) -> Line:
+        return Line(
+            target=target,
+            origin=target,
+            direction=direction,
+            lo=-math.inf,
+            hi=math.inf,
+            central=(-REAL_CENTRAL, REAL_CENTRAL),
+            kinks=pointwise_kinks(target, direction),
+            extremes=(-1e12, 1e12),
+        )
+
+    def random_line(self, seed: int) -> Line:
+        rng = np.random.default_rng(seed)
+        target = rng.normal(size=self.shape)
+        if seed % 3 == 0:  # one pixel of one channel
+            direction = np.zeros(self.shape)
+            direction[tuple(int(rng.integers(0, n)) for n in self.shape)] = 1.0
+        else:
+            direction = rng.normal(size=self.shape)
+        return self.line(target, direction)
+
+    def canonical_lines(self) -> tuple[Line, ...]:
+        return (self.random_line(3), self.random_line(1))
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        return st.integers(0, 2**32 - 1).map(self.random_line)
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        if any(i.kind != "real" or len(i.shape) != 1 + len(self.shape) for i in spec.inputs):
+            return "the inputs are not real images (N, C, H, W)"
+        return None
+
+
 # --- evaluating a line -----------------------------------------------------------------------------
 
 
-def kernel_evaluator(spec: LossSpec) -> Evaluator:
-    """The kernel (default params, float64, ``reduction="none"``) as ``(predictions, targets) -> (loss, grad)``."""
-    if len(spec.differentiable) != 1 or len(spec.inputs) != 2:
-        raise NotImplementedError(f"{spec.name}: the property checks expect one differentiable input and a target")
-    (varied,) = spec.differentiable
+def kernel_evaluator(spec: LossSpec, params: dict[str, Any] | None = None) -> Evaluator:
+    """The kernel (default params but for ``params``, float64, ``reduction="none"``) as
+    ``(predictions, targets) -> (loss, grad)``; a loss without differentiable inputs gives no grad."""
+    if len(spec.differentiable) > 1 or len(spec.inputs) != 2:
+        raise NotImplementedError(f"{spec.name}: the property checks expect one varied input and a target")
+    varied = spec.differentiable[0] if spec.differentiable else spec.inputs[0].name
     (target,) = (i.name for i in spec.inputs if i.name != varied)
 
-    def run(predictions: Floats, targets: Array) -> tuple[Floats, Floats]:
-        result = evaluate(spec.name, {varied: predictions, target: targets}, reduction="none")
-        return result.per_sample, result.gradients[varied]
+    def run(predictions: Floats, targets: Array) -> tuple[Floats, Floats | None]:
+        result = evaluate(spec.name, {varied: predictions, target: targets}, params, reduction="none")
+        return result.per_sample, result.gradients.get(varied)
 
     return run
+
+
+DIFFERENCE_STEP = 1e-9
+"""Central-difference step along a line, times ``max(1, |t|)``, for losses without kernel gradients."""
+
+
+def _difference_slopes(evaluator: Evaluator, line: Line, points: Floats, targets: Array) -> Floats:
+    """``phi'`` at ``points`` as ``(phi(x + h v) - phi(x - h v)) / 2h``, ``h = 1e-9 max(1, |t|)``: with a
+    float64 loss its error is about 1e-7 x the loss, far below the jumps a kink makes."""
+    v = line.direction.ravel()
+    t = (points - line.origin).reshape(len(points), -1) @ v / (v @ v)
+    h = DIFFERENCE_STEP * np.maximum(1.0, np.abs(t))
+    shift = np.multiply.outer(h, line.direction)
+    values, _ = evaluator(np.concatenate([points + shift, points - shift]), np.concatenate([targets, targets]))
+    values = np.asarray(values, np.float64).reshape(2, len(points))
+    slopes: Floats = (values[0] - values[1]) / (2.0 * h)
+    return slopes
 
 
 def _phi(evaluator: Evaluator, line: Line, points: Floats) -> tuple[Floats, Floats]:
     """The loss at ``points`` (``(K, ...)``, all with the line's target) and its slope along the line."""
     targets = np.broadcast_to(line.target, (len(points), *line.target.shape)).copy()
     values, grads = evaluator(points, targets)
-    slopes = (grads * line.direction).reshape(len(points), -1).sum(axis=1)
+    if grads is None:
+        slopes = _difference_slopes(evaluator, line, points, targets)
+    else:
+        slopes = (grads * line.direction).reshape(len(points), -1).sum(axis=1)
     return np.asarray(values, np.float64).reshape(len(points)), slopes
 
 
@@ -433,8 +520,8 @@ def _smooth_violation(evaluator: Evaluator, line: Line, case: Case) -> str | Non
     else:
         return None
     points = line.points(ts)
-    direction = line.direction
-    step = abs(float(np.dot((points[1] - points[0]).ravel(), direction.ravel()) / np.dot(direction, direction)))
+    direction = line.direction.ravel()
+    step = abs(float(np.dot((points[1] - points[0]).ravel(), direction) / np.dot(direction, direction)))
     if step == 0.0:
         return None
     _, slopes = _phi(evaluator, line, points)
@@ -578,7 +665,8 @@ class Check:
         return self.violation(evaluator, line, case)
 
     def __call__(self, spec: LossSpec) -> bool:
-        return self.counterexample(kernel_evaluator(spec), domain_of(spec)) is None
+        domain = domain_of(spec)
+        return self.counterexample(kernel_evaluator(spec, domain.params), domain) is None
 
 
 PROPERTY_CHECKS: dict[str, Check] = {
@@ -602,6 +690,7 @@ LOSS_DOMAINS: dict[str, Domain] = {
     "cross_entropy": Simplex(eps=CrossEntropyParams().eps),
     "sparse_cross_entropy": Simplex(eps=SparseCrossEntropyParams().eps, labels=True),
     "focal": BinaryProbability(eps=FocalParams().eps),
+    "perceptual": Images(),
 }
 """Each registered loss (canonical name) -> the inputs its default form takes, as lines."""
 

@@ -114,6 +114,21 @@ TABLE: dict[str, GradientCase] = {
 }
 
 
+def images(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """(N, 3, H, W) images for the default (``conv``) test extractor."""
+    shape = (2, 3, 6, 5)
+    return {"predictions": rng.normal(size=shape), "targets": rng.normal(size=shape)}
+
+
+NO_GRADIENTS: dict[str, tuple[str, Generator]] = {
+    "perceptual": (
+        "the feature extractor is an arbitrary model the operator configures, with no analytic backward here",
+        images,
+    ),
+}
+"""Losses without differentiable inputs (the kernel returns no gradients): why, and valid inputs."""
+
+
 def param_sets(loss: str, case: GradientCase) -> list[dict[str, Any]]:
     spec = REGISTRY.get(loss)
     assert spec is not None
@@ -143,13 +158,13 @@ def finite_difference(
     return gradient
 
 
-@pytest.mark.parametrize("loss", [spec.name for spec in REGISTRY])
+@pytest.mark.parametrize("loss", [spec.name for spec in REGISTRY if spec.name not in NO_GRADIENTS])
 def test_gradients_match_finite_differences(loss: str) -> None:
     case = TABLE.get(loss)
     if case is None:
         pytest.fail(f"{loss} has no entry in tests/kernels/test_gradients.py TABLE: add an input generator")
     spec = REGISTRY.get(loss)
-    assert spec is not None and spec.differentiable, loss
+    assert spec is not None and spec.differentiable, f"{loss} has no differentiable inputs: list it in NO_GRADIENTS"
     rng = np.random.default_rng(zlib.crc32(loss.encode()))
     failures = []
     for params in param_sets(loss, case):
@@ -172,5 +187,19 @@ def test_gradients_match_finite_differences(loss: str) -> None:
 
 
 def test_table_names_registered_losses() -> None:
-    unknown = sorted(set(TABLE) - {spec.name for spec in REGISTRY})
+    unknown = sorted((set(TABLE) | set(NO_GRADIENTS)) - {spec.name for spec in REGISTRY})
     assert not unknown, f"gradient table entries for unknown losses: {unknown}"
+    assert not set(TABLE) & set(NO_GRADIENTS), "a loss is both in TABLE and NO_GRADIENTS"
+
+
+@pytest.mark.parametrize("loss", sorted(NO_GRADIENTS))
+def test_a_loss_without_gradients_says_so(loss: str) -> None:
+    """Listed losses really have no differentiable inputs, and asking for gradients gives none."""
+    spec = REGISTRY.get(loss)
+    assert spec is not None
+    assert spec.differentiable == (), f"{loss} declares differentiable inputs {spec.differentiable}: add it to TABLE"
+    assert "gradient" in spec.card.summary, f"{loss}'s card summary must say why it has no gradients"
+    _, make_inputs = NO_GRADIENTS[loss]
+    inputs = make_inputs(np.random.default_rng(0), {})
+    for reduction in ("mean", "none"):
+        assert evaluate(loss, inputs, reduction=reduction, gradients=True).gradients == {}

@@ -45,7 +45,8 @@ def _name(spec: LossSpec) -> str:
 def test_card_property_matches_kernel(spec: LossSpec, prop: str) -> None:
     claim = getattr(spec.properties, prop)
     check = PROPERTY_CHECKS[prop]
-    counterexample = check.counterexample(kernel_evaluator(spec), domain_of(spec))
+    domain = domain_of(spec)
+    counterexample = check.counterexample(kernel_evaluator(spec, domain.params), domain)
     if claim:
         assert counterexample is None, (
             f"{spec.name}'s card claims {prop}, but the kernel (default params) has a counterexample: {counterexample}"
@@ -175,3 +176,42 @@ def test_checker_on_a_known_loss(loss: str, prop: str, search: str) -> None:
     with np.errstate(divide="ignore", invalid="ignore"):
         counterexample = PROPERTY_CHECKS[prop].counterexample(evaluator, domain, QUICK)
     assert (counterexample is None) == expected[prop], counterexample or f"{loss} should not be {prop}"
+
+
+VALUES_CANNOT_CONFIRM = {"differentiable", "smooth_gradient"}
+"""Claims that central differences of the loss (the slopes of a loss without kernel gradients) cannot
+confirm: they probe gradient changes at the 1e-7 scale, where differences of float64 values are noise."""
+
+
+def _values_only(evaluator: Evaluator) -> Evaluator:
+    """The same loss without its gradient: the checks fall back to central differences."""
+
+    def run(predictions: Floats, targets: object) -> tuple[Floats, Floats | None]:
+        values, _ = evaluator(predictions, targets)  # type: ignore[arg-type]
+        return values, None
+
+    return run
+
+
+VALUE_CASES = [
+    (loss, prop)
+    for loss in sorted(KNOWN)
+    for prop in sorted(PROPERTY_CHECKS)
+    if not (KNOWN[loss][2][prop] and prop in VALUES_CANNOT_CONFIRM)
+]
+
+
+@pytest.mark.parametrize(("loss", "prop"), VALUE_CASES, ids=[f"{loss}-{prop}" for loss, prop in VALUE_CASES])
+def test_checker_on_a_known_loss_from_its_values(loss: str, prop: str) -> None:
+    """Without the kernel's gradient (a loss with no differentiable inputs), the checkers still find
+    every known counterexample and confirm every known claim but those in VALUES_CANNOT_CONFIRM."""
+    domain, evaluator, expected = KNOWN[loss]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        counterexample = PROPERTY_CHECKS[prop].counterexample(_values_only(evaluator), domain, QUICK)
+    assert (counterexample is None) == expected[prop], counterexample or f"{loss} should not be {prop}"
+
+
+@pytest.mark.parametrize("spec", [s for s in LOSSES if not s.differentiable], ids=_name)
+def test_a_loss_without_gradients_claims_only_what_its_values_show(spec: LossSpec) -> None:
+    claimed = {prop for prop in VALUES_CANNOT_CONFIRM if getattr(spec.properties, prop)}
+    assert not claimed, f"{spec.name} has no kernel gradient, so its claims {sorted(claimed)} cannot be checked"

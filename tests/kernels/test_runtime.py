@@ -28,7 +28,7 @@ def test_cuda_that_cannot_start_fails_at_start(monkeypatch: pytest.MonkeyPatch) 
     # a session is created: LOSSD_PROVIDER=cuda must refuse to start rather than run on CPU.
     monkeypatch.setattr("onnxruntime.get_available_providers", lambda: [CUDA, CPU])
     first = next(all_keys(REGISTRY))
-    monkeypatch.setattr("kernels.runtime.all_keys", lambda specs: iter([first]))
+    monkeypatch.setattr("kernels.runtime.all_keys", lambda specs, resources: iter([first]))
     with (
         pytest.raises(ProviderUnavailable, match="could not start CUDA"),
         pytest.warns(UserWarning, match="not in available provider"),

@@ -10,8 +10,8 @@ from kernels import REGISTRY
 
 
 @pytest.mark.parametrize("name", [spec.name for spec in REGISTRY])
-def test_every_loss_has_a_finite_curve(client: TestClient, name: str) -> None:
-    response = client.get(f"/losses/{name}/curve?points=41")
+def test_every_loss_has_a_finite_curve(configured_client: TestClient, name: str) -> None:
+    response = configured_client.get(f"/losses/{name}/curve?points=41")
     assert response.status_code == 200, response.text
     curve = response.json()
     assert curve["name"] == name and curve["variable"]
@@ -51,3 +51,9 @@ def test_svg_draws_both_curves(client: TestClient) -> None:
 def test_curve_of_unknown_loss_is_404(client: TestClient) -> None:
     assert client.get("/losses/nope/curve").status_code == 404
     assert client.get("/losses/mse/curve?points=1").status_code == 422
+
+
+def test_curve_of_an_unconfigured_loss_is_409(client: TestClient) -> None:
+    response = client.get("/losses/perceptual/curve")
+    assert response.status_code == 409
+    assert "LOSSD_FEATURE_MODELS" in response.json()["detail"]

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 FOCAL = {"predictions": [[0.2, 0.7], [0.9, 0.1]], "targets": [[0, 1], [1, 0]]}
 SPARSE = {"predictions": [[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]], "targets": [2, 0]}
+IMAGES = {"predictions": [[[[0.1, 0.2]]]], "targets": [[[[0.3, 0.4]]]]}
 
 # (id, loss, body (dict, or raw bytes), status, field, words the detail must contain)
 CASES: list[tuple[str, str, Any, int, str | None, str]] = [
@@ -56,6 +57,25 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
         "expected 2 values",
     ),
     ("unknown-loss", "focall", FOCAL, 404, "name", "did you mean focal"),
+    # perceptual on a server without LOSSD_FEATURE_MODELS (tests/service/test_perceptual.py has a configured one)
+    ("not-configured", "perceptual", IMAGES, 409, "params.feature_model", "LOSSD_FEATURE_MODELS=name="),
+    (
+        "not-configured-named",
+        "perceptual",
+        {**IMAGES, "params": {"feature_model": "vgg"}},
+        409,
+        "params.feature_model",
+        "none is",
+    ),
+    (
+        "perceptual-bad-param",
+        "perceptual",
+        {**IMAGES, "params": {"feature_model": 3}},
+        422,
+        "params.feature_model",
+        "string",
+    ),
+    ("perceptual-missing-input", "perceptual", {"predictions": IMAGES["predictions"]}, 422, "targets", "required"),
 ]
 
 

@@ -58,7 +58,7 @@ def test_every_card_is_complete(client: TestClient) -> None:
     [
         ("task=regression", {"mse", "mae", "huber", "log_cosh"}),
         ("task=regression&robust_to_outliers=true", {"mae", "huber", "log_cosh"}),
-        ("differentiable=false", {"mae"}),
+        ("differentiable=false", {"mae", "perceptual"}),
         ("task=imbalance&convex=true", {"focal"}),
         ("task=classification&convex=false", set()),
     ],
