@@ -123,6 +123,11 @@ def _poisson(p: Floats, y: Floats) -> tuple[Floats, Floats]:
     return np.exp(p) - y * p, np.exp(p) - y
 
 
+def _neg_poisson(p: Floats, y: Floats) -> tuple[Floats, Floats]:
+    value, grad = _poisson(p, y)
+    return -value, -grad
+
+
 def _mean_variance(f: Callable[[Floats, Floats, Floats], tuple[Floats, Floats, Floats]]) -> Evaluator:
     """A numpy loss of a (mean, variance) point (stacked on the last axis) and a scalar target."""
 
@@ -176,7 +181,7 @@ KNOWN: dict[str, tuple[Domain, Evaluator, dict[str, bool]]] = {
     "poisson": (LogRate(), _numpy_loss(_poisson), {**ALL, "robust_to_outliers": False, "smooth_gradient": False}),
     "-poisson": (
         LogRate(),
-        _numpy_loss(lambda p, y: tuple(-v for v in _poisson(p, y))),  # type: ignore[arg-type,return-value]
+        _numpy_loss(_neg_poisson),
         # its gradient grows only where the loss falls: robust by the checker's definition, like -|d|
         {**ALL, "smooth_gradient": False, "convex": False, "bounded_below": False},
     ),
