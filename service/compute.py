@@ -57,6 +57,15 @@ def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) ->
     loss = loss_array[()]  # a numpy scalar: orjson writes float32 as its shortest repr
 
     if not np.isfinite(loss):
+        finite = np.isfinite(per_sample)
+        if not finite.all():  # an element overflowed (e.g. exp of a large log-rate)
+            raise ProblemError(
+                422,
+                "Undefined loss",
+                f"the loss of sample {int(np.argmin(finite))} overflows {dtype_name}: the inputs are beyond the "
+                "range where this loss is finite in that dtype"
+                + (" (dtype float64 reaches further)" if dtype_name == "float32" else ""),
+            )
         raise ProblemError(
             422,
             "Undefined loss",

@@ -74,6 +74,7 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("quantile-one", "quantile", {**FOCAL, "params": {"quantile": 1}}, 422, "params.quantile", "less than 1"),
     ("quantile-zero", "pinball", {**FOCAL, "params": {"quantile": 0}}, 422, "params.quantile", "greater than 0"),
     ("beta-negative", "smooth_l1", {**FOCAL, "params": {"beta": -0.5}}, 422, "params.beta", "greater than or equal"),
+    ("overflow", "poisson", {**POISSON, "predictions": [[0.5, 1], [100, 0]]}, 422, None, "sample 1 overflows float32"),
     ("unknown-loss", "focall", FOCAL, 404, "name", "did you mean focal"),
 ]
 
