@@ -235,7 +235,7 @@ def smooth_l1_kernel(predictions, targets, beta):  # type: ignore[no-untyped-def
             "Regression with outliers where the linear part should have unit slope",
         ),
         equivalents={
-            "torch": "torch.nn.SmoothL1Loss(beta) (beta = 0 calls L1Loss; so do we)",
+            "torch": "torch.nn.SmoothL1Loss(beta) (beta = 0: torch calls L1Loss; here the same values and gradient)",
             "keras": "none; keras.losses.Huber(delta=beta) / beta",
             "note": "Huber_delta = delta * SmoothL1_{beta=delta}.",
         },
