@@ -69,3 +69,17 @@ def probability_of_true_class(classes: int = 3, labels: bool = False) -> Curve:
         return {"predictions": d}
 
     return Curve("predicted probability of the true class", 0.01, 0.99, inputs, direction)
+
+
+def prediction(
+    target: float, start: float, stop: float, variable: str, offset: float = 0.0, scale: float = 1.0
+) -> Curve:
+    """Element-wise: the prediction ``offset + scale * x`` against a fixed target (x is the prediction
+    itself by default; ``offset = scale = target`` makes x the relative error)."""
+    return Curve(
+        variable,
+        start,
+        stop,
+        inputs=lambda x: {"predictions": (offset + scale * x)[:, None], "targets": np.full((x.size, 1), target)},
+        direction=lambda x: {"predictions": np.full((x.size, 1), scale)},
+    )

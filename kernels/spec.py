@@ -23,8 +23,9 @@ Task = Literal[
     "segmentation",
     "generative",
 ]
-InputKind = Literal["real", "probability", "score", "label", "count"]
-"""real: any finite float; probability: in [0, 1]; score: probability unless the
+InputKind = Literal["real", "nonnegative", "probability", "score", "label", "count"]
+"""real: any finite float; nonnegative: a finite float >= 0 (variances, rates, counts
+that need not be integers); probability: in [0, 1]; score: probability unless the
 ``from_logits`` param is true; label: integer class index in [0, C) (or ``ignore_index``);
 count: integer in [0, size of the symbol named by ``Input.bound``]."""
 
@@ -54,6 +55,9 @@ class Input:
     accepts_labels: bool = False
     """A distribution over the last axis that may also be sent as integer labels (one
     axis fewer); the service expands them to one-hot."""
+    relaxed_by: str | None = None
+    """A boolean param that, when true, lifts the kind's range check: the values are then
+    any finite float (e.g. "log_input": log-rates instead of non-negative rates)."""
 
     @property
     def integer(self) -> bool:
@@ -318,6 +322,10 @@ def loss(
             field_info = params.model_fields.get(param)
             if param not in structural or field_info is None or field_info.annotation != str | None:
                 raise ValueError(f"{name}: configured param {param!r} must be a structural `str | None` param")
+        for spec_input in inputs:
+            switch = spec_input.relaxed_by
+            if switch is not None and (switch not in params.model_fields or _choices(params, switch) != (False, True)):
+                raise ValueError(f"{name}: input {spec_input.name!r} is relaxed by {switch!r}, not a boolean param")
         return REGISTRY.add(
             LossSpec(
                 name=name,

@@ -146,6 +146,106 @@ def ref_log_cosh(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
     return out, None
 
 
+def in_dtype(value: float, dtype: str) -> float:
+    """A constant as the kernel holds it in the case dtype (e.g. 1e-7 in float32)."""
+    return float(np.asarray(value, dtype=dtype))
+
+
+def ref_smooth_l1(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    beta = c.f("beta", 1.0)
+    x, y = t["predictions"], t["targets"]
+    out = F.smooth_l1_loss(x, y, reduction="none", beta=beta)
+    if beta > 0:
+        c.check(
+            "huber(delta=beta) = beta * smooth_l1_loss(beta)",
+            F.huber_loss(x, y, reduction="none", delta=beta),
+            out * beta,
+        )
+    else:
+        c.check("smooth_l1_loss(beta=0) = l1_loss", F.l1_loss(x, y, reduction="none"), out)
+    c.check(
+        "torch smooth_l1_loss(reduction='mean') = our unweighted mean",
+        F.smooth_l1_loss(x, y, beta=beta).reshape(1),
+        out.mean().reshape(1),
+    )
+    return out, None
+
+
+def ref_msle(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    """Keras's formula in torch float64 with its epsilon in the case dtype; Keras itself only
+    cross-checks: it converts this loss's epsilon without a dtype, and on the torch backend
+    maximum(float64 input, float32 epsilon) is float32, so Keras computes float64 inputs in float32."""
+    x, y = t["predictions"], t["targets"]
+    eps = torch.tensor(in_dtype(KERAS_EPS, c.dtype), dtype=F64)
+    out = (torch.log1p(torch.maximum(x, eps)) - torch.log1p(torch.maximum(y, eps))) ** 2
+    if c.dtype == "float64" and bool((out.mean(-1) > 1e-6).all()):
+        # Keras's float32 epsilon makes its maximum (and all that follows) float32: where the
+        # prediction is within ~1e-3 of the target that loses every digit, so no check there.
+        k = keras.losses.mean_squared_logarithmic_error(y, x)
+        c.check("keras.losses.mean_squared_logarithmic_error (float32 last-axis mean)", out.mean(-1), k, rtol=1e-6)
+    return out, None
+
+
+def ref_mape(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    x, y = t["predictions"], t["targets"]
+    out = 100.0 * (y - x).abs() / torch.clamp(y.abs(), min=in_dtype(KERAS_EPS, c.dtype))
+    if c.dtype == "float64":
+        k = keras.losses.mean_absolute_percentage_error(y, x)
+        c.check("keras.losses.mean_absolute_percentage_error (float32 last-axis mean)", out.mean(-1), k, rtol=1e-6)
+    return out, None
+
+
+def ref_poisson(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    x, y = t["predictions"], t["targets"]
+    log_input, full = c.params.get("log_input", True), c.params.get("full", False)
+    eps = c.f("eps", 1e-8)
+    out = F.poisson_nll_loss(x, y, log_input=log_input, full=full, eps=eps, reduction="none")
+    c.check(
+        "torch poisson_nll_loss(reduction='mean') = our unweighted mean",
+        F.poisson_nll_loss(x, y, log_input=log_input, full=full, eps=eps).reshape(1),
+        out.mean().reshape(1),
+    )
+    if not log_input and not full and c.params.get("eps") == KERAS_EPS and c.dtype == "float64":
+        k = keras.losses.poisson(y, x)
+        c.check("keras.losses.poisson = log_input=False, eps=1e-7 (float32 last-axis mean)", out.mean(-1), k, rtol=1e-6)
+    return out, None
+
+
+def ref_gaussian_nll(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    """torch's own function: its clamp of the variance runs under no_grad, so autograd passes
+    the variance's gradient straight through it (also below eps)."""
+    x, y, var = t["predictions"], t["targets"], t["variance"]
+    full, eps = c.params.get("full", False), c.f("eps", 1e-6)
+    out = F.gaussian_nll_loss(x, y, var, full=full, eps=eps, reduction="none")
+    c.check(
+        "torch gaussian_nll_loss(reduction='mean') = our unweighted mean",
+        F.gaussian_nll_loss(x, y, var, full=full, eps=eps).reshape(1),
+        out.mean().reshape(1),
+    )
+    return out, None
+
+
+def ref_quantile(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    """TF-Addons pinball_loss's documented formula in torch float64 (TF-Addons needs
+    TensorFlow, which is not installable here): delta = y - x, max(tau delta, (tau - 1) delta)."""
+    x, y = t["predictions"], t["targets"]
+    tau = c.f("quantile", 0.5)
+
+    def pinball(y_true: torch.Tensor, y_pred: torch.Tensor, tau: float) -> torch.Tensor:
+        delta = y_true - y_pred
+        return torch.maximum(tau * delta, (tau - 1) * delta)
+
+    example = pinball(torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=F64), torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=F64), 0.1)
+    c.check(
+        "TF-Addons docstring example pinball_loss([0,0,1,1], [1,1,1,0], tau=.1) = 0.475",
+        example.mean().reshape(1),
+        torch.tensor([0.475], dtype=F64),
+    )
+    if tau == 0.5:
+        c.check("tau = 0.5 is half of torch l1_loss", pinball(y, x, tau), 0.5 * F.l1_loss(x, y, reduction="none"))
+    return pinball(y, x, tau), None
+
+
 # -- binary cross-entropy -----------------------------------------------------------------
 
 
@@ -336,11 +436,82 @@ def regression_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator,
         flat = residual.reshape(-1)
         picks = rng.permutation(flat.size)[: flat.size // 2]
         flat[picks] = rng.choice([1e4, -1e4, 1.23e4, -9.9e3, 3e-3, -3e-3], size=picks.size)
-    # keep |residual| away from huber's delta and from 0 (kinks)
-    delta = params.get("delta", 1.0)
+    # keep |residual| away from huber's delta (smooth_l1's beta) and from 0 (kinks)
+    delta = params.get("delta", params.get("beta", 1.0))
     near = np.abs(np.abs(residual) - delta) < 0.05
     residual[near] += 0.1
     return {"predictions": targets + residual, "targets": targets}
+
+
+def msle_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    """Positive targets over orders of magnitude; extreme: predictions and targets clamped by eps
+    (negative, 0, below 1e-7) and huge; close: predictions within 1e-4 relative of the targets
+    (where log(1 + a) - log(1 + b) would cancel)."""
+    y = rng.lognormal(0.0, 1.5, shape)
+    if kind == "close":
+        return {
+            "predictions": y * (1.0 + rng.choice([-1.0, 1.0], shape) * rng.uniform(1e-5, 1e-4, shape)),
+            "targets": y,
+        }
+    x = y * rng.lognormal(0.0, 0.7, shape)
+    if kind == "extreme":
+        flat_x, flat_y = x.reshape(-1), y.reshape(-1)
+        picks = rng.permutation(flat_x.size)[: flat_x.size // 2]
+        flat_x[picks] = rng.choice([-3.0, 0.0, 1e-9, 5e-8, 1e-3, 1e4, 3e5], size=picks.size)
+        others = rng.permutation(flat_y.size)[: flat_y.size // 3]
+        flat_y[others] = rng.choice([-1.0, 0.0, 1e-9, 2.0, 1e4], size=others.size)
+    return {"predictions": x, "targets": y}
+
+
+def mape_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    """Targets of both signs; extreme: targets 0 and below eps (denominator eps), huge residuals."""
+    y = rng.normal(0.0, 2.0, shape)
+    r = rng.choice([-1.0, 1.0], shape) * rng.uniform(0.05, 2.0, shape)
+    if kind == "extreme":
+        flat_y, flat_r = y.reshape(-1), r.reshape(-1)
+        picks = rng.permutation(flat_y.size)[: flat_y.size // 2]
+        flat_y[picks] = rng.choice([0.0, 1e-9, -3e-8, 1e4, -2e4], size=picks.size)
+        flat_r[picks] = rng.choice([1e4, -1e4, 0.5, -3e-3, 3e-3], size=picks.size)
+    return {"predictions": y + r, "targets": y}
+
+
+def poisson_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    """Counts (with 0, 1 -- the edge of full's y > 1 -- and non-integers) against log-rates, or
+    rates >= 0 when log_input is false; extreme: saturated log-rates, zero rates, huge counts."""
+    log_rate = rng.normal(0.5, 1.5, shape)
+    y = rng.poisson(np.exp(log_rate + rng.normal(0.0, 0.3, shape))).astype(np.float64)
+    flat_y = y.reshape(-1)
+    flat_y[:3] = [0.0, 1.0, 2.5]
+    if kind == "extreme":
+        picks = rng.permutation(flat_y.size)[: flat_y.size // 3]
+        flat_y[picks] = rng.choice([0.0, 1.0, 1.5, 1e3, 1e5], size=picks.size)
+    if params.get("log_input", True):
+        x = log_rate
+        if kind == "extreme":
+            flat_x = x.reshape(-1)
+            picks = rng.permutation(flat_x.size)[: flat_x.size // 2]
+            flat_x[picks] = rng.choice([-30.0, -5.0, 0.0, 5.0, 20.0, 40.0], size=picks.size)
+    else:
+        x = np.exp(log_rate)
+        if kind == "extreme":
+            flat_x = x.reshape(-1)
+            picks = rng.permutation(flat_x.size)[: flat_x.size // 2]
+            flat_x[picks] = rng.choice([0.0, 1e-9, 1e-3, 5.0, 1e4], size=picks.size)
+    return {"predictions": x, "targets": y}
+
+
+def gaussian_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    """Means, targets and variances; extreme: variances 0, below, at and far above eps (the clamp,
+    through which the variance's gradient passes), residuals from 1e-3 to 1e3."""
+    y = rng.normal(0.0, 2.0, shape)
+    r = rng.normal(0.0, 1.5, shape)
+    var = rng.lognormal(0.0, 1.0, shape)
+    if kind == "extreme":
+        flat_r, flat_v = r.reshape(-1), var.reshape(-1)
+        picks = rng.permutation(flat_v.size)[: flat_v.size // 2]
+        flat_v[picks] = rng.choice([0.0, 1e-8, 1e-6, 1e-3, 1e4], size=picks.size)
+        flat_r[picks] = rng.choice([1e3, -1e3, 0.5, 1e-3, -2.0], size=picks.size)
+    return {"predictions": y + r, "targets": y, "variance": var}
 
 
 def binary_targets(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -465,6 +636,66 @@ LOSSES: dict[str, dict[str, Any]] = {
             "the torch backend computes its last-axis mean in float32, so it cannot serve as a float64 golden"
         ),
         "combos": combos(({}, BOTH)),
+    },
+    "smooth_l1": {
+        "reference": ref_smooth_l1,
+        "data": regression_data,
+        "describe": lambda p: "torch.nn.functional.smooth_l1_loss(reduction='none', beta)",
+        "combos": combos(({}, BOTH), ({"beta": 0.35}, BOTH), ({"beta": 2.5}, ONE), ({"beta": 0.0}, BOTH)),
+    },
+    "msle": {
+        "reference": ref_msle,
+        "data": msle_data,
+        "describe": lambda p: (
+            "formula of keras.losses.mean_squared_logarithmic_error, (log1p(max(x, eps)) - log1p(max(y, eps)))^2 "
+            "with eps = 1e-7 in the case dtype, torch float64; cross-checked against Keras at 1e-6 where the loss is "
+            "not tiny (Keras 3 converts this loss's epsilon without a dtype, and on the torch backend maximum(float64, "
+            "float32 epsilon) is float32: Keras computes float64 inputs in float32, so it cannot serve as a golden)"
+        ),
+        "combos": combos(({}, ("random", "extreme", "close"))),
+    },
+    "mape": {
+        "reference": ref_mape,
+        "data": mape_data,
+        "describe": lambda p: (
+            "formula of keras.losses.mean_absolute_percentage_error, 100 |y - x| / max(|y|, eps) with eps = 1e-7 in "
+            "the case dtype, torch float64; cross-checked against Keras at 1e-6 (its last-axis mean runs in float32 "
+            "on the torch backend)"
+        ),
+        "combos": combos(({}, BOTH)),
+    },
+    "poisson_nll": {
+        "reference": ref_poisson,
+        "data": poisson_data,
+        "describe": lambda p: "torch.nn.functional.poisson_nll_loss(log_input, full, eps, reduction='none')",
+        "combos": combos(
+            ({}, BOTH),
+            ({"full": True}, BOTH),
+            ({"log_input": False}, BOTH),
+            ({"log_input": False, "full": True}, ONE),
+            ({"log_input": False, "eps": 1e-7}, ONE),
+            ({"log_input": False, "eps": 1e-3}, ONE),
+        ),
+    },
+    "gaussian_nll": {
+        "reference": ref_gaussian_nll,
+        "gradients": ("variance",),
+        "data": gaussian_data,
+        "describe": lambda p: (
+            "torch.nn.functional.gaussian_nll_loss(full, eps, reduction='none') with var of the input's shape; "
+            "gradients for input and var from torch autograd (var's passes straight through the clamp)"
+        ),
+        "combos": combos(({}, BOTH), ({"full": True}, BOTH), ({"eps": 1e-3}, BOTH)),
+    },
+    "quantile": {
+        "reference": ref_quantile,
+        "data": regression_data,
+        "describe": lambda p: (
+            "independent torch float64 implementation of TF-Addons pinball_loss's documented formula, "
+            "delta = y - x, max(tau delta, (tau - 1) delta) (TF-Addons needs TensorFlow, not installable here); "
+            "checked against its docstring example (0.475)"
+        ),
+        "combos": combos(({}, BOTH), ({"quantile": 0.1}, BOTH), ({"quantile": 0.9}, ONE), ({"quantile": 0.25}, ONE)),
     },
     "binary_cross_entropy": {
         "reference": ref_bce,
@@ -638,32 +869,40 @@ def run_case(
     checks: list[str] = []
     reference: Reference = entry["reference"]
 
-    def forward(ctx: Ctx) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    others: tuple[str, ...] = entry.get("gradients", ())  # differentiable inputs besides predictions
+
+    def forward(ctx: Ctx) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor, Tensors]:
         x64 = torch.tensor(inputs["predictions"], dtype=F64, requires_grad=True)
         xn = torch.tensor(inputs["predictions"], dtype=TORCH_DTYPE[dtype], requires_grad=True)
         tensors = {"predictions": x64, "predictions_native": xn}
         for name, value in inputs.items():
             if name != "predictions":
-                tensors[name] = torch.tensor(value, dtype=torch.int64 if value.dtype.kind == "i" else F64)
+                tensors[name] = torch.tensor(
+                    value, dtype=torch.int64 if value.dtype.kind == "i" else F64, requires_grad=name in others
+                )
         e, m = reference(tensors, ctx)
-        return e, m, x64, xn
+        return e, m, x64, xn, tensors
 
     # per_sample and the cross-checks, once
     ctx = Ctx(dtype, params, checks)
-    e, m, _, _ = forward(ctx)
+    e, m, _, _, _ = forward(ctx)
     per_sample = reduce(e, m, None, "none").detach().numpy()
     results = []
     for reduction, weighted in REDUCTIONS:
-        e, m, x64, xn = forward(Ctx(dtype, params, []))
+        e, m, x64, xn, tensors = forward(Ctx(dtype, params, []))
         w = torch.tensor(weights, dtype=F64) if weighted else None
         value = reduce(e, m, w, reduction)
         target = value.sum() if reduction == "none" else value
         target.backward()
         grads = [g for g in (x64.grad, xn.grad) if g is not None]
         assert len(grads) == 1, "the reference must use exactly one of predictions / predictions_native"
-        grad = grads[0].double().numpy()
+        gradients = {"predictions": grads[0].double().numpy()}
+        for name in others:
+            other = tensors[name].grad
+            assert other is not None, f"the reference must use {name}"
+            gradients[name] = other.double().numpy()
         out = value.detach().numpy()
-        for name, arr in (("loss", out), ("gradient", grad)):
+        for name, arr in (("loss", out), *gradients.items()):
             if not np.all(np.isfinite(arr)):
                 raise AssertionError(f"{base} {dtype} {reduction}: reference {name} is not finite: {arr}")
         results.append(
@@ -671,7 +910,7 @@ def run_case(
                 "reduction": reduction,
                 "weighted": weighted,
                 "loss": compact(out, dtype, False),
-                "gradients": {"predictions": compact(grad, dtype, False)},
+                "gradients": {name: compact(grad, dtype, False) for name, grad in gradients.items()},
             }
         )
     param_text = ",".join(f"{k}={str(v).lower()}" for k, v in params_spec.items()) or "defaults"

@@ -64,6 +64,19 @@ def check_range(field: str, array: np.ndarray, low: float, high: float, what: st
         raise invalid(field, f"{what} must lie in [{low}, {high}]; got {array[tuple(index)].item()!r} at index {index}")
 
 
+def check_nonnegative(field: str, array: np.ndarray) -> None:
+    """Finite values >= 0 (variances, rates, counts that need not be integers)."""
+    check_finite(field, array)
+    if not array.min() >= 0:
+        index = first_bad_index(array, array < 0)
+        raise invalid(field, f"values must be non-negative; got {array[tuple(index)].item()!r} at index {index}")
+
+
+def relaxed(spec_input: Input, params: Params) -> bool:
+    """The input's ``relaxed_by`` param is true: any finite value is allowed."""
+    return spec_input.relaxed_by is not None and bool(getattr(params, spec_input.relaxed_by))
+
+
 def to_integers(field: str, array: np.ndarray, high: int, what: str, ignore_index: int | None = None) -> np.ndarray:
     """Integers in [0, high] (or equal to ``ignore_index``), as int64."""
     check_finite(field, array)
@@ -183,8 +196,12 @@ def decode_inputs(
             limit = bound[spec_input.bound]
             assert isinstance(limit, int)
             arrays[name] = to_integers(name, array, limit, f"value (at most {spec_input.bound}={limit})")
+        elif relaxed(spec_input, params):
+            check_finite(name, array)
         elif spec_input.kind == "probability" or (spec_input.kind == "score" and not from_logits):
             check_range(name, array, 0.0, 1.0, "probabilities" if spec_input.kind == "score" else "values")
+        elif spec_input.kind == "nonnegative":
+            check_nonnegative(name, array)
         else:
             check_finite(name, array)
         if spec_input.allowed is not None:

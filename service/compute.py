@@ -65,14 +65,27 @@ def evaluate(runtime: Runtime, spec: LossSpec, request: Computation, max_element
         raise invalid(spec.inputs[0].name, f"the configured model could not process the inputs: {exc}") from None
     metrics.kernel_seconds(spec.name).observe(time.perf_counter() - start)
     if not np.isfinite(loss):
-        raise ProblemError(
-            422,
-            "Undefined loss",
-            "the loss is not finite: with reduction 'mean', every target is ignored or has zero weight",
-            field="targets",
-        )
+        raise undefined_loss(per_sample, request.dtype)
     shaped = {name: grad.reshape(batch.shapes[name]) for name, grad in zip(spec.differentiable, grads, strict=False)}
     return Computed(per_sample if request.reduction == "none" else loss, per_sample, shaped, batch.count)
+
+
+def undefined_loss(per_sample: np.ndarray, dtype: str) -> ProblemError:
+    finite = np.isfinite(per_sample)
+    if not finite.all():  # an element overflowed (e.g. exp of a large log-rate)
+        further = " (dtype float64 reaches further)" if dtype == "float32" else ""
+        return ProblemError(
+            422,
+            "Undefined loss",
+            f"the loss of sample {int(np.argmin(finite))} overflows {dtype}: the inputs are beyond the range "
+            f"where this loss is finite in that dtype{further}",
+        )
+    return ProblemError(
+        422,
+        "Undefined loss",
+        "the loss is not finite: with reduction 'mean', every target is ignored or has zero weight",
+        field="targets",
+    )
 
 
 def parse_json(body: bytes) -> dict[str, Any]:

@@ -18,7 +18,9 @@ DtypeName = Literal["float32", "float64"]
 def array_schema(spec_input: Input | None) -> dict[str, Any]:
     if spec_input is None:
         return {"type": "array", "items": {"type": "number", "minimum": 0}, "minItems": 1}
-    leaf = {"type": "integer"} if spec_input.kind == "label" else {"type": "number"}
+    leaf: dict[str, Any] = {"type": "integer"} if spec_input.kind == "label" else {"type": "number"}
+    if spec_input.kind == "nonnegative" and spec_input.relaxed_by is None:
+        leaf["minimum"] = 0
     return {"type": "array", "minItems": 1, "items": {"anyOf": [leaf, {"type": "array"}]}}
 
 

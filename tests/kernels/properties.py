@@ -15,7 +15,12 @@ describing its *default* form (default params: probabilities, not logits, for th
 focal) and giving the lines to walk:
 
 * ``Real``: regression, ``x = y + t`` (``t`` is the residual), ``t`` in the whole real line, with the
-  loss's known kinks (residual 0, Huber's ``+-delta``) as probe points.
+  loss's known kinks (residual 0, Huber's ``+-delta``, a clamp at a fixed prediction such as MSLE's
+  ``eps``) as probe points; targets in the range the loss is meant for (non-negative for MSLE).
+* ``LogRate``: Poisson log-rates ``x = y + t / 2000`` against counts ``y >= 0``, down to ``x = -700`` (the
+  scale keeps ``exp`` finite at the far end of the ladder).
+* ``MeanVariance``: a predicted mean and variance (Gaussian NLL), the point ``(mean, variance)`` moving
+  along the mean, along the variance (``>= eps``, where the clamp starts) or along chords.
 * ``BinaryProbability``: ``x = t`` in ``[eps, 1 - eps]``, the interval where the default clip lets the
   probability through (outside it the kernel clips on purpose and returns a zero gradient, so the clip
   boundary is the end of the domain, not a kink inside it); targets 0, 1 and soft.
@@ -59,7 +64,7 @@ from hypothesis.errors import NoSuchExample
 
 from kernels.classification import BinaryCrossEntropyParams, CrossEntropyParams, SparseCrossEntropyParams
 from kernels.imbalance import FocalParams
-from kernels.regression import HuberParams
+from kernels.regression import GaussianNLLParams, HuberParams, SmoothL1Params
 from kernels.spec import LossSpec
 from tests.feature_models import pointwise_kinks
 from tests.kernels.harness import evaluate
@@ -191,9 +196,14 @@ def _score_mismatch(spec: LossSpec, eps: float, class_axis: bool, labels: bool) 
 
 @dataclass(frozen=True)
 class Real(Domain):
-    """Regression: ``predictions = targets + t``, any residual ``t``."""
+    """Regression: ``predictions = targets + t``, any residual ``t`` (predictions below ``below``)."""
 
     kinks: tuple[float, ...] = (0.0,)
+    """Residuals where the kernel switches formula."""
+    at: tuple[float, ...] = ()
+    """Predictions where the kernel switches formula, whatever the target (a clamp, e.g. MSLE's eps)."""
+    targets: tuple[float, float] = (-100.0, 100.0)
+    """The range of the targets of random lines (the canonical lines use 0 and 2.5)."""
 
     def line(self, y: float) -> Line:
         return Line(
@@ -203,7 +213,7 @@ class Real(Domain):
             lo=-math.inf,
             hi=math.inf,
             central=(-REAL_CENTRAL, REAL_CENTRAL),
-            kinks=self.kinks,
+            kinks=(*self.kinks, *(a - y for a in self.at)),
             extremes=(-1e12, 1e12),
         )
 
@@ -211,11 +221,103 @@ class Real(Domain):
         return (self.line(0.0), self.line(2.5))
 
     def lines(self) -> st.SearchStrategy[Line]:
-        return st.floats(-100.0, 100.0).map(self.line)
+        return st.floats(*self.targets).map(self.line)
 
     def mismatch(self, spec: LossSpec) -> str | None:
-        kind = spec.inputs[0].kind
-        return None if kind == "real" else f"predictions are {kind!r}, not real"
+        predictions = spec.inputs[0]
+        if predictions.kind == "real":
+            return None
+        return f"predictions are {predictions.kind!r}, not real"
+
+
+LOG_RATE_SCALE, LOWEST_LOG_RATE = 1 / 2000, -700.0
+
+
+@dataclass(frozen=True)
+class LogRate(Domain):
+    """Log-rates against counts (Poisson NLL's default form): ``x = y + t / 2000`` for a count ``y`` in
+    ``[0, 100]``, down to ``x = -700``. ``exp(x)`` overflows float64 beyond 709.78: the compressed scale puts
+    the ladder's ``t = 1e6`` at ``x = y + 500``; it underflows to 0 below -745, so nothing changes beyond
+    the lower end, which a ladder towards it reaches in one step (``exp(x) -> 0`` for ``y = 0``)."""
+
+    def line(self, y: float) -> Line:
+        return Line(
+            target=np.array([y]),
+            origin=np.array([y]),
+            direction=np.array([LOG_RATE_SCALE]),
+            lo=(LOWEST_LOG_RATE - y) / LOG_RATE_SCALE,
+            hi=math.inf,
+            central=(-REAL_CENTRAL, REAL_CENTRAL),
+        )
+
+    def canonical_lines(self) -> tuple[Line, ...]:
+        return (self.line(0.0), self.line(2.5))
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        return st.floats(0.0, 100.0).map(self.line)
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        predictions, targets = spec.inputs[0], spec.inputs[1]
+        if predictions.relaxed_by is None or not _default(spec, predictions.relaxed_by):
+            return "the default form does not take log-rates (any real)"
+        if targets.kind != "nonnegative":
+            return f"targets are {targets.kind!r}, not non-negative counts"
+        return None
+
+
+VARIANCE_CENTRAL = (0.25, 4.0)
+"""Variances in this range (with residuals in [-3, 3]) make a mean-variance line's central region."""
+
+
+def _intersect(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return max(a[0], b[0]), min(a[1], b[1])
+
+
+@dataclass(frozen=True)
+class MeanVariance(Domain):
+    """A predicted mean and variance against a target ``y`` (Gaussian NLL): one element's point
+    ``(mean, variance)``, which the evaluator splits into the loss's two differentiable inputs (see
+    ``kernel_evaluator``). The variance stays at or above ``eps``, where the kernel's clamp starts (below
+    it the loss is flat while the gradient passes straight through it, as in torch). Lines go along the
+    mean at a fixed variance, along the variance at a fixed residual, or along any chord."""
+
+    eps: float
+
+    def line(self, y: float, residual: float, variance: float, angle: float) -> Line:
+        origin = np.array([y + residual, variance])
+        direction = np.array([math.cos(angle), math.sin(angle)])
+        direction[np.abs(direction) < 1e-12] = 0.0  # exactly along an axis
+        lo, hi = _interval(origin[1:], direction[1:], self.eps * (1 + 1e-6), math.inf)
+        central = _intersect(
+            _interval(origin[:1] - y, direction[:1], -REAL_CENTRAL, REAL_CENTRAL),
+            _interval(origin[1:], direction[1:], *VARIANCE_CENTRAL),
+        )
+        return Line(target=np.array(y), origin=origin, direction=direction, lo=lo, hi=hi, central=central)
+
+    def canonical_lines(self) -> tuple[Line, ...]:
+        along_mean, along_variance = 0.0, math.pi / 2
+        return (
+            self.line(0.0, 0.0, 1.0, along_mean),
+            self.line(0.0, 0.0, 1.0, along_variance),  # an exact prediction: the variance may collapse
+            self.line(2.5, 1.0, 1.0, along_variance),
+            self.line(0.0, 0.5, 1.0, math.pi / 4),
+        )
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        return st.builds(
+            self.line,
+            st.floats(-100.0, 100.0),
+            st.one_of(st.just(0.0), st.floats(-REAL_CENTRAL, REAL_CENTRAL)),  # 0: an exact prediction
+            st.floats(*VARIANCE_CENTRAL),
+            st.one_of(st.sampled_from([math.pi / 2, 0.0]), st.floats(0.0, math.pi)),  # variance, mean, chords
+        )
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        if len(spec.differentiable) != 2 or len(spec.inputs) != 3:
+            return f"differentiable inputs {spec.differentiable}: expected a mean and a variance besides the target"
+        if _default(spec, "eps") != self.eps:
+            return f"default eps is {_default(spec, 'eps')}, the domain uses {self.eps}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -372,15 +474,27 @@ class Images(Domain):
 
 def kernel_evaluator(spec: LossSpec, params: dict[str, Any] | None = None) -> Evaluator:
     """The kernel (default params but for ``params``, float64, ``reduction="none"``) as
-    ``(predictions, targets) -> (loss, grad)``; a loss without differentiable inputs gives no grad."""
-    if len(spec.differentiable) > 1 or len(spec.inputs) != 2:
-        raise NotImplementedError(f"{spec.name}: the property checks expect one varied input and a target")
-    varied = spec.differentiable[0] if spec.differentiable else spec.inputs[0].name
-    (target,) = (i.name for i in spec.inputs if i.name != varied)
+    ``(predictions, targets) -> (loss, grad)``; a loss without differentiable inputs gives no grad.
+
+    With several differentiable inputs (a mean and a variance), ``predictions`` stacks them on a last
+    axis, in declaration order, and so does the gradient."""
+    varied = spec.differentiable or (spec.inputs[0].name,)
+    fixed = [i.name for i in spec.inputs if i.name not in varied]
+    if len(fixed) != 1:
+        raise NotImplementedError(f"{spec.name}: the property checks expect varied inputs and one target")
+    (target,) = fixed
 
     def run(predictions: Floats, targets: Array) -> tuple[Floats, Floats | None]:
-        result = evaluate(spec.name, {varied: predictions, target: targets}, params, reduction="none")
-        return result.per_sample, result.gradients.get(varied)
+        if len(varied) == 1:
+            inputs = {varied[0]: predictions}
+        else:
+            inputs = {name: predictions[..., k] for k, name in enumerate(varied)}
+        result = evaluate(spec.name, {**inputs, target: targets}, params, reduction="none")
+        if not spec.differentiable:
+            return result.per_sample, None
+        if len(varied) == 1:
+            return result.per_sample, result.gradients[varied[0]]
+        return result.per_sample, np.stack([result.gradients[name] for name in varied], axis=-1)
 
     return run
 
@@ -686,6 +800,13 @@ LOSS_DOMAINS: dict[str, Domain] = {
     "mae": Real(),
     "huber": Real(kinks=(0.0, -HuberParams().delta, HuberParams().delta)),
     "log_cosh": Real(),
+    "smooth_l1": Real(kinks=(0.0, -SmoothL1Params().beta, SmoothL1Params().beta)),
+    # Keras's clamp at eps = 1e-7 (predictions below it are flat); non-negative targets, what MSLE is for
+    "msle": Real(at=(1e-7,), targets=(0.0, 100.0)),
+    "mape": Real(),
+    "poisson_nll": LogRate(),
+    "gaussian_nll": MeanVariance(eps=GaussianNLLParams().eps),
+    "quantile": Real(),
     "binary_cross_entropy": BinaryProbability(eps=BinaryCrossEntropyParams().eps),
     "cross_entropy": Simplex(eps=CrossEntropyParams().eps),
     "sparse_cross_entropy": Simplex(eps=SparseCrossEntropyParams().eps, labels=True),

@@ -74,6 +74,35 @@ def cross_entropy_reference(inputs: dict[str, np.ndarray], params: dict[str, Any
     return result
 
 
+def msle_inputs(rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    targets = rng.lognormal(0.0, 2.0, shape).astype(np.float32)
+    relative = rng.lognormal(0.0, 0.1, shape).astype(np.float32)  # predictions near the targets
+    return {"predictions": targets * relative, "targets": targets}
+
+
+def msle_reference(inputs: dict[str, np.ndarray], params: dict[str, Any]) -> np.ndarray:
+    eps = float(np.float32(1e-7))
+    x = np.maximum(inputs["predictions"].astype(np.float64), eps)
+    y = np.maximum(inputs["targets"].astype(np.float64), eps)
+    result: np.ndarray = (np.log1p(x) - np.log1p(y)) ** 2
+    return result
+
+
+def gaussian_inputs(rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    return {
+        "predictions": rng.standard_normal(shape, dtype=np.float32),
+        "targets": rng.standard_normal(shape, dtype=np.float32),
+        "variance": rng.uniform(0.05, 3.0, shape).astype(np.float32),
+    }
+
+
+def gaussian_reference(inputs: dict[str, np.ndarray], params: dict[str, Any]) -> np.ndarray:
+    d = inputs["predictions"].astype(np.float64) - inputs["targets"].astype(np.float64)
+    v = np.maximum(inputs["variance"].astype(np.float64), float(np.float32(1e-6)))
+    result: np.ndarray = 0.5 * (np.log(v) + d * d / v)
+    return result
+
+
 Inputs = Callable[[np.random.Generator, tuple[int, ...]], dict[str, np.ndarray]]
 CASES: list[tuple[str, tuple[int, ...], dict[str, Any], Inputs, Reference]] = [
     ("mse", (10, 1_000_000), {}, mse_inputs, mse_reference),
@@ -82,6 +111,8 @@ CASES: list[tuple[str, tuple[int, ...], dict[str, Any], Inputs, Reference]] = [
     ("focal", (10_000_000,), {"from_logits": True}, focal_inputs, focal_reference),
     ("cross_entropy", (10, 100_000, 10), {"from_logits": True}, cross_entropy_inputs, cross_entropy_reference),
     ("cross_entropy", (1_000_000, 10), {"from_logits": True}, cross_entropy_inputs, cross_entropy_reference),
+    ("msle", (10, 1_000_000), {}, msle_inputs, msle_reference),
+    ("gaussian_nll", (10, 1_000_000), {}, gaussian_inputs, gaussian_reference),
 ]
 
 

@@ -42,20 +42,63 @@ def signed(rng: np.random.Generator, shape: tuple[int, ...], low: float, high: f
     return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(low, high, shape)
 
 
-def regression(low: float, high: float, avoid: float | None = None) -> Generator:
-    """Residuals with |d| in [low, high], and at least 0.15 away from ``avoid`` (huber's delta)."""
+def regression(low: float, high: float, avoid: float | None = None, param: str = "delta") -> Generator:
+    """Residuals with |d| in [low, high], and at least 0.15 away from ``avoid`` (the default of
+    huber's delta, or of the param named by ``param``: smooth_l1's beta)."""
 
     def make(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
         shape = (3, 4)
         targets = rng.normal(0.0, 2.0, shape)
         residual = signed(rng, shape, low, high)
         if avoid is not None:
-            delta = params.get("delta", avoid)
+            delta = params.get(param, avoid)
             near = np.abs(np.abs(residual) - delta) < 0.15
             residual[near] = np.sign(residual[near]) * (delta + 0.3)
         return {"predictions": targets + residual, "targets": targets}
 
     return make
+
+
+def msle(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """Positive targets (one clamped: negative) and predictions at least 0.01 from the clamp at
+    1e-7 (one below it, where the gradient is 0)."""
+    shape = (3, 4)
+    targets = rng.lognormal(0.0, 1.0, shape)
+    targets[0, 0] = -0.5
+    predictions = rng.uniform(0.01, 6.0, shape)
+    predictions[1, 2] = -0.3
+    return {"predictions": predictions, "targets": targets}
+
+
+def mape(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """Targets of both signs with |y| >= 0.2, and one at 0 (denominator eps); |residual| >= 0.1."""
+    shape = (3, 4)
+    targets = signed(rng, shape, 0.2, 3.0)
+    targets[2, 1] = 0.0
+    return {"predictions": targets + signed(rng, shape, 0.1, 2.0), "targets": targets}
+
+
+def poisson(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """Counts (0, 1 and non-integers included) against log-rates, or rates >= 0.1."""
+    shape = (3, 2, 2)
+    targets = rng.poisson(3.0, shape).astype(np.float64)
+    targets[0, 0] = [0.0, 1.0]
+    targets[1, 0, 0] = 2.5
+    log_input = params.get("log_input", True)
+    predictions = rng.normal(0.5, 1.0, shape) if log_input else rng.uniform(0.1, 6.0, shape)
+    return {"predictions": predictions, "targets": targets}
+
+
+def gaussian(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """Variances well above eps (below it the loss is flat but torch's gradient is not: that
+    straight-through gradient is checked against torch autograd by the golden values)."""
+    shape = (3, 4)
+    targets = rng.normal(0.0, 2.0, shape)
+    return {
+        "predictions": targets + rng.normal(0.0, 1.5, shape),
+        "targets": targets,
+        "variance": params.get("eps", 0.0) + rng.uniform(0.2, 3.0, shape),
+    }
 
 
 def binary(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
@@ -95,6 +138,22 @@ TABLE: dict[str, GradientCase] = {
     "mae": GradientCase(regression(0.1, 3.0)),
     "huber": GradientCase(regression(0.05, 3.0, avoid=1.0), ({}, {"delta": 0.5}, {"delta": 2.0})),
     "log_cosh": GradientCase(regression(0.0, 4.0)),
+    "smooth_l1": GradientCase(
+        regression(0.05, 3.0, avoid=1.0, param="beta"), ({}, {"beta": 0.5}, {"beta": 2.0}, {"beta": 0.0})
+    ),
+    "msle": GradientCase(msle),
+    "mape": GradientCase(mape),
+    "poisson_nll": GradientCase(
+        poisson,
+        (
+            {},
+            {"full": True},
+            {"log_input": False},
+            {"log_input": False, "full": True, "eps": 1e-3},
+        ),
+    ),
+    "gaussian_nll": GradientCase(gaussian, ({}, {"full": True}, {"eps": 0.5})),
+    "quantile": GradientCase(regression(0.05, 3.0), ({}, {"quantile": 0.1}, {"quantile": 0.9})),
     "binary_cross_entropy": GradientCase(
         binary,
         ({}, {"pos_weight": 2.0, "label_smoothing": 0.1}, {"pos_weight": CLASS_WEIGHTS}),

@@ -25,6 +25,8 @@ from tests.kernels.properties import (
     Evaluator,
     Floats,
     Line,
+    LogRate,
+    MeanVariance,
     Real,
     Simplex,
     domain_of,
@@ -113,6 +115,39 @@ def _log_loss(p: Floats, y: Floats) -> tuple[Floats, Floats]:
     return -(y * np.log(q) + (1 - y) * np.log1p(-q)), inside * ((1 - y) / (1 - q) - y / q)
 
 
+def _clamped_square(p: Floats, y: Floats) -> tuple[Floats, Floats]:
+    """(max(x, 0) - y)^2: flat below 0, where the gradient jumps (for y > 0)."""
+    return (np.maximum(p, 0) - y) ** 2, np.where(p > 0, 2 * (p - y), 0.0)
+
+
+def _poisson(p: Floats, y: Floats) -> tuple[Floats, Floats]:
+    return np.exp(p) - y * p, np.exp(p) - y
+
+
+def _neg_poisson(p: Floats, y: Floats) -> tuple[Floats, Floats]:
+    value, grad = _poisson(p, y)
+    return -value, -grad
+
+
+def _mean_variance(f: Callable[[Floats, Floats, Floats], tuple[Floats, Floats, Floats]]) -> Evaluator:
+    """A numpy loss of a (mean, variance) point (stacked on the last axis) and a scalar target."""
+
+    def run(points: Floats, targets: object) -> tuple[Floats, Floats]:
+        value, d_mean, d_variance = f(points[..., 0], points[..., 1], np.asarray(targets, np.float64))
+        return value, np.stack([d_mean, d_variance], axis=-1)
+
+    return run
+
+
+def _gaussian(m: Floats, v: Floats, y: Floats) -> tuple[Floats, Floats, Floats]:
+    d = m - y
+    return 0.5 * (np.log(v) + d * d / v), d / v, 0.5 * (1 / v - d * d / v**2)
+
+
+def _paraboloid(m: Floats, v: Floats, y: Floats) -> tuple[Floats, Floats, Floats]:
+    return (m - y) ** 2 + (v - 1) ** 2, 2 * (m - y), 2 * (v - 1)
+
+
 ALL = dict.fromkeys(PROPERTY_CHECKS, True)
 KNOWN: dict[str, tuple[Domain, Evaluator, dict[str, bool]]] = {
     "-|d|": (
@@ -138,6 +173,28 @@ KNOWN: dict[str, tuple[Domain, Evaluator, dict[str, bool]]] = {
         BinaryProbability(eps=1e-7),
         _numpy_loss(_log_loss),
         {**ALL, "robust_to_outliers": False, "smooth_gradient": False},
+    ),
+    "clamped square": (
+        Real(at=(0.0,), targets=(1.0, 100.0)),  # every target above the clamp: the gradient jumps there
+        _numpy_loss(_clamped_square),
+        {**ALL, "robust_to_outliers": False, "smooth_gradient": False, "convex": False, "differentiable": False},
+    ),
+    "poisson": (LogRate(), _numpy_loss(_poisson), {**ALL, "robust_to_outliers": False, "smooth_gradient": False}),
+    "-poisson": (
+        LogRate(),
+        _numpy_loss(_neg_poisson),
+        # its gradient grows only where the loss falls: robust by the checker's definition, like -|d|
+        {**ALL, "smooth_gradient": False, "convex": False, "bounded_below": False},
+    ),
+    "gaussian nll": (
+        MeanVariance(eps=1e-6),
+        _mean_variance(_gaussian),
+        {**ALL, "robust_to_outliers": False, "smooth_gradient": False, "convex": False, "bounded_below": False},
+    ),
+    "mean-variance paraboloid": (
+        MeanVariance(eps=1e-6),
+        _mean_variance(_paraboloid),
+        {**ALL, "robust_to_outliers": False},
     ),
     "simplex brier": (Simplex(eps=1e-7), _numpy_loss(_brier), ALL),
     "simplex -brier": (Simplex(eps=1e-7), _numpy_loss(_neg_brier), {**ALL, "convex": False}),

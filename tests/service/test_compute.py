@@ -129,3 +129,33 @@ def test_focal_logits_match_the_api_example(client: TestClient) -> None:
     elements = bce(p, y) * (1 - p_t) ** 2 * (0.25 * y + 0.75 * (1 - y))
     per_sample = elements.mean(axis=1)
     np.testing.assert_allclose(result["loss"], (per_sample * [1, 0.5]).sum() / 1.5, rtol=1e-12)
+
+
+def test_poisson_log_rates_may_be_negative(client: TestClient) -> None:
+    """Predictions must be non-negative rates only when log_input is false."""
+    x, y = np.array([[-1.5, 0.3], [2.0, -0.2]]), np.array([[0.0, 2.0], [5.0, 1.0]])
+    result = post(client, "poisson", predictions=x.tolist(), targets=y.tolist(), dtype="float64")
+    np.testing.assert_allclose(result["loss"], (np.exp(x) - y * x).mean(), rtol=1e-12)
+
+
+def test_gaussian_nll_gradients_for_mean_and_variance(client: TestClient) -> None:
+    x, y = RNG.normal(size=(2, 3, 2)), RNG.normal(size=(2, 3, 2))
+    var = RNG.uniform(0.1, 2.0, (2, 3, 2))
+    var[0, 0, 0] = 0.0  # clamped to eps; its gradient passes through the clamp (torch)
+    result = post(
+        client,
+        "gaussian_nll",
+        predictions=x.tolist(),
+        targets=y.tolist(),
+        variance=var.tolist(),
+        reduction="sum",
+        outputs=["loss", "gradients"],
+        dtype="float64",
+    )
+    v, d = np.maximum(var, 1e-6), x - y
+    per_element = 6  # elements per sample
+    np.testing.assert_allclose(result["loss"], (0.5 * (np.log(v) + d * d / v)).sum() / per_element, rtol=1e-12)
+    gradients = result["gradients"]
+    assert set(gradients) == {"predictions", "variance"}
+    np.testing.assert_allclose(gradients["predictions"], d / v / per_element, rtol=1e-12)
+    np.testing.assert_allclose(gradients["variance"], 0.5 * (1 / v - d * d / v**2) / per_element, rtol=1e-12)

@@ -19,11 +19,13 @@ def test_every_loss_has_a_finite_curve(configured_client: TestClient, name: str)
     assert np.isfinite(curve["loss"]).all()
     if curve["gradient"] is not None:
         assert np.isfinite(curve["gradient"]).all()
-        # The reported derivative is the slope of the reported loss.
+        # The reported derivative is the slope of the reported loss (away from kinks, where
+        # a finite difference over the grid step cannot follow: hence the median).
         x, loss, gradient = (np.asarray(curve[k]) for k in ("x", "loss", "gradient"))
         slope = np.gradient(loss, x)
         inner = slice(2, -2)
-        assert np.corrcoef(slope[inner], gradient[inner])[0, 1] > 0.99
+        error = np.median(np.abs(slope[inner] - gradient[inner]))
+        assert error <= 0.05 * np.max(np.abs(gradient)) + 1e-9
 
 
 def test_regression_curve_is_the_residual(client: TestClient) -> None:

@@ -8,6 +8,8 @@ from fastapi.testclient import TestClient
 FOCAL = {"predictions": [[0.2, 0.7], [0.9, 0.1]], "targets": [[0, 1], [1, 0]]}
 SPARSE = {"predictions": [[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]], "targets": [2, 0]}
 IMAGES = {"predictions": [[[[0.1, 0.2]]]], "targets": [[[[0.3, 0.4]]]]}
+POISSON = {"predictions": [[0.5, -1.0], [2.0, 0.1]], "targets": [[0, 3], [1, 2.5]]}
+GAUSSIAN = {"predictions": [[0.5, -1.0], [2.0, 0.1]], "targets": [[0, 1], [1, 0]], "variance": [[1.0, 0.5], [0, 2]]}
 
 # (id, loss, body (dict, or raw bytes), status, field, words the detail must contain)
 CASES: list[tuple[str, str, Any, int, str | None, str]] = [
@@ -56,6 +58,24 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
         "params.pos_weight",
         "expected 2 values",
     ),
+    ("count-negative", "poisson", {**POISSON, "targets": [[0, 3], [-1, 2]]}, 422, "targets", "non-negative"),
+    (
+        "rate-negative",
+        "poisson_nll",
+        {**POISSON, "params": {"log_input": False}},
+        422,
+        "predictions",
+        "non-negative; got -1.0 at index [0, 1]",
+    ),
+    ("poisson-eps", "poisson_nll", {**POISSON, "params": {"eps": 0}}, 422, "params.eps", "greater than 0"),
+    ("variance-negative", "gaussian_nll", {**GAUSSIAN, "variance": [[1, 0.5], [-2, 1]]}, 422, "variance", "[1, 0]"),
+    ("variance-missing", "gaussian_nll", {"predictions": [[0.5]], "targets": [[0.0]]}, 422, "variance", "required"),
+    ("variance-shape", "gaussian_nll", {**GAUSSIAN, "variance": [[1.0], [2.0]]}, 422, "variance", "expected shape"),
+    ("variance-overflow", "gaussian_nll", {**GAUSSIAN, "variance": [[1e39, 1], [1, 1]]}, 422, "variance", "non-finite"),
+    ("quantile-one", "quantile", {**FOCAL, "params": {"quantile": 1}}, 422, "params.quantile", "less than 1"),
+    ("quantile-zero", "pinball", {**FOCAL, "params": {"quantile": 0}}, 422, "params.quantile", "greater than 0"),
+    ("beta-negative", "smooth_l1", {**FOCAL, "params": {"beta": -0.5}}, 422, "params.beta", "greater than or equal"),
+    ("overflow", "poisson", {**POISSON, "predictions": [[0.5, 1], [100, 0]]}, 422, None, "sample 1 overflows float32"),
     ("unknown-loss", "focall", FOCAL, 404, "name", "did you mean focal"),
     # perceptual on a server without LOSSD_FEATURE_MODELS (tests/service/test_perceptual.py has a configured one)
     ("not-configured", "perceptual", IMAGES, 409, "params.feature_model", "LOSSD_FEATURE_MODELS=name="),

@@ -56,9 +56,17 @@ def test_every_card_is_complete(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("task=regression", {"mse", "mae", "huber", "log_cosh"}),
-        ("task=regression&robust_to_outliers=true", {"mae", "huber", "log_cosh"}),
-        ("differentiable=false", {"mae", "perceptual"}),
+        (
+            "task=regression",
+            {"mse", "mae", "huber", "log_cosh", "smooth_l1", "msle", "mape", "poisson_nll", "gaussian_nll", "quantile"},
+        ),
+        (
+            "task=regression&robust_to_outliers=true",
+            {"mae", "huber", "log_cosh", "smooth_l1", "msle", "mape", "quantile"},
+        ),
+        ("task=regression&convex=false", {"msle", "gaussian_nll"}),
+        ("bounded_below=false", {"gaussian_nll"}),
+        ("differentiable=false", {"mae", "msle", "mape", "quantile", "perceptual"}),
         ("task=imbalance&convex=true", {"focal"}),
         ("task=classification&convex=false", set()),
     ],
