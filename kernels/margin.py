@@ -188,8 +188,10 @@ class MultiMarginParams(Params):
     p: Literal[1, 2] = Field(1, description="Exponent of each hinge term: 1 (hinge) or 2 (squared hinge).")
     margin: float = Field(1.0, description="Margin the true class's score must exceed each other score by.")
     class_weights: list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, min_length=1, description="One non-negative weight per class (length C): the true class's weight "
-        "scales the sample's loss (torch's weight)."
+        None,
+        min_length=1,
+        description="One non-negative weight per class (length C): the true class's weight "
+        "scales the sample's loss (torch's weight).",
     )
 
 

@@ -419,7 +419,7 @@ def ref_categorical_focal(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
     classes = x.shape[-1]
     y = y0 * (1.0 - s) + s / classes
     if c.params.get("from_logits", False):
-        log_p, p, q = stable_softmax_parts(x)
+        log_p, _, q = stable_softmax_parts(x)
         out = -(alpha * q**gamma * y * log_p).sum(-1)
         naive_p = torch.softmax(x, -1)
         naive = -(alpha * (1 - naive_p) ** gamma * y * F.log_softmax(x, -1)).sum(-1)
@@ -463,7 +463,9 @@ def keras_hinge_labels(y: torch.Tensor) -> torch.Tensor:
 def ref_hinge(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
     x, y = t["predictions"], t["targets"]
     out = F.relu(1 - keras_hinge_labels(y) * x)
-    c.check("keras.losses.hinge (computes in float32 on the torch backend)", out.mean(-1), keras.losses.hinge(y, x), 1e-6)
+    c.check(
+        "keras.losses.hinge (computes in float32 on the torch backend)", out.mean(-1), keras.losses.hinge(y, x), 1e-6
+    )
     return out, None
 
 
@@ -617,8 +619,8 @@ def log_probability_data(kind: str, shape: tuple[int, ...], rng: np.random.Gener
         return data
     if kind == "extreme":
         x = x * 20.0
-    data["predictions"] = x - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)) - x.max(
-        -1, keepdims=True
+    data["predictions"] = (
+        x - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)) - x.max(-1, keepdims=True)
     )
     return data
 
@@ -630,7 +632,11 @@ def distribution_data(kind: str, shape: tuple[int, ...], rng: np.random.Generato
     logits = params.get("from_logits", False)
     y = rng.dirichlet(np.ones(classes), size=shape[:-1])
     if kind == "random":
-        x = rng.normal(0.0, 2.0, shape) if logits else np.clip(rng.dirichlet(np.ones(classes), size=shape[:-1]), 1e-3, 1)
+        x = (
+            rng.normal(0.0, 2.0, shape)
+            if logits
+            else np.clip(rng.dirichlet(np.ones(classes), size=shape[:-1]), 1e-3, 1)
+        )
         return {"predictions": x, "targets": y}
     flat = y.reshape(-1, classes)
     for i, row in enumerate(flat):
@@ -911,8 +917,10 @@ LOSSES: dict[str, dict[str, Any]] = {
     "nll": {
         "reference": ref_nll,
         "data": log_probability_data,
-        "describe": lambda p: "torch.nn.functional.nll_loss(weight, ignore_index, reduction='none'), class axis "
-        "moved to dim 1; mass = weight[label] (0 where ignored)",
+        "describe": lambda p: (
+            "torch.nn.functional.nll_loss(weight, ignore_index, reduction='none'), class axis "
+            "moved to dim 1; mass = weight[label] (0 where ignored)"
+        ),
         "combos": combos(
             ({}, ("random", "extreme", "reals")),
             ({"class_weights": "per_class"}, ("random", "reals")),
@@ -963,24 +971,30 @@ LOSSES: dict[str, dict[str, Any]] = {
     "hinge": {
         "reference": ref_hinge,
         "data": signed_data,
-        "describe": lambda p: "keras.losses.hinge formula relu(1 - y x) in torch float64, labels 2y-1 only when "
-        "every label is 0 or 1 (Keras's rule); relu's subgradient 0 at the margin; checked against Keras (which "
-        "computes in float32 on the torch backend)",
+        "describe": lambda p: (
+            "keras.losses.hinge formula relu(1 - y x) in torch float64, labels 2y-1 only when "
+            "every label is 0 or 1 (Keras's rule); relu's subgradient 0 at the margin; checked against Keras (which "
+            "computes in float32 on the torch backend)"
+        ),
         "combos": combos(({}, ("random", "binary", "mixed", "margin"))),
     },
     "squared_hinge": {
         "reference": ref_squared_hinge,
         "data": signed_data,
-        "describe": lambda p: "keras.losses.squared_hinge formula relu(1 - y x)^2 in torch float64, labels 2y-1 only "
-        "when every label is 0 or 1 (Keras's rule); checked against Keras (float32 on the torch backend)",
+        "describe": lambda p: (
+            "keras.losses.squared_hinge formula relu(1 - y x)^2 in torch float64, labels 2y-1 only "
+            "when every label is 0 or 1 (Keras's rule); checked against Keras (float32 on the torch backend)"
+        ),
         "combos": combos(({}, ("random", "binary", "mixed", "margin"))),
     },
     "categorical_hinge": {
         "reference": ref_categorical_hinge,
         "data": one_hot_scores_data,
-        "describe": lambda p: "keras.losses.categorical_hinge formula relu(max((1-y) x) - sum(y x) + 1) in torch "
-        "float64 (max's gradient to its index, relu's 0 at the margin); checked against Keras (float32 on the "
-        "torch backend)",
+        "describe": lambda p: (
+            "keras.losses.categorical_hinge formula relu(max((1-y) x) - sum(y x) + 1) in torch "
+            "float64 (max's gradient to its index, relu's 0 at the margin); checked against Keras (float32 on the "
+            "torch backend)"
+        ),
         "combos": combos(({}, ("random", "soft", "floor", "margin"))),
     },
     "multi_margin": {
