@@ -107,27 +107,15 @@ def xent_logits(logits, u):  # type: ignore[no-untyped-def]
 
 
 @script(LOSSD, default_opset=op)
-def renormalised(probabilities, eps):  # type: ignore[no-untyped-def]
-    """Keras's categorical preprocessing: q = p / sum(p) over the last axis, q clipped to
-    [eps, 1 - eps]; returns q, the clipped q, the clip's derivative mask and sum(p)."""
-    total = op.ReduceSum(probabilities, op.Constant(value_ints=[-1]), keepdims=1)
-    q = probabilities / total
-    clipped, inside = clip_mask(q, eps)
-    return q, clipped, inside, total
-
-
-@script(LOSSD, default_opset=op)
-def through_renormalisation(g, q, total):  # type: ignore[no-untyped-def]
-    """d/dp from g = d/dq through q = p / sum(p): (g - sum(g q)) / sum(p)."""
-    return (g - op.ReduceSum(g * q, op.Constant(value_ints=[-1]), keepdims=1)) / total
-
-
-@script(LOSSD, default_opset=op)
 def xent_probabilities(probabilities, u, eps):  # type: ignore[no-untyped-def]
     """As xent_logits on probabilities renormalised to sum 1 and clipped (Keras)."""
-    q, clipped, inside, total = renormalised(probabilities, eps)
-    elements = op.Neg(op.ReduceSum(u * op.Log(clipped), op.Constant(value_ints=[-1]), keepdims=0))
-    return elements, through_renormalisation(op.Neg(u * inside / clipped), q, total)
+    axis = op.Constant(value_ints=[-1])
+    total = op.ReduceSum(probabilities, axis, keepdims=1)
+    q = probabilities / total
+    clipped, inside = clip_mask(q, eps)
+    elements = op.Neg(op.ReduceSum(u * op.Log(clipped), axis, keepdims=0))
+    g = op.Neg(u * inside / clipped)
+    return elements, (g - op.ReduceSum(g * q, axis, keepdims=1)) / total
 
 
 @script(LOSSD, default_opset=op)
@@ -207,29 +195,18 @@ class SparseCrossEntropyParams(CrossEntropyParams):
 
 
 @script(LOSSD, default_opset=op)
-def one_hot_labels(predictions, labels):  # type: ignore[no-untyped-def]
-    """Labels in [0, C) as one-hot rows over the predictions' last axis, in their dtype."""
-    # OneHot has no float64 kernel in onnxruntime: compare against the class range instead.
-    classes = op.Range(op.CastLike(0, labels), op.Squeeze(op.Shape(predictions, start=-1)), op.CastLike(1, labels))
-    return op.CastLike(op.Equal(op.Unsqueeze(labels, op.Constant(value_ints=[-1])), classes), predictions)
-
-
-@script(LOSSD, default_opset=op)
-def kept_one_hot(predictions, targets, ignore_index):  # type: ignore[no-untyped-def]
-    """1 where the label is not ignore_index (with a trailing unit axis), and the labels
-    one-hot (ignored labels as class 0: multiply by the first to drop them)."""
-    keep = op.Not(op.Equal(targets, ignore_index))
-    one_hot = one_hot_labels(predictions, op.Where(keep, targets, op.CastLike(0, targets)))
-    return op.Unsqueeze(op.CastLike(keep, predictions), op.Constant(value_ints=[-1])), one_hot
-
-
-@script(LOSSD, default_opset=op)
 def sparse_targets(predictions, targets, label_smoothing, class_weights, ignore_index):  # type: ignore[no-untyped-def]
     """Weighted smoothed one-hot targets u, and the element mass w_y (0 where ignored)."""
-    keep, one_hot = kept_one_hot(predictions, targets, ignore_index)
-    weighted = keep * class_weights
-    mass = op.ReduceSum(weighted * one_hot, op.Constant(value_ints=[-1]), keepdims=0)
-    return weighted * smoothed(one_hot, label_smoothing), mass
+    keep = op.Not(op.Equal(targets, ignore_index))
+    labels = op.Where(keep, targets, op.CastLike(0, targets))
+    # OneHot has no float64 kernel in onnxruntime: compare against the class range instead.
+    classes = op.Range(op.CastLike(0, targets), op.Squeeze(op.Shape(predictions, start=-1)), op.CastLike(1, targets))
+    one_hot = op.CastLike(op.Equal(op.Unsqueeze(labels, op.Constant(value_ints=[-1])), classes), predictions)
+    keep_t = op.CastLike(keep, predictions)
+    weighted = class_weights * one_hot
+    mass = keep_t * op.ReduceSum(weighted, op.Constant(value_ints=[-1]), keepdims=0)
+    u = op.Unsqueeze(keep_t, op.Constant(value_ints=[-1])) * class_weights * smoothed(one_hot, label_smoothing)
+    return u, mass
 
 
 @script(LOSSD, default_opset=op)
@@ -246,33 +223,24 @@ def sparse_cross_entropy_probabilities(predictions, targets, label_smoothing, cl
     return elements, gradient, mass
 
 
-SPARSE_INPUTS = (
-    CATEGORICAL_PREDICTIONS,
-    Input("targets", ("N", "..."), "label", "Integer class labels in [0, C), or ignore_index."),
-)
-SPARSE_PROPERTIES = Properties(
-    robust_to_outliers=False,
-    smooth_gradient=False,
-    convex=True,
-    differentiable=True,
-    bounded_below=True,
-    probabilistic_interpretation="Categorical negative log-likelihood of the labels.",
-)
-
-
-def sparse_kernel(from_logits: bool):  # type: ignore[no-untyped-def]
-    """The sparse cross-entropy kernels, shared by every loss declared "as sparse_cross_entropy"."""
-    return sparse_cross_entropy_logits if from_logits else sparse_cross_entropy_probabilities
-
-
 @loss(
     name="sparse_cross_entropy",
     aliases=("sparse_categorical_cross_entropy",),
     task="classification",
-    inputs=SPARSE_INPUTS,
+    inputs=(
+        CATEGORICAL_PREDICTIONS,
+        Input("targets", ("N", "..."), "label", "Integer class labels in [0, C), or ignore_index."),
+    ),
     params=SparseCrossEntropyParams,
     mass=True,
-    properties=SPARSE_PROPERTIES,
+    properties=Properties(
+        robust_to_outliers=False,
+        smooth_gradient=False,
+        convex=True,
+        differentiable=True,
+        bounded_below=True,
+        probabilistic_interpretation="Categorical negative log-likelihood of the labels.",
+    ),
     card=Card(
         title="Sparse categorical cross-entropy",
         summary="Cross-entropy with integer labels. Follows torch.nn.CrossEntropyLoss exactly: with class "
@@ -293,7 +261,47 @@ def sparse_kernel(from_logits: bool):  # type: ignore[no-untyped-def]
     ),
 )
 def sparse_cross_entropy(from_logits: bool):  # type: ignore[no-untyped-def]
-    return sparse_kernel(from_logits)
+    return sparse_cross_entropy_logits if from_logits else sparse_cross_entropy_probabilities
+
+
+# -- building blocks of the losses below --------------------------------------------------
+
+
+@script(LOSSD, default_opset=op)
+def one_hot_labels(predictions, labels):  # type: ignore[no-untyped-def]
+    """Labels in [0, C) as one-hot rows over the predictions' last axis, in their dtype."""
+    # OneHot has no float64 kernel in onnxruntime: compare against the class range instead.
+    classes = op.Range(op.CastLike(0, labels), op.Squeeze(op.Shape(predictions, start=-1)), op.CastLike(1, labels))
+    return op.CastLike(op.Equal(op.Unsqueeze(labels, op.Constant(value_ints=[-1])), classes), predictions)
+
+
+@script(LOSSD, default_opset=op)
+def kept_one_hot(predictions, targets, ignore_index):  # type: ignore[no-untyped-def]
+    """1 where the label is not ignore_index (with a trailing unit axis), and the labels
+    one-hot (ignored labels as class 0: multiply by the first to drop them)."""
+    keep = op.Not(op.Equal(targets, ignore_index))
+    one_hot = one_hot_labels(predictions, op.Where(keep, targets, op.CastLike(0, targets)))
+    return op.Unsqueeze(op.CastLike(keep, predictions), op.Constant(value_ints=[-1])), one_hot
+
+
+@script(LOSSD, default_opset=op)
+def renormalised(probabilities, eps):  # type: ignore[no-untyped-def]
+    """Keras's categorical preprocessing (as in xent_probabilities): q = p / sum(p) over the
+    last axis, clipped to [eps, 1 - eps]; returns q, the clipped q, the clip's derivative
+    mask and sum(p)."""
+    total = op.ReduceSum(probabilities, op.Constant(value_ints=[-1]), keepdims=1)
+    q = probabilities / total
+    clipped, inside = clip_mask(q, eps)
+    return q, clipped, inside, total
+
+
+@script(LOSSD, default_opset=op)
+def through_renormalisation(g, q, total):  # type: ignore[no-untyped-def]
+    """d/dp from g = d/dq through q = p / sum(p): (g - sum(g q)) / sum(p)."""
+    return (g - op.ReduceSum(g * q, op.Constant(value_ints=[-1]), keepdims=1)) / total
+
+
+# -- label smoothing ----------------------------------------------------------------------
 
 
 class LabelSmoothingCrossEntropyParams(SparseCrossEntropyParams):
@@ -302,14 +310,14 @@ class LabelSmoothingCrossEntropyParams(SparseCrossEntropyParams):
     )
 
 
-@loss(
+label_smoothing_cross_entropy = loss(
     name="label_smoothing_cross_entropy",
     task="classification",
-    inputs=SPARSE_INPUTS,
+    inputs=sparse_cross_entropy.inputs,
     params=LabelSmoothingCrossEntropyParams,
     mass=True,
     curve=probability_of_true_class(3, labels=True),
-    properties=SPARSE_PROPERTIES,
+    properties=sparse_cross_entropy.properties,
     card=Card(
         title="Label-smoothing cross-entropy",
         summary="sparse_cross_entropy with label smoothing on by default (s = 0.1): the one-hot target keeps "
@@ -334,9 +342,7 @@ class LabelSmoothingCrossEntropyParams(SparseCrossEntropyParams):
             "Müller, R., Kornblith, S., Hinton, G. (2019). When Does Label Smoothing Help? NeurIPS.",
         ),
     ),
-)
-def label_smoothing_cross_entropy(from_logits: bool):  # type: ignore[no-untyped-def]
-    return sparse_kernel(from_logits)
+)(sparse_cross_entropy.kernel)  # the same kernels (and graph variants) as sparse_cross_entropy
 
 
 # -- negative log-likelihood --------------------------------------------------------------

@@ -9,12 +9,10 @@ from pydantic import Field
 
 from kernels.classification import (
     CATEGORICAL_PREDICTIONS,
-    SPARSE_INPUTS,
-    SPARSE_PROPERTIES,
     SparseCrossEntropyParams,
     renormalised,
     smoothed,
-    sparse_kernel,
+    sparse_cross_entropy,
     through_renormalisation,
 )
 from kernels.curves import probability_of_true_class
@@ -126,14 +124,14 @@ class WeightedCrossEntropyParams(SparseCrossEntropyParams):
     )
 
 
-@loss(
+weighted_cross_entropy = loss(
     name="weighted_cross_entropy",
     task="imbalance",
-    inputs=SPARSE_INPUTS,
+    inputs=sparse_cross_entropy.inputs,
     params=WeightedCrossEntropyParams,
     mass=True,
     curve=replace(probability_of_true_class(3, labels=True), params={"class_weights": [1.0, 1.0, 1.0]}),
-    properties=SPARSE_PROPERTIES,
+    properties=sparse_cross_entropy.properties,
     card=Card(
         title="Class-weighted cross-entropy",
         summary="sparse_cross_entropy with required class weights: each label's term is scaled by its class's "
@@ -160,9 +158,7 @@ class WeightedCrossEntropyParams(SparseCrossEntropyParams):
             "Multi-Scale Convolutional Architecture (median frequency balancing). ICCV.",
         ),
     ),
-)
-def weighted_cross_entropy(from_logits: bool):  # type: ignore[no-untyped-def]
-    return sparse_kernel(from_logits)
+)(sparse_cross_entropy.kernel)  # the same kernels (and graph variants) as sparse_cross_entropy
 
 
 # -- categorical focal loss ---------------------------------------------------------------
