@@ -4,7 +4,7 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
-from kernels.curves import probability_of_target, probability_of_true_class
+from kernels.curves import log_probability_of_true_class, probability_of_target, probability_of_true_class
 from kernels.ops import LOSSD, binary_smoothed, clip_mask, log1p, logistic, row_sum, rows, spread
 from kernels.spec import Card, Input, Params, Properties, loss
 
@@ -325,3 +325,246 @@ def sparse_cross_entropy(from_logits: bool, label_smoothing: bool):  # type: ign
     if label_smoothing:
         return sparse_cross_entropy_logits if from_logits else sparse_cross_entropy_probabilities
     return sparse_nll_logits if from_logits else sparse_nll_probabilities
+
+
+# -- building blocks of the losses below --------------------------------------------------
+
+
+@script(LOSSD, default_opset=op)
+def one_hot_labels(predictions, labels):  # type: ignore[no-untyped-def]
+    """Labels in [0, C) as one-hot rows over the predictions' last axis, in their dtype."""
+    # OneHot has no float64 kernel in onnxruntime: compare against the class range instead.
+    classes = op.Range(op.CastLike(0, labels), op.Squeeze(op.Shape(predictions, start=-1)), op.CastLike(1, labels))
+    return op.CastLike(op.Equal(op.Unsqueeze(labels, op.Constant(value_ints=[-1])), classes), predictions)
+
+
+@script(LOSSD, default_opset=op)
+def kept_one_hot(predictions, targets, ignore_index):  # type: ignore[no-untyped-def]
+    """1 where the label is not ignore_index (with a trailing unit axis), and the labels
+    one-hot (ignored labels as class 0: multiply by the first to drop them)."""
+    keep = op.Not(op.Equal(targets, ignore_index))
+    one_hot = one_hot_labels(predictions, op.Where(keep, targets, op.CastLike(0, targets)))
+    return op.Unsqueeze(op.CastLike(keep, predictions), op.Constant(value_ints=[-1])), one_hot
+
+
+@script(LOSSD, default_opset=op)
+def renormalised(probabilities, eps):  # type: ignore[no-untyped-def]
+    """Keras's categorical preprocessing (as in xent_probabilities): q = p / sum(p) over the
+    last axis, clipped to [eps, 1 - eps]; returns q, the clipped q, the clip's derivative
+    mask and sum(p)."""
+    total = op.ReduceSum(probabilities, op.Constant(value_ints=[-1]), keepdims=1)
+    q = probabilities / total
+    clipped, inside = clip_mask(q, eps)
+    return q, clipped, inside, total
+
+
+@script(LOSSD, default_opset=op)
+def through_renormalisation(g, q, total):  # type: ignore[no-untyped-def]
+    """d/dp from g = d/dq through q = p / sum(p): (g - sum(g q)) / sum(p)."""
+    return (g - op.ReduceSum(g * q, op.Constant(value_ints=[-1]), keepdims=1)) / total
+
+
+# -- label smoothing ----------------------------------------------------------------------
+
+
+class LabelSmoothingCrossEntropyParams(SparseCrossEntropyParams):
+    label_smoothing: float = Field(
+        0.1, ge=0, le=1, description="Targets become (1 - s) one_hot + s/C (weighted by the class weights, as torch)."
+    )
+
+
+label_smoothing_cross_entropy = loss(
+    name="label_smoothing_cross_entropy",
+    task="classification",
+    inputs=sparse_cross_entropy.inputs,
+    params=LabelSmoothingCrossEntropyParams,
+    mass=True,
+    curve=probability_of_true_class(3, labels=True),
+    properties=sparse_cross_entropy.properties,
+    card=Card(
+        title="Label-smoothing cross-entropy",
+        summary="sparse_cross_entropy with label smoothing on by default (s = 0.1): the one-hot target keeps "
+        "1 - s of its mass and s is spread uniformly over the C classes, which keeps the model from becoming "
+        "over-confident. Same kernels, params and torch conventions as sparse_cross_entropy (class weights "
+        "weight the smoothing term too; the mean divides by sum(w_y) over non-ignored labels); label_smoothing=0 "
+        "gives plain sparse cross-entropy. Properties are those of the default (probability) form.",
+        formula=r"\ell = -(1-s)\, w_y \log p_y - \frac{s}{C}\sum_c w_c \log p_c,\quad s = 0.1",
+        use_cases=(
+            "Image classification with many classes (Inception, ResNet and ViT training recipes)",
+            "Machine translation and language modelling (calibration, regularisation)",
+        ),
+        equivalents={
+            "torch": "torch.nn.CrossEntropyLoss(label_smoothing=0.1, weight, ignore_index) on logits (from_logits=true;"
+            " class axis 1 there, last here)",
+            "keras": "keras.losses.CategoricalCrossentropy(label_smoothing=0.1) on one-hot targets gives the same "
+            "values without class weights (y(1-s) + s/C); SparseCategoricalCrossentropy has no smoothing",
+        },
+        references=(
+            "Szegedy, C., Vanhoucke, V., Ioffe, S., Shlens, J., Wojna, Z. (2016). Rethinking the Inception "
+            "Architecture for Computer Vision. CVPR.",
+            "Müller, R., Kornblith, S., Hinton, G. (2019). When Does Label Smoothing Help? NeurIPS.",
+        ),
+    ),
+)(sparse_cross_entropy.kernel)  # the same kernels (and graph variants) as sparse_cross_entropy
+
+
+# -- negative log-likelihood --------------------------------------------------------------
+
+
+class NllParams(Params):
+    class_weights: list[float] | None = CLASS_WEIGHTS
+    ignore_index: int = Field(-100, description="Targets equal to this label contribute nothing.")
+
+
+@script(LOSSD, default_opset=op)
+def nll_kernel(predictions, targets, class_weights, ignore_index):  # type: ignore[no-untyped-def]
+    keep, one_hot = kept_one_hot(predictions, targets, ignore_index)
+    weighted = keep * class_weights * one_hot  # w_y at the label, 0 elsewhere and where ignored
+    axis = op.Constant(value_ints=[-1])
+    elements = op.Neg(op.ReduceSum(weighted * predictions, axis, keepdims=0))
+    return elements, op.Neg(weighted), op.ReduceSum(weighted, axis, keepdims=0)
+
+
+@loss(
+    name="nll",
+    aliases=("negative_log_likelihood",),
+    task="classification",
+    inputs=(
+        Input(
+            "predictions",
+            ("N", "...", "C"),
+            "real",
+            "Log-probabilities over the last axis (e.g. log_softmax outputs). Any finite reals are accepted: "
+            "they are not checked to be <= 0 or normalised.",
+            differentiable=True,
+        ),
+        Input("targets", ("N", "..."), "label", "Integer class labels in [0, C), or ignore_index."),
+    ),
+    params=NllParams,
+    mass=True,
+    curve=log_probability_of_true_class(3),
+    properties=Properties(
+        robust_to_outliers=True,
+        smooth_gradient=True,
+        convex=True,
+        differentiable=True,
+        bounded_below=True,
+        probabilistic_interpretation="Categorical negative log-likelihood of the labels, given log-probabilities.",
+    ),
+    card=Card(
+        title="Negative log-likelihood",
+        summary="Picks the negative log-probability of each label: -w_y x_y. Follows torch.nn.NLLLoss exactly: "
+        "with class weights or ignored labels the mean is sum(w_y l) / sum(w_y) over non-ignored targets. "
+        "The kernel is linear in its input, so the properties are about the log-probability x: convex, with a "
+        "constant gradient (smooth, and robust in that variable), and bounded below by 0 on log-probabilities "
+        "(x <= 0, the domain the claims are checked on). The inputs are not validated as log-probabilities: on "
+        "arbitrary reals the loss is unbounded below. Applied to log_softmax(logits) it is cross-entropy, "
+        "which as a function of the probability -log p is neither robust nor smooth.",
+        formula=r"\ell = -w_y\, x_y,\quad \text{mean} = \frac{\sum_n \ell_n}{\sum_n w_{y_n}}",
+        use_cases=(
+            "Classification heads that already end in log_softmax",
+            "Likelihood of any categorical model whose log-probabilities are computed elsewhere",
+        ),
+        equivalents={
+            "torch": "torch.nn.NLLLoss(weight, ignore_index) (class axis 1 there, last here)",
+            "keras": "none; keras.losses.SparseCategoricalCrossentropy(from_logits=True) on log-probabilities gives "
+            "the same values when they are normalised (log_softmax of log-probabilities is the identity)",
+            "onnx": "NegativeLogLikelihoodLoss (class axis 1)",
+        },
+        references=("Fisher, R. A. (1922). On the mathematical foundations of theoretical statistics. Phil. Trans.",),
+    ),
+)
+def nll():  # type: ignore[no-untyped-def]
+    return nll_kernel
+
+
+# -- Kullback-Leibler divergence ----------------------------------------------------------
+
+
+class KlDivergenceParams(Params):
+    from_logits: bool = Field(
+        False,
+        description="Predictions are logits: a stable log_softmax is applied and targets are not clipped (torch "
+        "KLDivLoss on log_softmax).",
+    )
+    eps: float = Field(
+        1e-7,
+        gt=0,
+        lt=0.5,
+        description="Probability form: predictions and targets are clipped to [eps, 1] before the logarithm (Keras).",
+    )
+
+
+@script(LOSSD, default_opset=op)
+def kl_probabilities(predictions, targets, eps):  # type: ignore[no-untyped-def]
+    """Keras: both clipped to [eps, 1] (inputs are checked to be <= 1), sum_c y log(y / p)."""
+    low = op.CastLike(eps, predictions)
+    p = op.Max(predictions, low)
+    y = op.Max(targets, low)
+    inside = op.CastLike(op.GreaterOrEqual(predictions, low), predictions)
+    elements = op.ReduceSum(y * (op.Log(y) - op.Log(p)), op.Constant(value_ints=[-1]), keepdims=0)
+    return elements, op.Neg(inside * y / p)
+
+
+@script(LOSSD, default_opset=op)
+def kl_logits(predictions, targets):  # type: ignore[no-untyped-def]
+    """torch: sum_c xlogy(y, y) - y log_softmax(x) (0 log 0 = 0), i.e. cross-entropy minus the entropy."""
+    cross_entropy, gradient = xent_logits(predictions, targets)
+    safe = op.Where(op.Greater(targets, op.CastLike(0.0, targets)), targets, op.CastLike(1.0, targets))
+    negative_entropy = op.ReduceSum(targets * op.Log(safe), op.Constant(value_ints=[-1]), keepdims=0)
+    return cross_entropy + negative_entropy, gradient
+
+
+@loss(
+    name="kl_divergence",
+    aliases=("kld",),
+    task="classification",
+    inputs=(
+        CATEGORICAL_PREDICTIONS,
+        Input("targets", ("N", "...", "C"), "probability", "Target distributions over the last axis."),
+    ),
+    params=KlDivergenceParams,
+    curve=probability_of_true_class(3),
+    properties=Properties(
+        robust_to_outliers=False,
+        smooth_gradient=False,
+        convex=True,
+        differentiable=True,
+        bounded_below=True,
+        probabilistic_interpretation="KL(targets || predictions): the expected extra nats to code samples of the "
+        "target distribution with the predicted one (cross-entropy minus the targets' entropy).",
+    ),
+    card=Card(
+        title="Kullback-Leibler divergence",
+        summary="Divergence of the predicted distribution from the target distribution on the last axis. "
+        "Probabilities (default) follow keras.losses.KLDivergence exactly: predictions and targets are both "
+        "clipped to [eps, 1] (not renormalised), so a zero target entry counts as eps and contributes "
+        "eps log(eps / p), a small nonzero (possibly negative) term, where the mathematical KL has 0. With "
+        "from_logits the predictions go through a stable log_softmax and targets are used as they are "
+        "(0 log 0 = 0), exactly torch.nn.KLDivLoss(log_softmax(x), y). Properties are those of the "
+        "probability form: convex in the prediction, with a gradient -y/p that is not Lipschitz.",
+        formula=r"\ell = \sum_c \tilde y_c \log\frac{\tilde y_c}{\tilde p_c},\quad \tilde y = \max(y, \epsilon),\ "
+        r"\tilde p = \max(p, \epsilon);\quad \text{from\_logits: } \sum_c y_c\,(\log y_c - "
+        r"\operatorname{log\_softmax}(x)_c)",
+        use_cases=(
+            "Knowledge distillation (match a teacher's soft distribution)",
+            "Variational inference and distribution matching",
+            "Label distribution learning",
+        ),
+        equivalents={
+            "keras": "keras.losses.KLDivergence (probabilities; we match it, zero-target clipping included)",
+            "torch": "torch.nn.KLDivLoss(reduction='batchmean') takes log q as input: pass log(predictions) (or "
+            "log_softmax(logits)) and the targets. It equals our from_logits=true form (send log-probabilities "
+            "or logits; 0 log 0 = 0, no clipping) and equals the probability form except for targets below eps "
+            "(torch: 0 contribution for y = 0). batchmean divides the total by N only: equal to ours for "
+            "(N, C) inputs; for (N, ..., C) we average the middle axes instead of summing them. "
+            "reduction='mean' divides by N*C (torch warns about it).",
+        },
+        references=(
+            "Kullback, S., Leibler, R. A. (1951). On Information and Sufficiency. Ann. Math. Statist.",
+            "Hinton, G., Vinyals, O., Dean, J. (2015). Distilling the Knowledge in a Neural Network.",
+        ),
+    ),
+)
+def kl_divergence(from_logits: bool):  # type: ignore[no-untyped-def]
+    return kl_logits if from_logits else kl_probabilities

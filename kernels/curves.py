@@ -83,3 +83,47 @@ def prediction(
         inputs=lambda x: {"predictions": (offset + scale * x)[:, None], "targets": np.full((x.size, 1), target)},
         direction=lambda x: {"predictions": np.full((x.size, 1), scale)},
     )
+
+
+def log_probability_of_true_class(classes: int = 3) -> Curve:
+    """As probability_of_true_class with label targets, for losses that take log-probabilities:
+    the inputs are log p, so the derivative along x (the probability) is d(log p)/dx = d p/dx / p."""
+    base = probability_of_true_class(classes, labels=True)
+
+    def inputs(x: np.ndarray) -> Arrays:
+        arrays = base.inputs(x)
+        return {**arrays, "predictions": np.log(arrays["predictions"])}
+
+    def direction(x: np.ndarray) -> Arrays:
+        return {"predictions": base.direction(x)["predictions"] / base.inputs(x)["predictions"]}
+
+    return Curve(base.variable, base.start, base.stop, inputs, direction)
+
+
+def margin(start: float = -2.0, stop: float = 3.0) -> Curve:
+    """Binary margin losses: the score x of a sample whose label is +1, so x is the margin y x."""
+    return Curve(
+        "margin (label x score, label +1)",
+        start,
+        stop,
+        inputs=lambda x: {"predictions": x[:, None], "targets": np.ones((x.size, 1))},
+        direction=lambda x: {"predictions": np.ones((x.size, 1))},
+    )
+
+
+def true_class_score(classes: int = 3, labels: bool = False, start: float = -2.0, stop: float = 3.0) -> Curve:
+    """Multi-class margin losses: the true class (0) scores x, every other class 0, so x is the
+    true class's margin over the best other score."""
+
+    def inputs(x: np.ndarray) -> Arrays:
+        scores = np.zeros((x.size, classes))
+        scores[:, 0] = x
+        targets = np.zeros(x.size, dtype=np.int64) if labels else np.eye(classes)[np.zeros(x.size, dtype=int)]
+        return {"predictions": scores, "targets": targets}
+
+    def direction(x: np.ndarray) -> Arrays:
+        d = np.zeros((x.size, classes))
+        d[:, 0] = 1.0
+        return {"predictions": d}
+
+    return Curve("score of the true class minus the other scores (all 0)", start, stop, inputs, direction)

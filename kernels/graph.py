@@ -52,8 +52,10 @@ def _param_input(params: type[Params], name: str, elem_type: int) -> GraphInput:
         return GraphInput(name, elem_type, ())
     if annotation is int:
         return GraphInput(name, TensorProto.INT64, ())
-    # A number or a per-class list (possibly optional): fed as a 1-D tensor.
-    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    # A number or a per-class list (possibly optional): fed as a 1-D tensor. A union with
+    # constrained members (Annotated[float, Field(ge=0)] | ...) is a typing.Union, not a UnionType.
+    union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+    allowed = typing.get_args(annotation) if union else (annotation,)
     if not any(typing.get_origin(a) is list or a is float for a in allowed):
         raise TypeError(f"param {name!r} of type {annotation} cannot be a graph input")
     return GraphInput(name, elem_type, (None,))

@@ -426,6 +426,189 @@ def ref_focal(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
     return loss, None
 
 
+# -- label smoothing, class weights, NLL --------------------------------------------------
+
+
+def ref_label_smoothing(t: Tensors, c: Ctx) -> tuple[torch.Tensor, torch.Tensor]:
+    """ref_sparse with this loss's default label_smoothing=0.1; on probabilities without class
+    weights cross-checked against Keras CategoricalCrossentropy(label_smoothing) on the kept labels'
+    one-hot rows (Keras's y(1-s)+s/C is torch's convention without weights)."""
+    ctx = Ctx(c.dtype, {"label_smoothing": 0.1, **c.params}, c.checks)
+    out, mass = ref_sparse(t, ctx)
+    s = ctx.f("label_smoothing")
+    if not ctx.params.get("from_logits") and ctx.params.get("class_weights") is None and c.dtype == "float64":
+        x, labels = t["predictions"], t["targets"]
+        keep = labels != int(ctx.params.get("ignore_index", -100))
+        one_hot = F.one_hot(labels[keep], x.shape[-1]).to(F64)
+        eps = ctx.params.get("eps", DEFAULT_EPS)
+        k = with_keras_eps(eps, lambda: keras.losses.categorical_crossentropy(one_hot, x[keep], label_smoothing=s))
+        c.check(f"keras categorical_crossentropy(label_smoothing={s}) on one-hot labels", out[keep], k)
+    return out, mass
+
+
+def ref_nll(t: Tensors, c: Ctx) -> tuple[torch.Tensor, torch.Tensor]:
+    x, labels = t["predictions"], t["targets"]
+    w = c.f("class_weights")
+    ignore = int(c.params.get("ignore_index", -100))
+    weight = None if w is None else torch.tensor(w, dtype=F64)
+    _, mass = sparse_mass(labels, weight, ignore)
+    xt = x.movedim(-1, 1)
+    out = F.nll_loss(xt, labels, weight=weight, ignore_index=ignore, reduction="none")
+    c.check(
+        "torch nll_loss(reduction='mean') = sum(E)/sum(mass)",
+        F.nll_loss(xt, labels, weight=weight, ignore_index=ignore).reshape(1),
+        (out.sum() / mass.sum()).reshape(1),
+    )
+    return out, mass
+
+
+# -- Kullback-Leibler ---------------------------------------------------------------------
+
+
+def ref_kl(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    x, y = t["predictions"], t["targets"]
+    if c.params.get("from_logits", False):
+        log_q = F.log_softmax(x, -1)
+        out = F.kl_div(log_q, y, reduction="none").sum(-1)
+        if x.dim() == 2:
+            c.check(
+                "torch kl_div(reduction='batchmean') = our unweighted mean (2-D)",
+                F.kl_div(log_q, y, reduction="batchmean").reshape(1),
+                out.mean().reshape(1),
+            )
+        return out, None
+    lo, _ = c.bounds()
+    yc, pc = torch.clamp(y, lo, 1.0), torch.clamp(x, lo, 1.0)
+    out = (yc * torch.log(yc / pc)).sum(-1)
+    xn, yn = keras_native(t, c)
+    eps = c.params.get("eps", DEFAULT_EPS)
+    k = with_keras_eps(eps, lambda: keras.losses.kl_divergence(yn, xn))
+    # Keras's ops.clip turns the Python eps into a float32 tensor on the torch backend, so float64
+    # Keras clips at float32(eps) = 1.0000000117e-7; we (and the golden) clip at eps in the dtype.
+    c.check(
+        "keras.losses.kl_divergence (run in the case dtype; its float64 clip bound is float32(eps))",
+        out,
+        k,
+        rtol=1e-8 if c.dtype == "float64" else 2e-6,
+    )
+    if bool((y >= lo).all()):
+        torch_kl = F.kl_div(torch.log(pc), y, reduction="none").sum(-1)
+        c.check("torch kl_div(log clamp(p, eps, 1), y) (no target below eps)", out, torch_kl)
+    return out, None
+
+
+# -- categorical focal --------------------------------------------------------------------
+
+
+def stable_softmax_parts(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """log softmax, softmax and 1 - softmax in float64 with the dominant class's 1 - p taken as
+    (sum of the others) / (sum of all), so a confident row keeps its tiny 1 - p."""
+    z = x - x.max(-1, keepdim=True).values
+    e = torch.exp(z)
+    top = z == 0
+    rest = torch.where(top, torch.zeros_like(e), e).sum(-1, keepdim=True) + (top.sum(-1, keepdim=True) - 1)
+    log_p = z - torch.log1p(rest)
+    p = torch.exp(log_p)
+    return log_p, p, torch.where(p > 0.5, rest / (1 + rest), 1 - p)
+
+
+def ref_categorical_focal(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    x, y0 = t["predictions"], t["targets"]
+    gamma, s = c.f("gamma", 2.0), c.f("label_smoothing", 0.0)
+    alpha = torch.tensor(c.f("alpha", 0.25), dtype=F64)
+    classes = x.shape[-1]
+    y = y0 * (1.0 - s) + s / classes
+    if c.params.get("from_logits", False):
+        log_p, _, q = stable_softmax_parts(x)
+        out = -(alpha * q**gamma * y * log_p).sum(-1)
+        naive_p = torch.softmax(x, -1)
+        naive = -(alpha * (1 - naive_p) ** gamma * y * F.log_softmax(x, -1)).sum(-1)
+        c.check("plain torch softmax / log_softmax formula", out, naive, rtol=1e-9)
+        lo, hi = c.bounds()
+        if c.dtype == "float64" and bool(((naive_p >= lo) & (naive_p <= hi)).all()):
+            k = keras.losses.categorical_focal_crossentropy(
+                y0, x, alpha=alpha, gamma=gamma, from_logits=True, label_smoothing=s
+            )
+            c.check("keras categorical_focal_crossentropy(from_logits) where its clip does not bind", out, k)
+        return out, None
+    lo, hi = c.bounds()
+    q = x / x.sum(-1, keepdim=True)
+    o = torch.clamp(q, lo, hi)
+    out = -(alpha * (1 - o) ** gamma * y * torch.log(o)).sum(-1)
+    xn, yn = keras_native(t, c)
+    eps = c.params.get("eps", DEFAULT_EPS)
+    alpha_n = alpha.to(xn.dtype)
+    k = with_keras_eps(
+        eps,
+        lambda: keras.losses.categorical_focal_crossentropy(yn, xn, alpha=alpha_n, gamma=gamma, label_smoothing=s),
+    )
+    # As for kl_divergence: Keras's ops.clip bounds are float32 on the torch backend, also for float64.
+    c.check(
+        "keras.losses.categorical_focal_crossentropy (run in the case dtype; float64 clip bounds in float32)",
+        out,
+        k,
+        rtol=1e-8 if c.dtype == "float64" else 1e-5,
+    )
+    return out, None
+
+
+# -- hinge family -------------------------------------------------------------------------
+
+
+def keras_hinge_labels(y: torch.Tensor) -> torch.Tensor:
+    """keras convert_binary_labels_to_hinge: 2y-1 only if every label is 0 or 1."""
+    return 2 * y - 1 if bool(((y == 0) | (y == 1)).all()) else y
+
+
+def ref_hinge(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    x, y = t["predictions"], t["targets"]
+    out = F.relu(1 - keras_hinge_labels(y) * x)
+    c.check(
+        "keras.losses.hinge (computes in float32 on the torch backend)", out.mean(-1), keras.losses.hinge(y, x), 1e-6
+    )
+    return out, None
+
+
+def ref_squared_hinge(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    x, y = t["predictions"], t["targets"]
+    out = F.relu(1 - keras_hinge_labels(y) * x) ** 2
+    c.check(
+        "keras.losses.squared_hinge (computes in float32 on the torch backend)",
+        out.mean(-1),
+        keras.losses.squared_hinge(y, x),
+        1e-6,
+    )
+    return out, None
+
+
+def ref_categorical_hinge(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    x, y = t["predictions"], t["targets"]
+    pos = (y * x).sum(-1)
+    neg = ((1 - y) * x).max(-1).values
+    out = F.relu(neg - pos + 1)
+    c.check(
+        "keras.losses.categorical_hinge (computes in float32 on the torch backend)",
+        out,
+        keras.losses.categorical_hinge(y, x),
+        1e-6,
+    )
+    return out, None
+
+
+def ref_multi_margin(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    x, labels = t["predictions"], t["targets"]
+    w = c.f("class_weights")
+    weight = None if w is None else torch.tensor(w, dtype=F64)
+    p, margin = int(c.params.get("p", 1)), c.f("margin", 1.0)
+    out = F.multi_margin_loss(x, labels, p=p, margin=margin, weight=weight, reduction="none")
+    c.check(
+        "torch multi_margin_loss(reduction='mean') = plain mean over samples (not divided by the class weights)",
+        F.multi_margin_loss(x, labels, p=p, margin=margin, weight=weight).reshape(1),
+        out.mean().reshape(1),
+    )
+    return out, None
+
+
 # -- data ---------------------------------------------------------------------------------
 
 
@@ -594,6 +777,112 @@ def sparse_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, par
         for i in range(flat.size):
             if flat[i] != ignore:
                 flat[i] = np.argmax(fx[i]) if i % 2 == 0 else np.argmin(fx[i])
+    return {"predictions": x, "targets": labels}
+
+
+def log_probability_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    """NLL inputs: log_softmax rows (random), near-certain and near-impossible classes (extreme),
+    or arbitrary reals (the loss accepts any finite input)."""
+    data = sparse_data("random", shape, rng, {"from_logits": True, **params})
+    x = data["predictions"]
+    if kind == "reals":
+        data["predictions"] = rng.normal(0.0, 5.0, shape)
+        return data
+    if kind == "extreme":
+        x = x * 20.0
+    data["predictions"] = (
+        x - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)) - x.max(-1, keepdims=True)
+    )
+    return data
+
+
+def distribution_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    """KL: predictions (probabilities, not renormalised, or logits) and target distributions;
+    extreme: zero and sub-eps targets, predictions at 0, 1e-9 and 1."""
+    classes = shape[-1]
+    logits = params.get("from_logits", False)
+    y = rng.dirichlet(np.ones(classes), size=shape[:-1])
+    if kind == "random":
+        x = (
+            rng.normal(0.0, 2.0, shape)
+            if logits
+            else np.clip(rng.dirichlet(np.ones(classes), size=shape[:-1]), 1e-3, 1)
+        )
+        return {"predictions": x, "targets": y}
+    flat = y.reshape(-1, classes)
+    for i, row in enumerate(flat):
+        if i % 3 == 0:
+            row[:] = np.eye(classes)[rng.integers(classes)]
+        elif i % 3 == 1:
+            row[rng.integers(classes)] = 1e-9
+            row /= row.sum()
+    if logits:
+        x = rng.normal(0.0, 2.0, shape)
+        x.reshape(-1, classes)[:, 0] = 40.0
+        x.reshape(-1, classes)[:, 1] = -40.0
+    else:
+        x = rng.choice([0.0, 1e-9, 1e-4, 0.3, 0.9, 1.0], size=shape)
+    return {"predictions": x, "targets": y}
+
+
+def focal_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    """categorical_data, with extreme logits kept at +-30 for gamma < 1 (the reference's
+    gamma q^(gamma-1) needs q > 0 in float64) and no exactly-zero probability rows."""
+    data = categorical_data(kind, shape, rng, params)
+    if kind == "extreme" and params.get("from_logits") and params.get("gamma", 2.0) < 1:
+        data["predictions"] = np.clip(data["predictions"], -30.0, 30.0)
+    return data
+
+
+def signed_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    """Hinge: -1/1 labels; 0/1 labels (Keras converts them); mixed -1/0/1 (left unchanged); and
+    scores exactly at the margin y x = 1 and far beyond it."""
+    x = rng.normal(0.0, 2.0, shape)
+    if kind == "binary":
+        return {"predictions": x, "targets": rng.integers(0, 2, shape).astype(np.float64)}
+    if kind == "mixed":
+        y = rng.choice([-1.0, 0.0, 1.0], size=shape)
+        y.reshape(-1)[:3] = [-1.0, 0.0, 1.0]
+        return {"predictions": x, "targets": y}
+    y = rng.choice([-1.0, 1.0], size=shape)
+    if kind == "margin":
+        picks = rng.random(shape)
+        x = np.where(picks < 0.3, y, x)  # y x = 1 exactly: the kink
+        x = np.where(picks > 0.85, rng.choice([-1e3, 1e3], size=shape), x)
+    return {"predictions": x, "targets": y}
+
+
+def one_hot_scores_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    """Categorical hinge: one-hot (or soft) targets; 'floor': every other score negative, so Keras's
+    max is the true class's 0; 'margin': the loss exactly at its kink (max other - true + 1 = 0)."""
+    classes = shape[-1]
+    rows = int(np.prod(shape[:-1]))
+    labels = rng.integers(0, classes, rows)
+    y = np.eye(classes)[labels]
+    x = rng.normal(0.0, 2.0, (rows, classes))
+    if kind == "soft":
+        y = rng.dirichlet(np.ones(classes), size=rows)
+    elif kind == "floor":
+        x = -np.abs(x) - 0.1
+        x[np.arange(rows), labels] = rng.uniform(-1.0, 2.0, rows)
+    elif kind == "margin":
+        x = rng.choice([-1.0, -0.5, 0.5], size=(rows, classes))
+        x[np.arange(rows), labels] = 1.5  # others' max 0.5 (or the floor 0) -> slack 0 (or -0.5)
+        x[0, (labels[0] + 1) % classes] = 0.5
+    return {"predictions": x.reshape(shape), "targets": y.reshape(shape)}
+
+
+def margin_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    """multi_margin: (N, C) scores and labels; 'extreme': large scores and terms exactly at the
+    kink (x_i - x_y = -margin)."""
+    classes = shape[-1]
+    labels = rng.integers(0, classes, shape[0])
+    x = rng.normal(0.0, 1.5, shape)
+    if kind == "extreme":
+        margin = params.get("margin", 1.0)
+        x = rng.choice([-1e3, 1e3, 0.0, 0.25], size=shape)
+        x[np.arange(shape[0]), labels] = rng.choice([0.0, 1e3], size=shape[0])
+        x[0, (labels[0] + 1) % classes] = x[0, labels[0]] - margin
     return {"predictions": x, "targets": labels}
 
 
@@ -808,6 +1097,150 @@ LOSSES: dict[str, dict[str, Any]] = {
             ({"eps": 1e-3}, ONE),
         ),
     },
+    "label_smoothing_cross_entropy": {
+        "reference": ref_label_smoothing,
+        "data": sparse_data,
+        "describe": lambda p: (
+            "torch.nn.functional.cross_entropy(index targets, label_smoothing (default 0.1), weight, ignore_index, "
+            "reduction='none'), class axis moved to dim 1; mass = weight[label] (0 where ignored)"
+            if p.get("from_logits")
+            else (
+                "keras.losses.sparse_categorical_crossentropy(ignore_class) (label_smoothing=0: renormalise + clip; "
+                "run in the case dtype); mass = 1 (0 where ignored)"
+                if p.get("class_weights") is None and p.get("label_smoothing", 0.1) == 0
+                else "formula -sum_c w_c keep ((1-s) onehot_c + s/C) log clip(p_c/sum p), s = 0.1 by default, torch "
+                "float64 (torch's smoothing and weighting on Keras-clipped probabilities; without class weights "
+                "cross-checked against keras CategoricalCrossentropy(label_smoothing)); mass = weight[label] "
+                "(0 where ignored)"
+            )
+        ),
+        "combos": combos(
+            ({"from_logits": True}, BOTH),
+            ({"from_logits": True, "label_smoothing": 0.3, "class_weights": "per_class"}, ONE),
+            ({"from_logits": True, "ignore_index": 1}, ONE),
+            ({}, BOTH),
+            ({"class_weights": "per_class"}, ONE),
+            ({"label_smoothing": 0.0}, ONE),
+            ({"from_logits": True, "label_smoothing": 0.0}, ONE),
+            ({"eps": 1e-3}, ONE),
+        ),
+    },
+    "weighted_cross_entropy": {
+        "reference": ref_sparse,
+        "data": sparse_data,
+        "describe": lambda p: (
+            "torch.nn.functional.cross_entropy(index targets, weight=class_weights, ignore_index, label_smoothing, "
+            "reduction='none'), class axis moved to dim 1; mass = weight[label] (0 where ignored)"
+            if p.get("from_logits")
+            else "formula -sum_c w_c keep ((1-s) onehot_c + s/C) log clip(p_c/sum p), torch float64 (torch's "
+            "weighting and smoothing conventions on Keras-clipped probabilities; Keras has no class weights); "
+            "mass = weight[label] (0 where ignored)"
+        ),
+        "combos": combos(
+            ({"from_logits": True, "class_weights": "per_class"}, BOTH),
+            ({"from_logits": True, "class_weights": "per_class_with_zero"}, ONE),
+            ({"from_logits": True, "class_weights": "per_class", "label_smoothing": 0.1}, ONE),
+            ({"from_logits": True, "class_weights": "per_class", "ignore_index": 2}, ONE),
+            ({"class_weights": "per_class"}, BOTH),
+            ({"class_weights": "per_class_with_zero", "label_smoothing": 0.2}, ONE),
+            ({"class_weights": "per_class", "eps": 1e-3}, ONE),
+        ),
+    },
+    "nll": {
+        "reference": ref_nll,
+        "data": log_probability_data,
+        "describe": lambda p: (
+            "torch.nn.functional.nll_loss(weight, ignore_index, reduction='none'), class axis "
+            "moved to dim 1; mass = weight[label] (0 where ignored)"
+        ),
+        "combos": combos(
+            ({}, ("random", "extreme", "reals")),
+            ({"class_weights": "per_class"}, ("random", "reals")),
+            ({"ignore_index": 1}, ONE),
+            ({"class_weights": "per_class_with_zero", "ignore_index": 0}, ONE),
+        ),
+    },
+    "kl_divergence": {
+        "reference": ref_kl,
+        "data": distribution_data,
+        "describe": lambda p: (
+            "torch.nn.functional.kl_div(log_softmax(x), y, reduction='none') summed over the last axis (0 log 0 = 0)"
+            if p.get("from_logits")
+            else "keras.losses.kl_divergence formula sum y' log(y'/p'), y' = clip(y, eps, 1), p' = clip(p, eps, 1), "
+            "in torch float64 with the case dtype's eps, checked against Keras run in the case dtype"
+        ),
+        "combos": combos(
+            ({}, BOTH),
+            ({"eps": 1e-3}, BOTH),
+            ({"from_logits": True}, BOTH),
+        ),
+    },
+    "categorical_focal": {
+        "reference": ref_categorical_focal,
+        "data": focal_data,
+        "describe": lambda p: (
+            "formula -sum_c alpha_c (1-p_c)^gamma y~_c log p_c with p = softmax(x) (log_softmax, and 1 - p of the "
+            "dominant class as the others' share), y~ = y(1-s)+s/C, torch float64; checked against plain "
+            "softmax and against keras categorical_focal_crossentropy(from_logits) where its clip does not bind"
+            if p.get("from_logits")
+            else "keras.losses.categorical_focal_crossentropy formula -sum_c alpha_c (1-o_c)^gamma y~_c log o_c, "
+            "o = clip(p/sum p, eps, 1-eps) with the case dtype's bounds, in torch float64; checked against Keras run "
+            "in the case dtype"
+        ),
+        "combos": combos(
+            ({}, BOTH),
+            ({"alpha": "per_class"}, ONE),
+            ({"gamma": 0.0}, ONE),
+            ({"gamma": 0.5}, BOTH),
+            ({"label_smoothing": 0.1, "alpha": 1.0}, ONE),
+            ({"eps": 1e-3}, ONE),
+            ({"from_logits": True}, BOTH),
+            ({"from_logits": True, "alpha": "per_class", "gamma": 3.0}, ONE),
+            ({"from_logits": True, "gamma": 0.5}, BOTH),
+            ({"from_logits": True, "label_smoothing": 0.2}, ONE),
+        ),
+    },
+    "hinge": {
+        "reference": ref_hinge,
+        "data": signed_data,
+        "describe": lambda p: (
+            "keras.losses.hinge formula relu(1 - y x) in torch float64, labels 2y-1 only when "
+            "every label is 0 or 1 (Keras's rule); relu's subgradient 0 at the margin; checked against Keras (which "
+            "computes in float32 on the torch backend)"
+        ),
+        "combos": combos(({}, ("random", "binary", "mixed", "margin"))),
+    },
+    "squared_hinge": {
+        "reference": ref_squared_hinge,
+        "data": signed_data,
+        "describe": lambda p: (
+            "keras.losses.squared_hinge formula relu(1 - y x)^2 in torch float64, labels 2y-1 only "
+            "when every label is 0 or 1 (Keras's rule); checked against Keras (float32 on the torch backend)"
+        ),
+        "combos": combos(({}, ("random", "binary", "mixed", "margin"))),
+    },
+    "categorical_hinge": {
+        "reference": ref_categorical_hinge,
+        "data": one_hot_scores_data,
+        "describe": lambda p: (
+            "keras.losses.categorical_hinge formula relu(max((1-y) x) - sum(y x) + 1) in torch "
+            "float64 (max's gradient to its index, relu's 0 at the margin); checked against Keras (float32 on the "
+            "torch backend)"
+        ),
+        "combos": combos(({}, ("random", "soft", "floor", "margin"))),
+    },
+    "multi_margin": {
+        "reference": ref_multi_margin,
+        "data": margin_data,
+        "shapes": ("2d",),
+        "describe": lambda p: "torch.nn.functional.multi_margin_loss(p, margin, weight, reduction='none')",
+        "combos": combos(
+            ({}, BOTH),
+            ({"p": 2}, BOTH),
+            ({"margin": 0.5, "class_weights": "per_class"}, BOTH),
+            ({"p": 2, "margin": 2.0, "class_weights": "per_class_with_zero"}, BOTH),
+        ),
+    },
 }
 
 
@@ -815,11 +1248,14 @@ LOSSES: dict[str, dict[str, Any]] = {
 
 
 def concrete_params(params: dict[str, Any], shape: tuple[int, ...], rng: np.random.Generator) -> dict[str, Any]:
-    """'per_class' placeholders become one value per class (last axis)."""
+    """'per_class' placeholders become one value per class (last axis); 'per_class_with_zero'
+    the same with a zero first class."""
     out = {}
     for key, value in params.items():
-        if value == "per_class":
+        if value in ("per_class", "per_class_with_zero"):
             out[key] = [round(float(v), 3) for v in rng.uniform(0.2, 3.0, shape[-1])]
+            if value == "per_class_with_zero":
+                out[key][0] = 0.0
         else:
             out[key] = value
     return out
@@ -937,7 +1373,7 @@ def main() -> None:
         cases = []
         for params_spec, kinds in entry["combos"]:
             for kind in kinds:
-                for shape_name in SHAPES:
+                for shape_name in entry.get("shapes", SHAPES):
                     for dtype in DTYPES:
                         cases.append(run_case(loss, entry, params_spec, kind, shape_name, dtype))
         document = {

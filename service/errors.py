@@ -57,16 +57,35 @@ def not_configured(exc: NotConfigured) -> ProblemError:
     return ProblemError(409, "Loss not configured", str(exc), field=f"params.{exc.param}")
 
 
-def location(loc: tuple[int | str, ...]) -> str:
-    """A pydantic error location as a dotted path, e.g. ``params.gamma``."""
-    return ".".join(str(part) for part in loc if part not in ("body", "query", "path"))
+UNION_TAGS = frozenset({"float", "int", "str", "bool", "none"})
+"""Bare type names pydantic uses as the tag of a union member in a location."""
+
+
+def location(loc: tuple[int | str, ...], union_tags: bool = True) -> str:
+    """A pydantic error location as a dotted path, e.g. ``params.gamma``. Field names are Python
+    identifiers, so the tags pydantic adds for the member of a union that failed
+    (``params.alpha.constrained-float``, ``params.pos_weight.list[float].1``) are dropped: the
+    field is ``params.alpha``. Not for an unknown key (``union_tags=False``): that part is the
+    client's own text."""
+    parts = [
+        str(part)
+        for part in loc
+        if part not in ("body", "query", "path")
+        and not (union_tags and isinstance(part, str) and (part in UNION_TAGS or not part.isidentifier()))
+    ]
+    return ".".join(parts)
 
 
 def from_validation_error(errors: list[Any]) -> ProblemError:
-    first = errors[0]
-    field = location(tuple(first["loc"]))
+    fields = [location(tuple(e["loc"]), e.get("type") != "extra_forbidden") for e in errors]
+    # A union reports one error per member, all at the same field: a constraint the value broke
+    # (alpha >= 0) says more than "not a list" for the member whose type it does not have.
+    alternatives = [i for i, f in enumerate(fields) if f == fields[0] or f.startswith(f"{fields[0]}.")]
+    specific = [i for i in alternatives if not str(errors[i].get("type", "")).endswith(("_type", "_parsing"))]
+    primary = specific[0] if specific else 0
+    first, field = errors[primary], fields[primary]
     detail = f"{field}: {first['msg']}" if field else first["msg"]
-    listed = [{"field": location(tuple(e["loc"])), "message": e["msg"]} for e in errors]
+    listed = [{"field": f, "message": e["msg"]} for f, e in zip(fields, errors, strict=True)]
     return ProblemError(422, "Invalid request", detail, field=field or None, errors=listed)
 
 

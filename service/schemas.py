@@ -43,7 +43,13 @@ def request_model(spec: LossSpec) -> type[BaseModel]:
         Annotated[Any, WithJsonSchema(array_schema(None))],
         Field(None, description="Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'."),
     )
-    fields["params"] = (spec.params, Field(default_factory=spec.params, description="Loss parameters."))
+    if any(f.is_required() for f in spec.params.model_fields.values()):
+        # Validate a missing params object as {}: the 422 then names the missing param
+        # (e.g. params.class_weights) rather than the default factory failing.
+        params_field = Field(default_factory=dict, validate_default=True, description="Loss parameters.")
+    else:
+        params_field = Field(default_factory=spec.params, description="Loss parameters.")
+    fields["params"] = (spec.params, params_field)
     fields["reduction"] = (Reduction, Field("mean", description="mean: weighted mean; sum; none: per-sample."))
     fields["outputs"] = (
         list[Output],

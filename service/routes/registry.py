@@ -34,6 +34,19 @@ def card_here(request: Request, spec: LossSpec) -> dict[str, Any]:
     return card(spec, request.app.state.runtime.choices(spec)) if spec.configured else card(spec)
 
 
+def parse_query_value(annotation: Any, key: str, value: str) -> Any:
+    """A structural param from the query string: "true" for a bool, "a" for Literal["a", ...],
+    and "2" for a numeric choice Literal[1, 2] (a query value is a string: read it as JSON)."""
+    adapter = TypeAdapter[Any](annotation)
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        try:
+            return adapter.validate_json(value)
+        except ValidationError:
+            raise from_validation_error([{**e, "loc": (key,)} for e in exc.errors()]) from None
+
+
 @router.get("/losses", response_model=LossList)
 async def list_losses(request: Request, query: Annotated[LossFilter, Query()]) -> dict[str, Any]:  # type: ignore[valid-type]
     """Every loss's card, optionally filtered by task and boolean properties."""
@@ -97,11 +110,7 @@ async def get_onnx(request: Request, name: str, dtype: DtypeName = "float32", gr
         if key not in chosen:
             detail = f"unknown query parameter {key!r}; this loss's graph variants are chosen by {list(chosen)}"
             raise ProblemError(422, "Invalid query", detail, field=key)
-        try:
-            annotation: Any = spec.params.model_fields[key].annotation
-            parsed = TypeAdapter[Any](annotation).validate_python(value)
-        except ValidationError as exc:
-            raise from_validation_error([{**e, "loc": (key,)} for e in exc.errors()]) from None
+        parsed = parse_query_value(spec.params.model_fields[key].annotation, key, value)
         if key in spec.configured:
             try:
                 chosen[key] = spec.resolve(key, parsed, runtime.resources)

@@ -27,6 +27,12 @@ focal) and giving the lines to walk:
 * ``Simplex``: class probabilities on the probability simplex (the kernel renormalises, so the simplex
   is the domain the card speaks of), along lines towards one class (``p = t e_k + (1 - t) r``) and
   along random chords, with every component in ``[eps, 1 - eps]``; one-hot, soft or label targets.
+* ``LogProbability``: class log-probabilities (every component ``<= 0``), along one class's axis from
+  ``log p_k = 0`` down to ``-inf`` and along random chords; label targets.
+* ``SignedTargets``: binary margin losses, score ``x = t`` on the whole real line for a label ``-1`` or
+  ``1``, with the margin ``y x = 1`` as the kink.
+* ``ClassScores``: raw class scores in ``R^C`` (margin losses), along one class's axis and along random
+  chords; one-hot or label targets, with the margin losses' kinks on the canonical lines as probes.
 * ``Images``: images ``(C, H, W)`` for a feature-space loss, ``x = y + t v`` over the real line (random
   images ``y``, a random or one-pixel direction ``v``), with the kinks of a ReLU extractor's first layer
   as probe points; its ``params`` pick the (float64) extractor the checks run.
@@ -62,8 +68,15 @@ from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from kernels.classification import BinaryCrossEntropyParams, CrossEntropyParams, SparseCrossEntropyParams
-from kernels.imbalance import FocalParams
+from kernels.classification import (
+    BinaryCrossEntropyParams,
+    CrossEntropyParams,
+    KlDivergenceParams,
+    LabelSmoothingCrossEntropyParams,
+    SparseCrossEntropyParams,
+)
+from kernels.imbalance import CategoricalFocalParams, FocalParams
+from kernels.margin import MultiMarginParams
 from kernels.regression import GaussianNLLParams, HuberParams, SmoothL1Params
 from kernels.spec import LossSpec
 from tests.feature_models import pointwise_kinks
@@ -175,8 +188,18 @@ class Domain(ABC):
         """Why this domain does not describe the spec's default form, or None."""
 
 
+PROPERTY_PARAMS: dict[str, dict[str, Any]] = {
+    "weighted_cross_entropy": {"class_weights": [0.5, 2.0, 1.0]},
+}
+"""Params the claims are checked with, for losses with a required param (no default); three classes."""
+
+
+def property_params(spec: LossSpec) -> dict[str, Any]:
+    return PROPERTY_PARAMS.get(spec.name, {})
+
+
 def _default(spec: LossSpec, name: str) -> Any:
-    return getattr(spec.params(), name, None)
+    return getattr(spec.params(**property_params(spec)), name, None)
 
 
 def _score_mismatch(spec: LossSpec, eps: float, class_axis: bool, labels: bool) -> str | None:
@@ -469,10 +492,153 @@ class Images(Domain):
         return None
 
 
+@dataclass(frozen=True)
+class LogProbability(Domain):
+    """Class log-probabilities (shape ``(C,)``, every component ``<= 0``, not necessarily normalised: the
+    kernel does not check it) with a label target: ``x = log r + t e_k`` for ``t <= 0`` (``r`` on the
+    simplex, so ``x_k = t``), and random chords through ``log`` of an interior simplex point."""
+
+    classes: int = 3
+
+    def line(self, target: Array, origin: Floats, direction: Floats, kinks: tuple[float, ...] = ()) -> Line:
+        lo, hi = _interval(origin, direction, -math.inf, 0.0)
+        central = _interval(origin, direction, math.log(CENTRAL_MARGIN), math.log(1.0 - CENTRAL_MARGIN))
+        far = (-1e12 if math.isinf(lo) else None, 1e12 if math.isinf(hi) else None)
+        return Line(target, origin, direction, lo, hi, central, kinks, extremes=far)
+
+    def class_line(self, target: Array, k: int, rest: Floats) -> Line:
+        r = rest / rest.sum()
+        return self.line(target, np.insert(np.log(r), k, 0.0), np.eye(self.classes)[k])
+
+    def chord(self, target: Array, base: Floats, direction: Floats) -> Line:
+        norm = float(np.linalg.norm(direction))
+        v = direction / norm if norm > 1e-3 else np.eye(self.classes)[0]
+        return self.line(target, np.log(base / base.sum()), v)
+
+    def canonical_lines(self) -> tuple[Line, ...]:
+        c, rest = self.classes, np.ones(self.classes - 1)
+        label = np.array(0, dtype=np.int64)
+        return (
+            self.class_line(label, 0, rest),
+            self.class_line(label, 1, rest),
+            self.chord(label, np.arange(1.0, c + 1), np.eye(c)[0] - np.eye(c)[1]),
+        )
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        c = self.classes
+
+        @st.composite
+        def draw_line(draw: st.DrawFn) -> Line:
+            def vector(n: int, low: float) -> Floats:
+                return np.array(draw(st.lists(st.floats(low, 1.0), min_size=n, max_size=n)))
+
+            target = np.array(draw(st.integers(0, c - 1)), dtype=np.int64)
+            if draw(st.booleans()):
+                return self.class_line(target, draw(st.integers(0, c - 1)), vector(c - 1, 0.2))
+            return self.chord(target, vector(c, 0.2), vector(c, -1.0))
+
+        return draw_line()
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        predictions, targets = spec.inputs[0], spec.inputs[1]
+        if predictions.kind != "real" or predictions.shape[-1] != "C":
+            return f"predictions are {predictions.kind!r} of shape {predictions.shape}, not class log-probabilities"
+        return None if targets.kind == "label" else f"targets are {targets.kind!r}, not labels"
+
+
+@dataclass(frozen=True)
+class SignedTargets(Domain):
+    """Binary margin losses: a raw score ``x = t`` on the whole real line for a label ``y`` of ``-1`` or
+    ``1``; the margin ``y x = 1`` (at ``t = y``) is the kink."""
+
+    def line(self, y: float) -> Line:
+        return Line(
+            target=np.array([y]),
+            origin=np.array([0.0]),
+            direction=np.array([1.0]),
+            lo=-math.inf,
+            hi=math.inf,
+            central=(-REAL_CENTRAL, REAL_CENTRAL),
+            kinks=(y,),
+            extremes=(-1e12, 1e12),
+        )
+
+    def canonical_lines(self) -> tuple[Line, ...]:
+        return (self.line(1.0), self.line(-1.0))
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        return st.sampled_from([1.0, -1.0]).map(self.line)
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        predictions, targets = spec.inputs[0], spec.inputs[1]
+        if predictions.kind != "real":
+            return f"predictions are {predictions.kind!r}, not raw scores"
+        allowed = targets.allowed or ()
+        return None if {-1.0, 1.0} <= set(allowed) else f"targets allow {allowed}, not -1 and 1"
+
+
+@dataclass(frozen=True)
+class ClassScores(Domain):
+    """Raw class scores (shape ``(C,)``, any reals) with a one-hot or label target: along one class's axis
+    from the origin 0 (the canonical lines probe ``kinks``: where a margin term of the default params
+    reaches 0) and along random chords through random scores."""
+
+    kinks: tuple[float, ...]
+    labels: bool = False
+    classes: int = 3
+
+    def line(self, target: Array, origin: Floats, direction: Floats, kinks: tuple[float, ...] = ()) -> Line:
+        return Line(
+            target=target,
+            origin=origin,
+            direction=direction,
+            lo=-math.inf,
+            hi=math.inf,
+            central=(-REAL_CENTRAL, REAL_CENTRAL),
+            kinks=kinks,
+            extremes=(-1e12, 1e12),
+        )
+
+    def target(self, k: int) -> Array:
+        target: Array = np.array(k, dtype=np.int64) if self.labels else np.eye(self.classes)[k]
+        return target
+
+    def canonical_lines(self) -> tuple[Line, ...]:
+        zero, axis = np.zeros(self.classes), np.eye(self.classes)
+        return (
+            self.line(self.target(0), zero, axis[0], self.kinks),
+            self.line(self.target(0), zero, axis[1], self.kinks),
+            self.line(self.target(1), zero, (axis[0] - axis[1]) / math.sqrt(2), self.kinks),
+        )
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        c = self.classes
+
+        @st.composite
+        def draw_line(draw: st.DrawFn) -> Line:
+            origin = np.array(draw(st.lists(st.floats(-3.0, 3.0), min_size=c, max_size=c)))
+            target = self.target(draw(st.integers(0, c - 1)))
+            if draw(st.booleans()):
+                return self.line(target, origin, np.eye(c)[draw(st.integers(0, c - 1))])
+            v = np.array(draw(st.lists(st.floats(-1.0, 1.0), min_size=c, max_size=c)))
+            norm = float(np.linalg.norm(v))
+            return self.line(target, origin, v / norm if norm > 1e-3 else np.eye(c)[0])
+
+        return draw_line()
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        predictions, targets = spec.inputs[0], spec.inputs[1]
+        if predictions.kind != "real" or predictions.shape[-1] != "C":
+            return f"predictions are {predictions.kind!r} of shape {predictions.shape}, not class scores"
+        if (targets.kind == "label") != self.labels:
+            return f"targets are {targets.kind!r}"
+        return None
+
+
 # --- evaluating a line -----------------------------------------------------------------------------
 
 
-def kernel_evaluator(spec: LossSpec, params: dict[str, Any] | None = None) -> Evaluator:
+def kernel_evaluator(spec: LossSpec, domain_params: dict[str, Any] | None = None) -> Evaluator:
     """The kernel (default params but for ``params``, float64, ``reduction="none"``) as
     ``(predictions, targets) -> (loss, grad)``; a loss without differentiable inputs gives no grad.
 
@@ -483,6 +649,7 @@ def kernel_evaluator(spec: LossSpec, params: dict[str, Any] | None = None) -> Ev
     if len(fixed) != 1:
         raise NotImplementedError(f"{spec.name}: the property checks expect varied inputs and one target")
     (target,) = fixed
+    params = {**property_params(spec), **(domain_params or {})}
 
     def run(predictions: Floats, targets: Array) -> tuple[Floats, Floats | None]:
         if len(varied) == 1:
@@ -812,6 +979,17 @@ LOSS_DOMAINS: dict[str, Domain] = {
     "sparse_cross_entropy": Simplex(eps=SparseCrossEntropyParams().eps, labels=True),
     "focal": BinaryProbability(eps=FocalParams().eps),
     "perceptual": Images(),
+    "label_smoothing_cross_entropy": Simplex(eps=LabelSmoothingCrossEntropyParams().eps, labels=True),
+    "weighted_cross_entropy": Simplex(eps=SparseCrossEntropyParams().eps, labels=True),
+    "nll": LogProbability(),
+    "kl_divergence": Simplex(eps=KlDivergenceParams().eps),
+    "categorical_focal": Simplex(eps=CategoricalFocalParams().eps),
+    "hinge": SignedTargets(),
+    "squared_hinge": SignedTargets(),
+    # margin 1 against other scores of 0: the true class's kink at 1, a wrong class's at 0 (the
+    # floor of Keras's max) for categorical_hinge and at -1 (its own margin term) for multi_margin
+    "categorical_hinge": ClassScores(kinks=(0.0, 1.0)),
+    "multi_margin": ClassScores(kinks=(-MultiMarginParams().margin, MultiMarginParams().margin), labels=True),
 }
 """Each registered loss (canonical name) -> the inputs its default form takes, as lines."""
 

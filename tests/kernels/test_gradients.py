@@ -131,6 +131,52 @@ def sparse(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
     return {"predictions": class_scores(rng, params, shape), "targets": labels}
 
 
+def log_probabilities(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    data = sparse(rng, {**params, "from_logits": True})
+    x = data["predictions"]
+    data["predictions"] = x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+    data["predictions"][0, 1] += 0.7  # not normalised: any reals are accepted
+    return data
+
+
+def signed_labels(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """Scores at least 0.1 from the margin y x = 1; labels -1, 0 and 1 (so none are converted)."""
+    shape = (3, 2, 4)
+    y = rng.choice([-1.0, 0.0, 1.0], size=shape)
+    y[0, 0, 0] = -1.0
+    x = rng.normal(0.0, 2.0, shape)
+    near = np.abs(1.0 - y * x) < 0.1
+    x[near] -= 0.3 * y[near]
+    return {"predictions": x, "targets": y}
+
+
+def one_hot_scores(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """One-hot (and one soft) targets, scores with the margin and the wrong-class maximum at least
+    0.1 from their kinks (no ties; the true class's 0 in the maximum included)."""
+    shape, classes = (3, 2, 4), 4
+    while True:
+        y = np.eye(classes)[rng.integers(0, classes, shape[:-1])]
+        y[0, 0] = [0.1, 0.6, 0.3, 0.0]
+        x = rng.normal(0.0, 2.0, shape)
+        others = np.sort((1 - y) * x, axis=-1)
+        slack = others[..., -1] - (y * x).sum(-1) + 1
+        if np.all(np.abs(slack) > 0.1) and np.all(others[..., -1] - others[..., -2] > 0.1):
+            return {"predictions": x, "targets": y}
+
+
+def class_margins(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """(N, C) scores whose margin terms m - x_y + x_i are at least 0.1 from 0."""
+    shape = (3, 4)
+    labels = rng.integers(0, shape[1], shape[0])
+    x = rng.normal(0.0, 1.5, shape)
+    margin = params.get("margin", 1.0)
+    for n, label in enumerate(labels):
+        for i in range(shape[1]):
+            if i != label and abs(margin - x[n, label] + x[n, i]) < 0.1:
+                x[n, i] += 0.3
+    return {"predictions": x, "targets": labels}
+
+
 CLASS_WEIGHTS = [0.5, 2.0, 1.0, 1.5]
 
 TABLE: dict[str, GradientCase] = {
@@ -169,6 +215,36 @@ TABLE: dict[str, GradientCase] = {
     "focal": GradientCase(
         binary,
         ({}, {"alpha": -1.0, "gamma": 0.5}, {"gamma": 0.0, "label_smoothing": 0.1}, {"alpha": 0.7, "gamma": 3.0}),
+    ),
+    "label_smoothing_cross_entropy": GradientCase(
+        sparse, ({}, {"class_weights": CLASS_WEIGHTS, "label_smoothing": 0.3}, {"ignore_index": 1})
+    ),
+    "weighted_cross_entropy": GradientCase(
+        sparse,
+        (
+            {"class_weights": CLASS_WEIGHTS},
+            {"class_weights": [0.0, 2.0, 1.0, 1.5], "label_smoothing": 0.1, "ignore_index": 1},
+        ),
+    ),
+    "nll": GradientCase(
+        log_probabilities, ({}, {"class_weights": CLASS_WEIGHTS}, {"class_weights": CLASS_WEIGHTS, "ignore_index": 1})
+    ),
+    "kl_divergence": GradientCase(categorical, ({}, {"eps": 1e-3})),
+    "categorical_focal": GradientCase(
+        categorical,
+        (
+            {},
+            {"alpha": CLASS_WEIGHTS, "gamma": 0.5},
+            {"gamma": 0.0, "label_smoothing": 0.1},
+            {"alpha": 1.0, "gamma": 3.0, "label_smoothing": 0.2},
+        ),
+    ),
+    "hinge": GradientCase(signed_labels),
+    "squared_hinge": GradientCase(signed_labels),
+    "categorical_hinge": GradientCase(one_hot_scores),
+    "multi_margin": GradientCase(
+        class_margins,
+        ({}, {"p": 2}, {"margin": 0.5, "class_weights": CLASS_WEIGHTS}, {"p": 2, "class_weights": CLASS_WEIGHTS}),
     ),
 }
 

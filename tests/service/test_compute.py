@@ -89,7 +89,7 @@ def test_aliases_compute_the_same_loss(client: TestClient, name: str) -> None:
     canonical = client.get(f"/losses/{name}").json()["name"]
     assert canonical == spec.name
     body = {"predictions": P.tolist(), "targets": Y.tolist()}
-    if spec.name == "sparse_cross_entropy":
+    if spec.inputs[1].kind == "label":
         body["targets"] = [0, 1, 2, 1]
     assert post(client, name, **body) == post(client, spec.name, **body)
 
@@ -159,3 +159,64 @@ def test_gaussian_nll_gradients_for_mean_and_variance(client: TestClient) -> Non
     assert set(gradients) == {"predictions", "variance"}
     np.testing.assert_allclose(gradients["predictions"], d / v / per_element, rtol=1e-12)
     np.testing.assert_allclose(gradients["variance"], 0.5 * (1 / v - d * d / v**2) / per_element, rtol=1e-12)
+
+
+def test_label_targets_equal_one_hot_targets(client: TestClient) -> None:
+    """Losses whose targets accept labels (Input.accepts_labels) expand them to one-hot rows."""
+    scores = RNG.normal(size=(2, 3, 4))
+    labels = np.array([[0, 3, 1], [2, 2, 0]])
+    for name, params in (("categorical_focal", {"from_logits": True}), ("categorical_hinge", {})):
+        common = {"predictions": scores.tolist(), "params": params, "dtype": "float64"}
+        outputs = ["loss", "per_sample", "gradients"]
+        from_labels = post(client, name, targets=labels.tolist(), outputs=outputs, **common)
+        from_one_hot = post(client, name, targets=np.eye(4)[labels].tolist(), outputs=outputs, **common)
+        assert from_labels == from_one_hot
+        assert np.asarray(from_labels["gradients"]["predictions"]).shape == (2, 3, 4)
+
+
+def test_hinge_converts_binary_labels_only_when_all_are_binary(client: TestClient) -> None:
+    """Keras's rule, per request: 0/1 labels become -1/1 only if no label is -1."""
+    x = np.array([[0.5, -2.0], [1.5, 0.3]])
+
+    def per_sample(targets: list[list[int]]) -> list[float]:
+        body = {"predictions": x.tolist(), "targets": targets, "reduction": "none", "dtype": "float64"}
+        return list(post(client, "hinge", **body)["loss"])
+
+    converted = np.maximum(1 - (2 * np.array([[1, 0], [0, 1]]) - 1) * x, 0).mean(axis=1)
+    np.testing.assert_allclose(per_sample([[1, 0], [0, 1]]), converted, rtol=1e-15)
+    np.testing.assert_allclose(per_sample([[1, -1], [-1, 1]]), converted, rtol=1e-15)
+    # one -1 anywhere: the 0 labels stay 0 and score max(1 - 0 x, 0) = 1
+    mixed = per_sample([[1, 0], [-1, 1]])
+    np.testing.assert_allclose(mixed, [(0.5 + 1.0) / 2, (2.5 + 0.7) / 2], rtol=1e-15)
+
+
+def test_sparse_family_shares_the_sparse_kernels(client: TestClient) -> None:
+    logits = RNG.normal(size=(4, 3))
+    common = {"predictions": logits.tolist(), "targets": [0, 2, -100, 1], "dtype": "float64"}
+    weights = [0.2, 1.0, 3.0]
+    outputs = ["loss", "gradients"]
+    sparse = post(client, "sparse_cross_entropy", params={"from_logits": True, "label_smoothing": 0.1}, **common)
+    assert post(client, "label_smoothing_cross_entropy", params={"from_logits": True}, **common) == sparse
+    weighted = {"from_logits": True, "class_weights": weights}
+    assert post(client, "weighted_cross_entropy", params=weighted, outputs=outputs, **common) == post(
+        client, "sparse_cross_entropy", params=weighted, outputs=outputs, **common
+    )
+
+
+def test_multi_margin_mean_is_over_samples_with_class_weights(client: TestClient) -> None:
+    """torch.nn.MultiMarginLoss(weight): the weight of the label scales a sample; the mean divides by N."""
+    x = RNG.normal(size=(5, 4))
+    labels = np.array([0, 3, 1, 1, 2])
+    w = np.array([0.5, 2.0, 1.0, 3.0])
+    result = post(
+        client,
+        "multi_margin",
+        predictions=x.tolist(),
+        targets=labels.tolist(),
+        params={"p": 2, "margin": 0.5, "class_weights": w.tolist()},
+        dtype="float64",
+    )
+    terms = np.maximum(0.0, 0.5 - x[np.arange(5), labels][:, None] + x) ** 2
+    terms[np.arange(5), labels] = 0.0
+    expected = (w[labels] * terms.sum(axis=1) / 4).mean()
+    np.testing.assert_allclose(result["loss"], expected, rtol=1e-12)

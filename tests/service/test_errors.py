@@ -10,6 +10,8 @@ SPARSE = {"predictions": [[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]], "targets": [2, 0]}
 IMAGES = {"predictions": [[[[0.1, 0.2]]]], "targets": [[[[0.3, 0.4]]]]}
 POISSON = {"predictions": [[0.5, -1.0], [2.0, 0.1]], "targets": [[0, 3], [1, 2.5]]}
 GAUSSIAN = {"predictions": [[0.5, -1.0], [2.0, 0.1]], "targets": [[0, 1], [1, 0]], "variance": [[1.0, 0.5], [0, 2]]}
+SIGNED = {"predictions": [[0.2, -1.5], [0.9, 0.1]], "targets": [[1, -1], [-1, 1]]}
+SCORES = {"predictions": [[0.2, -1.5, 3.0], [0.9, 0.1, 0.0]], "targets": [2, 0]}
 
 # (id, loss, body (dict, or raw bytes), status, field, words the detail must contain)
 CASES: list[tuple[str, str, Any, int, str | None, str]] = [
@@ -96,6 +98,71 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
         "string",
     ),
     ("perceptual-missing-input", "perceptual", {"predictions": IMAGES["predictions"]}, 422, "targets", "required"),
+    # classification losses
+    ("class-weights-required", "weighted_cross_entropy", SPARSE, 422, "params.class_weights", "Field required"),
+    (
+        "class-weights-required-in-params",
+        "weighted_cross_entropy",
+        {**SPARSE, "params": {"from_logits": True}},
+        422,
+        "params.class_weights",
+        "Field required",
+    ),
+    (
+        "class-weight-negative",
+        "weighted_cross_entropy",
+        {**SPARSE, "params": {"class_weights": [1, -1, 2]}},
+        422,
+        "params.class_weights.1",
+        "greater than or equal to 0",
+    ),
+    ("nll-label-range", "nll", {**SPARSE, "targets": [3, 0]}, 422, "targets", "[0, 2] or ignore_index -100"),
+    ("nll-non-finite", "nll", {**SPARSE, "predictions": [[0, 0, 1e39], [0, 0, 0]]}, 422, "predictions", "index [0, 2]"),
+    ("kl-target-range", "kl_divergence", {**FOCAL, "targets": [[1.5, 0], [1, 0]]}, 422, "targets", "[0.0, 1.0]"),
+    ("kl-labels-not-accepted", "kld", {**FOCAL, "targets": [1, 0]}, 422, "targets", "expected shape (N=2, C=2)"),
+    ("hinge-target-value", "hinge", {**SIGNED, "targets": [[1, 2], [-1, 1]]}, 422, "targets", "one of -1, 0, 1"),
+    ("hinge-soft-target", "squared_hinge", {**SIGNED, "targets": [[1, 0.5], [-1, 1]]}, 422, "targets", "index [0, 1]"),
+    ("hinge-shape", "hinge", {**SIGNED, "targets": [[1], [-1]]}, 422, "targets", "expected shape"),
+    (
+        "categorical-hinge-target-range",
+        "categorical_hinge",
+        {**SCORES, "targets": [[0, 2, 0], [1, 0, 0]]},
+        422,
+        "targets",
+        "[0.0, 1.0]",
+    ),
+    ("categorical-hinge-label-range", "categorical_hinge", {**SCORES, "targets": [3, 0]}, 422, "targets", "[0, 2]"),
+    ("multi-margin-rank", "multi_margin", {**SCORES, "predictions": [[[0.2, 0.1]]]}, 422, "predictions", "(N, C)"),
+    ("multi-margin-label-range", "multi_margin", {**SCORES, "targets": [3, 0]}, 422, "targets", "[0, 2]"),
+    ("multi-margin-p", "multi_margin", {**SCORES, "params": {"p": 3}}, 422, "params.p", "1 or 2"),
+    ("focal-label-range", "categorical_focal", {**SPARSE, "targets": [3, 0]}, 422, "targets", "outside [0, 2]"),
+    ("focal-label-integer", "categorical_focal", {**SPARSE, "targets": [1.5, 0]}, 422, "targets", "integers"),
+    (
+        "focal-alpha-negative",
+        "categorical_focal",
+        {**SPARSE, "params": {"alpha": -0.5}},
+        422,
+        "params.alpha",
+        "greater than or equal to 0",
+    ),
+    (
+        "focal-alpha-list-negative",
+        "categorical_focal",
+        {**SPARSE, "params": {"alpha": [1, -0.5, 1]}},
+        422,
+        "params.alpha.1",
+        "greater than or equal to 0",
+    ),
+    (
+        "focal-alpha-length",
+        "categorical_focal",
+        {**SPARSE, "params": {"alpha": [1, 2]}},
+        422,
+        "params.alpha",
+        "expected 3 values",
+    ),
+    ("pos-weight-type", "bce", {**FOCAL, "params": {"pos_weight": "x"}}, 422, "params.pos_weight", "valid number"),
+    ("unknown-param-any-text", "bce", {**FOCAL, "params": {"pos-weight": 1}}, 422, "params.pos-weight", "Extra"),
 ]
 
 

@@ -48,9 +48,10 @@ def test_every_card_is_complete(client: TestClient) -> None:
         assert card["equivalents"], card["name"]
         assert card["params"]["type"] == "object"
         assert card["properties"].keys() == Properties.model_fields.keys()
-        for field in card["params"].get("properties", {}).values():
+        required = set(card["params"].get("required", []))
+        for name, field in card["params"].get("properties", {}).items():
             assert field.get("description"), card["name"]
-            assert "default" in field, card["name"]
+            assert ("default" in field) != (name in required), card["name"]
 
 
 @pytest.mark.parametrize(
@@ -65,10 +66,11 @@ def test_every_card_is_complete(client: TestClient) -> None:
             {"mae", "huber", "log_cosh", "smooth_l1", "msle", "mape", "quantile"},
         ),
         ("task=regression&convex=false", {"msle", "gaussian_nll"}),
-        ("bounded_below=false", {"gaussian_nll"}),
-        ("differentiable=false", {"mae", "msle", "mape", "quantile", "perceptual"}),
-        ("task=imbalance&convex=true", {"focal"}),
+        ("task=regression&differentiable=false", {"mae", "msle", "mape", "quantile"}),
+        ("task=classification&differentiable=false", {"hinge", "categorical_hinge", "multi_margin"}),
+        ("task=imbalance&convex=true", {"focal", "weighted_cross_entropy", "categorical_focal"}),
         ("task=classification&convex=false", set()),
+        ("task=classification&smooth_gradient=true", {"nll", "squared_hinge"}),
     ],
 )
 def test_filters(client: TestClient, query: str, expected: set[str]) -> None:
@@ -117,3 +119,23 @@ def test_onnx_variant_by_query(client: TestClient) -> None:
     assert "Sigmoid" not in {n.op_type for n in onnx.load(io.BytesIO(probabilities)).graph.node}
     assert client.get("/losses/focal/onnx?gamma=2").status_code == 422
     assert client.get("/losses/focal/onnx?from_logits=perhaps").status_code == 422
+
+
+def test_onnx_numeric_choice_by_query(client: TestClient) -> None:
+    """A numeric structural choice (multi_margin's p: Literal[1, 2]) is read from the query string."""
+    squared = client.get("/losses/multi_margin/onnx?p=2&dtype=float64")
+    assert squared.status_code == 200
+    assert 'filename="multi_margin.p=2.float64.grad.onnx"' in squared.headers["content-disposition"]
+    session = ort.InferenceSession(squared.content)
+    feed = {
+        "predictions": np.array([[0.0, 0.5, -1.0]]),
+        "targets": np.array([0]),
+        "margin": np.array(1.0),
+        "class_weights": np.ones(1),
+        "weights": np.ones(1),
+        "mean": np.array(True),
+    }
+    (loss,) = session.run(["loss"], feed)
+    assert loss == pytest.approx(1.5**2 / 3)
+    problem = client.get("/losses/multi_margin/onnx?p=3")
+    assert problem.status_code == 422 and problem.json()["field"] == "p"
