@@ -1,6 +1,15 @@
 """Loss kernels: declarations (kernels.spec), ONNX graphs (kernels.graph), runtime."""
 
-from kernels import classification, imbalance, regression
+from kernels import classification, generative, imbalance, ranking, regression
 from kernels.spec import REGISTRY, LossSpec, Registry
 
-__all__ = ["REGISTRY", "LossSpec", "Registry", "classification", "imbalance", "regression"]
+__all__ = [
+    "REGISTRY",
+    "LossSpec",
+    "Registry",
+    "classification",
+    "generative",
+    "imbalance",
+    "ranking",
+    "regression",
+]

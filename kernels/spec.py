@@ -53,6 +53,9 @@ class Input:
     accepts_labels: bool = False
     """A distribution over the last axis that may also be sent as integer labels (one
     axis fewer); the service expands them to one-hot."""
+    normalized: bool = False
+    """Each row along the last axis is a distribution given up to scale: the kernel divides
+    it by its sum, so the service requires every row to have a positive sum."""
 
     @property
     def integer(self) -> bool:

@@ -42,10 +42,10 @@ def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) ->
     dtype_name: str = request.dtype  # type: ignore[attr-defined]
     dtype = NUMPY_DTYPE[dtype_name]
     weights_value = request.weights  # type: ignore[attr-defined]
-    if reduction == "none" and weights_value is not None:
-        raise invalid("weights", "sample weights apply to reductions 'mean' and 'sum', not 'none'")
     if spec.batch_level and weights_value is not None:
         raise invalid("weights", f"{spec.name} is one value for the whole batch: it takes no sample weights")
+    if reduction == "none" and weights_value is not None:
+        raise invalid("weights", "sample weights apply to reductions 'mean' and 'sum', not 'none'")
 
     batch = decode_inputs(spec, params, data_of(request, spec), dtype, max_elements)
     mean = reduction == "mean"

@@ -36,10 +36,12 @@ def request_model(spec: LossSpec) -> type[BaseModel]:
             Annotated[Any, WithJsonSchema(array_schema(spec_input))],
             Field(description=f"{spec_input.description} Shape {shape}."),
         )
-    fields["weights"] = (
-        Annotated[Any, WithJsonSchema(array_schema(None))],
-        Field(None, description="Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'."),
+    weights = (
+        "Not accepted: this loss is one value for the whole batch."
+        if spec.batch_level
+        else "Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'."
     )
+    fields["weights"] = (Annotated[Any, WithJsonSchema(array_schema(None))], Field(None, description=weights))
     fields["params"] = (spec.params, Field(default_factory=spec.params, description="Loss parameters."))
     fields["reduction"] = (Reduction, Field("mean", description="mean: weighted mean; sum; none: per-sample."))
     fields["outputs"] = (
@@ -61,7 +63,7 @@ class LossResponse(BaseModel):
     per_sample: list[float] | None = Field(None, description="Loss of each sample, when requested.")
     gradients: dict[str, Any] | None = Field(None, description="d(loss)/d(input) per differentiable input.")
     reduction: Reduction
-    count: int = Field(description="Number of samples N.")
+    count: int = Field(description="Number of samples N (1 for a loss that is one value for the whole batch).")
     dtype: DtypeName
 
 
