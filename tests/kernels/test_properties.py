@@ -131,6 +131,16 @@ KNOWN: dict[str, tuple[Domain, Evaluator, dict[str, bool]]] = {
         {**ALL, "robust_to_outliers": False, "smooth_gradient": False},
     ),
     "log(1+d^2)": (Real(), _of_residual(lambda d: (np.log1p(d * d), 2 * d / (1 + d * d))), {**ALL, "convex": False}),
+    "-log(1+d^2)": (
+        Real(),
+        _of_residual(lambda d: (-np.log1p(d * d), -2 * d / (1 + d * d))),
+        {**ALL, "bounded_below": False, "convex": False},
+    ),
+    "1/sqrt(1+d^2)": (
+        Real(),
+        _of_residual(lambda d: ((1 + d * d) ** -0.5, -d * (1 + d * d) ** -1.5)),
+        {**ALL, "convex": False},
+    ),
     "brier": (BinaryProbability(eps=1e-7), _numpy_loss(_brier), ALL),
     "-brier": (BinaryProbability(eps=1e-7), _numpy_loss(_neg_brier), {**ALL, "convex": False}),
     "log_loss": (
