@@ -331,8 +331,11 @@ TARGET_BIN = 2
 
 
 def _mass_at(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All mass at position x in [0, K-1], split linearly between the two nearest bins; and d/dx."""
-    low = np.clip(np.floor(x), 0, BINS - 2).astype(int)
+    """All mass at position x in [0, K-1], split linearly between the two nearest bins; and d/dx. At an
+    integer x the pair of bins on the target's side moves (at x = 3: bins 2 and 3, all the mass in 3), so a
+    CDF difference that is exactly 0 there stays 0 (the kernel's zero subgradient would show as a false
+    kink)."""
+    low = np.clip(np.where(x < TARGET_BIN, np.floor(x), np.ceil(x) - 1), 0, BINS - 2).astype(int)
     frac = x - low
     rows = np.arange(x.size)
     mass, slope = np.zeros((x.size, BINS)), np.zeros((x.size, BINS))

@@ -4,7 +4,7 @@ Run from the repository root (``make golden``)::
 
     .venv/bin/python scripts/make_golden.py
 
-Needs the ``reference`` extra (torch 2.13.0 CPU, Keras 3 with the torch backend); the
+Needs the ``reference`` extra (torch 2.13.0 CPU, Keras 3 with the torch backend, SciPy); the
 tests that read the files need only numpy.
 
 How the values are made
@@ -32,6 +32,13 @@ How the values are made
   ``per_sample.sum()`` (samples are independent, so that is each sample's own loss).
   ``none`` is generated without sample weights only: the service rejects weights with
   reduction ``none``.
+* Losses with other inputs than predictions/targets (pairs, triplets, GAN batches) declare
+  their differentiable inputs and fixed shapes (``run_general_case``); each differentiable
+  input is a float64 leaf of the reference's autograd graph. Batch-level losses (one value for
+  the whole batch) have per_sample = [loss] and no weighted results.
+* Where no installable library has the loss (TF-Addons, TF-GAN: they need TensorFlow), the
+  reference is an independent float64 torch implementation of the library's formula, and the
+  case's reference text says so.
 * Each case lists the cross-checks made against other references (e.g. torch's own
   ``'mean'`` reduction, Keras's label smoothing); the script fails if one disagrees.
 """

@@ -58,7 +58,13 @@ def test_every_card_is_complete(client: TestClient) -> None:
     [
         ("task=regression", {"mse", "mae", "huber", "log_cosh"}),
         ("task=regression&robust_to_outliers=true", {"mae", "huber", "log_cosh"}),
-        ("differentiable=false", {"mae"}),
+        (
+            "differentiable=false",
+            {"mae", "contrastive", "triplet", "cosine_embedding", "margin_ranking", "earth_movers"},
+        ),
+        ("task=ranking", {"contrastive", "triplet", "cosine_embedding", "margin_ranking"}),
+        ("task=ranking&convex=true", {"margin_ranking"}),
+        ("task=generative&bounded_below=false", {"wasserstein"}),
         ("task=imbalance&convex=true", {"focal"}),
         ("task=classification&convex=false", set()),
     ],
