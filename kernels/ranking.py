@@ -135,11 +135,11 @@ class TripletParams(Params):
 
     @model_validator(mode="after")
     def _squared_takes_no_norm(self) -> Self:
-        chosen = self.model_fields_set & {"p", "eps"}
+        chosen = sorted(self.model_fields_set & {"p", "eps"})
         if self.squared and chosen:
             raise ValueError(
-                f"{' and '.join(sorted(chosen))} only apply to squared=false: squared=true uses squared Euclidean "
-                "distances without eps"
+                f"{' and '.join(chosen)} {'applies' if len(chosen) == 1 else 'apply'} only to squared=false: "
+                "squared=true uses squared Euclidean distances without eps"
             )
         return self
 

@@ -57,18 +57,14 @@ def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) ->
     loss = loss_array[()]  # a numpy scalar: orjson writes float32 as its shortest repr
 
     if not np.isfinite(loss):
+        hint = "; send dtype float64" if dtype_name == "float32" else ""
         bad = ~np.isfinite(per_sample)
         if bad.any():  # a sample's own loss overflowed, e.g. a squared distance beyond float32's range
             index = int(np.argmax(bad))
             what = "the loss" if spec.batch_level else f"the loss of sample [{index}]"
-            hint = "; send dtype float64" if dtype_name == "float32" else ""
-            raise ProblemError(
-                422,
-                "Undefined loss",
-                f"{what} is {per_sample[index].item()!r}: the inputs overflow {dtype_name}{hint}",
-            )
+            detail = f"{what} is {per_sample[index].item()!r}: the inputs overflow {dtype_name}{hint}"
+            raise ProblemError(422, "Undefined loss", detail)
         if np.isinf(loss):
-            hint = "; send dtype float64" if dtype_name == "float32" else ""
             raise ProblemError(422, "Undefined loss", f"the reduced loss overflows {dtype_name}{hint}")
         raise ProblemError(
             422,

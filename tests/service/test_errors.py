@@ -105,6 +105,14 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("bins-count", "earth_movers", {**BINS, "targets": [[0.0, 1.0]]}, 422, "targets", "(N=1, K=3)"),
     ("bins-p", "earth_movers", {**BINS, "params": {"p": 3}}, 422, "params.p", "1 or 2"),
     ("float32-overflow", "contrastive", {**PAIRS, "x1": [[1e20, 0.0], [1.0, 1.0]]}, 422, None, "overflow float32"),
+    (
+        "float32-sum-overflow",
+        "mse",
+        {"predictions": [[1.7e19], [1.7e19]], "targets": [[0.0], [0.0]], "reduction": "sum"},
+        422,
+        None,
+        "reduced loss overflows float32",
+    ),
 ]
 
 
