@@ -1,6 +1,17 @@
 """Loss kernels: declarations (kernels.spec), ONNX graphs (kernels.graph), runtime."""
 
-from kernels import classification, imbalance, margin, perceptual, regression
+from kernels import classification, generative, imbalance, margin, perceptual, ranking, regression
 from kernels.spec import REGISTRY, LossSpec, Registry
 
-__all__ = ["REGISTRY", "LossSpec", "Registry", "classification", "imbalance", "margin", "perceptual", "regression"]
+__all__ = [
+    "REGISTRY",
+    "LossSpec",
+    "Registry",
+    "classification",
+    "generative",
+    "imbalance",
+    "margin",
+    "perceptual",
+    "ranking",
+    "regression",
+]

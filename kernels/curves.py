@@ -2,7 +2,9 @@
 
 ``GET /losses/{name}/curve`` evaluates the kernel on ``inputs(x)`` (one sample per point
 of x, reduction 'none') and reports the loss and its derivative along x, which is the
-kernel's gradient projected on ``direction(x)`` = d(inputs)/dx.
+kernel's gradient projected on ``direction(x)`` = d(inputs)/dx. For a batch-level loss (one value
+for the whole batch, e.g. a GAN loss on real and fake batches) each point is its own batch: row k of
+every array ``inputs(x)`` and ``direction(x)`` give is the batch drawn at ``x[k]``.
 """
 
 from __future__ import annotations

@@ -58,6 +58,9 @@ class Input:
     relaxed_by: str | None = None
     """A boolean param that, when true, lifts the kind's range check: the values are then
     any finite float (e.g. "log_input": log-rates instead of non-negative rates)."""
+    normalized: bool = False
+    """Each row along the last axis is a distribution given up to scale: the kernel divides
+    it by its sum, so the service requires every row to have a positive sum."""
 
     @property
     def integer(self) -> bool:

@@ -4,7 +4,7 @@ Run from the repository root (``make golden``)::
 
     .venv/bin/python scripts/make_golden.py
 
-Needs the ``reference`` extra (torch 2.13.0 CPU, Keras 3 with the torch backend); the
+Needs the ``reference`` extra (torch 2.13.0 CPU, Keras 3 with the torch backend, SciPy); the
 tests that read the files need only numpy.
 
 How the values are made
@@ -32,6 +32,13 @@ How the values are made
   ``per_sample.sum()`` (samples are independent, so that is each sample's own loss).
   ``none`` is generated without sample weights only: the service rejects weights with
   reduction ``none``.
+* Losses with other inputs than predictions/targets (pairs, triplets, GAN batches) declare
+  their differentiable inputs and fixed shapes (``run_general_case``); each differentiable
+  input is a float64 leaf of the reference's autograd graph. Batch-level losses (one value for
+  the whole batch) have per_sample = [loss] and no weighted results.
+* Where no installable library has the loss (TF-Addons, TF-GAN: they need TensorFlow), the
+  reference is an independent float64 torch implementation of the library's formula, and the
+  case's reference text says so.
 * Each case lists the cross-checks made against other references (e.g. torch's own
   ``'mean'`` reduction, Keras's label smoothing); the script fails if one disagrees.
 """
@@ -49,13 +56,16 @@ os.environ["KERAS_BACKEND"] = "torch"
 
 import keras
 import numpy as np
+import scipy
+import scipy.stats
 import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "golden"
 SEED = 20_250_101
-SHAPES: dict[str, tuple[int, ...]] = {"2d": (4, 5), "3d": (3, 2, 4)}
+SHAPES: dict[str, tuple[int, ...]] = {"2d": (4, 5), "3d": (3, 2, 4), "2d-wide": (3, 7)}
+DEFAULT_SHAPES = ("2d", "3d")
 DTYPES = ("float32", "float64")
 REDUCTIONS = (("mean", False), ("mean", True), ("sum", False), ("sum", True), ("none", False))
 F64 = torch.float64
@@ -886,6 +896,261 @@ def margin_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, par
     return {"predictions": x, "targets": labels}
 
 
+# -- ranking ------------------------------------------------------------------------------
+
+
+def torch_softplus(x: torch.Tensor) -> torch.Tensor:
+    """log(1 + e^x) to full float64 precision (F.softplus returns x itself above 20: 2e-9 short)."""
+    return torch.logaddexp(x, torch.zeros_like(x))
+
+
+def ref_contrastive(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    """TF-Addons contrastive_loss(y, D, margin) = y D^2 + (1 - y) max(margin - D, 0)^2 (its source formula;
+    TF-Addons needs TensorFlow, not installable here), written independently in torch float64 on
+    D = torch.linalg.vector_norm(x1 - x2) (whose gradient at D = 0 is 0)."""
+    x1, x2, y = t["x1"], t["x2"], t["targets"]
+    m = c.f("margin", 1.0)
+    d = torch.linalg.vector_norm(x1 - x2, dim=-1)
+    out = y * d.square() + (1 - y) * torch.clamp_min(m - d, 0).square()
+    paper = (1 - (1 - y)) * 0.5 * d.square() + (1 - y) * 0.5 * torch.clamp_min(m - d, 0).square()
+    c.check("Hadsell et al. 2006 with Y = 1 - targets, times 2", 2 * paper, out)
+    return out.unsqueeze(-1), None
+
+
+def triplet_distance(p: float, eps: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return lambda u, v: F.pairwise_distance(u, v, p=p, eps=eps)
+
+
+def ref_triplet(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    a, p, n = t["anchor"], t["positive"], t["negative"]
+    margin, swap = c.f("margin", 1.0), bool(c.params.get("swap", False))
+    if c.params.get("squared", False):
+        out = F.triplet_margin_with_distance_loss(
+            a, p, n, distance_function=lambda u, v: (u - v).pow(2).sum(-1), margin=margin, swap=swap, reduction="none"
+        )
+        ap, an = (a - p).pow(2).sum(-1), (a - n).pow(2).sum(-1)
+        if swap:
+            an = torch.minimum(an, (p - n).pow(2).sum(-1))
+        c.check("FaceNet max(||a-p||^2 - ||a-n||^2 + margin, 0)", torch.clamp_min(ap - an + margin, 0), out)
+        return out.unsqueeze(-1), None
+    order, eps = c.f("p", 2.0), c.f("eps", 1e-6)
+    out = F.triplet_margin_loss(a, p, n, margin=margin, p=order, eps=eps, swap=swap, reduction="none")
+    c.check(
+        "torch.nn.TripletMarginLoss(margin, p, eps, swap)(reduction='mean') = our unweighted mean",
+        torch.nn.TripletMarginLoss(margin=margin, p=order, eps=eps, swap=swap)(a, p, n).reshape(1),
+        out.mean().reshape(1),
+    )
+    d = triplet_distance(order, eps)
+    an = torch.minimum(d(a, n), d(p, n)) if swap else d(a, n)
+    c.check("max(margin + ||a-p+eps||_p - ||a-n+eps||_p, 0)", torch.clamp_min(margin + d(a, p) - an, 0), out)
+    return out.unsqueeze(-1), None
+
+
+def ref_cosine_embedding(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    x1, x2, y = t["x1"], t["x2"], t["targets"]
+    margin = c.f("margin", 0.0)
+    out = F.cosine_embedding_loss(x1, x2, y, margin=margin, reduction="none")
+    eps = float(np.float32(1e-12))  # torch's EPSILON is a float32 constant, also for float64 inputs
+    cos = (x1 * x2).sum(-1) / torch.sqrt(((x1 * x1).sum(-1) + eps) * ((x2 * x2).sum(-1) + eps))
+    formula = torch.where(y > 0, 1 - cos, torch.clamp_min(cos - margin, 0))
+    c.check("formula with torch's float32 EPSILON 9.99999996e-13", formula, out)
+    return out.unsqueeze(-1), None
+
+
+def ref_margin_ranking(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    x1, x2, y = t["x1"], t["x2"], t["targets"]
+    margin = c.f("margin", 0.0)
+    out = F.margin_ranking_loss(x1, x2, y, margin=margin, reduction="none")
+    c.check(
+        "torch.nn.MarginRankingLoss(margin)(reduction='mean') = our unweighted mean",
+        torch.nn.MarginRankingLoss(margin=margin)(x1, x2, y).reshape(1),
+        out.mean().reshape(1),
+    )
+    return out.unsqueeze(-1), None
+
+
+def unit_rows(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    v = rng.normal(size=shape)
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def contrastive_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    n, _ = shape
+    margin = params.get("margin", 1.0)
+    x1 = rng.normal(0.0, 1.0, shape)
+    distance = rng.uniform(0.05, 2.0 * max(margin, 0.5), n)
+    targets = (np.arange(n) % 2).astype(np.float64)
+    rng.shuffle(targets)
+    if kind == "extreme":
+        # identical pairs (D = 0, where the hinge's direction is undefined) of both kinds; far pairs
+        distance[:2] = 0.0
+        targets[:2] = [0.0, 1.0]
+        distance[2] = 1e3
+        x1[3:] *= 1e3
+    x2 = x1 + distance[:, None] * unit_rows(rng, shape)
+    x2[distance == 0] = x1[distance == 0]
+    return {"x1": x1, "x2": x2, "targets": targets}
+
+
+def triplet_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    n, _ = shape
+    anchor = rng.normal(0.0, 1.0, shape)
+    if kind == "normalized":  # FaceNet: unit-length embeddings
+        anchor = unit_rows(rng, shape)
+        positive, negative = unit_rows(rng, shape), unit_rows(rng, shape)
+        return {"anchor": anchor, "positive": positive, "negative": negative}
+    positive = anchor + rng.uniform(0.2, 1.5, (n, 1)) * unit_rows(rng, shape)
+    negative = anchor + rng.uniform(0.2, 2.5, (n, 1)) * unit_rows(rng, shape)
+    if kind == "extreme":
+        positive[0] = anchor[0]  # zero difference: d = ||eps||; with swap, d(a,n) = d(p,n): a tie
+        negative[0] = anchor[0] + 0.3 * unit_rows(rng, (1, shape[1]))[0]  # close enough to be active
+        negative[1] = anchor[1]
+        scale = 1e3
+        anchor[2:], positive[2:] = anchor[2:] * scale, positive[2:] * scale
+        negative[2:] = negative[2:] * scale
+    return {"anchor": anchor, "positive": positive, "negative": negative}
+
+
+def cosine_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    n = shape[0]
+    x1 = rng.normal(0.0, 1.0, shape)
+    x2 = 0.6 * x1 + rng.normal(0.0, 1.0, shape) * rng.uniform(0.3, 1.5, (n, 1))
+    targets = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    rng.shuffle(targets)
+    if kind == "extreme":
+        x1[0], x2[0] = 0.0, 0.0  # orthogonal pair, dissimilar: cos = 0 is the hinge's edge at margin 0
+        x1[0, 0], x2[0, 1], targets[0] = 2.0, 3.0, -1.0
+        x1[1] = 0.0  # a zero vector: cos = 0 thanks to the 1e-12 terms
+        x1[2] *= 1e-7  # tiny: the 1e-12 terms matter
+        x2[2] *= 1e-7
+        x1[3:] *= 1e4
+        targets[1:3] = [1.0, 1.0]
+    return {"x1": x1, "x2": x2, "targets": targets}
+
+
+def margin_ranking_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    margin = params.get("margin", 0.0)
+    x2 = rng.normal(0.0, 2.0, shape)
+    gap = rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.1, 3.0, shape)
+    targets = rng.choice([-1.0, 1.0], size=shape)
+    x1 = x2 + gap
+    if kind == "extreme":
+        x1[:2] = x2[:2] + margin * targets[:2]  # loss exactly 0 at the hinge's edge (the gradient passes)
+        x1[2:4] = x2[2:4] * 1e4
+        x2[2:4] = -x1[2:4]
+    else:  # stay off the hinge's edge
+        z = margin - targets * (x1 - x2)
+        x1[np.abs(z) < 0.05] += 0.2
+    return {"x1": x1, "x2": x2, "targets": targets}
+
+
+# -- generative ---------------------------------------------------------------------------
+
+
+def batch(value: torch.Tensor) -> torch.Tensor:
+    """A batch-level loss as the (1, 1) element the kernel returns."""
+    return value.reshape(1, 1)
+
+
+def ref_wasserstein(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    r, f = t["real_scores"], t["fake_scores"]
+    if c.params.get("mode", "critic") == "critic":
+        return batch(f.mean() - r.mean()), None
+    return batch(-f.mean() + 0 * r.sum()), None
+
+
+def tf_sigmoid_cross_entropy(labels: float, logits: torch.Tensor) -> torch.Tensor:
+    """tf.nn.sigmoid_cross_entropy_with_logits' own form: max(x, 0) - x z + log(1 + exp(-|x|))."""
+    return torch.clamp_min(logits, 0) - logits * labels + torch.log1p(torch.exp(-logits.abs()))
+
+
+def ref_adversarial(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    """TF-GAN losses_impl.py formulas (label_smoothing=0, unit weights, each term averaged before the sum),
+    written independently in torch float64 (TF-GAN needs TensorFlow, not installable here)."""
+    r, f = t["real_logits"], t["fake_logits"]
+    formulation = c.params.get("formulation", "non_saturating")
+    zero = 0 * r.sum()  # the real logits take part (with a zero gradient) in generator losses
+    if c.params.get("mode", "discriminator") == "discriminator":
+        if formulation in ("non_saturating", "minimax"):
+            value = torch_softplus(-r).mean() + torch_softplus(f).mean()
+            tf = tf_sigmoid_cross_entropy(1.0, r).mean() + tf_sigmoid_cross_entropy(0.0, f).mean()
+            c.check("TF-GAN minimax_discriminator_loss(label_smoothing=0) in TensorFlow's form", tf, value)
+        elif formulation == "hinge":
+            value = F.relu(1 - r).mean() + F.relu(1 + f).mean()
+        else:
+            value = 0.5 * (r - 1).square().mean() + 0.5 * f.square().mean()
+        return batch(value), None
+    if formulation == "non_saturating":
+        value = torch_softplus(-f).mean()
+    elif formulation == "minimax":
+        value = -torch_softplus(f).mean()
+        # TF-GAN's minimax_generator_loss negates its discriminator loss on placeholder real logits of 1
+        one = torch.ones(1, dtype=F64)
+        tf = -(tf_sigmoid_cross_entropy(1.0, one).mean() + tf_sigmoid_cross_entropy(0.0, f).mean())
+        c.check("TF-GAN minimax_generator_loss literally = ours - softplus(-1)", tf, value - torch_softplus(-one)[0])
+    elif formulation == "hinge":
+        value = -f.mean()
+    else:
+        value = 0.5 * (f - 1).square().mean()
+    return batch(value + zero), None
+
+
+def scores_data(suffix: str) -> Callable[..., dict]:
+    """Real and fake batches (N, M) of critic scores or discriminator logits."""
+
+    def make(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+        n, m = shape
+        real, fake = rng.normal(1.0, 2.0, n), rng.normal(-1.0, 2.0, m)
+        if params.get("formulation") == "hinge":  # off the kinks at real = 1, fake = -1
+            real[np.abs(real - 1) < 0.05] += 0.2
+            fake[np.abs(fake + 1) < 0.05] -= 0.2
+        if kind == "extreme":
+            if params.get("formulation") == "hinge":
+                real[0], fake[0] = 1.0, -1.0  # exactly at the kinks: relu's derivative is 0 there
+            real[1], fake[1] = 40.0, -40.0  # saturated logits
+            real[-1], fake[-1] = -1e3, 1e3
+        return {f"real_{suffix}": real, f"fake_{suffix}": fake}
+
+    return make
+
+
+def ref_earth_movers(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    """Per sample scipy.stats.wasserstein_distance(bins, bins, u_weights, v_weights) on bins 0..K-1 (p=1),
+    scipy.stats.energy_distance(...)^2 / 2 = sum (CDF difference)^2 (p=2); gradients by torch autograd of
+    the same sums of CDF differences (cumsum of the normalised rows), checked against scipy's values."""
+    x, y = t["predictions"], t["targets"]
+    gaps = torch.cumsum(x / x.sum(-1, keepdim=True) - y / y.sum(-1, keepdim=True), -1)[:, :-1]
+    p = c.params.get("p", 1)
+    out = gaps.abs().sum(-1) if p == 1 else gaps.square().sum(-1)
+    bins = np.arange(x.shape[-1])
+    u, v = x.detach().numpy(), y.detach().numpy()
+    if p == 1:
+        theirs = [scipy.stats.wasserstein_distance(bins, bins, u[i], v[i]) for i in range(len(u))]
+        what = "scipy.stats.wasserstein_distance(bins, bins, u_weights, v_weights)"
+    else:
+        theirs = [scipy.stats.energy_distance(bins, bins, u[i], v[i]) ** 2 / 2 for i in range(len(u))]
+        what = "scipy.stats.energy_distance(bins, bins, u_weights, v_weights)^2 / 2"
+    c.check(what, out, torch.tensor(theirs, dtype=F64), rtol=1e-12)
+    return out.unsqueeze(-1), None
+
+
+def distributions_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    n, k = shape
+    predictions = rng.dirichlet(np.ones(k), size=n)
+    predictions[0] *= 0.7  # an unnormalised row: scipy (and the kernel) divide by its sum
+    targets = rng.dirichlet(np.ones(k) * 0.5, size=n)
+    targets[1] = np.eye(k)[rng.integers(k)]
+    if kind == "extreme":
+        predictions[0] = targets[0]  # identical rows: every CDF difference is exactly 0
+        predictions[1] = np.eye(k)[0]  # point masses at opposite ends
+        targets[1] = np.eye(k)[k - 1]
+        predictions[2] = 0.0  # equal prefixes (exact in binary): some differences exactly 0
+        predictions[2, :2], predictions[2, -1] = [0.25, 0.25], 0.5
+        targets[2] = 0.0
+        targets[2, :2], targets[2, 3] = [0.25, 0.25], 0.5
+    return {"predictions": predictions, "targets": targets}
+
+
 # -- the catalogue of cases ---------------------------------------------------------------
 
 ONE = ("random",)
@@ -1232,7 +1497,7 @@ LOSSES: dict[str, dict[str, Any]] = {
     "multi_margin": {
         "reference": ref_multi_margin,
         "data": margin_data,
-        "shapes": ("2d",),
+        "shapes": ("2d", "2d-wide"),
         "describe": lambda p: "torch.nn.functional.multi_margin_loss(p, margin, weight, reduction='none')",
         "combos": combos(
             ({}, BOTH),
@@ -1240,6 +1505,105 @@ LOSSES: dict[str, dict[str, Any]] = {
             ({"margin": 0.5, "class_weights": "per_class"}, BOTH),
             ({"p": 2, "margin": 2.0, "class_weights": "per_class_with_zero"}, BOTH),
         ),
+    },
+    "contrastive": {
+        "reference": ref_contrastive,
+        "data": contrastive_data,
+        "differentiable": ("x1", "x2"),
+        "shapes": {"pairs": (6, 3), "wide": (4, 8)},
+        "describe": lambda p: (
+            "TF-Addons contrastive_loss formula y D^2 + (1-y) max(margin - D, 0)^2 on D = "
+            "torch.linalg.vector_norm(x1 - x2, dim=-1), an independent float64 torch implementation (TF-Addons "
+            "needs TensorFlow, which is not installable here); gradients by torch autograd (0 at D = 0)"
+        ),
+        "combos": combos(({}, BOTH), ({"margin": 2.5}, ONE), ({"margin": 0.0}, ONE)),
+    },
+    "triplet": {
+        "reference": ref_triplet,
+        "data": triplet_data,
+        "differentiable": ("anchor", "positive", "negative"),
+        "shapes": {"pairs": (5, 3), "wide": (3, 8)},
+        "describe": lambda p: (
+            "torch.nn.functional.triplet_margin_with_distance_loss(distance_function=lambda u, v: "
+            "(u - v).pow(2).sum(-1), margin, swap, reduction='none')"
+            if p.get("squared")
+            else "torch.nn.functional.triplet_margin_loss(margin, p, eps, swap, reduction='none')"
+        ),
+        "combos": combos(
+            ({}, BOTH),
+            ({"p": 1.0}, ONE),
+            ({"p": 3.0}, ONE),
+            ({"swap": True}, BOTH),
+            ({"p": 1.5, "eps": 1e-3, "margin": 0.5, "swap": True}, ONE),
+            ({"squared": True}, BOTH),
+            ({"squared": True, "swap": True, "margin": 0.2}, ("normalized", "extreme")),
+        ),
+    },
+    "cosine_embedding": {
+        "reference": ref_cosine_embedding,
+        "data": cosine_data,
+        "differentiable": ("x1", "x2"),
+        "shapes": {"pairs": (6, 3), "wide": (4, 8)},
+        "describe": lambda p: "torch.nn.functional.cosine_embedding_loss(margin, reduction='none')",
+        "combos": combos(({}, BOTH), ({"margin": 0.5}, ONE), ({"margin": -0.3}, ONE)),
+    },
+    "margin_ranking": {
+        "reference": ref_margin_ranking,
+        "data": margin_ranking_data,
+        "differentiable": ("x1", "x2"),
+        "shapes": {"n6": (6,), "n9": (9,)},
+        "describe": lambda p: "torch.nn.functional.margin_ranking_loss(margin, reduction='none')",
+        "combos": combos(({}, BOTH), ({"margin": 0.5}, BOTH), ({"margin": -0.25}, ONE)),
+    },
+    "wasserstein": {
+        "reference": ref_wasserstein,
+        "data": scores_data("scores"),
+        "differentiable": ("real_scores", "fake_scores"),
+        "shapes": {"n5m3": (5, 3), "n3m7": (3, 7)},
+        "batch_level": True,
+        "describe": lambda p: (
+            "WGAN formula in torch float64 with autograd: "
+            + ("mean(fake) - mean(real)" if p.get("mode", "critic") == "critic" else "-mean(fake)")
+            + " (tfgan.losses.wasserstein_discriminator_loss / wasserstein_generator_loss)"
+        ),
+        "combos": combos(({}, BOTH), ({"mode": "generator"}, BOTH)),
+    },
+    "adversarial": {
+        "reference": ref_adversarial,
+        "data": scores_data("logits"),
+        "differentiable": ("real_logits", "fake_logits"),
+        "shapes": {"n5m3": (5, 3), "n3m7": (3, 7)},
+        "batch_level": True,
+        "describe": lambda p: (
+            "TF-GAN losses_impl.py formulas without label smoothing, each term averaged before the sum, as an "
+            "independent float64 torch implementation with autograd (TF-GAN needs TensorFlow, which is not "
+            "installable here); softplus as torch.logaddexp(x, 0)"
+        ),
+        "combos": combos(
+            *(
+                ({"formulation": formulation, "mode": mode}, BOTH)
+                for formulation in ("non_saturating", "minimax", "hinge", "least_squares")
+                for mode in ("discriminator", "generator")
+            )
+        ),
+    },
+    "earth_movers": {
+        "reference": ref_earth_movers,
+        "data": distributions_data,
+        "differentiable": ("predictions",),
+        "shapes": {"k6": (4, 6), "k10": (3, 10)},
+        "scipy": True,
+        "describe": lambda p: (
+            (
+                "scipy.stats.wasserstein_distance(range(K), range(K), u_weights=predictions[n], v_weights=targets[n]) "
+                "per sample"
+                if p.get("p", 1) == 1
+                else "scipy.stats.energy_distance(range(K), range(K), predictions[n], targets[n])^2 / 2 "
+                "= sum_k (CDF difference)^2, per sample"
+            )
+            + "; gradients by torch autograd of the sum of CDF differences of the normalised rows"
+        ),
+        "combos": combos(({}, BOTH), ({"p": 2}, BOTH)),
     },
 }
 
@@ -1365,26 +1729,95 @@ def run_case(
     }
 
 
+def run_general_case(
+    loss: str, entry: dict[str, Any], params_spec: dict[str, Any], kind: str, shape_name: str, dtype: str
+) -> dict[str, Any]:
+    """As run_case, for losses declared with fixed shapes (entry["shapes"]) and any differentiable inputs
+    (entry["differentiable"]), each a float64 leaf the reference's autograd differentiates. Batch-level
+    losses (entry["batch_level"]: one value for the whole batch) have no sample weights."""
+    shape = entry["shapes"][shape_name]
+    base = f"{loss}/{json.dumps(params_spec, sort_keys=True)}/{kind}/{shape_name}"
+    rng = np.random.default_rng([SEED, zlib.crc32(base.encode())])  # same data for both dtypes
+    params = concrete_params(params_spec, shape, rng)
+    raw = entry["data"](kind, shape, rng, params)
+    batch_level = entry.get("batch_level", False)
+    inputs = {name: np.asarray(value, dtype=dtype).astype(np.float64) for name, value in raw.items()}
+    first = next(iter(inputs.values()))
+    weights = None
+    if not batch_level:
+        weights = np.asarray(rng.uniform(0.2, 2.0, first.shape[0]), dtype=dtype).astype(np.float64)
+        weights[1] = 0.0  # a zero-weight sample
+    differentiable = entry["differentiable"]
+    reference: Reference = entry["reference"]
+
+    def forward(ctx: Ctx) -> tuple[torch.Tensor, torch.Tensor | None, Tensors]:
+        tensors = {
+            name: torch.tensor(value, dtype=F64, requires_grad=name in differentiable) for name, value in inputs.items()
+        }
+        e, m = reference(tensors, ctx)
+        return e, m, tensors
+
+    checks: list[str] = []
+    e, m, _ = forward(Ctx(dtype, params, checks))
+    per_sample = reduce(e, m, None, "none").detach().numpy()
+    results = []
+    for reduction, weighted in REDUCTIONS:
+        if weighted and batch_level:
+            continue
+        e, m, tensors = forward(Ctx(dtype, params, []))
+        w = torch.tensor(weights, dtype=F64) if weighted else None
+        value = reduce(e, m, w, reduction)
+        (value.sum() if reduction == "none" else value).backward()
+        gradients = {}
+        for name in differentiable:
+            grad = tensors[name].grad
+            array = np.zeros_like(inputs[name]) if grad is None else grad.numpy()
+            if not np.all(np.isfinite(array)):
+                raise AssertionError(f"{base} {dtype} {reduction}: reference gradient wrt {name} is not finite")
+            gradients[name] = compact(array, dtype, False)
+        out = value.detach().numpy()
+        if not np.all(np.isfinite(out)):
+            raise AssertionError(f"{base} {dtype} {reduction}: reference loss is not finite: {out}")
+        results.append(
+            {"reduction": reduction, "weighted": weighted, "loss": compact(out, dtype, False), "gradients": gradients}
+        )
+    param_text = ",".join(f"{k}={str(v).lower()}" for k, v in params_spec.items()) or "defaults"
+    return {
+        "id": f"{param_text}/{kind}/{shape_name}/{dtype}",
+        "params": params,
+        "dtype": dtype,
+        "data": kind,
+        "shape": list(first.shape),
+        "reference": entry["describe"](params),
+        "checks": sorted(set(checks)),
+        "inputs": {name: compact(value, dtype, True) for name, value in inputs.items()},
+        "weights": None if weights is None else compact(weights, dtype, True),
+        "per_sample": compact(per_sample, dtype, False),
+        "results": results,
+    }
+
+
 def main() -> None:
     torch.manual_seed(SEED)
     OUT.mkdir(parents=True, exist_ok=True)
     total = 0
     for loss, entry in LOSSES.items():
         cases = []
+        general = "differentiable" in entry
+        run = run_general_case if general else run_case
         for params_spec, kinds in entry["combos"]:
             for kind in kinds:
-                for shape_name in entry.get("shapes", SHAPES):
+                for shape_name in entry.get("shapes", DEFAULT_SHAPES):
                     for dtype in DTYPES:
-                        cases.append(run_case(loss, entry, params_spec, kind, shape_name, dtype))
+                        cases.append(run(loss, entry, params_spec, kind, shape_name, dtype))
+        versions = {"torch": torch.__version__, "keras": keras.__version__, "keras_backend": keras.backend.backend()}
+        if entry.get("scipy"):
+            versions["scipy"] = scipy.__version__
         document = {
             "loss": loss,
             "generated_by": "scripts/make_golden.py (make golden)",
             "seed": SEED,
-            "reference_versions": {
-                "torch": torch.__version__,
-                "keras": keras.__version__,
-                "keras_backend": keras.backend.backend(),
-            },
+            "reference_versions": versions,
             "conventions": "per_sample = mean over non-batch axes of the reference's element losses (class-wise "
             "losses summed over the last axis); mean = sum(w*l)/sum(w) (sparse_cross_entropy: divided by "
             "sum(w * per-sample mean of the mass)); sum = sum(w*l); none = per_sample, gradients of "

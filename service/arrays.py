@@ -102,6 +102,19 @@ def check_allowed(field: str, array: np.ndarray, allowed: tuple[float, ...]) -> 
         raise invalid(field, f"values must be one of {values}; got {array[tuple(index)].item()!r} at index {index}")
 
 
+def check_positive_rows(field: str, array: np.ndarray) -> None:
+    """Every row along the last axis has a positive sum (it is normalised to a distribution)."""
+    sums = array.sum(axis=-1)
+    bad = ~(sums > 0)
+    if bad.any():
+        index = first_bad_index(sums, bad)
+        raise invalid(
+            field,
+            f"each row along the last axis is normalised to sum 1, so it needs a positive sum; "
+            f"the row at index {index} sums to {sums[tuple(index)].item()!r}",
+        )
+
+
 def one_hot(field: str, labels: np.ndarray, classes: int, dtype: type[np.floating[Any]]) -> np.ndarray:
     """Integer labels as one-hot rows over ``classes`` (the last axis)."""
     checked = to_integers(field, labels, classes - 1, "label")
@@ -206,6 +219,8 @@ def decode_inputs(
             check_finite(name, array)
         if spec_input.allowed is not None:
             check_allowed(name, array, spec_input.allowed)
+        if spec_input.normalized:
+            check_positive_rows(name, arrays[name])
     check_per_class_params(params, arrays[spec.inputs[0].name].shape)
     shapes = {name: array.shape for name, array in arrays.items()}
     flat = {s.name: arrays[s.name].reshape(graph_shape(s, arrays[s.name].shape)) for s in spec.inputs}

@@ -45,10 +45,10 @@ class Computed:
 
 
 def evaluate(runtime: Runtime, spec: LossSpec, request: Computation, max_elements: int) -> Computed:
-    if request.reduction == "none" and request.weights is not None:
-        raise invalid("weights", "sample weights apply to reductions 'mean' and 'sum', not 'none'")
     if spec.batch_level and request.weights is not None:
         raise invalid("weights", f"{spec.name} is one value for the whole batch: it takes no sample weights")
+    if request.reduction == "none" and request.weights is not None:
+        raise invalid("weights", "sample weights apply to reductions 'mean' and 'sum', not 'none'")
     dtype = NUMPY_DTYPE[request.dtype]
     gradients = request.gradients and bool(spec.differentiable)
     kernel = select_kernel(runtime, spec, request.params, request.dtype, gradients)
@@ -65,21 +65,24 @@ def evaluate(runtime: Runtime, spec: LossSpec, request: Computation, max_element
         raise invalid(spec.inputs[0].name, f"the configured model could not process the inputs: {exc}") from None
     metrics.kernel_seconds(spec.name).observe(time.perf_counter() - start)
     if not np.isfinite(loss):
-        raise undefined_loss(per_sample, request.dtype)
+        raise undefined_loss(spec, loss, per_sample, request.dtype)
     shaped = {name: grad.reshape(batch.shapes[name]) for name, grad in zip(spec.differentiable, grads, strict=False)}
     return Computed(per_sample if request.reduction == "none" else loss, per_sample, shaped, batch.count)
 
 
-def undefined_loss(per_sample: np.ndarray, dtype: str) -> ProblemError:
-    finite = np.isfinite(per_sample)
-    if not finite.all():  # an element overflowed (e.g. exp of a large log-rate)
-        further = " (dtype float64 reaches further)" if dtype == "float32" else ""
+def undefined_loss(spec: LossSpec, loss: np.ndarray, per_sample: np.ndarray, dtype: str) -> ProblemError:
+    """Why a reduced loss is not finite: a sample's loss overflowed the dtype, the sum did,
+    or a mean has nothing to divide by."""
+    hint = "; send dtype float64" if dtype == "float32" else ""
+    bad = ~np.isfinite(per_sample)
+    if bad.any():  # e.g. exp of a large log-rate, a squared distance beyond float32's range
+        index = int(np.argmax(bad))
+        what = "the loss" if spec.batch_level else f"the loss of sample [{index}]"
         return ProblemError(
-            422,
-            "Undefined loss",
-            f"the loss of sample {int(np.argmin(finite))} overflows {dtype}: the inputs are beyond the range "
-            f"where this loss is finite in that dtype{further}",
+            422, "Undefined loss", f"{what} is {per_sample[index].item()!r}: the inputs overflow {dtype}{hint}"
         )
+    if np.isinf(loss):
+        return ProblemError(422, "Undefined loss", f"the reduced loss overflows {dtype}{hint}")
     return ProblemError(
         422,
         "Undefined loss",

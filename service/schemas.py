@@ -39,10 +39,12 @@ def request_model(spec: LossSpec) -> type[BaseModel]:
             Annotated[Any, WithJsonSchema(array_schema(spec_input))],
             Field(description=f"{spec_input.description} Shape {shape}."),
         )
-    fields["weights"] = (
-        Annotated[Any, WithJsonSchema(array_schema(None))],
-        Field(None, description="Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'."),
+    weights = (
+        "Not accepted: this loss is one value for the whole batch."
+        if spec.batch_level
+        else "Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'."
     )
+    fields["weights"] = (Annotated[Any, WithJsonSchema(array_schema(None))], Field(None, description=weights))
     if any(f.is_required() for f in spec.params.model_fields.values()):
         # Validate a missing params object as {}: the 422 then names the missing param
         # (e.g. params.class_weights) rather than the default factory failing.
@@ -70,7 +72,7 @@ class LossResponse(BaseModel):
     per_sample: list[float] | None = Field(None, description="Loss of each sample, when requested.")
     gradients: dict[str, Any] | None = Field(None, description="d(loss)/d(input) per differentiable input.")
     reduction: Reduction
-    count: int = Field(description="Number of samples N.")
+    count: int = Field(description="Number of samples N (1 for a loss that is one value for the whole batch).")
     dtype: DtypeName
 
 

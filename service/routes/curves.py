@@ -25,23 +25,32 @@ def evaluate_curve(runtime: Runtime, spec: LossSpec, points: int) -> CurveRespon
         raise ProblemError(404, "No curve", f"{spec.name} declares no curve", field="name")
     x = curve.sample(points)
     params = spec.params(**curve.params)
+    inputs, direction = curve.inputs(x), curve.direction(x)
     try:
-        result = runtime.evaluate(spec, curve.inputs(x), params, reduction="none", dtype="float64")
+        if spec.batch_level:  # each point of the curve is a batch of its own
+            rows = [
+                runtime.evaluate(spec, {k: v[i] for k, v in inputs.items()}, params, dtype="float64")
+                for i in range(points)
+            ]
+            loss = np.array([float(r.loss) for r in rows])
+            gradients = {name: np.stack([r.gradients[name] for r in rows]) for name in direction}
+        else:
+            result = runtime.evaluate(spec, inputs, params, reduction="none", dtype="float64")
+            loss, gradients = result.per_sample, result.gradients
     except NotConfigured as exc:
         raise not_configured(exc) from None
     except UnknownChoice as exc:
         raise invalid(f"params.{exc.param}", str(exc)) from None
-    gradient = None
-    if result.gradients:
-        direction = curve.direction(x)
-        gradient = sum((result.gradients[name] * d).reshape(points, -1).sum(axis=1) for name, d in direction.items())
+    slope = None
+    if spec.differentiable:
+        slope = sum((gradients[name] * d).reshape(points, -1).sum(axis=1) for name, d in direction.items())
     return CurveResponse(
         name=spec.name,
         variable=curve.variable,
         params=params.model_dump(mode="json"),
         x=x.tolist(),
-        loss=np.asarray(result.per_sample).tolist(),
-        gradient=None if gradient is None else np.asarray(gradient).tolist(),
+        loss=np.asarray(loss).tolist(),
+        gradient=None if slope is None else np.asarray(slope).tolist(),
     )
 
 

@@ -59,7 +59,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,7 @@ from kernels.classification import (
 )
 from kernels.imbalance import CategoricalFocalParams, FocalParams
 from kernels.margin import MultiMarginParams
+from kernels.ranking import ContrastiveParams, MarginRankingParams, TripletParams
 from kernels.regression import GaussianNLLParams, HuberParams, SmoothL1Params
 from kernels.spec import LossSpec
 from tests.feature_models import pointwise_kinks
@@ -186,6 +187,10 @@ class Domain(ABC):
     @abstractmethod
     def mismatch(self, spec: LossSpec) -> str | None:
         """Why this domain does not describe the spec's default form, or None."""
+
+    def evaluator(self, spec: LossSpec) -> Evaluator:
+        """The kernel on this domain's points; by default its inputs against one target."""
+        return inputs_evaluator(spec, self.params)
 
 
 PROPERTY_PARAMS: dict[str, dict[str, Any]] = {
@@ -635,10 +640,223 @@ class ClassScores(Domain):
         return None
 
 
+@dataclass(frozen=True)
+class Bins(Simplex):
+    """Distributions over ordered bins (earth mover's distance): the :class:`Simplex` lines and soft or
+    one-hot targets; on each line the kinks are computed: the ``t`` where a CDF difference
+    ``sum_{j <= k} (p_j - y_j)`` (bins ``k < K - 1``) changes sign. The kernel takes no logarithm, so the
+    whole simplex is valid; the lines stop ``eps = 1e-9`` inside it all the same: on a face (some p_j = 0)
+    a CDF difference is often exactly 0 at the end of a line, and the kernel's zero subgradient there (a
+    change of slope at the very end) would pass for growth on ``robust_to_outliers``' ladder. The faces
+    themselves are still probed for ``bounded_below`` (the lines' extremes)."""
+
+    eps: float = 1e-9
+    classes: int = 4
+
+    def line(self, target: Array, origin: Floats, direction: Floats) -> Line:
+        base = super().line(target, origin, direction)
+        start = np.cumsum(origin - target)[:-1]
+        slope = np.cumsum(direction)[:-1]
+        crossings = [-a / b for a, b in zip(start.tolist(), slope.tolist(), strict=True) if b != 0]
+        kinks = tuple(sorted(t for t in crossings if base.lo < t < base.hi))
+        return replace(base, kinks=kinks)
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        predictions, targets = spec.inputs[0], spec.inputs[1]
+        if len(spec.inputs) != 2 or spec.differentiable != (predictions.name,):
+            return "expects predictions (differentiable) and targets"
+        for spec_input in (predictions, targets):
+            if spec_input.kind != "probability" or not spec_input.normalized or spec_input.shape != ("N", "K"):
+                return f"{spec_input.name} is not a distribution over the bins (N, K)"
+        if _default(spec, "p") != 1:
+            return "the domain's kinks are those of the default p = 1"
+        return None
+
+
+@dataclass(frozen=True)
+class Embeddings(Domain):
+    """Pair and triplet losses (metric learning, ranking): one sample's differentiable inputs (x1 and x2;
+    anchor, positive and negative), each a vector of ``dim`` components (a scalar when ``dim`` is 0),
+    concatenated into one point; the sample's label, when the loss has one (similar or dissimilar, which
+    item ranks first), is the target, each of ``labels`` tried. Properties are about the loss as a function
+    of all of the sample's inputs jointly (``convex`` is joint convexity; ``robust_to_outliers`` a gradient
+    that stays bounded as inputs move far away).
+
+    The canonical lines start where the inputs coincide (at 0, shifted by ``offsets``: triplet's eps, so that
+    ``a - p + eps = 0``; orthogonal unit vectors for the cosine loss) and move one input along the first axis,
+    so ``t`` is the signed distance or score difference and ``kinks`` (where the loss switches formula: zero
+    distance, the margin) are at known ``t``; two fixed random lines follow. Random lines start anywhere
+    (components in [-5, 5]) and move every input in a random direction."""
+
+    inputs: tuple[str, ...]
+    labels: tuple[float, ...] = ()
+    dim: int = 3
+    offsets: tuple[tuple[float, ...], ...] = ()
+    """Per input, ``dim`` components added to the canonical lines' common origin 0."""
+    kinks: tuple[float, ...] = (0.0,)
+
+    @property
+    def size(self) -> int:
+        return len(self.inputs) * max(self.dim, 1)
+
+    def line(self, label: float | None, origin: Floats, direction: Floats, kinks: tuple[float, ...] = ()) -> Line:
+        return Line(
+            target=np.zeros(0) if label is None else np.array(label),
+            origin=origin,
+            direction=direction,
+            lo=-math.inf,
+            hi=math.inf,
+            central=(-REAL_CENTRAL, REAL_CENTRAL),
+            kinks=kinks,
+            extremes=(-1e12, 1e12),
+        )
+
+    def _labels(self) -> tuple[float | None, ...]:
+        return self.labels or (None,)
+
+    def canonical_lines(self) -> tuple[Line, ...]:
+        width = max(self.dim, 1)
+        origin = np.zeros(self.size) if not self.offsets else np.concatenate([np.array(o) for o in self.offsets])
+        rng = np.random.default_rng(0)
+        lines = []
+        for label in self._labels():
+            for i in range(len(self.inputs)):
+                direction = np.zeros(self.size)
+                direction[i * width] = 1.0
+                lines.append(self.line(label, origin, direction, self.kinks))
+            for _ in range(2):
+                v = rng.normal(size=self.size)
+                lines.append(self.line(label, rng.normal(size=self.size), v / np.linalg.norm(v)))
+        return tuple(lines)
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        @st.composite
+        def draw_line(draw: st.DrawFn) -> Line:
+            def vector(low: float, high: float) -> Floats:
+                return np.array(draw(st.lists(st.floats(low, high), min_size=self.size, max_size=self.size)))
+
+            label = draw(st.sampled_from(self._labels()))
+            direction = vector(-1.0, 1.0)
+            norm = float(np.linalg.norm(direction))
+            if norm < 1e-3:
+                direction, norm = np.eye(self.size)[0], 1.0
+            return self.line(label, vector(-5.0, 5.0), direction / norm)
+
+        return draw_line()
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        if spec.differentiable != self.inputs:
+            return f"differentiable inputs are {spec.differentiable}, not {self.inputs}"
+        shape = ("N", "D") if self.dim else ("N",)
+        for spec_input in spec.inputs:
+            if spec_input.differentiable and (spec_input.shape != shape or spec_input.kind != "real"):
+                return f"{spec_input.name} is not a real input of shape {shape}"
+        targets = [i for i in spec.inputs if not i.differentiable]
+        if not self.labels:
+            return None if not targets else "the loss has a target input, the domain no labels"
+        if len(targets) != 1 or set(targets[0].allowed or ()) != set(self.labels):
+            return f"the target's allowed values are not {self.labels}"
+        return None
+
+    def evaluator(self, spec: LossSpec) -> Evaluator:
+        target = next((i.name for i in spec.inputs if not i.differentiable), None)
+        sample_shape = (len(self.inputs), self.dim) if self.dim else (len(self.inputs),)
+
+        def run(points: Floats, targets: Array) -> tuple[Floats, Floats]:
+            shaped = points.reshape(len(points), *sample_shape)
+            inputs: dict[str, Array] = {name: shaped[:, i] for i, name in enumerate(self.inputs)}
+            if target is not None:
+                inputs[target] = targets
+            result = evaluate(spec.name, inputs, reduction="none")
+            grads = np.stack([result.gradients[name] for name in self.inputs], axis=1)
+            return result.per_sample, grads.reshape(len(points), -1)
+
+        return run
+
+
+@dataclass(frozen=True)
+class BatchScores(Domain):
+    """Batch-level losses (GAN objectives) of a real batch of N and a fake batch of M scores: a point is a
+    whole batch, the real scores then the fake ones (N = 2, M = 3), and the loss is the batch's one value;
+    there is no target. Properties are about the loss as a function of all N + M scores (``convex`` is joint
+    convexity; ``robust_to_outliers`` a gradient that stays bounded as scores grow extreme, where the loss
+    grows). Canonical lines, from the origin and from a fixed mixed batch: all fake scores together, all real
+    scores together, one fake score, real and fake apart; ``kinks`` are the ``t`` where the loss switches
+    formula on the lines from the origin. Random lines start anywhere (scores in [-5, 5])."""
+
+    inputs: tuple[str, str]
+    sizes: tuple[int, int] = (2, 3)
+    kinks: tuple[float, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return self.sizes[0] + self.sizes[1]
+
+    def line(self, origin: Floats, direction: Floats, kinks: tuple[float, ...] = ()) -> Line:
+        return Line(
+            target=np.zeros(0),
+            origin=origin,
+            direction=direction,
+            lo=-math.inf,
+            hi=math.inf,
+            central=(-REAL_CENTRAL, REAL_CENTRAL),
+            kinks=kinks,
+            extremes=(-1e12, 1e12),
+        )
+
+    def canonical_lines(self) -> tuple[Line, ...]:
+        n, m = self.sizes
+        real, fake = np.r_[np.ones(n), np.zeros(m)], np.r_[np.zeros(n), np.ones(m)]
+        one = np.eye(self.size)[n]
+        apart = (real - fake) / math.sqrt(self.size)
+        directions = (fake, real, one, apart)
+        mixed = np.linspace(-1.5, 2.0, self.size)
+        return tuple(self.line(np.zeros(self.size), d, self.kinks) for d in directions) + tuple(
+            self.line(mixed, d) for d in directions
+        )
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        @st.composite
+        def draw_line(draw: st.DrawFn) -> Line:
+            def vector(low: float, high: float) -> Floats:
+                return np.array(draw(st.lists(st.floats(low, high), min_size=self.size, max_size=self.size)))
+
+            direction = vector(-1.0, 1.0)
+            norm = float(np.linalg.norm(direction))
+            if norm < 1e-3:
+                direction, norm = np.eye(self.size)[0], 1.0
+            return self.line(vector(-5.0, 5.0), direction / norm)
+
+        return draw_line()
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        if not spec.batch_level:
+            return "the loss is not batch-level"
+        if spec.differentiable != self.inputs or len(spec.inputs) != 2:
+            return f"inputs are {[i.name for i in spec.inputs]}, not {self.inputs}"
+        if any(len(i.shape) != 1 or i.kind != "real" for i in spec.inputs):
+            return "the inputs are not 1-D real scores"
+        return None
+
+    def evaluator(self, spec: LossSpec) -> Evaluator:
+        n = self.sizes[0]
+        real, fake = self.inputs
+
+        def run(points: Floats, targets: Array) -> tuple[Floats, Floats]:
+            values, grads = [], []
+            for point in points:  # each point is its own batch
+                result = evaluate(spec.name, {real: point[:n], fake: point[n:]}, reduction="none")
+                values.append(float(result.per_sample[0]))
+                grads.append(np.concatenate([result.gradients[real], result.gradients[fake]]))
+            return np.array(values), np.array(grads)
+
+        return run
+
+
 # --- evaluating a line -----------------------------------------------------------------------------
 
 
-def kernel_evaluator(spec: LossSpec, domain_params: dict[str, Any] | None = None) -> Evaluator:
+def inputs_evaluator(spec: LossSpec, domain_params: dict[str, Any] | None = None) -> Evaluator:
     """The kernel (default params but for ``params``, float64, ``reduction="none"``) as
     ``(predictions, targets) -> (loss, grad)``; a loss without differentiable inputs gives no grad.
 
@@ -683,6 +901,11 @@ def _difference_slopes(evaluator: Evaluator, line: Line, points: Floats, targets
     return slopes
 
 
+def kernel_evaluator(spec: LossSpec) -> Evaluator:
+    """The kernel (default params, float64, ``reduction="none"``) on the points of the loss's domain."""
+    return domain_of(spec).evaluator(spec)
+
+
 def _phi(evaluator: Evaluator, line: Line, points: Floats) -> tuple[Floats, Floats]:
     """The loss at ``points`` (``(K, ...)``, all with the line's target) and its slope along the line."""
     targets = np.broadcast_to(line.target, (len(points), *line.target.shape)).copy()
@@ -713,7 +936,12 @@ def _bounded_below_violation(evaluator: Evaluator, line: Line, case: Case) -> st
     """Walking from the center to one end (the ladder, then any valid input beyond the end), the loss
     must be finite, and its minimum over the far half (plus beyond) must not undercut the minimum over
     the near half by more than ``1e-3 * (1 + |min near|)``: a loss that keeps decreasing towards an
-    end (like ``-|d|`` or ``-log(1 + |d|)``) has no finite lower bound."""
+    end (like ``-|d|`` or ``-log(1 + |d|)``) has no finite lower bound. Unless, towards an infinite end,
+    the descent dies out: a loss that approaches a finite bound like ``1/t`` (a pair's cosine loss as one
+    embedding moves away) falls by more than that tolerance, but by less each decade. The running
+    minimum's fall over the ladder's last decade (``1e5 -> 1e6``) must then be at most half its fall over
+    the decade before, and its fall from there to ``1e12`` at most twice the last decade's; ``-log(1 + |d|)``
+    falls by ``log 10`` every decade and stays a counterexample."""
     side = int(case[0])
     ts = line.ladder(side).tolist()
     values, _ = _phi_t(evaluator, line, ts)
@@ -728,13 +956,24 @@ def _bounded_below_violation(evaluator: Evaluator, line: Line, case: Case) -> st
         bad = int(np.argmin(np.isfinite(values)))
         return f"loss is {values[bad]} at {line.describe([ts[bad]])}"
     near, far = _near_far(values)
-    if far.min() < near.min() - 1e-3 * (1.0 + abs(near.min())):
+    if far.min() < near.min() - 1e-3 * (1.0 + abs(near.min())) and not _dying_out(line, side, values):
         i, j = int(np.argmin(near)), len(near) + int(np.argmin(far))
         return (
             f"loss keeps decreasing towards t={line.end(side)}: {values[i]} at t={ts[i]}, then {values[j]} "
             f"at t={ts[j]} ({line.describe([ts[i], ts[j]])})"
         )
     return None
+
+
+def _dying_out(line: Line, side: int, values: Floats) -> bool:
+    """Towards an infinite end, the running minimum over the ladder (``1e4``, ``1e5``, ``1e6`` from the
+    center) and the extreme beyond falls less and less: geometrically, as a loss converging to a bound."""
+    if not math.isinf(line.end(side)) or line.extremes[side] is None:
+        return False
+    running = np.minimum.accumulate(values)
+    tolerance = 1e-12 * (1.0 + abs(float(running[-1])))
+    before, last, beyond = (running[-4] - running[-3]), (running[-3] - running[-2]), (running[-2] - running[-1])
+    return bool(last <= 0.5 * before + tolerance and beyond <= 2.0 * last + tolerance)
 
 
 def _convex_violation(evaluator: Evaluator, line: Line, case: Case) -> str | None:
@@ -947,7 +1186,7 @@ class Check:
 
     def __call__(self, spec: LossSpec) -> bool:
         domain = domain_of(spec)
-        return self.counterexample(kernel_evaluator(spec, domain.params), domain) is None
+        return self.counterexample(kernel_evaluator(spec), domain) is None
 
 
 PROPERTY_CHECKS: dict[str, Check] = {
@@ -990,6 +1229,19 @@ LOSS_DOMAINS: dict[str, Domain] = {
     # floor of Keras's max) for categorical_hinge and at -1 (its own margin term) for multi_margin
     "categorical_hinge": ClassScores(kinks=(0.0, 1.0)),
     "multi_margin": ClassScores(kinks=(-MultiMarginParams().margin, MultiMarginParams().margin), labels=True),
+    "contrastive": Embeddings(
+        ("x1", "x2"), labels=(0.0, 1.0), kinks=(0.0, -ContrastiveParams().margin, ContrastiveParams().margin)
+    ),
+    "triplet": Embeddings(
+        ("anchor", "positive", "negative"),
+        offsets=((0.0,) * 3, (TripletParams().eps,) * 3, (TripletParams().eps,) * 3),
+        kinks=(0.0, -TripletParams().margin, TripletParams().margin),
+    ),
+    "cosine_embedding": Embeddings(("x1", "x2"), labels=(-1.0, 1.0), offsets=((0.0, 1.0, 0.0), (1.0, 0.0, 0.0))),
+    "margin_ranking": Embeddings(("x1", "x2"), labels=(-1.0, 1.0), dim=0, kinks=(MarginRankingParams().margin,)),
+    "wasserstein": BatchScores(("real_scores", "fake_scores")),
+    "adversarial": BatchScores(("real_logits", "fake_logits")),
+    "earth_movers": Bins(),
 }
 """Each registered loss (canonical name) -> the inputs its default form takes, as lines."""
 

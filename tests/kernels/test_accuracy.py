@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from kernels import REGISTRY
 from tests.kernels.harness import evaluate
 
 ELEMENTS = 10_000_000
@@ -162,3 +163,32 @@ def test_float32_reduction_over_10m_elements(
         if count <= 10 and (reduction, weighted) == ("mean", False):  # per-sample means over 1M elements
             error = relative_error(result.per_sample, per_sample)
             assert error <= RTOL, f"{loss} {shape} per_sample: relative error {error:.2e}"
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    result: np.ndarray = np.logaddexp(0.0, x)
+    return result
+
+
+BATCH_LEVEL: list[tuple[str, dict[str, Any], Callable[[np.ndarray, np.ndarray], float]]] = [
+    ("wasserstein", {"mode": "critic"}, lambda real, fake: float(fake.mean() - real.mean())),
+    ("adversarial", {}, lambda real, fake: float(softplus(-real).mean() + softplus(fake).mean())),
+]
+
+
+@pytest.mark.parametrize(("loss", "params", "reference"), BATCH_LEVEL, ids=[case[0] for case in BATCH_LEVEL])
+def test_float32_batch_level_means_over_10m_scores(
+    loss: str, params: dict[str, Any], reference: Callable[[np.ndarray, np.ndarray], float]
+) -> None:
+    """Batch-level losses average each batch inside the kernel: 4M real and 6M fake float32 scores."""
+    rng = np.random.default_rng(10)
+    real = rng.standard_normal(4_000_000, dtype=np.float32) * np.float32(3.0) + np.float32(1.0)
+    fake = rng.standard_normal(6_000_000, dtype=np.float32) * np.float32(3.0) - np.float32(0.5)
+    spec = REGISTRY.get(loss)
+    assert spec is not None and spec.batch_level
+    inputs = dict(zip([i.name for i in spec.inputs], (real, fake), strict=True))
+    result = evaluate(loss, inputs, params, dtype="float32", gradients=False)
+    assert result.loss.dtype == np.float32
+    expected = reference(real.astype(np.float64), fake.astype(np.float64))
+    error = relative_error(result.loss, expected)
+    assert error <= RTOL, f"{loss}: relative error {error:.2e}"

@@ -177,6 +177,86 @@ def class_margins(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
     return {"predictions": x, "targets": labels}
 
 
+def unit_rows(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    v = rng.normal(size=shape)
+    rows: np.ndarray = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    return rows
+
+
+def contrastive(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """Pairs at distances away from 0 and from the margin (where the squared hinge's curvature jumps)."""
+    shape = (4, 3)
+    margin = params.get("margin", 1.0)
+    distance = np.array([0.3, 0.6, 1.6, 2.2]) * margin
+    x1 = rng.normal(0.0, 1.0, shape)
+    return {"x1": x1, "x2": x1 + distance[:, None] * unit_rows(rng, shape), "targets": np.array([0.0, 1.0, 0.0, 1.0])}
+
+
+def triplet_distance(u: np.ndarray, v: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    if params.get("squared"):
+        squared: np.ndarray = ((u - v) ** 2).sum(-1)
+        return squared
+    order = params.get("p", 2.0)
+    norm: np.ndarray = (np.abs(u - v + params.get("eps", 1e-6)) ** order).sum(-1) ** (1 / order)
+    return norm
+
+
+def triplet(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """Triplets whose hinge argument stays at least 0.1 from 0 (and, with swap, d(a,n) away from d(p,n))."""
+    shape = (4, 3)
+    margin = params.get("margin", 1.0)
+    while True:
+        anchor = rng.normal(0.0, 1.0, shape)
+        positive = anchor + rng.uniform(0.2, 1.0, (4, 1)) * unit_rows(rng, shape)
+        negative = anchor + rng.uniform(0.2, 2.0, (4, 1)) * unit_rows(rng, shape)
+        an, pn = triplet_distance(anchor, negative, params), triplet_distance(positive, negative, params)
+        z = margin + triplet_distance(anchor, positive, params) - (np.minimum(an, pn) if params.get("swap") else an)
+        if np.all(np.abs(z) > 0.1) and (z > 0).sum() >= 2 and np.all(np.abs(an - pn) > 0.05):
+            return {"anchor": anchor, "positive": positive, "negative": negative}
+
+
+def cosine_pairs(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """Pairs whose cosine stays at least 0.1 from a dissimilar pair's margin."""
+    margin = params.get("margin", 0.0)
+    x1, x2 = rng.normal(0.0, 1.0, (2, 4, 3))
+    cos = (x1 * x2).sum(-1) / np.linalg.norm(x1, axis=-1) / np.linalg.norm(x2, axis=-1)
+    flip = np.abs(cos - margin) < 0.1
+    x2[flip] = -x2[flip]
+    return {"x1": x1, "x2": x2, "targets": np.array([1.0, -1.0, -1.0, 1.0])}
+
+
+def ranked_pairs(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    margin = params.get("margin", 0.0)
+    targets = np.array([1.0, -1.0, 1.0, -1.0, 1.0])
+    x2 = rng.normal(0.0, 1.0, 5)
+    # hinge argument margin - y (x1 - x2) at +-0.3 or beyond: some active, some not
+    z = np.array([0.3, -0.4, 1.2, 0.8, -1.5])
+    return {"x1": x2 + (margin - z) * targets, "x2": x2, "targets": targets}
+
+
+def batch_scores(suffix: str) -> Generator:
+    """A real batch of 3 and a fake batch of 5 scores, away from the hinge formulation's kinks at +-1."""
+
+    def make(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+        real, fake = rng.normal(0.5, 2.0, 3), rng.normal(-0.5, 2.0, 5)
+        real[np.abs(real - 1.0) < 0.1] += 0.3
+        fake[np.abs(fake + 1.0) < 0.1] -= 0.3
+        return {f"real_{suffix}": real, f"fake_{suffix}": fake}
+
+    return make
+
+
+def distributions(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """Rows (one unnormalised) whose CDF differences stay away from 0 (the kinks of |.| for p = 1)."""
+    while True:
+        predictions = rng.dirichlet(np.ones(5), size=3)
+        predictions[0] *= 0.6
+        targets = rng.dirichlet(np.ones(5), size=3)
+        gaps = np.cumsum(predictions / predictions.sum(-1, keepdims=True) - targets, axis=-1)[:, :-1]
+        if np.all(np.abs(gaps) > 0.02):
+            return {"predictions": predictions, "targets": targets}
+
+
 CLASS_WEIGHTS = [0.5, 2.0, 1.0, 1.5]
 
 TABLE: dict[str, GradientCase] = {
@@ -246,6 +326,30 @@ TABLE: dict[str, GradientCase] = {
         class_margins,
         ({}, {"p": 2}, {"margin": 0.5, "class_weights": CLASS_WEIGHTS}, {"p": 2, "class_weights": CLASS_WEIGHTS}),
     ),
+    "contrastive": GradientCase(contrastive, ({}, {"margin": 2.5})),
+    "triplet": GradientCase(
+        triplet,
+        (
+            {},
+            {"p": 1.0},
+            {"p": 3.0, "swap": True},
+            {"p": 1.5, "eps": 1e-3, "margin": 0.5},
+            {"squared": True},
+            {"squared": True, "swap": True, "margin": 0.2},
+        ),
+    ),
+    "cosine_embedding": GradientCase(cosine_pairs, ({}, {"margin": 0.4}, {"margin": -0.3})),
+    "margin_ranking": GradientCase(ranked_pairs, ({}, {"margin": 0.5})),
+    "wasserstein": GradientCase(batch_scores("scores"), ({}, {"mode": "generator"})),
+    "adversarial": GradientCase(
+        batch_scores("logits"),
+        tuple(
+            {"formulation": formulation, "mode": mode}
+            for formulation in ("non_saturating", "minimax", "hinge", "least_squares")
+            for mode in ("discriminator", "generator")
+        ),
+    ),
+    "earth_movers": GradientCase(distributions, ({}, {"p": 2})),
 }
 
 

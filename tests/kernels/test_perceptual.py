@@ -38,7 +38,7 @@ from tests.feature_models import (
     write_extractors,
 )
 from tests.kernels.harness import evaluate, runtime
-from tests.kernels.properties import LOSS_DOMAINS, Images, _difference_slopes, kernel_evaluator
+from tests.kernels.properties import LOSS_DOMAINS, Images, _difference_slopes
 
 
 def _spec(name: str) -> LossSpec:
@@ -349,7 +349,7 @@ def test_a_relu_kink_is_a_real_gradient_jump() -> None:
     domain = LOSS_DOMAINS["perceptual"]
     assert isinstance(domain, Images)
     line = domain.canonical_lines()[0]
-    evaluator = kernel_evaluator(SPEC, domain.params)
+    evaluator = domain.evaluator(SPEC)
 
     def slopes(ts: list[float]) -> np.ndarray:
         points = line.points(ts)

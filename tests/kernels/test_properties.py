@@ -48,7 +48,7 @@ def test_card_property_matches_kernel(spec: LossSpec, prop: str) -> None:
     claim = getattr(spec.properties, prop)
     check = PROPERTY_CHECKS[prop]
     domain = domain_of(spec)
-    counterexample = check.counterexample(kernel_evaluator(spec, domain.params), domain)
+    counterexample = check.counterexample(kernel_evaluator(spec), domain)
     if claim:
         assert counterexample is None, (
             f"{spec.name}'s card claims {prop}, but the kernel (default params) has a counterexample: {counterexample}"
@@ -167,6 +167,16 @@ KNOWN: dict[str, tuple[Domain, Evaluator, dict[str, bool]]] = {
         {**ALL, "robust_to_outliers": False, "smooth_gradient": False},
     ),
     "log(1+d^2)": (Real(), _of_residual(lambda d: (np.log1p(d * d), 2 * d / (1 + d * d))), {**ALL, "convex": False}),
+    "-log(1+d^2)": (
+        Real(),
+        _of_residual(lambda d: (-np.log1p(d * d), -2 * d / (1 + d * d))),
+        {**ALL, "bounded_below": False, "convex": False},
+    ),
+    "1/sqrt(1+d^2)": (
+        Real(),
+        _of_residual(lambda d: ((1 + d * d) ** -0.5, -d * (1 + d * d) ** -1.5)),
+        {**ALL, "convex": False},
+    ),
     "brier": (BinaryProbability(eps=1e-7), _numpy_loss(_brier), ALL),
     "-brier": (BinaryProbability(eps=1e-7), _numpy_loss(_neg_brier), {**ALL, "convex": False}),
     "log_loss": (

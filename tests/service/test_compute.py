@@ -91,6 +91,8 @@ def test_aliases_compute_the_same_loss(client: TestClient, name: str) -> None:
     body = {"predictions": P.tolist(), "targets": Y.tolist()}
     if spec.inputs[1].kind == "label":
         body["targets"] = [0, 1, 2, 1]
+    if spec.name == "earth_movers":  # rows need a positive sum
+        body["targets"] = P[::-1].tolist()
     assert post(client, name, **body) == post(client, spec.name, **body)
 
 
@@ -220,3 +222,99 @@ def test_multi_margin_mean_is_over_samples_with_class_weights(client: TestClient
     terms[np.arange(5), labels] = 0.0
     expected = (w[labels] * terms.sum(axis=1) / 4).mean()
     np.testing.assert_allclose(result["loss"], expected, rtol=1e-12)
+
+
+REAL, FAKE = [2.0, 1.0, 0.5], [0.25, -1.0]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_batch_level_loss_is_one_value_for_the_batch(client: TestClient, reduction: str) -> None:
+    """Real and fake batches of different lengths; per_sample is [loss], count 1, for every reduction."""
+    result = post(
+        client,
+        "wasserstein",
+        real_scores=REAL,
+        fake_scores=FAKE,
+        reduction=reduction,
+        outputs=["loss", "per_sample", "gradients"],
+        dtype="float64",
+    )
+    expected = np.mean(FAKE) - np.mean(REAL)
+    assert result["loss"] == ([expected] if reduction == "none" else expected)
+    assert result["per_sample"] == [expected]
+    assert result["count"] == 1 and result["reduction"] == reduction
+    np.testing.assert_allclose(result["gradients"]["real_scores"], [-1 / 3] * 3, rtol=1e-15)
+    np.testing.assert_allclose(result["gradients"]["fake_scores"], [0.5, 0.5], rtol=1e-15)
+
+
+def test_batch_level_loss_refuses_weights(client: TestClient) -> None:
+    for reduction in ("mean", "sum", "none"):
+        body = {"real_scores": REAL, "fake_scores": FAKE, "weights": [1.0], "reduction": reduction}
+        response = client.post("/loss/wasserstein", json=body)
+        assert response.status_code == 422
+        assert response.json()["field"] == "weights"
+        assert "one value for the whole batch" in response.json()["detail"]
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    result: np.ndarray = np.logaddexp(0.0, x)
+    return result
+
+
+def test_adversarial_generator_in_float32(client: TestClient) -> None:
+    real, fake = np.array([3.0, -1.0]), np.array([0.5, -30.0, 40.0, 2.0])
+    result = post(
+        client,
+        "adversarial",
+        real_logits=real.tolist(),
+        fake_logits=fake.tolist(),
+        params={"formulation": "non_saturating", "mode": "generator"},
+        outputs=["loss", "gradients"],
+    )
+    assert result["dtype"] == "float32" and result["count"] == 1
+    assert result["loss"] == pytest.approx(softplus(-fake).mean(), rel=1e-6)
+    assert result["gradients"]["real_logits"] == [0.0, 0.0]
+    np.testing.assert_allclose(result["gradients"]["fake_logits"], -1 / (1 + np.exp(fake)) / 4, rtol=1e-6)
+
+
+def test_pair_losses_take_embeddings_and_labels(client: TestClient) -> None:
+    x1 = np.array([[0.0, 0.0], [1.0, 2.0], [0.5, 0.5]])
+    x2 = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.5]])
+    result = post(
+        client,
+        "contrastive",
+        x1=x1.tolist(),
+        x2=x2.tolist(),
+        targets=[0, 1, 0],
+        reduction="none",
+        outputs=["loss", "gradients"],
+        dtype="float64",
+    )
+    # identical dissimilar pair: loss margin^2 = 1 and the zero subgradient; similar pair: D^2 = 4
+    np.testing.assert_allclose(result["loss"], [1.0, 4.0, 0.25], rtol=1e-15)
+    np.testing.assert_allclose(result["gradients"]["x1"], [[0, 0], [0, 4], [-1, 0]], atol=1e-15)
+    np.testing.assert_allclose(result["gradients"]["x2"], [[0, 0], [0, -4], [1, 0]], atol=1e-15)
+
+
+def test_margin_ranking_takes_one_score_per_item(client: TestClient) -> None:
+    result = post(
+        client,
+        "margin_ranking",
+        x1=[1.0, 0.0, 2.0],
+        x2=[0.0, 1.0, 2.5],
+        targets=[1, 1, -1],
+        params={"margin": 0.5},
+        outputs=["loss", "per_sample", "gradients"],
+        dtype="float64",
+    )
+    assert result["per_sample"] == [0.0, 1.5, 0.0]
+    assert result["loss"] == pytest.approx(0.5)
+    # the third pair sits at the hinge's edge (loss exactly 0): the gradient passes there, as torch's does
+    np.testing.assert_array_equal(result["gradients"]["x1"], [0.0, -1 / 3, 1 / 3])
+    np.testing.assert_array_equal(result["gradients"]["x2"], [0.0, 1 / 3, -1 / 3])
+
+
+def test_earth_movers_normalises_rows_like_scipy(client: TestClient) -> None:
+    scaled = post(client, "emd", predictions=[[0.1, 0.1, 0.2]], targets=[[0.0, 0.0, 0.5]], dtype="float64")
+    normalised = post(client, "emd", predictions=[[0.25, 0.25, 0.5]], targets=[[0.0, 0.0, 1.0]], dtype="float64")
+    assert scaled["loss"] == normalised["loss"] == pytest.approx(0.25 + 0.5)

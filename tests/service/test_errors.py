@@ -12,6 +12,12 @@ POISSON = {"predictions": [[0.5, -1.0], [2.0, 0.1]], "targets": [[0, 3], [1, 2.5
 GAUSSIAN = {"predictions": [[0.5, -1.0], [2.0, 0.1]], "targets": [[0, 1], [1, 0]], "variance": [[1.0, 0.5], [0, 2]]}
 SIGNED = {"predictions": [[0.2, -1.5], [0.9, 0.1]], "targets": [[1, -1], [-1, 1]]}
 SCORES = {"predictions": [[0.2, -1.5, 3.0], [0.9, 0.1, 0.0]], "targets": [2, 0]}
+PAIRS = {"x1": [[0.0, 1.0], [1.0, 1.0]], "x2": [[1.0, 0.0], [0.5, 1.0]], "targets": [1, 0]}
+SIGNED_PAIRS = {**PAIRS, "targets": [1, -1]}
+TRIPLET = {"anchor": [[0.0, 1.0]], "positive": [[1.0, 0.0]], "negative": [[0.5, 0.5]]}
+GAN_SCORES = {"real_scores": [1.0, 2.0, 0.5], "fake_scores": [-1.0, 0.0]}
+LOGITS = {"real_logits": [1.0, 2.0, 0.5], "fake_logits": [-1.0, 0.0]}
+BINS = {"predictions": [[0.2, 0.3, 0.5]], "targets": [[0.0, 1.0, 0.0]]}
 
 # (id, loss, body (dict, or raw bytes), status, field, words the detail must contain)
 CASES: list[tuple[str, str, Any, int, str | None, str]] = [
@@ -77,7 +83,14 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("quantile-one", "quantile", {**FOCAL, "params": {"quantile": 1}}, 422, "params.quantile", "less than 1"),
     ("quantile-zero", "pinball", {**FOCAL, "params": {"quantile": 0}}, 422, "params.quantile", "greater than 0"),
     ("beta-negative", "smooth_l1", {**FOCAL, "params": {"beta": -0.5}}, 422, "params.beta", "greater than or equal"),
-    ("overflow", "poisson", {**POISSON, "predictions": [[0.5, 1], [100, 0]]}, 422, None, "sample 1 overflows float32"),
+    (
+        "overflow",
+        "poisson",
+        {**POISSON, "predictions": [[0.5, 1], [100, 0]]},
+        422,
+        None,
+        "sample [1] is inf: the inputs overflow float32",
+    ),
     ("unknown-loss", "focall", FOCAL, 404, "name", "did you mean focal"),
     # perceptual on a server without LOSSD_FEATURE_MODELS (tests/service/test_perceptual.py has a configured one)
     ("not-configured", "perceptual", IMAGES, 409, "params.feature_model", "LOSSD_FEATURE_MODELS=name="),
@@ -163,6 +176,57 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ),
     ("pos-weight-type", "bce", {**FOCAL, "params": {"pos_weight": "x"}}, 422, "params.pos_weight", "valid number"),
     ("unknown-param-any-text", "bce", {**FOCAL, "params": {"pos-weight": 1}}, 422, "params.pos-weight", "Extra"),
+    ("pair-label", "contrastive", {**PAIRS, "targets": [1, 2]}, 422, "targets", "one of 0, 1"),
+    ("pair-label-signed", "contrastive", SIGNED_PAIRS, 422, "targets", "one of 0, 1"),
+    ("pair-dims", "contrastive", {**PAIRS, "x2": [[1.0, 0.0, 0.0], [0.5, 1.0, 0.0]]}, 422, "x2", "(N=2, D=2)"),
+    ("pair-targets-length", "contrastive", {**PAIRS, "targets": [1]}, 422, "targets", "(N=2)"),
+    ("pair-targets-2d", "contrastive", {**PAIRS, "targets": [[1], [0]]}, 422, "targets", "(N=2)"),
+    ("pair-margin", "contrastive", {**PAIRS, "params": {"margin": -1}}, 422, "params.margin", "greater than or equal"),
+    ("cosine-label", "cosine_embedding", PAIRS, 422, "targets", "one of -1, 1"),
+    ("cosine-margin", "cosine_embedding", {**SIGNED_PAIRS, "params": {"margin": 2}}, 422, "params.margin", "less than"),
+    ("triplet-dims", "triplet", {**TRIPLET, "negative": [[0.5, 0.5, 0.5]]}, 422, "negative", "(N=1, D=2)"),
+    ("triplet-batch", "triplet", {**TRIPLET, "positive": [[1.0, 0.0], [0.0, 1.0]]}, 422, "positive", "N=1"),
+    ("triplet-p", "triplet", {**TRIPLET, "params": {"p": 0.5}}, 422, "params.p", "greater than or equal to 1"),
+    ("triplet-margin", "triplet", {**TRIPLET, "params": {"margin": 0}}, 422, "params.margin", "greater than 0"),
+    ("triplet-squared-p", "triplet", {**TRIPLET, "params": {"squared": True, "p": 3}}, 422, "params", "squared=false"),
+    ("triplet-non-finite", "triplet", {**TRIPLET, "anchor": [[0.0, 1e39]]}, 422, "anchor", "non-finite"),
+    ("ranking-2d", "margin_ranking", {"x1": [[0.5]], "x2": [0.1], "targets": [1]}, 422, "x1", "expected shape (N)"),
+    ("ranking-label", "margin_ranking", {"x1": [0.5], "x2": [0.1], "targets": [0]}, 422, "targets", "one of -1, 1"),
+    ("batch-level-weights", "wasserstein", {**GAN_SCORES, "weights": [1, 1, 1]}, 422, "weights", "whole batch"),
+    (
+        "batch-level-weights-none",
+        "adversarial",
+        {**LOGITS, "weights": [1], "reduction": "none"},
+        422,
+        "weights",
+        "no sample weights",
+    ),
+    ("gan-mode", "wasserstein", {**GAN_SCORES, "params": {"mode": "discriminator"}}, 422, "params.mode", "critic"),
+    (
+        "gan-formulation",
+        "adversarial",
+        {**LOGITS, "params": {"formulation": "wgan"}},
+        422,
+        "params.formulation",
+        "non_saturating",
+    ),
+    ("scores-2d", "wasserstein", {**GAN_SCORES, "fake_scores": [[0.0, 1.0]]}, 422, "fake_scores", "expected shape (M)"),
+    ("scores-empty", "wasserstein", {**GAN_SCORES, "fake_scores": []}, 422, "fake_scores", "empty"),
+    ("scores-missing", "adversarial", {"real_logits": [1.0]}, 422, "fake_logits", "required"),
+    ("bins-range", "emd", {**BINS, "predictions": [[0.2, 1.3, 0.5]]}, 422, "predictions", "[0.0, 1.0]"),
+    ("bins-negative", "emd", {**BINS, "targets": [[0.5, -0.1, 0.6]]}, 422, "targets", "index [0, 1]"),
+    ("bins-zero-row", "earth_movers", {**BINS, "targets": [[0, 0, 0]]}, 422, "targets", "positive sum"),
+    ("bins-count", "earth_movers", {**BINS, "targets": [[0.0, 1.0]]}, 422, "targets", "(N=1, K=3)"),
+    ("bins-p", "earth_movers", {**BINS, "params": {"p": 3}}, 422, "params.p", "1 or 2"),
+    ("float32-overflow", "contrastive", {**PAIRS, "x1": [[1e20, 0.0], [1.0, 1.0]]}, 422, None, "overflow float32"),
+    (
+        "float32-sum-overflow",
+        "mse",
+        {"predictions": [[1.7e19], [1.7e19]], "targets": [[0.0], [0.0]], "reduction": "sum"},
+        422,
+        None,
+        "reduced loss overflows float32",
+    ),
 ]
 
 
