@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from onnxscript.values import OnnxFunction
 from pydantic import BaseModel, ConfigDict
 
@@ -26,6 +27,15 @@ InputKind = Literal["real", "probability", "score", "label", "count"]
 """real: any finite float; probability: in [0, 1]; score: probability unless the
 ``from_logits`` param is true; label: integer class index in [0, C) (or ``ignore_index``);
 count: integer in [0, size of the symbol named by ``Input.bound``]."""
+
+
+class InvalidInput(ValueError):
+    """Raised by a loss's ``check``: the request field at fault (an input, or ``params.<name>``) and
+    what is wrong with it; the service answers 422 naming the field."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field, self.detail = field, detail
 
 
 class Params(BaseModel):
@@ -87,6 +97,10 @@ Variant = tuple[tuple[str, Any], ...]
 
 KernelFunction = OnnxFunction[..., Any]
 KernelFactory = Callable[..., KernelFunction]
+InputCheck = Callable[[Any, Mapping[str, np.ndarray]], None]
+"""``(params, arrays) -> None``: checks that involve params or several inputs, run by the service
+after every input passed its own declared checks (arrays at their sent shapes, integer inputs as
+int64); raises :class:`InvalidInput`."""
 
 
 @dataclass(frozen=True, eq=False)  # identity: one spec object per loss
@@ -120,6 +134,8 @@ class LossSpec:
     lengths, e.g. N real and M fake scores): no sample weights, ``per_sample`` is
     ``[loss]`` and the kernel returns elements of shape ``(1, 1)``."""
     variants: tuple[Variant, ...] = field(default=())
+    check: InputCheck | None = None
+    """Validation the declarations cannot express (e.g. a param bounded by an input's size)."""
 
     @property
     def differentiable(self) -> tuple[str, ...]:
@@ -205,6 +221,7 @@ def loss(
     curve: Curve | None = None,
     mass: bool = False,
     batch_level: bool = False,
+    check: InputCheck | None = None,
 ) -> Callable[[KernelFactory], LossSpec]:
     """Register a loss; decorates the factory that picks its onnxscript kernel."""
 
@@ -228,6 +245,7 @@ def loss(
                 mass=mass,
                 batch_level=batch_level,
                 variants=_all_variants(params, structural),
+                check=check,
             )
         )
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from kernels.graph import graph_shape
-from kernels.spec import Input, LossSpec, Params
+from kernels.spec import Input, InvalidInput, LossSpec, Params
 from service.errors import ProblemError, invalid
 
 
@@ -58,8 +58,10 @@ def check_range(field: str, array: np.ndarray, low: float, high: float, what: st
         raise invalid(field, f"{what} must lie in [{low}, {high}]; got {array[tuple(index)].item()!r} at index {index}")
 
 
-def to_integers(field: str, array: np.ndarray, high: int, what: str, ignore_index: int | None = None) -> np.ndarray:
-    """Integers in [0, high] (or equal to ``ignore_index``), as int64."""
+def to_integers(
+    field: str, array: np.ndarray, high: int, what: str, ignore_index: int | None = None, upper: str | None = None
+) -> np.ndarray:
+    """Integers in [0, high] (or equal to ``ignore_index``), as int64; ``upper`` names ``high`` (e.g. "T=6")."""
     check_finite(field, array)
     integers = array.astype(np.int64)
     if not np.array_equal(integers, array):
@@ -70,7 +72,7 @@ def to_integers(field: str, array: np.ndarray, high: int, what: str, ignore_inde
         bad &= integers != ignore_index
     if bad.any():
         index = first_bad_index(integers, bad)
-        allowed = f"[0, {high}]" + (f" or ignore_index {ignore_index}" if ignore_index is not None else "")
+        allowed = f"[0, {upper or high}]" + (f" or ignore_index {ignore_index}" if ignore_index is not None else "")
         raise invalid(field, f"{what} {integers[tuple(index)].item()} at index {index} is outside {allowed}")
     return integers
 
@@ -176,7 +178,7 @@ def decode_inputs(
             assert spec_input.bound is not None, f"{spec.name}.{name}: a count input needs a bound"
             limit = bound[spec_input.bound]
             assert isinstance(limit, int)
-            arrays[name] = to_integers(name, array, limit, f"value (at most {spec_input.bound}={limit})")
+            arrays[name] = to_integers(name, array, limit, "count", upper=f"{spec_input.bound}={limit}")
         elif spec_input.kind == "probability" or (spec_input.kind == "score" and not from_logits):
             check_range(name, array, 0.0, 1.0, "probabilities" if spec_input.kind == "score" else "values")
         else:
@@ -184,6 +186,11 @@ def decode_inputs(
         if spec_input.allowed is not None:
             check_allowed(name, array, spec_input.allowed)
     check_per_class_params(params, arrays[spec.inputs[0].name].shape)
+    if spec.check is not None:
+        try:
+            spec.check(params, arrays)
+        except InvalidInput as error:
+            raise invalid(error.field, error.detail) from None
     shapes = {name: array.shape for name, array in arrays.items()}
     flat = {s.name: arrays[s.name].reshape(graph_shape(s, arrays[s.name].shape)) for s in spec.inputs}
     count = 1 if spec.batch_level else bound["N"]

@@ -57,12 +57,7 @@ def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) ->
     loss = loss_array[()]  # a numpy scalar: orjson writes float32 as its shortest repr
 
     if not np.isfinite(loss):
-        raise ProblemError(
-            422,
-            "Undefined loss",
-            "the loss is not finite: with reduction 'mean', every target is ignored or has zero weight",
-            field="targets",
-        )
+        raise undefined_loss(spec, per_sample, dtype_name)
     response: dict[str, Any] = {"loss": per_sample if reduction == "none" else loss}
     if "per_sample" in outputs:
         response["per_sample"] = per_sample
@@ -76,3 +71,23 @@ def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) ->
 
 def data_of(request: BaseModel, spec: LossSpec) -> dict[str, Any]:
     return {i.name: getattr(request, i.name) for i in spec.inputs}
+
+
+def undefined_loss(spec: LossSpec, per_sample: np.ndarray, dtype: str) -> ProblemError:
+    """A non-finite loss (JSON has no inf or NaN): a sample's own loss, or the weighted mean's divisor."""
+    bad = ~np.isfinite(per_sample)
+    if bad.any():
+        n = int(np.argmax(bad))
+        return ProblemError(
+            422,
+            "Undefined loss",
+            f"the loss of sample {n} is not finite ({per_sample[n].item()!r}) in {dtype}: its inputs are beyond the "
+            "range the loss can be computed in",
+            field=spec.inputs[0].name,
+        )
+    return ProblemError(
+        422,
+        "Undefined loss",
+        "the loss is not finite: with reduction 'mean', every target is ignored or has zero weight",
+        field="targets",
+    )

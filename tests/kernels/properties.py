@@ -36,6 +36,7 @@ so the search is deterministic). A property *holds* when no counterexample is fo
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -51,12 +52,16 @@ from hypothesis.errors import NoSuchExample
 from kernels.classification import BinaryCrossEntropyParams, CrossEntropyParams, SparseCrossEntropyParams
 from kernels.imbalance import FocalParams
 from kernels.regression import HuberParams
+from kernels.sequence import CtcParams
 from kernels.spec import LossSpec
 from tests.kernels.harness import evaluate
 
 Array = npt.NDArray[Any]
 Floats = npt.NDArray[np.float64]
-Evaluator = Callable[[Floats, Array], tuple[Floats, Floats]]
+Target = Array | dict[str, Array]
+"""What a line holds fixed: the target, or every input but the varied one, by name (e.g. CTC's
+targets and lengths)."""
+Evaluator = Callable[[Floats, Target], tuple[Floats, Floats]]
 """``(predictions (K, ...), targets (K, ...)) -> (per-sample loss (K,), d loss_k / d predictions_k)``."""
 
 SEARCH = settings(
@@ -81,8 +86,9 @@ REAL_CENTRAL = 3.0
 class Line:
     """A 1-D slice of one sample's domain: ``x(t) = origin + t * direction``, ``t`` in ``[lo, hi]``."""
 
-    target: Array
-    """One sample's target: shape ``(1,)`` for element-wise losses, ``(C,)`` or ``()`` (a label)."""
+    target: Target
+    """One sample's target: shape ``(1,)`` for element-wise losses, ``(C,)`` or ``()`` (a label); or
+    one sample of each fixed input, by name."""
     origin: Floats
     direction: Floats
     lo: float
@@ -122,8 +128,9 @@ class Line:
 
     def describe(self, ts: list[float]) -> str:
         xs = ", ".join(np.array2string(x, precision=17, separator=", ") for x in self.points(ts))
-        target = np.array2string(self.target, precision=17, separator=", ")
-        return f"target={target}, predictions at t={ts}: {xs}"
+        fixed = self.target if isinstance(self.target, dict) else {"target": self.target}
+        target = ", ".join(f"{k}={np.array2string(v, precision=17, separator=', ')}" for k, v in fixed.items())
+        return f"{target}, predictions at t={ts}: {xs}"
 
 
 def _interval(origin: Floats, direction: Floats, low: float, high: float) -> tuple[float, float]:
@@ -301,27 +308,132 @@ class Simplex(Domain):
         return _score_mismatch(spec, self.eps, class_axis=True, labels=self.labels)
 
 
+LOG_CENTRAL = (-8.0, -0.05)
+"""Log-probabilities in this range make a log-probability line's central region."""
+
+
+@dataclass(frozen=True)
+class LogProbabilitySequence(Domain):
+    """Sequence losses (CTC) on per-frame log-probabilities: predictions of shape ``(T, C)`` with every
+    entry in ``(-inf, 0]`` (probabilities at most 1; the default form takes log-probabilities and does
+    not renormalise them, so the box is its domain), a fixed target sequence and lengths. Lines run
+    through normalised frames (a log-softmax of random scores) along: one alignment's symbols against
+    the rest (where alignments compete), the alignment alone decreasing (others take over, then the loss
+    grows linearly without bound), and random unit directions. (Every entry decreasing together makes the
+    loss exactly linear: a degenerate line, left out.)"""
+
+    frames: int = 4
+    classes: int = 3
+    blank: int = 0
+
+    def fixed(self, target: tuple[int, ...], frames: int) -> dict[str, Array]:
+        padded = np.full(2, self.blank, dtype=np.int64)
+        padded[: len(target)] = target
+        return {
+            "targets": padded,
+            "input_lengths": np.array(frames, dtype=np.int64),
+            "target_lengths": np.array(len(target), dtype=np.int64),
+        }
+
+    def line(self, fixed: dict[str, Array], origin: Floats, direction: Floats) -> Line:
+        o, v = origin.ravel(), direction.ravel()
+        return Line(
+            target=fixed,
+            origin=origin,
+            direction=direction,
+            lo=_interval(o, v, -math.inf, 0.0)[0],
+            hi=_interval(o, v, -math.inf, 0.0)[1],
+            central=_interval(o, v, *LOG_CENTRAL),
+        )
+
+    def normalised(self, scores: Floats) -> Floats:
+        shifted = scores - scores.max(axis=-1, keepdims=True)
+        result: Floats = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        return result
+
+    def alignment(self, target: tuple[int, ...]) -> Floats:
+        """Indicator (T, C) of one alignment: each label followed by a blank, then blanks."""
+        symbols = [s for label in target for s in (label, self.blank)]
+        path = (symbols + [self.blank] * self.frames)[: self.frames]
+        mask: Floats = np.zeros((self.frames, self.classes))
+        mask[np.arange(self.frames), path] = 1.0
+        return mask
+
+    def canonical_lines(self) -> tuple[Line, ...]:
+        uniform = np.full((self.frames, self.classes), -math.log(self.classes))
+        lines = []
+        for target in ((1, 2), (1, 1)):
+            fixed = self.fixed(target, self.frames)
+            path = self.alignment(target)
+            towards = path - (1.0 - path) / (self.classes - 1)
+            lines += [
+                self.line(fixed, uniform, towards / np.linalg.norm(towards)),
+                self.line(fixed, uniform, -path / np.linalg.norm(path)),
+            ]
+        return tuple(lines)
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        shape = (self.frames, self.classes)
+        size = self.frames * self.classes
+
+        @st.composite
+        def draw_line(draw: st.DrawFn) -> Line:
+            target = draw(st.sampled_from([(1, 2), (1, 1), (2,), (2, 1)]))
+            needed = len(target) + sum(a == b for a, b in itertools.pairwise(target))
+            frames = draw(st.integers(needed, self.frames))
+            scores = np.array(draw(st.lists(st.floats(-1.5, 1.5), min_size=size, max_size=size))).reshape(shape)
+            direction = np.array(draw(st.lists(st.floats(-1.0, 1.0), min_size=size, max_size=size))).reshape(shape)
+            norm = float(np.linalg.norm(direction))
+            if norm < 1e-3:
+                direction, norm = -np.ones(shape), math.sqrt(size)
+            return self.line(self.fixed(target, frames), self.normalised(scores), direction / norm)
+
+        return draw_line()
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        predictions = spec.inputs[0]
+        if predictions.shape != ("N", "T", "C") or predictions.kind != "real":
+            return f"predictions are {predictions.kind!r} of shape {predictions.shape}"
+        if _default(spec, "from_logits"):
+            return "the default form takes logits"
+        if _default(spec, "blank") != self.blank:
+            return f"default blank is {_default(spec, 'blank')}, the domain uses {self.blank}"
+        return None
+
+
 # --- evaluating a line -----------------------------------------------------------------------------
 
 
 def kernel_evaluator(spec: LossSpec) -> Evaluator:
-    """The kernel (default params, float64, ``reduction="none"``) as ``(predictions, targets) -> (loss, grad)``."""
-    if len(spec.differentiable) != 1 or len(spec.inputs) != 2:
-        raise NotImplementedError(f"{spec.name}: the property checks expect one differentiable input and a target")
+    """The kernel (default params, float64, ``reduction="none"``) as ``(predictions, targets) -> (loss, grad)``;
+    with more than one fixed input, ``targets`` names them all."""
+    if len(spec.differentiable) != 1:
+        raise NotImplementedError(f"{spec.name}: the property checks expect one differentiable input")
     (varied,) = spec.differentiable
-    (target,) = (i.name for i in spec.inputs if i.name != varied)
+    others = [i.name for i in spec.inputs if i.name != varied]
 
-    def run(predictions: Floats, targets: Array) -> tuple[Floats, Floats]:
-        result = evaluate(spec.name, {varied: predictions, target: targets}, reduction="none")
+    def run(predictions: Floats, targets: Target) -> tuple[Floats, Floats]:
+        if not isinstance(targets, dict):
+            (target,) = others
+            targets = {target: targets}
+        result = evaluate(spec.name, {varied: predictions, **targets}, reduction="none")
         return result.per_sample, result.gradients[varied]
 
     return run
 
 
+def _repeat(target: Target, count: int) -> Target:
+    """One sample's fixed inputs, repeated for ``count`` points."""
+
+    def repeat(value: Array) -> Array:
+        return np.broadcast_to(value, (count, *value.shape)).copy()
+
+    return {name: repeat(v) for name, v in target.items()} if isinstance(target, dict) else repeat(target)
+
+
 def _phi(evaluator: Evaluator, line: Line, points: Floats) -> tuple[Floats, Floats]:
     """The loss at ``points`` (``(K, ...)``, all with the line's target) and its slope along the line."""
-    targets = np.broadcast_to(line.target, (len(points), *line.target.shape)).copy()
-    values, grads = evaluator(points, targets)
+    values, grads = evaluator(points, _repeat(line.target, len(points)))
     slopes = (grads * line.direction).reshape(len(points), -1).sum(axis=1)
     return np.asarray(values, np.float64).reshape(len(points)), slopes
 
@@ -341,14 +453,26 @@ Case = tuple[float, ...]
 """What a check probes on a line: an end (0 = lo, 1 = hi), a point, a point and a step, or two points."""
 
 
+def _dies_out(values: Floats) -> bool:
+    """Along a finite end's ladder (the distance to the end 10x smaller at each step, then the end), the
+    decrease over the last two steps is at most a tenth of the decrease three decades before: true for a
+    loss with a finite limit at the end (a Lipschitz one: about 1e-3 of it), false for a divergence (a
+    logarithm decreases by the same amount every decade)."""
+    steps = values[:-1] - values[1:]
+    return bool(max(steps[6], steps[7]) <= 0.1 * max(steps[3], 0.0))
+
+
 def _bounded_below_violation(evaluator: Evaluator, line: Line, case: Case) -> str | None:
     """Walking from the center to one end (the ladder, then any valid input beyond the end), the loss
     must be finite, and its minimum over the far half (plus beyond) must not undercut the minimum over
     the near half by more than ``1e-3 * (1 + |min near|)``: a loss that keeps decreasing towards an
-    end (like ``-|d|`` or ``-log(1 + |d|)``) has no finite lower bound."""
+    end (like ``-|d|`` or ``-log(1 + |d|)``) has no finite lower bound. At a finite end the loss may
+    also decrease steeply up to the end, as long as the decrease dies out (``_dies_out``) and nothing
+    beyond the end undercuts it: a continuous loss is bounded on the closed segment."""
     side = int(case[0])
     ts = line.ladder(side).tolist()
     values, _ = _phi_t(evaluator, line, ts)
+    ladder = values
     extreme = line.extremes[side]
     if extreme is not None:
         beyond = line.points([extreme])
@@ -360,7 +484,14 @@ def _bounded_below_violation(evaluator: Evaluator, line: Line, case: Case) -> st
         bad = int(np.argmin(np.isfinite(values)))
         return f"loss is {values[bad]} at {line.describe([ts[bad]])}"
     near, far = _near_far(values)
-    if far.min() < near.min() - 1e-3 * (1.0 + abs(near.min())):
+    slack = 1e-3 * (1.0 + abs(near.min()))
+    if far.min() < near.min() - slack:
+        if (
+            math.isfinite(line.end(side))
+            and _dies_out(ladder)
+            and values[len(ladder) :].min(initial=math.inf) >= (ladder[-1] - slack)
+        ):
+            return None
         i, j = int(np.argmin(near)), len(near) + int(np.argmin(far))
         return (
             f"loss keeps decreasing towards t={line.end(side)}: {values[i]} at t={ts[i]}, then {values[j]} "
@@ -434,7 +565,8 @@ def _smooth_violation(evaluator: Evaluator, line: Line, case: Case) -> str | Non
         return None
     points = line.points(ts)
     direction = line.direction
-    step = abs(float(np.dot((points[1] - points[0]).ravel(), direction.ravel()) / np.dot(direction, direction)))
+    v = direction.ravel()
+    step = abs(float(np.dot((points[1] - points[0]).ravel(), v) / np.dot(v, v)))
     if step == 0.0:
         return None
     _, slopes = _phi(evaluator, line, points)
@@ -602,6 +734,7 @@ LOSS_DOMAINS: dict[str, Domain] = {
     "cross_entropy": Simplex(eps=CrossEntropyParams().eps),
     "sparse_cross_entropy": Simplex(eps=SparseCrossEntropyParams().eps, labels=True),
     "focal": BinaryProbability(eps=FocalParams().eps),
+    "ctc": LogProbabilitySequence(blank=CtcParams().blank),
 }
 """Each registered loss (canonical name) -> the inputs its default form takes, as lines."""
 

@@ -107,9 +107,10 @@ def test_every_loss_has_goldens(loss: str) -> None:
     variants = {spec.variant(spec.params(**case["params"])) for case in document["cases"]}
     missing = set(spec.variants) - variants
     assert not missing, f"{loss}: no golden case for variants {sorted(missing)}"
-    # shapes with one and with several non-batch axes
-    ranks = {len(case["shape"]) for case in document["cases"]}
-    assert {2, 3} <= ranks, f"{loss}: golden shapes cover ranks {sorted(ranks)}"
+    # shapes with one and with several non-batch axes, where the inputs take any number ("...")
+    if "..." in spec.inputs[0].shape:
+        ranks = {len(case["shape"]) for case in document["cases"]}
+        assert {2, 3} <= ranks, f"{loss}: golden shapes cover ranks {sorted(ranks)}"
 
 
 def test_golden_files_are_registered_losses() -> None:

@@ -7,6 +7,13 @@ from fastapi.testclient import TestClient
 
 FOCAL = {"predictions": [[0.2, 0.7], [0.9, 0.1]], "targets": [[0, 1], [1, 0]]}
 SPARSE = {"predictions": [[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]], "targets": [2, 0]}
+LOG_THIRD = [[-1.0986] * 3] * 4
+CTC = {
+    "predictions": [LOG_THIRD, LOG_THIRD],
+    "targets": [[1, 2], [1, 1]],
+    "input_lengths": [4, 3],
+    "target_lengths": [2, 2],
+}
 
 # (id, loss, body (dict, or raw bytes), status, field, words the detail must contain)
 CASES: list[tuple[str, str, Any, int, str | None, str]] = [
@@ -30,6 +37,14 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("probability-range", "focal", {**FOCAL, "predictions": [[0.2, 1.5], [0.9, 0.1]]}, 422, "predictions", "[0, 1]"),
     ("target-range", "focal", {**FOCAL, "targets": [[0, 2], [1, 0]]}, 422, "targets", "index [0, 1]"),
     ("overflow-to-inf", "mse", {"predictions": [[1e39]], "targets": [[0.0]]}, 422, "predictions", "non-finite"),
+    (
+        "loss-overflow",
+        "mse",
+        {"predictions": [[3e38]], "targets": [[-3e38]]},
+        422,
+        "predictions",
+        "sample 0 is not finite",
+    ),
     ("weights-length", "focal", {**FOCAL, "weights": [1.0]}, 422, "weights", "one weight per sample"),
     ("weights-negative", "focal", {**FOCAL, "weights": [1.0, -1.0]}, 422, "weights", "index [1]"),
     ("weights-zero-mean", "focal", {**FOCAL, "weights": [0, 0]}, 422, "weights", "positive sum"),
@@ -55,6 +70,34 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
         "params.pos_weight",
         "expected 2 values",
     ),
+    ("ctc-blank-not-a-class", "ctc", {**CTC, "params": {"blank": 3}}, 422, "params.blank", "C = 3"),
+    ("ctc-blank-negative", "ctc", {**CTC, "params": {"blank": -1}}, 422, "params.blank", "greater than or equal"),
+    ("ctc-blank-in-target", "ctc", {**CTC, "targets": [[1, 0], [1, 1]]}, 422, "targets", "index [0, 1] is the blank"),
+    (
+        "ctc-blank-param-in-target",
+        "ctc",
+        {**CTC, "params": {"blank": 2}},
+        422,
+        "targets",
+        "label 2 at index [0, 1] is the blank",
+    ),
+    ("ctc-label-range", "ctc", {**CTC, "targets": [[1, 3], [1, 1]]}, 422, "targets", "outside [0, 2]"),
+    (
+        "ctc-impossible",
+        "ctc",
+        {**CTC, "input_lengths": [4, 2]},
+        422,
+        "input_lengths",
+        "sample 1 has input_length 2, but its target (target_length 2, 1 adjacent repeats",
+    ),
+    ("ctc-impossible-hint", "ctc", {**CTC, "input_lengths": [1, 3]}, 422, "input_lengths", "zero_infinity=true"),
+    ("ctc-input-length-above-T", "ctc", {**CTC, "input_lengths": [5, 3]}, 422, "input_lengths", "outside [0, T=4]"),
+    ("ctc-target-length-above-S", "ctc", {**CTC, "target_lengths": [3, 2]}, 422, "target_lengths", "[0, S=2]"),
+    ("ctc-length-not-integer", "ctc", {**CTC, "input_lengths": [3.5, 3]}, 422, "input_lengths", "integers"),
+    ("ctc-length-negative", "ctc", {**CTC, "target_lengths": [-1, 2]}, 422, "target_lengths", "count -1 at index [0]"),
+    ("ctc-lengths-batch", "ctc", {**CTC, "input_lengths": [4]}, 422, "input_lengths", "N=2"),
+    ("ctc-predictions-rank", "ctc", {**CTC, "predictions": LOG_THIRD}, 422, "predictions", "expected shape (N, T, C)"),
+    ("ctc-non-finite", "ctc", {**CTC, "predictions": [LOG_THIRD, [[1e39] * 3] * 4]}, 422, "predictions", "non-finite"),
     ("unknown-loss", "focall", FOCAL, 404, "name", "did you mean focal"),
 ]
 
