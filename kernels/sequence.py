@@ -6,14 +6,16 @@ reversed problem (frames reversed within its input length, extended labels rever
 ``2L + 1``): the forward variable of the reversed problem at ``(T_n - 1 - t, 2L - s)`` is the
 backward variable ``beta_t(s)`` (emission at ``t`` included, PyTorch's convention). Both problems
 share one ``Scan`` over a doubled batch, state ``(1, 2N, 2S + 1)``, so a request costs T steps of a
-13-node body whatever N. Nothing is frozen inside the loop: the log-likelihood is read at each
-sample's last frame afterwards, and frames beyond it are masked out of the posterior.
+14-node element-wise body whatever N. The state is the transition part of the next forward variable
+(``alpha_t = sigma_t + e_t``), so the body emits ``alpha_t`` without a copy. Nothing is frozen inside
+the loop: the log-likelihood is read at each sample's last frame afterwards, and frames beyond it are
+masked out of the posterior.
 
 Log zero is a true ``-inf`` (a -1e30 stand-in would make impossible alignments finite). The
-three-way log-sum-exp is written out, max-shifted, with the shift taken as 0 where all three terms
-are ``-inf`` (PyTorch does the same), so ``-inf - -inf`` is never formed; it is 4x faster in
-onnxruntime than ``ReduceLogSumExp`` over a stacked axis at (64, 81) states. The posterior's shift
-(the negative log-likelihood) is likewise taken as 0 for impossible samples.
+three-way log-sum-exp is written out, shifted by the max of its terms and the lowest finite float,
+so three ``-inf`` give ``-inf`` and ``-inf - -inf`` is never formed; written out it is 4x faster in
+onnxruntime than ``ReduceLogSumExp`` (or ``ReduceSum``) over a stacked axis at (64, 81) states. The
+posterior's shift (the negative log-likelihood) is taken as 0 for impossible samples.
 
 Everything runs in float64 whatever the requested dtype, like the shared reductions: the
 recursion is a T-step accumulation, and in float32 the posterior of a confident frame (log-
@@ -30,7 +32,7 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 from onnxscript import graph, script
 from onnxscript import opset18 as op
 from pydantic import Field
@@ -42,6 +44,8 @@ from kernels.spec import Card, Input, InvalidInput, Params, Properties, loss
 F64 = TensorProto.DOUBLE
 NEG_INF = -math.inf
 """log 0, exact in both dtypes."""
+LOWEST = numpy_helper.from_array(np.array(np.finfo(np.float64).min), "lowest")
+"""The most negative finite float64: the recursion's max shift never goes below it."""
 
 
 class CtcParams(Params):
@@ -95,20 +99,22 @@ def ctc_occupancy(lp, targets, input_lengths, target_lengths, blank):  # type: i
         op.Constant(value_ints=[0]),
     )  # (1, 2N, K): 0 where the skip is allowed, -inf elsewhere
     start = op.Where(op.Equal(states, op.Constant(value_int=0)), zero, neg)  # alpha_{-1}: all mass on s = 0
-    initial = op.Expand(start, op.Concat(one, op.Shape(ext2), axis=0))  # (1, 2N, K)
+    # The state is the transition part of the next alpha: alpha_t = sigma_t + e_t, sigma_0 = (0, 0, -inf, ...).
+    opening = op.Where(op.Less(states, op.Constant(value_int=2)), zero, neg)
+    initial = op.Expand(opening, op.Concat(one, op.Shape(ext2), axis=0))  # (1, 2N, K)
     shift1 = op.Constant(value_ints=[0, 0, 1, 0, 0, -1])
     shift2 = op.Constant(value_ints=[0, 0, 2, 0, 0, -2])
     first = op.Constant(value_ints=[0])
+    floor = op.Constant(value=LOWEST)
 
     @graph()
-    def step(alpha, emission):  # type: ignore[no-untyped-def]
+    def step(sigma, emission):  # type: ignore[no-untyped-def]
+        alpha = sigma + emission
         moved = op.Pad(alpha, shift1, neg)
         skipped = op.Pad(alpha, shift2, neg) + skip
-        top = op.Max(alpha, moved, skipped)
-        top = op.Where(op.IsInf(top), zero, top)
-        total = op.Exp(alpha - top) + op.Exp(moved - top) + op.Exp(skipped - top)
-        following = op.Log(total) + (top + emission)
-        return following, op.Identity(following)
+        top = op.Max(alpha, moved, skipped, floor)  # floor: all three -inf gives -inf, never -inf - -inf
+        total = op.Sum(op.Exp(alpha - top), op.Exp(moved - top), op.Exp(skipped - top))
+        return op.Log(total) + top, alpha
 
     _final, alphas = op.Scan(
         initial,
@@ -330,12 +336,14 @@ PATH_MASS = Curve(
         "follows torch and divides each loss by its target length: sum_n w_n l_n / max(L_n, 1) / sum_n w_n. "
         "Properties are those of the default form on log-probabilities (every entry <= 0): the loss is "
         "-logsumexp of linear functions, hence concave, not convex; its gradient (minus the posterior "
-        "occupancy, each entry in [0, 1]) is bounded and Lipschitz; it is >= 0 on normalised log-probabilities "
+        "occupancy, each entry in [0, 1]) is bounded and Lipschitz, so the loss grows at most linearly as "
+        "log-probabilities fall (robust in that sense); it is >= 0 on normalised log-probabilities "
         "(and >= -log(number of alignments) on any). Values above 0 are accepted, as torch does, but are not "
         "log-probabilities, and there the loss is unbounded below: send raw scores with from_logits. Gradients "
         "are exact: -gamma, the posterior occupancy of each class at each frame from the forward-backward "
         "recursion (zero beyond a sample's input length); with from_logits, softmax(x) sum_c gamma - gamma. "
-        "Impossible alignments (an input shorter than its target needs) are a 422 unless zero_infinity.",
+        "Impossible alignments (an input shorter than its target needs) are a 422 unless zero_infinity. The "
+        "recursion runs in float64 for both dtypes; results are rounded to the requested one.",
         formula=r"\ell_n = -\log \sum_{\pi \in \mathcal{B}^{-1}(y_n)} \prod_{t=1}^{T_n} p_{t, \pi_t},\quad "
         r"\text{mean} = \frac{\sum_n w_n \ell_n / \max(L_n, 1)}{\sum_n w_n}",
         use_cases=(
@@ -348,12 +356,11 @@ PATH_MASS = Curve(
             "there): same per-sample losses, sum and mean. torch's backward w.r.t. log_probs returns "
             "exp(log_probs) - gamma (it folds in the Jacobian of a log_softmax it assumes), not the derivative "
             "-gamma returned here; the two agree once chained through log_softmax, so with from_logits=true the "
-            "gradient equals torch autograd of ctc_loss(log_softmax(x)). To get torch's raw value, add "
-            "exp(predictions) on frames t < input_length, times d loss / d l_n.",
+            "gradient equals torch autograd of ctc_loss(log_softmax(x)). torch's value on log-probabilities is ours "
+            "plus exp(predictions) times d loss / d l_n on frames t < input_length of samples with a finite loss.",
             "keras": "keras.losses.CTC / keras.ops.ctc_loss (logits, blank = mask_index = 0, all T frames, "
             "target length = count of non-blank labels): same per-sample losses as from_logits=true, but its mean "
             "is the plain batch mean without division by target length: use reduction 'sum' / N (or 'none').",
-            "tensorflow": "tf.nn.ctc_loss(logits_time_major=False, blank_index): same per-sample losses.",
         },
         references=(
             "Graves, A., Fernández, S., Gomez, F., Schmidhuber, J. (2006). Connectionist Temporal Classification: "

@@ -118,7 +118,7 @@ def test_scan_body_stays_small() -> None:
         scans = [node for node in model.graph.node if node.op_type == "Scan"]
         assert len(scans) == 1
         (body,) = (a.g for a in scans[0].attribute if a.name == "body")
-        assert len(body.node) <= 20, [n.op_type for n in body.node]
+        assert len(body.node) <= 14, [n.op_type for n in body.node]
         assert len(body.input) == 2  # the state and one scan input: no per-step masks
 
 
