@@ -1,6 +1,6 @@
 """Loss kernels: declarations (kernels.spec), ONNX graphs (kernels.graph), runtime."""
 
-from kernels import classification, generative, imbalance, margin, perceptual, ranking, regression
+from kernels import classification, generative, imbalance, margin, perceptual, ranking, regression, sequence
 from kernels.spec import REGISTRY, LossSpec, Registry
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "perceptual",
     "ranking",
     "regression",
+    "sequence",
 ]

@@ -91,7 +91,7 @@ def kernel_inputs(spec: LossSpec, function: KernelFunction, dtype: Dtype) -> lis
     for name in _input_names(function):
         if name in by_name:
             spec_input = by_name[name]
-            kind = TensorProto.INT64 if spec_input.kind == "label" else elem_type
+            kind = TensorProto.INT64 if spec_input.integer else elem_type
             result.append(GraphInput(name, kind, fixed.get(name, graph_dims(spec_input.shape))))
         elif name in spec.params.model_fields:
             result.append(_param_input(spec.params, name, elem_type))

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import onnx
 from onnxscript.values import OnnxFunction
 from pydantic import BaseModel, ConfigDict
@@ -28,6 +29,15 @@ InputKind = Literal["real", "nonnegative", "probability", "score", "label", "cou
 that need not be integers); probability: in [0, 1]; score: probability unless the
 ``from_logits`` param is true; label: integer class index in [0, C) (or ``ignore_index``);
 count: integer in [0, size of the symbol named by ``Input.bound``]."""
+
+
+class InvalidInput(ValueError):
+    """Raised by a loss's ``check``: the request field at fault (an input, or ``params.<name>``) and
+    what is wrong with it; the service answers 422 naming the field."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field, self.detail = field, detail
 
 
 class Params(BaseModel):
@@ -110,6 +120,10 @@ class ProtoKernel:
 
 KernelFunction = OnnxFunction[..., Any] | ProtoKernel
 KernelFactory = Callable[..., KernelFunction]
+InputCheck = Callable[[Any, Mapping[str, np.ndarray]], None]
+"""``(params, arrays) -> None``: checks that involve params or several inputs, run by the service
+after every input passed its own declared checks (arrays at their sent shapes, integer inputs as
+int64); raises :class:`InvalidInput`."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +199,8 @@ class LossSpec:
     """Every graph variant, for losses without ``configured`` params (else empty: the
     variants come from the configuration, see ``variants_for``)."""
     configured: Mapping[str, Configured] = field(default_factory=dict)
+    check: InputCheck | None = None
+    """Validation the declarations cannot express (e.g. a param bounded by an input's size)."""
 
     @property
     def differentiable(self) -> tuple[str, ...]:
@@ -312,6 +328,7 @@ def loss(
     mass: bool = False,
     batch_level: bool = False,
     configured: Mapping[str, Configured] | None = None,
+    check: InputCheck | None = None,
 ) -> Callable[[KernelFactory], LossSpec]:
     """Register a loss; decorates the factory that picks its onnxscript kernel."""
     configured_params = dict(configured or {})
@@ -345,6 +362,7 @@ def loss(
                 batch_level=batch_level,
                 variants=_all_variants(params, structural, dict.fromkeys(configured_params, ())),
                 configured=configured_params,
+                check=check,
             )
         )
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -619,6 +620,93 @@ def ref_multi_margin(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
     return out, None
 
 
+# -- CTC ----------------------------------------------------------------------------------
+
+
+def ctc_alpha_nll(
+    lp: torch.Tensor, targets: torch.Tensor, il: torch.Tensor, tl: torch.Tensor, blank: int
+) -> torch.Tensor:
+    """An independent float64 CTC forward recursion in plain torch ops (log space, -1e200 as log 0 so
+    that autograd stays finite): its autograd gradient is the exact derivative of the loss."""
+    neg = -1e200
+    out = []
+    for n in range(lp.shape[0]):
+        ext = [blank]
+        for label in targets[n, : int(tl[n])].tolist():
+            ext += [label, blank]
+        k = len(ext)
+        skip = torch.tensor([s >= 2 and ext[s] != ext[s - 2] for s in range(k)])
+        alpha = torch.tensor([0.0] + [neg] * (k - 1), dtype=F64)
+        for t in range(int(il[n])):
+            pad1 = torch.cat([torch.full((1,), neg, dtype=F64), alpha[:-1]])
+            pad2 = torch.where(skip, torch.cat([torch.full((2,), neg, dtype=F64), alpha[:-2]]), neg)
+            alpha = torch.logsumexp(torch.stack([alpha, pad1, pad2]), 0) + lp[n, t, ext]
+        ll = torch.logsumexp(alpha[-2:], 0) if k > 1 else alpha[0]
+        out.append(torch.where(ll < -1e100, torch.tensor(np.inf, dtype=F64), -ll))
+    return torch.stack(out)
+
+
+def ref_ctc(t: Tensors, c: Ctx) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch ctc_loss per sample (time first there). With log-probabilities, torch's backward gives
+    exp(lp) - gamma on frames t < T_n of possible samples; the exact derivative is -gamma: the
+    reference subtracts S - S.detach(), S_n = sum of exp(lp) over those frames (value 0, gradient
+    exp(lp)), and checks the result against autograd of an independent alpha recursion."""
+    x, targets, il, tl = t["predictions"], t["targets"], t["input_lengths"], t["target_lengths"]
+    blank = int(c.params.get("blank", 0))
+    zero_infinity = bool(c.params.get("zero_infinity", False))
+    logits = bool(c.params.get("from_logits", False))
+    lp = x.log_softmax(-1) if logits else x
+    out = F.ctc_loss(lp.transpose(0, 1), targets, il, tl, blank=blank, reduction="none", zero_infinity=zero_infinity)
+    mass = tl.clamp(min=1).to(F64)
+    plain = F.ctc_loss(lp.detach().transpose(0, 1), targets, il, tl, blank=blank, reduction="none")
+    possible = torch.isfinite(plain)
+    independent = ctc_alpha_nll(x.detach().log_softmax(-1) if logits else x.detach(), targets, il, tl, blank)
+    c.check(
+        "independent float64 alpha recursion: per-sample losses",
+        torch.where(possible, plain, 0),
+        torch.where(possible, independent, 0),
+    )
+    if zero_infinity and not bool(possible.all()):
+        c.check(
+            "zero_infinity: impossible samples are 0", out[~possible], torch.zeros(int((~possible).sum()), dtype=F64)
+        )
+    mean = F.ctc_loss(lp.transpose(0, 1), targets, il, tl, blank=blank, zero_infinity=zero_infinity)
+    c.check(
+        "torch ctc_loss(reduction='mean') = mean_n(l_n / max(L_n, 1))", mean.reshape(1), (out / mass).mean().reshape(1)
+    )
+    if not logits:
+        frames = (torch.arange(x.shape[1])[None, :] < il[:, None]).to(F64)
+        total = (x.exp() * frames[..., None]).sum((1, 2)) * possible
+        out = out - (total - total.detach())
+    # the exact derivative, checked on a detached copy
+    probe = x.detach().clone().requires_grad_(True)
+    probe_lp = probe.log_softmax(-1) if logits else probe
+    ours = F.ctc_loss(probe_lp.transpose(0, 1), targets, il, tl, blank=blank, reduction="none", zero_infinity=True)
+    if not logits:
+        frames = (torch.arange(x.shape[1])[None, :] < il[:, None]).to(F64)
+        total = (probe.exp() * frames[..., None]).sum((1, 2)) * possible
+        ours = ours - (total - total.detach())
+    (ours_grad,) = torch.autograd.grad(ours.sum(), probe)
+    exact = x.detach().clone().requires_grad_(True)
+    nll = ctc_alpha_nll(exact.log_softmax(-1) if logits else exact, targets, il, tl, blank)
+    (exact_grad,) = torch.autograd.grad(torch.where(possible, nll, 0).sum(), exact)
+    c.check(
+        "gradient = autograd of the independent alpha recursion (the exact derivative)",
+        ours_grad,
+        exact_grad,
+        rtol=1e-10,
+    )
+    if logits and blank == 0 and c.dtype == "float64":
+        k = keras.ops.ctc_loss(targets, x, tl, il, mask_index=0)
+        c.check(
+            "keras.ops.ctc_loss(mask_index=0) per sample (float32 in Keras)",
+            torch.where(possible, plain, 0),
+            torch.where(possible, k.double(), 0),
+            rtol=1e-5,
+        )
+    return out, mass
+
+
 # -- data ---------------------------------------------------------------------------------
 
 
@@ -1151,6 +1239,46 @@ def distributions_data(kind: str, shape: tuple[int, ...], rng: np.random.Generat
     return {"predictions": predictions, "targets": targets}
 
 
+def ctc_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    """Shape (N, T, C, S). Targets with adjacent repeats, padded with the blank or with other labels;
+    input lengths from the frames the target needs (L + repeats) to T. extreme: confident frames
+    (log-probabilities down to about -60), a target that exactly fills its input, an empty target
+    with zero frames; unnormalised: raw values around -1.5 (some positive), which torch takes as
+    given; impossible: samples whose input is shorter than their target needs (zero_infinity)."""
+    n, t, c, s = shape
+    blank = int(params.get("blank", 0))
+    labels = np.array([k for k in range(c) if k != blank])
+    targets = rng.choice(labels, size=(n, s))
+    for j in range(1, s):
+        repeat = rng.random(n) < 0.35
+        targets[repeat, j] = targets[repeat, j - 1]
+    lengths = rng.integers(1, s + 1, n)
+    lengths[0] = s
+    within = np.arange(s)[None, :] < lengths[:, None]
+    needed = lengths + (within[:, 1:] & (targets[:, 1:] == targets[:, :-1])).sum(axis=1)
+    assert (needed <= t).all(), "shape too short for its targets"
+    frames = rng.integers(needed, t + 1)
+    frames[-1] = t
+    if kind == "extreme":
+        frames[0] = needed[0]  # exactly as many frames as the target needs
+        lengths[-1], frames[-1] = 0, 0  # nothing to emit, nothing emitted
+    if kind == "impossible":
+        frames[0] = needed[0] - 1
+        frames[-1] = max(int(needed[-1]) - 1 - int(rng.integers(0, 2)), 0)
+    for i in range(n):
+        if i % 2 == 0:
+            targets[i, lengths[i] :] = blank  # padding: the blank, or any valid class
+    scale = 15.0 if kind == "extreme" else 2.0
+    x = rng.normal(0.0, scale, (n, t, c))
+    if kind == "unnormalised":
+        predictions = rng.normal(-1.5, 1.5, (n, t, c))
+    elif params.get("from_logits"):
+        predictions = x
+    else:
+        predictions = x - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)) - x.max(-1, keepdims=True)
+    return {"predictions": predictions, "targets": targets, "input_lengths": frames, "target_lengths": lengths}
+
+
 # -- the catalogue of cases ---------------------------------------------------------------
 
 ONE = ("random",)
@@ -1605,6 +1733,37 @@ LOSSES: dict[str, dict[str, Any]] = {
         ),
         "combos": combos(({}, BOTH), ({"p": 2}, BOTH)),
     },
+    "ctc": {
+        "reference": ref_ctc,
+        "data": ctc_data,
+        "shapes": {"short": (3, 5, 4, 2), "long": (3, 10, 6, 4)},
+        "reduce": "ctc",
+        "conventions": "per_sample = the reference's per-sample loss l_n; mean = sum(w*l/max(L,1))/sum(w), L the "
+        "target length (torch's CTC mean when w = 1); sum = sum(w*l); none = per_sample, gradients of "
+        "per_sample.sum(). Reference evaluated in float64 on inputs rounded to the case dtype; see ref_ctc.",
+        "describe": lambda p: (
+            (
+                "torch.nn.functional.ctc_loss(log_softmax(x) time first, blank, reduction='none', zero_infinity); "
+                "gradient = torch autograd through the log_softmax"
+                if p.get("from_logits")
+                else "torch.nn.functional.ctc_loss(log_probs time first, blank, reduction='none', zero_infinity); "
+                "gradient = torch autograd minus exp(log_probs) on frames t < input_length of possible samples "
+                "(torch's backward is exp(lp) - gamma; the exact derivative is -gamma), checked against autograd of "
+                "an independent float64 alpha recursion"
+            )
+            + "; mean = sum_n w_n l_n / max(L_n, 1) / sum_n w_n (torch's 'mean' with w = 1)"
+        ),
+        "combos": combos(
+            ({}, ("random", "extreme", "unnormalised")),
+            ({"blank": 3}, ("random", "unnormalised")),
+            ({"blank": 2}, ONE),
+            ({"zero_infinity": True}, ("random", "impossible")),
+            ({"from_logits": True}, ("random", "extreme")),
+            ({"from_logits": True, "blank": 3}, ONE),
+            ({"from_logits": True, "zero_infinity": True}, ("impossible",)),
+            ({"from_logits": True, "zero_infinity": True, "blank": 1}, ("impossible",)),
+        ),
+    },
 }
 
 
@@ -1651,10 +1810,24 @@ def reduce(e: torch.Tensor, m: torch.Tensor | None, w: torch.Tensor | None, redu
     return total / (weights * m.double().reshape(n, -1).mean(1)).sum()
 
 
+def reduce_ctc(e: torch.Tensor, m: torch.Tensor | None, w: torch.Tensor | None, reduction: str) -> torch.Tensor:
+    """torch's CTC mean: each sample's loss divided by m = max(target length, 1), then the weighted mean."""
+    if reduction != "mean":
+        return reduce(e, None, w, reduction)
+    assert m is not None
+    weights = torch.ones(e.shape[0], dtype=F64) if w is None else w
+    return (weights * e.double() / m.double()).sum() / weights.sum()
+
+
+REDUCERS = {"api": reduce, "ctc": reduce_ctc}
+
+
 def run_case(
     loss: str, entry: dict[str, Any], params_spec: dict[str, Any], kind: str, shape_name: str, dtype: str
 ) -> dict[str, Any]:
-    shape = SHAPES[shape_name]
+    shapes = entry.get("shapes", DEFAULT_SHAPES)  # names in SHAPES, or the loss's own {name: shape}
+    shape = shapes[shape_name] if isinstance(shapes, dict) else SHAPES[shape_name]
+    reducer = REDUCERS[entry.get("reduce", "api")]
     base = f"{loss}/{json.dumps(params_spec, sort_keys=True)}/{kind}/{shape_name}"
     rng = np.random.default_rng([SEED, zlib.crc32(base.encode())])  # same data for both dtypes
     params = concrete_params(params_spec, shape, rng)
@@ -1686,12 +1859,12 @@ def run_case(
     # per_sample and the cross-checks, once
     ctx = Ctx(dtype, params, checks)
     e, m, _, _, _ = forward(ctx)
-    per_sample = reduce(e, m, None, "none").detach().numpy()
+    per_sample = reducer(e, m, None, "none").detach().numpy()
     results = []
     for reduction, weighted in REDUCTIONS:
         e, m, x64, xn, tensors = forward(Ctx(dtype, params, []))
         w = torch.tensor(weights, dtype=F64) if weighted else None
-        value = reduce(e, m, w, reduction)
+        value = reducer(e, m, w, reduction)
         target = value.sum() if reduction == "none" else value
         target.backward()
         grads = [g for g in (x64.grad, xn.grad) if g is not None]
@@ -1719,7 +1892,7 @@ def run_case(
         "params": params,
         "dtype": dtype,
         "data": kind,
-        "shape": list(shape),
+        "shape": list(inputs["predictions"].shape),
         "reference": entry["describe"](params),
         "checks": sorted(set(checks)),
         "inputs": {name: compact(value, dtype, True) for name, value in inputs.items()},
@@ -1797,11 +1970,26 @@ def run_general_case(
     }
 
 
-def main() -> None:
+CONVENTIONS = (
+    "per_sample = mean over non-batch axes of the reference's element losses (class-wise "
+    "losses summed over the last axis); mean = sum(w*l)/sum(w) (sparse_cross_entropy: divided by "
+    "sum(w * per-sample mean of the mass)); sum = sum(w*l); none = per_sample, gradients of "
+    "per_sample.sum(). Reference evaluated in float64 on inputs rounded to the case dtype, with the "
+    "dtype's clip bounds; see the script's docstring."
+)
+
+
+def main(names: list[str]) -> None:
+    """Regenerate every golden file, or only those of the named losses."""
+    unknown = sorted(set(names) - set(LOSSES))
+    if unknown:
+        raise SystemExit(f"unknown losses: {unknown}")
     torch.manual_seed(SEED)
     OUT.mkdir(parents=True, exist_ok=True)
     total = 0
     for loss, entry in LOSSES.items():
+        if names and loss not in names:
+            continue
         cases = []
         general = "differentiable" in entry
         run = run_general_case if general else run_case
@@ -1818,11 +2006,7 @@ def main() -> None:
             "generated_by": "scripts/make_golden.py (make golden)",
             "seed": SEED,
             "reference_versions": versions,
-            "conventions": "per_sample = mean over non-batch axes of the reference's element losses (class-wise "
-            "losses summed over the last axis); mean = sum(w*l)/sum(w) (sparse_cross_entropy: divided by "
-            "sum(w * per-sample mean of the mass)); sum = sum(w*l); none = per_sample, gradients of "
-            "per_sample.sum(). Reference evaluated in float64 on inputs rounded to the case dtype, with the "
-            "dtype's clip bounds; see the script's docstring.",
+            "conventions": entry.get("conventions", CONVENTIONS),
             "cases": cases,
         }
         path = OUT / f"{loss}.json"
@@ -1833,4 +2017,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

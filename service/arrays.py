@@ -11,7 +11,7 @@ import numpy as np
 
 from kernels.graph import graph_dims, graph_shape
 from kernels.runtime import Kernel
-from kernels.spec import Input, LossSpec, Params
+from kernels.spec import Input, InvalidInput, LossSpec, Params
 from service.errors import ProblemError, invalid
 
 
@@ -77,8 +77,10 @@ def relaxed(spec_input: Input, params: Params) -> bool:
     return spec_input.relaxed_by is not None and bool(getattr(params, spec_input.relaxed_by))
 
 
-def to_integers(field: str, array: np.ndarray, high: int, what: str, ignore_index: int | None = None) -> np.ndarray:
-    """Integers in [0, high] (or equal to ``ignore_index``), as int64."""
+def to_integers(
+    field: str, array: np.ndarray, high: int, what: str, ignore_index: int | None = None, upper: str | None = None
+) -> np.ndarray:
+    """Integers in [0, high] (or equal to ``ignore_index``), as int64; ``upper`` names ``high`` (e.g. "T=6")."""
     check_finite(field, array)
     integers = array.astype(np.int64)
     if not np.array_equal(integers, array):
@@ -89,7 +91,7 @@ def to_integers(field: str, array: np.ndarray, high: int, what: str, ignore_inde
         bad &= integers != ignore_index
     if bad.any():
         index = first_bad_index(integers, bad)
-        allowed = f"[0, {high}]" + (f" or ignore_index {ignore_index}" if ignore_index is not None else "")
+        allowed = f"[0, {upper or high}]" + (f" or ignore_index {ignore_index}" if ignore_index is not None else "")
         raise invalid(field, f"{what} {integers[tuple(index)].item()} at index {index} is outside {allowed}")
     return integers
 
@@ -208,7 +210,7 @@ def decode_inputs(
             assert spec_input.bound is not None, f"{spec.name}.{name}: a count input needs a bound"
             limit = bound[spec_input.bound]
             assert isinstance(limit, int)
-            arrays[name] = to_integers(name, array, limit, f"value (at most {spec_input.bound}={limit})")
+            arrays[name] = to_integers(name, array, limit, "count", upper=f"{spec_input.bound}={limit}")
         elif relaxed(spec_input, params):
             check_finite(name, array)
         elif spec_input.kind == "probability" or (spec_input.kind == "score" and not from_logits):
@@ -222,6 +224,11 @@ def decode_inputs(
         if spec_input.normalized:
             check_positive_rows(name, arrays[name])
     check_per_class_params(params, arrays[spec.inputs[0].name].shape)
+    if spec.check is not None:
+        try:
+            spec.check(params, arrays)
+        except InvalidInput as error:
+            raise invalid(error.field, error.detail) from None
     shapes = {name: array.shape for name, array in arrays.items()}
     flat = {s.name: arrays[s.name].reshape(graph_shape(s, arrays[s.name].shape)) for s in spec.inputs}
     count = 1 if spec.batch_level else bound["N"]

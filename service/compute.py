@@ -78,9 +78,8 @@ def undefined_loss(spec: LossSpec, loss: np.ndarray, per_sample: np.ndarray, dty
     if bad.any():  # e.g. exp of a large log-rate, a squared distance beyond float32's range
         index = int(np.argmax(bad))
         what = "the loss" if spec.batch_level else f"the loss of sample [{index}]"
-        return ProblemError(
-            422, "Undefined loss", f"{what} is {per_sample[index].item()!r}: the inputs overflow {dtype}{hint}"
-        )
+        detail = f"{what} is {per_sample[index].item()!r}: the inputs overflow {dtype}{hint}"
+        return ProblemError(422, "Undefined loss", detail, field=spec.inputs[0].name)
     if np.isinf(loss):
         return ProblemError(422, "Undefined loss", f"the reduced loss overflows {dtype}{hint}")
     return ProblemError(

@@ -18,7 +18,7 @@ DtypeName = Literal["float32", "float64"]
 def array_schema(spec_input: Input | None) -> dict[str, Any]:
     if spec_input is None:
         return {"type": "array", "items": {"type": "number", "minimum": 0}, "minItems": 1}
-    leaf: dict[str, Any] = {"type": "integer"} if spec_input.kind == "label" else {"type": "number"}
+    leaf: dict[str, Any] = {"type": "integer"} if spec_input.integer else {"type": "number"}
     if spec_input.kind == "nonnegative" and spec_input.relaxed_by is None:
         leaf["minimum"] = 0
     return {"type": "array", "minItems": 1, "items": {"anyOf": [leaf, {"type": "array"}]}}
@@ -143,7 +143,7 @@ def card(spec: LossSpec, choices: Choices = ()) -> dict[str, Any]:
             InputCard(
                 name=i.name,
                 shape=list(i.shape),
-                dtype="int" if i.kind == "label" else "float",
+                dtype="int" if i.integer else "float",
                 description=i.description,
             )
             for i in spec.inputs

@@ -56,6 +56,7 @@ so the search is deterministic). A property *holds* when no counterexample is fo
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -79,13 +80,17 @@ from kernels.imbalance import CategoricalFocalParams, FocalParams
 from kernels.margin import MultiMarginParams
 from kernels.ranking import ContrastiveParams, MarginRankingParams, TripletParams
 from kernels.regression import GaussianNLLParams, HuberParams, SmoothL1Params
+from kernels.sequence import CtcParams
 from kernels.spec import LossSpec
 from tests.feature_models import pointwise_kinks
 from tests.kernels.harness import evaluate
 
 Array = npt.NDArray[Any]
 Floats = npt.NDArray[np.float64]
-Evaluator = Callable[[Floats, Array], tuple[Floats, Floats | None]]
+Target = Array | dict[str, Array]
+"""What a line holds fixed: the target, or every input but the varied one, by name (e.g. CTC's
+targets and lengths)."""
+Evaluator = Callable[[Floats, Target], tuple[Floats, Floats | None]]
 """``(predictions (K, ...), targets (K, ...)) -> (per-sample loss (K,), d loss_k / d predictions_k)``;
 the gradient is None for a loss without differentiable inputs (slopes are then central differences)."""
 
@@ -111,8 +116,9 @@ REAL_CENTRAL = 3.0
 class Line:
     """A 1-D slice of one sample's domain: ``x(t) = origin + t * direction``, ``t`` in ``[lo, hi]``."""
 
-    target: Array
-    """One sample's target: shape ``(1,)`` for element-wise losses, ``(C,)`` or ``()`` (a label)."""
+    target: Target
+    """One sample's target: shape ``(1,)`` for element-wise losses, ``(C,)`` or ``()`` (a label); or
+    one sample of each fixed input, by name."""
     origin: Floats
     direction: Floats
     lo: float
@@ -152,8 +158,9 @@ class Line:
 
     def describe(self, ts: list[float]) -> str:
         xs = ", ".join(np.array2string(x, precision=17, separator=", ") for x in self.points(ts))
-        target = np.array2string(self.target, precision=17, separator=", ")
-        return f"target={target}, predictions at t={ts}: {xs}"
+        fixed = self.target if isinstance(self.target, dict) else {"target": self.target}
+        target = ", ".join(f"{k}={np.array2string(v, precision=17, separator=', ')}" for k, v in fixed.items())
+        return f"{target}, predictions at t={ts}: {xs}"
 
 
 def _interval(origin: Floats, direction: Floats, low: float, high: float) -> tuple[float, float]:
@@ -762,7 +769,8 @@ class Embeddings(Domain):
         target = next((i.name for i in spec.inputs if not i.differentiable), None)
         sample_shape = (len(self.inputs), self.dim) if self.dim else (len(self.inputs),)
 
-        def run(points: Floats, targets: Array) -> tuple[Floats, Floats]:
+        def run(points: Floats, targets: Target) -> tuple[Floats, Floats]:
+            assert not isinstance(targets, dict)
             shaped = points.reshape(len(points), *sample_shape)
             inputs: dict[str, Array] = {name: shaped[:, i] for i, name in enumerate(self.inputs)}
             if target is not None:
@@ -842,7 +850,7 @@ class BatchScores(Domain):
         n = self.sizes[0]
         real, fake = self.inputs
 
-        def run(points: Floats, targets: Array) -> tuple[Floats, Floats]:
+        def run(points: Floats, targets: Target) -> tuple[Floats, Floats]:
             values, grads = [], []
             for point in points:  # each point is its own batch
                 result = evaluate(spec.name, {real: point[:n], fake: point[n:]}, reduction="none")
@@ -851,6 +859,99 @@ class BatchScores(Domain):
             return np.array(values), np.array(grads)
 
         return run
+
+
+LOG_CENTRAL = (-8.0, -0.05)
+"""Log-probabilities in this range make a log-probability line's central region."""
+
+
+@dataclass(frozen=True)
+class LogProbabilitySequence(Domain):
+    """Sequence losses (CTC) on per-frame log-probabilities: predictions of shape ``(T, C)`` with every
+    entry in ``(-inf, 0]`` (probabilities at most 1; the default form takes log-probabilities and does
+    not renormalise them, so the box is its domain), a fixed target sequence and lengths. Lines run
+    through normalised frames (a log-softmax of random scores) along: one alignment's symbols against
+    the rest (where alignments compete), the alignment alone decreasing (others take over, then the loss
+    grows linearly without bound), and random unit directions. (Every entry decreasing together makes the
+    loss exactly linear: a degenerate line, left out.)"""
+
+    frames: int = 4
+    classes: int = 3
+    blank: int = 0
+
+    def fixed(self, target: tuple[int, ...], frames: int) -> dict[str, Array]:
+        padded = np.full(2, self.blank, dtype=np.int64)
+        padded[: len(target)] = target
+        return {
+            "targets": padded,
+            "input_lengths": np.array(frames, dtype=np.int64),
+            "target_lengths": np.array(len(target), dtype=np.int64),
+        }
+
+    def line(self, fixed: dict[str, Array], origin: Floats, direction: Floats) -> Line:
+        o, v = origin.ravel(), direction.ravel()
+        return Line(
+            target=fixed,
+            origin=origin,
+            direction=direction,
+            lo=_interval(o, v, -math.inf, 0.0)[0],
+            hi=_interval(o, v, -math.inf, 0.0)[1],
+            central=_interval(o, v, *LOG_CENTRAL),
+        )
+
+    def normalised(self, scores: Floats) -> Floats:
+        shifted = scores - scores.max(axis=-1, keepdims=True)
+        result: Floats = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        return result
+
+    def alignment(self, target: tuple[int, ...]) -> Floats:
+        """Indicator (T, C) of one alignment: each label followed by a blank, then blanks."""
+        symbols = [s for label in target for s in (label, self.blank)]
+        path = (symbols + [self.blank] * self.frames)[: self.frames]
+        mask: Floats = np.zeros((self.frames, self.classes))
+        mask[np.arange(self.frames), path] = 1.0
+        return mask
+
+    def canonical_lines(self) -> tuple[Line, ...]:
+        uniform = np.full((self.frames, self.classes), -math.log(self.classes))
+        lines = []
+        for target in ((1, 2), (1, 1)):
+            fixed = self.fixed(target, self.frames)
+            path = self.alignment(target)
+            towards = path - (1.0 - path) / (self.classes - 1)
+            lines += [
+                self.line(fixed, uniform, towards / np.linalg.norm(towards)),
+                self.line(fixed, uniform, -path / np.linalg.norm(path)),
+            ]
+        return tuple(lines)
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        shape = (self.frames, self.classes)
+        size = self.frames * self.classes
+
+        @st.composite
+        def draw_line(draw: st.DrawFn) -> Line:
+            target = draw(st.sampled_from([(1, 2), (1, 1), (2,), (2, 1)]))
+            needed = len(target) + sum(a == b for a, b in itertools.pairwise(target))
+            frames = draw(st.integers(needed, self.frames))
+            scores = np.array(draw(st.lists(st.floats(-1.5, 1.5), min_size=size, max_size=size))).reshape(shape)
+            direction = np.array(draw(st.lists(st.floats(-1.0, 1.0), min_size=size, max_size=size))).reshape(shape)
+            norm = float(np.linalg.norm(direction))
+            if norm < 1e-3:
+                direction, norm = -np.ones(shape), math.sqrt(size)
+            return self.line(self.fixed(target, frames), self.normalised(scores), direction / norm)
+
+        return draw_line()
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        predictions = spec.inputs[0]
+        if predictions.shape != ("N", "T", "C") or predictions.kind != "real":
+            return f"predictions are {predictions.kind!r} of shape {predictions.shape}"
+        if _default(spec, "from_logits"):
+            return "the default form takes logits"
+        if _default(spec, "blank") != self.blank:
+            return f"default blank is {_default(spec, 'blank')}, the domain uses {self.blank}"
+        return None
 
 
 # --- evaluating a line -----------------------------------------------------------------------------
@@ -864,17 +965,20 @@ def inputs_evaluator(spec: LossSpec, domain_params: dict[str, Any] | None = None
     axis, in declaration order, and so does the gradient."""
     varied = spec.differentiable or (spec.inputs[0].name,)
     fixed = [i.name for i in spec.inputs if i.name not in varied]
-    if len(fixed) != 1:
-        raise NotImplementedError(f"{spec.name}: the property checks expect varied inputs and one target")
-    (target,) = fixed
+    if not fixed:
+        raise NotImplementedError(f"{spec.name}: the property checks expect at least one fixed input")
+    fixed_names = fixed
     params = {**property_params(spec), **(domain_params or {})}
 
-    def run(predictions: Floats, targets: Array) -> tuple[Floats, Floats | None]:
+    def run(predictions: Floats, targets: Target) -> tuple[Floats, Floats | None]:
+        if not isinstance(targets, dict):  # one fixed input: the target
+            (target,) = fixed_names
+            targets = {target: targets}
         if len(varied) == 1:
             inputs = {varied[0]: predictions}
         else:
             inputs = {name: predictions[..., k] for k, name in enumerate(varied)}
-        result = evaluate(spec.name, {**inputs, target: targets}, params, reduction="none")
+        result = evaluate(spec.name, {**inputs, **targets}, params, reduction="none")
         if not spec.differentiable:
             return result.per_sample, None
         if len(varied) == 1:
@@ -888,7 +992,7 @@ DIFFERENCE_STEP = 1e-9
 """Central-difference step along a line, times ``max(1, |t|)``, for losses without kernel gradients."""
 
 
-def _difference_slopes(evaluator: Evaluator, line: Line, points: Floats, targets: Array) -> Floats:
+def _difference_slopes(evaluator: Evaluator, line: Line, points: Floats, targets: Target) -> Floats:
     """``phi'`` at ``points`` as ``(phi(x + h v) - phi(x - h v)) / 2h``, ``h = 1e-9 max(1, |t|)``: with a
     float64 loss its error is about 1e-7 x the loss, far below the jumps a kink makes."""
     v = line.direction.ravel()
@@ -906,9 +1010,18 @@ def kernel_evaluator(spec: LossSpec) -> Evaluator:
     return domain_of(spec).evaluator(spec)
 
 
+def _repeat(target: Target, count: int) -> Target:
+    """One sample's fixed inputs, repeated for ``count`` points."""
+
+    def repeat(value: Array) -> Array:
+        return np.broadcast_to(value, (count, *value.shape)).copy()
+
+    return {name: repeat(v) for name, v in target.items()} if isinstance(target, dict) else repeat(target)
+
+
 def _phi(evaluator: Evaluator, line: Line, points: Floats) -> tuple[Floats, Floats]:
     """The loss at ``points`` (``(K, ...)``, all with the line's target) and its slope along the line."""
-    targets = np.broadcast_to(line.target, (len(points), *line.target.shape)).copy()
+    targets = _repeat(line.target, len(points))
     values, grads = evaluator(points, targets)
     if grads is None:
         slopes = _difference_slopes(evaluator, line, points, targets)
@@ -945,6 +1058,7 @@ def _bounded_below_violation(evaluator: Evaluator, line: Line, case: Case) -> st
     side = int(case[0])
     ts = line.ladder(side).tolist()
     values, _ = _phi_t(evaluator, line, ts)
+    ladder = values
     extreme = line.extremes[side]
     if extreme is not None:
         beyond = line.points([extreme])
@@ -956,13 +1070,28 @@ def _bounded_below_violation(evaluator: Evaluator, line: Line, case: Case) -> st
         bad = int(np.argmin(np.isfinite(values)))
         return f"loss is {values[bad]} at {line.describe([ts[bad]])}"
     near, far = _near_far(values)
-    if far.min() < near.min() - 1e-3 * (1.0 + abs(near.min())) and not _dying_out(line, side, values):
+    slack = 1e-3 * (1.0 + abs(near.min()))
+    finite_end_dies_out = (  # at a finite end: a steep but converging descent (CTC at log p -> -inf)
+        math.isfinite(line.end(side))
+        and _dies_out(ladder)
+        and values[len(ladder) :].min(initial=math.inf) >= (ladder[-1] - slack)
+    )
+    if far.min() < near.min() - slack and not _dying_out(line, side, values) and not finite_end_dies_out:
         i, j = int(np.argmin(near)), len(near) + int(np.argmin(far))
         return (
             f"loss keeps decreasing towards t={line.end(side)}: {values[i]} at t={ts[i]}, then {values[j]} "
             f"at t={ts[j]} ({line.describe([ts[i], ts[j]])})"
         )
     return None
+
+
+def _dies_out(values: Floats) -> bool:
+    """Along a finite end's ladder (the distance to the end 10x smaller at each step, then the end), the
+    decrease over the last two steps is at most a tenth of the decrease three decades before: true for a
+    loss with a finite limit at the end (a Lipschitz one: about 1e-3 of it), false for a divergence (a
+    logarithm decreases by the same amount every decade)."""
+    steps = values[:-1] - values[1:]
+    return bool(max(steps[6], steps[7]) <= 0.1 * max(steps[3], 0.0))
 
 
 def _dying_out(line: Line, side: int, values: Floats) -> bool:
@@ -1242,6 +1371,7 @@ LOSS_DOMAINS: dict[str, Domain] = {
     "wasserstein": BatchScores(("real_scores", "fake_scores")),
     "adversarial": BatchScores(("real_logits", "fake_logits")),
     "earth_movers": Bins(),
+    "ctc": LogProbabilitySequence(blank=CtcParams().blank),
 }
 """Each registered loss (canonical name) -> the inputs its default form takes, as lines."""
 

@@ -257,6 +257,21 @@ def distributions(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
             return {"predictions": predictions, "targets": targets}
 
 
+def sequences(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """CTC: 3 samples, 6 frames, 4 classes; a repeated label, a shorter input, an empty target, and
+    (with zero_infinity) a sample whose 3 frames cannot hold its target (4 needed)."""
+    blank = params.get("blank", 0)
+    x = rng.normal(0.0, 1.5, (3, 6, 4))
+    if not params.get("from_logits"):
+        x = x - np.log(np.exp(x).sum(axis=-1, keepdims=True)) - rng.uniform(0.0, 0.3, (3, 6, 1))
+    labels = [c for c in range(4) if c != blank]
+    targets = np.array([[labels[0], labels[0], labels[1]], [labels[2], labels[1], blank], [blank, blank, blank]])
+    input_lengths, target_lengths = np.array([6, 4, 5]), np.array([3, 2, 0])
+    if params.get("zero_infinity"):
+        input_lengths[0] = 3  # needs 4: the repeat takes a blank between
+    return {"predictions": x, "targets": targets, "input_lengths": input_lengths, "target_lengths": target_lengths}
+
+
 CLASS_WEIGHTS = [0.5, 2.0, 1.0, 1.5]
 
 TABLE: dict[str, GradientCase] = {
@@ -350,6 +365,7 @@ TABLE: dict[str, GradientCase] = {
         ),
     ),
     "earth_movers": GradientCase(distributions, ({}, {"p": 2})),
+    "ctc": GradientCase(sequences, ({}, {"blank": 2}, {"zero_infinity": True})),
 }
 
 

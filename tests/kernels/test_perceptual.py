@@ -353,7 +353,9 @@ def test_a_relu_kink_is_a_real_gradient_jump() -> None:
 
     def slopes(ts: list[float]) -> np.ndarray:
         points = line.points(ts)
-        return _difference_slopes(evaluator, line, points, np.broadcast_to(line.target, points.shape).copy())
+        return _difference_slopes(
+            evaluator, line, points, np.broadcast_to(np.asarray(line.target), points.shape).copy()
+        )
 
     kink = min(line.kinks, key=abs)
     left, right = slopes([kink - 1e-5, kink + 1e-5])

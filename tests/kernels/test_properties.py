@@ -206,6 +206,12 @@ KNOWN: dict[str, tuple[Domain, Evaluator, dict[str, bool]]] = {
         _mean_variance(_paraboloid),
         {**ALL, "robust_to_outliers": False},
     ),
+    "30(1-p)": (BinaryProbability(eps=1e-7), _numpy_loss(lambda p, y: (30 * (1 - p), np.full_like(p, -30.0))), ALL),
+    "log p": (
+        BinaryProbability(eps=1e-7),
+        _numpy_loss(lambda p, y: (np.log(p), 1 / p)),
+        {**ALL, "bounded_below": False, "convex": False, "smooth_gradient": False},
+    ),
     "simplex brier": (Simplex(eps=1e-7), _numpy_loss(_brier), ALL),
     "simplex -brier": (Simplex(eps=1e-7), _numpy_loss(_neg_brier), {**ALL, "convex": False}),
 }

@@ -318,3 +318,46 @@ def test_earth_movers_normalises_rows_like_scipy(client: TestClient) -> None:
     scaled = post(client, "emd", predictions=[[0.1, 0.1, 0.2]], targets=[[0.0, 0.0, 0.5]], dtype="float64")
     normalised = post(client, "emd", predictions=[[0.25, 0.25, 0.5]], targets=[[0.0, 0.0, 1.0]], dtype="float64")
     assert scaled["loss"] == normalised["loss"] == pytest.approx(0.25 + 0.5)
+
+
+def ctc_body(**extra: object) -> dict[str, Any]:
+    logits = np.random.default_rng(11).normal(size=(3, 5, 4))
+    log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    return {
+        "predictions": log_probs.tolist(),
+        "targets": [[1, 2, 0], [3, 3, 1], [2, 0, 0]],
+        "input_lengths": [5, 5, 3],
+        "target_lengths": [2, 3, 1],
+        "dtype": "float64",
+        **extra,
+    }
+
+
+def test_ctc_mean_divides_each_loss_by_its_target_length(client: TestClient) -> None:
+    weights = np.array([1.0, 0.5, 2.0])
+    none = post(client, "ctc", **ctc_body(reduction="none"))["loss"]
+    total = post(client, "ctc", **ctc_body(reduction="sum", weights=weights.tolist()))["loss"]
+    mean = post(client, "ctc", **ctc_body(weights=weights.tolist(), outputs=["loss", "gradients"]))
+    losses, lengths = np.array(none), np.array([2, 3, 1])
+    np.testing.assert_allclose(total, (weights * losses).sum(), rtol=1e-12)
+    np.testing.assert_allclose(mean["loss"], (weights * losses / lengths).sum() / weights.sum(), rtol=1e-12)
+    assert np.asarray(mean["gradients"]["predictions"]).shape == (3, 5, 4)
+    assert set(mean["gradients"]) == {"predictions"}  # lengths and labels are not differentiable
+
+
+def test_ctc_zero_infinity_counts_an_impossible_sample_as_zero(client: TestClient) -> None:
+    body = ctc_body(input_lengths=[5, 3, 3], reduction="none", outputs=["loss", "gradients"])  # 3,3,1 needs 4
+    assert client.post("/loss/ctc", json=body).status_code == 422
+    result = post(client, "ctc", **{**body, "params": {"zero_infinity": True}})
+    assert result["loss"][1] == 0.0 and result["loss"][0] > 0
+    assert not np.any(np.asarray(result["gradients"]["predictions"])[1])
+
+
+def test_a_loss_beyond_the_dtype_is_a_422_naming_the_sample(client: TestClient) -> None:
+    """Finite inputs whose loss overflows the requested dtype: JSON has no inf."""
+    body = ctc_body(dtype="float32", reduction="none")
+    body["predictions"][2] = [[-3e38] * 4] * 5  # a path through them has log-probability below -3.4e38
+    response = client.post("/loss/ctc", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "predictions"
+    assert "the loss of sample [2] is inf" in response.json()["detail"]

@@ -18,6 +18,13 @@ TRIPLET = {"anchor": [[0.0, 1.0]], "positive": [[1.0, 0.0]], "negative": [[0.5, 
 GAN_SCORES = {"real_scores": [1.0, 2.0, 0.5], "fake_scores": [-1.0, 0.0]}
 LOGITS = {"real_logits": [1.0, 2.0, 0.5], "fake_logits": [-1.0, 0.0]}
 BINS = {"predictions": [[0.2, 0.3, 0.5]], "targets": [[0.0, 1.0, 0.0]]}
+LOG_THIRD = [[-1.0986] * 3] * 4
+CTC = {
+    "predictions": [LOG_THIRD, LOG_THIRD],
+    "targets": [[1, 2], [1, 1]],
+    "input_lengths": [4, 3],
+    "target_lengths": [2, 2],
+}
 
 # (id, loss, body (dict, or raw bytes), status, field, words the detail must contain)
 CASES: list[tuple[str, str, Any, int, str | None, str]] = [
@@ -41,6 +48,14 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("probability-range", "focal", {**FOCAL, "predictions": [[0.2, 1.5], [0.9, 0.1]]}, 422, "predictions", "[0, 1]"),
     ("target-range", "focal", {**FOCAL, "targets": [[0, 2], [1, 0]]}, 422, "targets", "index [0, 1]"),
     ("overflow-to-inf", "mse", {"predictions": [[1e39]], "targets": [[0.0]]}, 422, "predictions", "non-finite"),
+    (
+        "loss-overflow",
+        "mse",
+        {"predictions": [[3e38]], "targets": [[-3e38]]},
+        422,
+        "predictions",
+        "the loss of sample [0] is inf",
+    ),
     ("weights-length", "focal", {**FOCAL, "weights": [1.0]}, 422, "weights", "one weight per sample"),
     ("weights-negative", "focal", {**FOCAL, "weights": [1.0, -1.0]}, 422, "weights", "index [1]"),
     ("weights-zero-mean", "focal", {**FOCAL, "weights": [0, 0]}, 422, "weights", "positive sum"),
@@ -88,9 +103,37 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
         "poisson",
         {**POISSON, "predictions": [[0.5, 1], [100, 0]]},
         422,
-        None,
+        "predictions",
         "sample [1] is inf: the inputs overflow float32",
     ),
+    ("ctc-blank-not-a-class", "ctc", {**CTC, "params": {"blank": 3}}, 422, "params.blank", "C = 3"),
+    ("ctc-blank-negative", "ctc", {**CTC, "params": {"blank": -1}}, 422, "params.blank", "greater than or equal"),
+    ("ctc-blank-in-target", "ctc", {**CTC, "targets": [[1, 0], [1, 1]]}, 422, "targets", "index [0, 1] is the blank"),
+    (
+        "ctc-blank-param-in-target",
+        "ctc",
+        {**CTC, "params": {"blank": 2}},
+        422,
+        "targets",
+        "label 2 at index [0, 1] is the blank",
+    ),
+    ("ctc-label-range", "ctc", {**CTC, "targets": [[1, 3], [1, 1]]}, 422, "targets", "outside [0, 2]"),
+    (
+        "ctc-impossible",
+        "ctc",
+        {**CTC, "input_lengths": [4, 2]},
+        422,
+        "input_lengths",
+        "sample 1 has input_length 2, but its target (target_length 2, 1 adjacent repeats",
+    ),
+    ("ctc-impossible-hint", "ctc", {**CTC, "input_lengths": [1, 3]}, 422, "input_lengths", "zero_infinity=true"),
+    ("ctc-input-length-above-T", "ctc", {**CTC, "input_lengths": [5, 3]}, 422, "input_lengths", "outside [0, T=4]"),
+    ("ctc-target-length-above-S", "ctc", {**CTC, "target_lengths": [3, 2]}, 422, "target_lengths", "[0, S=2]"),
+    ("ctc-length-not-integer", "ctc", {**CTC, "input_lengths": [3.5, 3]}, 422, "input_lengths", "integers"),
+    ("ctc-length-negative", "ctc", {**CTC, "target_lengths": [-1, 2]}, 422, "target_lengths", "count -1 at index [0]"),
+    ("ctc-lengths-batch", "ctc", {**CTC, "input_lengths": [4]}, 422, "input_lengths", "N=2"),
+    ("ctc-predictions-rank", "ctc", {**CTC, "predictions": LOG_THIRD}, 422, "predictions", "expected shape (N, T, C)"),
+    ("ctc-non-finite", "ctc", {**CTC, "predictions": [LOG_THIRD, [[1e39] * 3] * 4]}, 422, "predictions", "non-finite"),
     ("unknown-loss", "focall", FOCAL, 404, "name", "did you mean focal"),
     # perceptual on a server without LOSSD_FEATURE_MODELS (tests/service/test_perceptual.py has a configured one)
     ("not-configured", "perceptual", IMAGES, 409, "params.feature_model", "LOSSD_FEATURE_MODELS=name="),
@@ -218,7 +261,7 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("bins-zero-row", "earth_movers", {**BINS, "targets": [[0, 0, 0]]}, 422, "targets", "positive sum"),
     ("bins-count", "earth_movers", {**BINS, "targets": [[0.0, 1.0]]}, 422, "targets", "(N=1, K=3)"),
     ("bins-p", "earth_movers", {**BINS, "params": {"p": 3}}, 422, "params.p", "1 or 2"),
-    ("float32-overflow", "contrastive", {**PAIRS, "x1": [[1e20, 0.0], [1.0, 1.0]]}, 422, None, "overflow float32"),
+    ("float32-overflow", "contrastive", {**PAIRS, "x1": [[1e20, 0.0], [1.0, 1.0]]}, 422, "x1", "overflow float32"),
     (
         "float32-sum-overflow",
         "mse",
