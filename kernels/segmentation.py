@@ -135,7 +135,12 @@ def activation_pair(activation: str, include_background: bool) -> tuple[KernelFu
         if sigmoid:
             out = g * aux
         elif softmax:
-            out = aux * (g - op.ReduceSum(g * aux, op.Constant(value_ints=[1]), keepdims=1))
+            # p (g - sum_k g_k p_k), with g first shifted by the most probable channel's g: the
+            # same value (sum p = 1), but where p_m ~ 1 the m-term vanishes exactly instead of
+            # cancelling (g_m - sum g p ~ 0 would lose every digit of a saturated pixel's gradient).
+            top = op.ArgMax(aux, axis=1, keepdims=1)
+            h = g - op.GatherElements(g, top, axis=1)
+            out = aux * (h - op.ReduceSum(h * aux, op.Constant(value_ints=[1]), keepdims=1))
         else:
             out = op.Identity(g)
         return out
