@@ -346,14 +346,13 @@ def monai_per_class(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
     return out.reshape(x.shape[0], -1)
 
 
-def keras_single_sample(c: Ctx, x: torch.Tensor, y: torch.Tensor, ours: torch.Tensor, keras_value: torch.Tensor) -> None:
+def keras_single_sample(c: Ctx, what: str, ours: torch.Tensor, keras_value: torch.Tensor) -> None:
     """Keras's one-value-per-batch overlap losses = ours on the batch sent as one sample of one channel."""
     c.check(
-        "keras axis=None (whole batch, smooth 0, eps 1e-7) = ours on shape (1, 1, -1), smooth_nr=0, smooth_dr=1e-7; "
-        "Keras computes in float32",
+        f"{what} (axis=None: one value over the whole batch, smooth 0, eps 1e-7) = monai on shape (1, 1, -1) with "
+        "smooth_nr=0, smooth_dr=1e-7",
         ours.reshape(1),
         keras_value.reshape(1),
-        rtol=1e-6,
     )
 
 
@@ -382,7 +381,7 @@ def ref_dice(t: Tensors, c: Ctx, jaccard: bool = False) -> tuple[torch.Tensor, N
             c.check("monai jaccard = 1 - (tp + s_nr/2) / (sum p + sum y - tp + s_dr/2)", out, kept)
         else:
             ours = DiceLoss(reduction="none", smooth_nr=0.0, smooth_dr=1e-7)(x.reshape(1, 1, -1), y.reshape(1, 1, -1))
-            keras_single_sample(c, x, y, ours, keras.losses.dice(y, x))
+            keras_single_sample(c, "keras.losses.dice", ours, keras.losses.dice(y, x))
     return out, None
 
 
@@ -406,7 +405,10 @@ def ref_tversky(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
         # Keras multiplies alpha with sum y (1 - p) (false negatives): Keras(a, b) = ours(alpha=b, beta=a)
         swapped = TverskyLoss(alpha=beta, beta=alpha, smooth_nr=0.0, smooth_dr=1e-7, reduction="none")
         ours = swapped(x.reshape(1, 1, -1), y.reshape(1, 1, -1))
-        keras_single_sample(c, x, y, ours, keras.losses.tversky(y, x, alpha=alpha, beta=beta))
+        keras_single_sample(
+            c, "keras.losses.tversky(alpha=a, beta=b) (alpha multiplies the false negatives) with alpha=b, beta=a", ours,
+            keras.losses.tversky(y, x, alpha=alpha, beta=beta),
+        )  # fmt: skip
     return out, None
 
 
