@@ -100,17 +100,17 @@ def overlap_ratio(ktp, err, smooth_nr, smooth_dr, like):  # type: ignore[no-unty
 
 @cache
 def activation_pair(activation: str, include_background: bool) -> tuple[KernelFunction, KernelFunction]:
-    """(probabilities, backward) for one activation: ``probabilities(predictions)`` gives the
-    kept channels' probabilities and what the backward pass needs; ``backward(grad, aux)``
-    turns d/d(kept probabilities) into d/d(predictions). Softmax runs over all channels
-    before the background is dropped (MONAI's order), so channel 0's logits still get a
-    gradient; with no activation or sigmoid, channel 0's gradient is 0."""
+    """(probabilities, backward) for one activation: ``probabilities(predictions, targets)``
+    gives the kept channels' probabilities and targets, and what the backward pass needs;
+    ``backward(grad, aux)`` turns d/d(kept probabilities) into d/d(predictions). Softmax runs
+    over all channels before the background is dropped (MONAI's order), so channel 0's
+    logits still get a gradient; with no activation or sigmoid, channel 0's gradient is 0."""
     sigmoid = activation == "sigmoid"
     softmax = activation == "softmax"
     drop = not include_background
 
     @script(LOSSD, default_opset=op)
-    def probabilities(predictions):  # type: ignore[no-untyped-def]
+    def probabilities(predictions, targets):  # type: ignore[no-untyped-def]
         if sigmoid:
             p, aux, _, _ = logistic(predictions)
             aux = p * aux  # sigmoid'(x) = sigmoid(x) sigmoid(-x), both accurate
@@ -121,14 +121,18 @@ def activation_pair(activation: str, include_background: bool) -> tuple[KernelFu
             p = predictions
             aux = predictions
         if drop:
-            kept = op.Slice(p, op.Constant(value_ints=[1]), op.Constant(value_ints=[2**62]), op.Constant(value_ints=[1]))
+            one = op.Constant(value_ints=[1])
+            end = op.Constant(value_ints=[2**62])
+            kept_p = op.Slice(p, one, end, one)
+            kept_y = op.Slice(targets, one, end, one)
         else:
-            kept = op.Identity(p)
-        return kept, aux
+            kept_p = op.Identity(p)
+            kept_y = op.Identity(targets)
+        return kept_p, kept_y, aux
 
     @script(LOSSD, default_opset=op)
     def backward(grad, aux):  # type: ignore[no-untyped-def]
-        if drop:
+        if drop:  # noqa: SIM108 (onnxscript takes a static if, not a conditional expression)
             g = op.Pad(grad, op.Constant(value_ints=[0, 1, 0, 0, 0, 0]))
         else:
             g = op.Identity(grad)
@@ -148,13 +152,6 @@ def activation_pair(activation: str, include_background: bool) -> tuple[KernelFu
     return probabilities, backward
 
 
-@script(LOSSD, default_opset=op)
-def kept_targets(targets, predictions, kept):  # type: ignore[no-untyped-def]
-    """The targets of the kept channels (the last ones of ``predictions``'s channels)."""
-    dropped = op.Sub(op.Shape(predictions, start=1, end=2), op.Shape(kept, start=1, end=2))
-    return op.Slice(targets, dropped, op.Constant(value_ints=[2**62]), op.Constant(value_ints=[1]))
-
-
 @cache
 def ratio_kernel(jaccard: bool, activation: str, squared_pred: bool, include_background: bool) -> KernelFunction:
     """Dice (err = fp + fn) or MONAI's Jaccard (err = 2 (fp + fn)), both with k = 2."""
@@ -164,8 +161,7 @@ def ratio_kernel(jaccard: bool, activation: str, squared_pred: bool, include_bac
 
     @script(LOSSD, default_opset=op)
     def overlap_kernel(predictions, targets, smooth_nr, smooth_dr):  # type: ignore[no-untyped-def]
-        p, aux = probabilities(predictions)
-        y = kept_targets(targets, predictions, p)
+        p, y, aux = probabilities(predictions, targets)
         if squared_pred:
             tp, err = squared_sums(p, y)
             d_err = c2 * (p - y)
@@ -185,8 +181,7 @@ def tversky_kernel(activation: str, include_background: bool) -> KernelFunction:
 
     @script(LOSSD, default_opset=op)
     def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, alpha, beta):  # type: ignore[no-untyped-def]
-        p, aux = probabilities(predictions)
-        y = kept_targets(targets, predictions, p)
+        p, y, aux = probabilities(predictions, targets)
         tp, fp, fn = overlap_sums(p, y)
         err = op.CastLike(alpha, tp) * fp + op.CastLike(beta, tp) * fn
         elements, u, w = overlap_ratio(tp, err, smooth_nr, smooth_dr, p)
@@ -365,8 +360,7 @@ def iou(activation: str, squared_pred: bool, include_background: bool):  # type:
         title="Tversky loss",
         summary="A Dice loss with separate weights for false positives (alpha) and false negatives (beta): "
         "beta > alpha favours recall, for small structures that Dice under-segments. alpha = beta = 0.5 is Dice "
-        "(with the smoothing terms doubled), alpha = beta = 1 is IoU. Exactly MONAI's TverskyLoss. "
-        + SMOOTHNESS,
+        "(with the smoothing terms doubled), alpha = beta = 1 is IoU. Exactly MONAI's TverskyLoss. " + SMOOTHNESS,
         formula=r"\ell_{n,c} = 1 - \frac{tp + s_{nr}}{tp + \alpha\, fp + \beta\, fn + s_{dr}},\quad "
         r"tp = \sum_i p_i y_i,\ fp = \sum_i p_i (1 - y_i),\ fn = \sum_i (1 - p_i) y_i",
         use_cases=(
@@ -375,8 +369,7 @@ def iou(activation: str, squared_pred: bool, include_background: bool):  # type:
         ),
         equivalents={
             "monai": "monai.losses.TverskyLoss(alpha, beta, sigmoid|softmax, include_background, smooth_nr, "
-            "smooth_dr) (matched; include_background is an addition to the API table, as in MONAI). "
-            + MONAI_COMMON,
+            "smooth_dr) (matched; include_background is an addition to the API table, as in MONAI). " + MONAI_COMMON,
             "keras": "keras.losses.Tversky(alpha, beta, axis=None) is one value over the whole batch, and its code "
             "multiplies alpha with sum y (1 - p), the false negatives, although its docstring says false positives: "
             "Keras Tversky(alpha=a, beta=b) equals ours with alpha=b, beta=a, smooth_nr=0, smooth_dr=1e-7 on the "

@@ -398,17 +398,17 @@ def ref_tversky(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
         TverskyLoss(alpha=alpha, beta=beta, smooth_nr=smooth_nr, smooth_dr=smooth_dr, reduction="none", **common), x, y
     )
     if alpha == beta and alpha in (0.5, 1.0):  # Tversky(1/2, 1/2) is Dice and Tversky(1, 1) MONAI's Jaccard, smooth x2
-        other = DiceLoss(jaccard=alpha == 1.0, smooth_nr=2 * smooth_nr, smooth_dr=2 * smooth_dr, reduction="none", **common)
+        other = DiceLoss(
+            jaccard=alpha == 1.0, smooth_nr=2 * smooth_nr, smooth_dr=2 * smooth_dr, reduction="none", **common
+        )
         name = "DiceLoss(jaccard=True)" if alpha == 1.0 else "DiceLoss"
         c.check(f"monai TverskyLoss(alpha=beta={alpha}, s) = monai {name}(2 s)", out, monai_per_class(other, x, y))
     if c.params.get("activation", "none") == "none" and c.dtype == "float64":
         # Keras multiplies alpha with sum y (1 - p) (false negatives): Keras(a, b) = ours(alpha=b, beta=a)
         swapped = TverskyLoss(alpha=beta, beta=alpha, smooth_nr=0.0, smooth_dr=1e-7, reduction="none")
         ours = swapped(x.reshape(1, 1, -1), y.reshape(1, 1, -1))
-        keras_single_sample(
-            c, "keras.losses.tversky(alpha=a, beta=b) (alpha multiplies the false negatives) with alpha=b, beta=a", ours,
-            keras.losses.tversky(y, x, alpha=alpha, beta=beta),
-        )  # fmt: skip
+        what = "keras.losses.tversky(alpha=a, beta=b) (alpha multiplies the false negatives) with alpha=b, beta=a"
+        keras_single_sample(c, what, ours, keras.losses.tversky(y, x, alpha=alpha, beta=beta))
     return out, None
 
 
@@ -811,8 +811,10 @@ LOSSES: dict[str, dict[str, Any]] = {
         "shapes": MASK_SHAPES,
         "versions": {"monai": monai.__version__},
         "conventions": PER_CHANNEL,
-        "describe": lambda p: "monai.losses.DiceLoss(reduction='none', sigmoid/softmax, squared_pred, "
-        "include_background, smooth_nr, smooth_dr): per-class losses (N, C')",
+        "describe": lambda p: (
+            "monai.losses.DiceLoss(reduction='none', sigmoid/softmax, squared_pred, "
+            "include_background, smooth_nr, smooth_dr): per-class losses (N, C')"
+        ),
         "combos": combos(*OVERLAP_COMBOS, ({"squared_pred": True}, BOTH), *SQUARED_COMBOS),
     },
     "iou": {
@@ -821,8 +823,10 @@ LOSSES: dict[str, dict[str, Any]] = {
         "shapes": MASK_SHAPES,
         "versions": {"monai": monai.__version__},
         "conventions": PER_CHANNEL,
-        "describe": lambda p: "monai.losses.DiceLoss(jaccard=True, reduction='none', sigmoid/softmax, squared_pred, "
-        "include_background, smooth_nr, smooth_dr): per-class losses (N, C')",
+        "describe": lambda p: (
+            "monai.losses.DiceLoss(jaccard=True, reduction='none', sigmoid/softmax, squared_pred, "
+            "include_background, smooth_nr, smooth_dr): per-class losses (N, C')"
+        ),
         "combos": combos(*OVERLAP_COMBOS, ({"squared_pred": True}, BOTH), *SQUARED_COMBOS),
     },
     "tversky": {
@@ -831,8 +835,10 @@ LOSSES: dict[str, dict[str, Any]] = {
         "shapes": MASK_SHAPES,
         "versions": {"monai": monai.__version__},
         "conventions": PER_CHANNEL,
-        "describe": lambda p: "monai.losses.TverskyLoss(alpha, beta, reduction='none', sigmoid/softmax, "
-        "include_background, smooth_nr, smooth_dr): per-class losses (N, C')",
+        "describe": lambda p: (
+            "monai.losses.TverskyLoss(alpha, beta, reduction='none', sigmoid/softmax, "
+            "include_background, smooth_nr, smooth_dr): per-class losses (N, C')"
+        ),
         "combos": combos(
             *OVERLAP_COMBOS,
             ({"alpha": 0.3, "beta": 0.7}, BOTH),
@@ -847,9 +853,11 @@ LOSSES: dict[str, dict[str, Any]] = {
         "shapes": {"1ch": (2, 1, 11, 12), "2ch": (2, 2, 12, 11)},
         "versions": {"scikit-image": skimage.__version__, "pytorch-msssim": version("pytorch-msssim")},
         "conventions": PER_CHANNEL,
-        "describe": lambda p: "1 - skimage.metrics.structural_similarity(gaussian_weights=True, "
-        "use_sample_covariance=False, win_size, sigma, K1, K2, data_range) per (sample, channel); gradients by torch "
-        "autograd of a torch float64 re-implementation checked against skimage",
+        "describe": lambda p: (
+            "1 - skimage.metrics.structural_similarity(gaussian_weights=True, "
+            "use_sample_covariance=False, win_size, sigma, K1, K2, data_range) per (sample, channel); gradients "
+            "by torch autograd of a torch float64 re-implementation checked against skimage"
+        ),
         "combos": combos(
             ({}, BOTH),
             ({"window_size": 7}, ONE),
@@ -992,7 +1000,8 @@ def main() -> None:
                 "keras_backend": keras.backend.backend(),
                 **entry.get("versions", {}),
             },
-            "conventions": entry.get("conventions") or "per_sample = mean over non-batch axes of the reference's element losses (class-wise "
+            "conventions": entry.get("conventions")
+            or "per_sample = mean over non-batch axes of the reference's element losses (class-wise "
             "losses summed over the last axis); mean = sum(w*l)/sum(w) (sparse_cross_entropy: divided by "
             "sum(w * per-sample mean of the mass)); sum = sum(w*l); none = per_sample, gradients of "
             "per_sample.sum(). Reference evaluated in float64 on inputs rounded to the case dtype, with the "
