@@ -240,9 +240,9 @@ SMOOTHNESS = (
     "denominator never vanishes, although tables often call them non-smooth. That holds with a modest "
     "constant for every class present in the target (at least one pixel's worth of foreground); for a class "
     "absent from a sample's target the loss is sum p / (sum p + s_dr)-like, a step of height ~1 over "
-    "sum p ~ s_dr with curvature ~2/s_dr^2 at p = 0, practically a kink (tests/kernels/properties.py, "
-    "ChannelMasks, checks the claims on present classes and this exception). Not convex: along a "
-    "background pixel the ratio is concave."
+    "sum p ~ s_dr with curvature ~2/s_dr^2 at p = 0, practically a kink (the property tests check the claims "
+    "on targets with every class present, and this exception separately). Not convex: along a background "
+    "pixel the ratio is concave."
 )
 
 
