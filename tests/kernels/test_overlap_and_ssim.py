@@ -10,6 +10,7 @@ import pytest
 from hypothesis import strategies as st
 
 from kernels import REGISTRY
+from kernels.imbalance import FocalParams
 from kernels.segmentation import DiceParams
 from tests.kernels.harness import evaluate
 from tests.kernels.properties import PROPERTY_CHECKS, ChannelMasks, Line, kernel_evaluator
@@ -112,3 +113,42 @@ def test_ssim_of_identical_images_is_zero_with_zero_gradient() -> None:
     result = evaluate("ssim", {"predictions": image, "targets": image}, reduction="none")
     np.testing.assert_allclose(result.per_sample, 0.0, atol=1e-15)
     np.testing.assert_allclose(result.gradients["predictions"], 0.0, atol=1e-12)
+
+
+# --- the declarations these losses added to the framework ---------------------------------------
+
+
+def test_probabilities_when_names_the_deciding_param() -> None:
+    spec = REGISTRY.get("dice")
+    assert spec is not None
+    predictions = spec.inputs[0]
+    assert predictions.holds_probabilities(DiceParams())
+    assert not predictions.holds_probabilities(DiceParams(activation="sigmoid"))
+    focal = REGISTRY.get("focal")
+    assert focal is not None  # the default condition: from_logits false
+    assert focal.inputs[0].holds_probabilities(FocalParams())
+    assert not focal.inputs[0].holds_probabilities(FocalParams(from_logits=True))
+
+
+def test_a_size_rule_must_name_a_declared_symbol_and_params() -> None:
+    from kernels.image import ssim_kernel
+    from kernels.segmentation import TARGETS
+    from kernels.spec import Card, KernelFunction, MinSize, Properties, loss
+
+    def factory() -> KernelFunction:
+        return ssim_kernel
+
+    card = Card("t", "s", "f", ("u",), {"x": "y"}, ("r",))
+    properties = Properties(
+        robust_to_outliers=False,
+        smooth_gradient=False,
+        convex=False,
+        differentiable=False,
+        bounded_below=False,
+        probabilistic_interpretation=None,
+    )
+    for rule in (MinSize("Q", 2, "targets", "no such axis"), MinSize("C", "window", "targets", "no such param")):
+        with pytest.raises(ValueError, match="size rule"):
+            loss(
+                name="bad", task="segmentation", inputs=(TARGETS,), properties=properties, card=card, min_sizes=(rule,)
+            )(factory)
