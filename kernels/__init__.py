@@ -1,6 +1,17 @@
 """Loss kernels: declarations (kernels.spec), ONNX graphs (kernels.graph), runtime."""
 
-from kernels import classification, generative, imbalance, margin, perceptual, ranking, regression, sequence
+from kernels import (
+    classification,
+    generative,
+    image,
+    imbalance,
+    margin,
+    perceptual,
+    ranking,
+    regression,
+    segmentation,
+    sequence,
+)
 from kernels.spec import REGISTRY, LossSpec, Registry
 
 __all__ = [
@@ -9,10 +20,12 @@ __all__ = [
     "Registry",
     "classification",
     "generative",
+    "image",
     "imbalance",
     "margin",
     "perceptual",
     "ranking",
     "regression",
+    "segmentation",
     "sequence",
 ]

@@ -26,9 +26,10 @@ Task = Literal[
 ]
 InputKind = Literal["real", "nonnegative", "probability", "score", "label", "count"]
 """real: any finite float; nonnegative: a finite float >= 0 (variances, rates, counts
-that need not be integers); probability: in [0, 1]; score: probability unless the
-``from_logits`` param is true; label: integer class index in [0, C) (or ``ignore_index``);
-count: integer in [0, size of the symbol named by ``Input.bound``]."""
+that need not be integers); probability: in [0, 1]; score: probabilities or raw scores
+(logits), as ``Input.probabilities_when`` says (by default: unless the ``from_logits`` param
+is true); label: integer class index in [0, C) (or ``ignore_index``); count: integer in
+[0, size of the symbol named by ``Input.bound``]."""
 
 
 class InvalidInput(ValueError):
@@ -71,10 +72,42 @@ class Input:
     normalized: bool = False
     """Each row along the last axis is a distribution given up to scale: the kernel divides
     it by its sum, so the service requires every row to have a positive sum."""
+    probabilities_when: tuple[str, Any] = ("from_logits", False)
+    """For ``score`` inputs: the param, and its value, under which the input holds
+    probabilities (checked to lie in [0, 1]); any other value of that param means raw
+    scores (logits), e.g. ``("activation", "none")``. A loss without that param takes
+    probabilities."""
 
     @property
     def integer(self) -> bool:
         return self.kind in ("label", "count")
+
+    def holds_probabilities(self, params: BaseModel) -> bool:
+        """Whether the values must lie in [0, 1] with these params."""
+        if self.kind != "score":
+            return self.kind == "probability"
+        name, value = self.probabilities_when
+        return bool(getattr(params, name, value) == value)
+
+
+@dataclass(frozen=True)
+class MinSize:
+    """A shape symbol's size must be at least ``minimum`` (a number, or the name of an
+    integer param whose value it is), where the params take the values in ``when``;
+    otherwise the request is a 422 naming ``field`` (an input, or ``params.<name>``)
+    and giving ``reason``."""
+
+    symbol: str
+    minimum: int | str
+    field: str
+    reason: str
+    when: tuple[tuple[str, Any], ...] = ()
+
+    def applies(self, params: BaseModel) -> bool:
+        return all(getattr(params, name) == value for name, value in self.when)
+
+    def least(self, params: BaseModel) -> int:
+        return self.minimum if isinstance(self.minimum, int) else int(getattr(params, self.minimum))
 
 
 class Properties(BaseModel):
@@ -195,6 +228,9 @@ class LossSpec:
     """The loss is one value for the whole batch (its inputs may have different
     lengths, e.g. N real and M fake scores): no sample weights, ``per_sample`` is
     ``[loss]`` and the kernel returns elements of shape ``(1, 1)``."""
+    min_sizes: tuple[MinSize, ...] = ()
+    """Least sizes of shape symbols (e.g. an image at least as large as the window);
+    the service checks them after binding the shapes."""
     variants: tuple[Variant, ...] = field(default=())
     """Every graph variant, for losses without ``configured`` params (else empty: the
     variants come from the configuration, see ``variants_for``)."""
@@ -329,6 +365,7 @@ def loss(
     batch_level: bool = False,
     configured: Mapping[str, Configured] | None = None,
     check: InputCheck | None = None,
+    min_sizes: tuple[MinSize, ...] = (),
 ) -> Callable[[KernelFactory], LossSpec]:
     """Register a loss; decorates the factory that picks its onnxscript kernel."""
     configured_params = dict(configured or {})
@@ -346,6 +383,11 @@ def loss(
             switch = spec_input.relaxed_by
             if switch is not None and (switch not in params.model_fields or _choices(params, switch) != (False, True)):
                 raise ValueError(f"{name}: input {spec_input.name!r} is relaxed by {switch!r}, not a boolean param")
+        symbols = {d for i in inputs for d in i.shape}
+        for rule in min_sizes:
+            named = {n for n, _ in rule.when} | ({rule.minimum} if isinstance(rule.minimum, str) else set())
+            if rule.symbol not in symbols or not named <= set(params.model_fields):
+                raise ValueError(f"{name}: size rule {rule} names an unknown shape symbol or param")
         return REGISTRY.add(
             LossSpec(
                 name=name,
@@ -363,6 +405,7 @@ def loss(
                 variants=_all_variants(params, structural, dict.fromkeys(configured_params, ())),
                 configured=configured_params,
                 check=check,
+                min_sizes=min_sizes,
             )
         )
 

@@ -50,17 +50,23 @@ import os
 import sys
 import zlib
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 os.environ["KERAS_BACKEND"] = "torch"
 
 import keras
+import monai
 import numpy as np
+import pytorch_msssim
 import scipy
 import scipy.stats
+import skimage
 import torch
 import torch.nn.functional as F
+from monai.losses import DiceLoss, TverskyLoss
+from skimage.metrics import structural_similarity
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "golden"
@@ -707,6 +713,153 @@ def ref_ctc(t: Tensors, c: Ctx) -> tuple[torch.Tensor, torch.Tensor]:
     return out, mass
 
 
+# -- segmentation (MONAI) ----------------------------------------------------------------
+
+
+def monai_activation(c: Ctx) -> dict[str, bool]:
+    activation = c.params.get("activation", "none")
+    return {"sigmoid": activation == "sigmoid", "softmax": activation == "softmax"}
+
+
+def monai_per_class(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MONAI's reduction='none' output (N, C', 1, ...) as the (N, C') per-class losses."""
+    out: torch.Tensor = module(x, y)
+    return out.reshape(x.shape[0], -1)
+
+
+def keras_single_sample(c: Ctx, what: str, ours: torch.Tensor, keras_value: torch.Tensor) -> None:
+    """Keras's one-value-per-batch overlap losses = ours on the batch sent as one sample of one channel."""
+    c.check(
+        f"{what} (axis=None: one value over the whole batch, smooth 0, eps 1e-7) = monai on shape (1, 1, -1) with "
+        "smooth_nr=0, smooth_dr=1e-7",
+        ours.reshape(1),
+        keras_value.reshape(1),
+    )
+
+
+def ref_dice(t: Tensors, c: Ctx, jaccard: bool = False) -> tuple[torch.Tensor, None]:
+    x, y = t["predictions"], t["targets"]
+    kwargs = dict(
+        include_background=c.params.get("include_background", True),
+        squared_pred=c.params.get("squared_pred", False),
+        smooth_nr=c.f("smooth_nr", 1e-5),
+        smooth_dr=c.f("smooth_dr", 1e-5),
+        **monai_activation(c),
+    )
+    out = monai_per_class(DiceLoss(jaccard=jaccard, reduction="none", **kwargs), x, y)
+    c.check(
+        "monai reduction='mean' = our unweighted mean",
+        DiceLoss(jaccard=jaccard, reduction="mean", **kwargs)(x, y).reshape(1),
+        out.mean().reshape(1),
+    )
+    p = x if c.params.get("activation", "none") == "none" else None
+    if p is not None and not kwargs["squared_pred"] and c.dtype == "float64":
+        if jaccard:  # MONAI's Jaccard = the textbook soft IoU with halved smoothing
+            tp = (x * y).flatten(2).sum(-1)
+            union = x.flatten(2).sum(-1) + y.flatten(2).sum(-1) - tp
+            textbook = 1 - (tp + kwargs["smooth_nr"] / 2) / (union + kwargs["smooth_dr"] / 2)
+            kept = textbook if kwargs["include_background"] else textbook[:, 1:]
+            c.check("monai jaccard = 1 - (tp + s_nr/2) / (sum p + sum y - tp + s_dr/2)", out, kept)
+        else:
+            ours = DiceLoss(reduction="none", smooth_nr=0.0, smooth_dr=1e-7)(x.reshape(1, 1, -1), y.reshape(1, 1, -1))
+            keras_single_sample(c, "keras.losses.dice", ours, keras.losses.dice(y, x))
+    return out, None
+
+
+def ref_iou(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    return ref_dice(t, c, jaccard=True)
+
+
+def ref_tversky(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    x, y = t["predictions"], t["targets"]
+    alpha, beta = c.f("alpha", 0.5), c.f("beta", 0.5)
+    smooth_nr, smooth_dr = c.f("smooth_nr", 1e-5), c.f("smooth_dr", 1e-5)
+    common = dict(include_background=c.params.get("include_background", True), **monai_activation(c))
+    out = monai_per_class(
+        TverskyLoss(alpha=alpha, beta=beta, smooth_nr=smooth_nr, smooth_dr=smooth_dr, reduction="none", **common), x, y
+    )
+    if alpha == beta and alpha in (0.5, 1.0):  # Tversky(1/2, 1/2) is Dice and Tversky(1, 1) MONAI's Jaccard, smooth x2
+        other = DiceLoss(
+            jaccard=alpha == 1.0, smooth_nr=2 * smooth_nr, smooth_dr=2 * smooth_dr, reduction="none", **common
+        )
+        name = "DiceLoss(jaccard=True)" if alpha == 1.0 else "DiceLoss"
+        c.check(f"monai TverskyLoss(alpha=beta={alpha}, s) = monai {name}(2 s)", out, monai_per_class(other, x, y))
+    if c.params.get("activation", "none") == "none" and c.dtype == "float64":
+        # Keras multiplies alpha with sum y (1 - p) (false negatives): Keras(a, b) = ours(alpha=b, beta=a)
+        swapped = TverskyLoss(alpha=beta, beta=alpha, smooth_nr=0.0, smooth_dr=1e-7, reduction="none")
+        ours = swapped(x.reshape(1, 1, -1), y.reshape(1, 1, -1))
+        what = "keras.losses.tversky(alpha=a, beta=b) (alpha multiplies the false negatives) with alpha=b, beta=a"
+        keras_single_sample(c, what, ours, keras.losses.tversky(y, x, alpha=alpha, beta=beta))
+    return out, None
+
+
+# -- ssim (scikit-image) --------------------------------------------------------------------
+
+
+def reflect_indices(size: int, start: int, stop: int) -> np.ndarray:
+    """scipy.ndimage mode 'reflect' (d c b a | a b c d | d c b a ...) for positions start..stop-1."""
+    folded = np.mod(np.arange(start, stop), 2 * size)
+    return np.where(folded < size, folded, 2 * size - 1 - folded)
+
+
+def torch_ssim_map(x: torch.Tensor, y: torch.Tensor, c: Ctx) -> torch.Tensor:
+    """SSIM maps (N, C, Ho, Wo) re-implemented in torch (float64) for autograd: scipy's truncated Gaussian,
+    reflect padding by index, separable valid conv2d, cropped by (win_size - 1) // 2."""
+    sigma, data_range = c.f("sigma", 1.5), c.f("data_range", 1.0)
+    k1, k2, win = c.f("k1", 0.01), c.f("k2", 0.03), c.params.get("window_size", 11)
+    radius, pad = int(3.5 * sigma + 0.5), (win - 1) // 2
+    taps = np.exp(-0.5 / (sigma * sigma) * np.arange(-radius, radius + 1) ** 2)
+    kernel = torch.tensor(taps / taps.sum(), dtype=F64)
+    n, ch, h, w = x.shape
+
+    def blur(z: torch.Tensor) -> torch.Tensor:
+        z = z.reshape(n * ch, 1, h, w)
+        z = z[:, :, torch.tensor(reflect_indices(h, pad - radius, h - pad + radius))]
+        z = z[:, :, :, torch.tensor(reflect_indices(w, pad - radius, w - pad + radius))]
+        z = F.conv2d(z, kernel.reshape(1, 1, -1, 1))
+        return F.conv2d(z, kernel.reshape(1, 1, 1, -1)).reshape(n, ch, h - 2 * pad, w - 2 * pad)
+
+    ux, uy, uxx, uyy, uxy = blur(x), blur(y), blur(x * x), blur(y * y), blur(x * y)
+    vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    return (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+
+
+def ref_ssim(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    """Values: 1 - skimage structural_similarity per (sample, channel); gradients: torch autograd of
+    torch_ssim_map, which must agree with skimage to 1e-12 (the returned tensor carries skimage's values
+    and the torch re-implementation's gradient)."""
+    x, y = t["predictions"], t["targets"]
+    data_range, win = c.f("data_range", 1.0), c.params.get("window_size", 11)
+    xs, ys = x.detach().numpy(), y.numpy()
+    values = [
+        [
+            1.0
+            - structural_similarity(
+                xs[i, j], ys[i, j], win_size=win, gaussian_weights=True, use_sample_covariance=False,
+                data_range=data_range, sigma=c.f("sigma", 1.5), K1=c.f("k1", 0.01), K2=c.f("k2", 0.03),
+            )
+            for j in range(xs.shape[1])
+        ]
+        for i in range(xs.shape[0])
+    ]  # fmt: skip
+    sk = torch.tensor(values, dtype=F64)
+    mine = 1.0 - torch_ssim_map(x, y, c).flatten(2).mean(-1)
+    c.check("torch re-implementation (source of the gradients) = skimage", mine, sk, rtol=1e-12)
+    if win == 11 and c.f("sigma", 1.5) == 1.5:
+        theirs = 1.0 - pytorch_msssim.ssim(
+            x.detach(), y, data_range=data_range, size_average=False, K=(c.f("k1", 0.01), c.f("k2", 0.03))
+        )
+        c.check(
+            "pytorch_msssim.ssim (valid conv, window 11, sigma 1.5; its Gaussian taps are computed in float32), "
+            "mean over channels",
+            mine.mean(1),
+            theirs,
+            rtol=1e-5,
+        )
+    return mine + (sk - mine).detach(), None
+
+
 # -- data ---------------------------------------------------------------------------------
 
 
@@ -1279,6 +1432,56 @@ def ctc_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params
     return {"predictions": predictions, "targets": targets, "input_lengths": frames, "target_lengths": lengths}
 
 
+def mask_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    """Channel-first probability maps (or logits) and masks: one-hot over the channels for softmax,
+    independent binary masks otherwise, a few soft target values. ``extreme``: saturated predictions,
+    a class absent from a sample's target, and a sample predicted perfectly."""
+    activation = params.get("activation", "none")
+    n, ch = shape[:2]
+    if activation == "softmax":
+        y = np.moveaxis(np.eye(ch)[rng.integers(0, ch, (n, *shape[2:]))], -1, 1)
+    else:
+        y = (rng.random(shape) < 0.4).astype(np.float64)
+    if kind == "random":
+        flat = y.reshape(-1)
+        flat[rng.permutation(flat.size)[:3]] = rng.uniform(0.1, 0.9, 3)
+        x = rng.normal(0.0, 2.0, shape) if activation != "none" else rng.uniform(0.02, 0.98, shape)
+        return {"predictions": x, "targets": y}
+    if activation == "sigmoid":
+        values = [-40.0, -5.0, 0.0, 5.0, 40.0]
+    elif activation == "softmax":
+        # torch's softmax backward p (g - sum g p) cancels for a saturated pixel (its float64 reference
+        # gradient there is rounding noise ~1e-16 |g|): logit gaps up to 24 keep it accurate
+        values = [-12.0, -4.0, 0.0, 4.0, 12.0]
+    else:
+        values = [0.0, 1e-9, 0.5, 1 - 1e-9, 1.0]
+    x = rng.choice(values, size=shape)
+    if activation != "none":
+        x.reshape(n, ch, -1)[:, :, 0] = 0.0  # one unsaturated pixel per sample sets the gradient's scale
+    y[0, -1] = 0.0  # a class absent from sample 0's target
+    if activation == "none":
+        x[-1] = y[-1]  # the last sample predicted perfectly: loss 0
+    return {"predictions": x, "targets": y}
+
+
+def image_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> dict:
+    """Images in [0, data_range]: a smooth target and a noisy prediction; ``extreme``: a flat target patch
+    (zero variance), an identical prediction, an inverted one (negative SSIM) and saturated pixels."""
+    scale = params.get("data_range", 1.0)
+    n, ch, h, w = shape
+    u, v = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+    base = 0.3 + 0.4 * (u * rng.uniform(0.2, 1.0, (n, ch, 1, 1)) + v * rng.uniform(0.0, 0.5, (n, ch, 1, 1))) / 1.5
+    target = np.clip(base + rng.normal(0.0, 0.08, shape), 0.0, 1.0)
+    prediction = np.clip(target + rng.normal(0.0, 0.1, shape), 0.0, 1.0)
+    if kind == "extreme":
+        target[0, 0] = 0.5  # flat target: its variance is 0
+        prediction[0, 0, : h // 2] = rng.choice([0.0, 1.0], size=(h // 2, w))
+        prediction[1] = target[1]  # identical: loss 0
+        if ch > 1:
+            prediction[0, 1] = 1.0 - target[0, 1]  # inverted: negative correlation
+    return {"predictions": prediction * scale, "targets": target * scale}
+
+
 # -- the catalogue of cases ---------------------------------------------------------------
 
 ONE = ("random",)
@@ -1289,6 +1492,31 @@ ALL = ("random", "extreme", "confident")
 def combos(*items: tuple[dict[str, Any], tuple[str, ...]]) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
     return list(items)
 
+
+PER_CHANNEL = (
+    "inputs (N, C, ...) channel-first; the reference gives one loss per (sample, kept channel); per_sample = their "
+    "mean over the channels; mean = sum(w*l)/sum(w); sum = sum(w*l); none = per_sample, gradients of "
+    "per_sample.sum(). Reference evaluated in float64 on inputs (and float params) rounded to the case dtype; see "
+    "the script's docstring."
+)
+MASK_SHAPES: dict[str, tuple[int, ...]] = {"1d": (3, 2, 5), "2d": (2, 3, 2, 3)}
+OVERLAP_COMBOS = (
+    ({}, BOTH),
+    ({"activation": "sigmoid"}, BOTH),
+    ({"activation": "softmax"}, BOTH),
+    ({"include_background": False}, BOTH),
+    ({"activation": "sigmoid", "include_background": False}, ONE),
+    ({"activation": "softmax", "include_background": False}, BOTH),
+    ({"smooth_nr": 0.0, "smooth_dr": 1e-6}, BOTH),
+    ({"smooth_nr": 1.0, "smooth_dr": 1.0, "activation": "sigmoid"}, ONE),
+)
+SQUARED_COMBOS = (
+    ({"squared_pred": True, "include_background": False}, ONE),
+    ({"squared_pred": True, "activation": "sigmoid"}, ONE),
+    ({"squared_pred": True, "activation": "sigmoid", "include_background": False}, ONE),
+    ({"squared_pred": True, "activation": "softmax"}, BOTH),
+    ({"squared_pred": True, "activation": "softmax", "include_background": False}, ONE),
+)
 
 LOSSES: dict[str, dict[str, Any]] = {
     "mse": {
@@ -1764,6 +1992,67 @@ LOSSES: dict[str, dict[str, Any]] = {
             ({"from_logits": True, "zero_infinity": True, "blank": 1}, ("impossible",)),
         ),
     },
+    "dice": {
+        "reference": ref_dice,
+        "data": mask_data,
+        "shapes": MASK_SHAPES,
+        "versions": {"monai": monai.__version__},
+        "conventions": PER_CHANNEL,
+        "describe": lambda p: (
+            "monai.losses.DiceLoss(reduction='none', sigmoid/softmax, squared_pred, "
+            "include_background, smooth_nr, smooth_dr): per-class losses (N, C')"
+        ),
+        "combos": combos(*OVERLAP_COMBOS, ({"squared_pred": True}, BOTH), *SQUARED_COMBOS),
+    },
+    "iou": {
+        "reference": ref_iou,
+        "data": mask_data,
+        "shapes": MASK_SHAPES,
+        "versions": {"monai": monai.__version__},
+        "conventions": PER_CHANNEL,
+        "describe": lambda p: (
+            "monai.losses.DiceLoss(jaccard=True, reduction='none', sigmoid/softmax, squared_pred, "
+            "include_background, smooth_nr, smooth_dr): per-class losses (N, C')"
+        ),
+        "combos": combos(*OVERLAP_COMBOS, ({"squared_pred": True}, BOTH), *SQUARED_COMBOS),
+    },
+    "tversky": {
+        "reference": ref_tversky,
+        "data": mask_data,
+        "shapes": MASK_SHAPES,
+        "versions": {"monai": monai.__version__},
+        "conventions": PER_CHANNEL,
+        "describe": lambda p: (
+            "monai.losses.TverskyLoss(alpha, beta, reduction='none', sigmoid/softmax, "
+            "include_background, smooth_nr, smooth_dr): per-class losses (N, C')"
+        ),
+        "combos": combos(
+            *OVERLAP_COMBOS,
+            ({"alpha": 0.3, "beta": 0.7}, BOTH),
+            ({"alpha": 1.0, "beta": 1.0}, ONE),
+            ({"alpha": 0.8, "beta": 0.1, "activation": "softmax", "include_background": False}, ONE),
+            ({"alpha": 0.0, "beta": 2.0, "activation": "sigmoid"}, ONE),
+        ),
+    },
+    "ssim": {
+        "reference": ref_ssim,
+        "data": image_data,
+        "shapes": {"1ch": (2, 1, 11, 12), "2ch": (2, 2, 12, 11)},
+        "versions": {"scikit-image": skimage.__version__, "pytorch-msssim": version("pytorch-msssim")},
+        "conventions": PER_CHANNEL,
+        "describe": lambda p: (
+            "1 - skimage.metrics.structural_similarity(gaussian_weights=True, "
+            "use_sample_covariance=False, win_size, sigma, K1, K2, data_range) per (sample, channel); gradients "
+            "by torch autograd of a torch float64 re-implementation checked against skimage"
+        ),
+        "combos": combos(
+            ({}, BOTH),
+            ({"window_size": 7}, ONE),
+            ({"window_size": 3, "sigma": 5.0}, ONE),
+            ({"data_range": 255.0}, ONE),
+            ({"window_size": 5, "sigma": 0.8, "k1": 0.05, "k2": 0.1}, ONE),
+        ),
+    },
 }
 
 
@@ -2001,6 +2290,7 @@ def main(names: list[str]) -> None:
         versions = {"torch": torch.__version__, "keras": keras.__version__, "keras_backend": keras.backend.backend()}
         if entry.get("scipy"):
             versions["scipy"] = scipy.__version__
+        versions.update(entry.get("versions", {}))
         document = {
             "loss": loss,
             "generated_by": "scripts/make_golden.py (make golden)",

@@ -156,6 +156,14 @@ def _shape_error(spec_input: Input, shape: tuple[int, ...], bound: Mapping[str, 
     return invalid(spec_input.name, f"expected shape ({', '.join(parts)}), got {list(shape)}")
 
 
+def check_min_sizes(spec: LossSpec, params: Params, bound: Mapping[str, int | tuple[int, ...]]) -> None:
+    """The least sizes the loss declares (``LossSpec.min_sizes``) for the bound shape symbols."""
+    for rule in spec.min_sizes:
+        size = bound.get(rule.symbol)
+        if isinstance(size, int) and rule.applies(params) and size < rule.least(params):
+            raise invalid(rule.field, f"{rule.reason} (got {rule.symbol}={size})")
+
+
 def check_per_class_params(params: Params, shape: tuple[int, ...]) -> None:
     """A list-valued param (class weights, per-class alpha or pos_weight) has one entry
     per class: the size of the first input's last axis."""
@@ -198,7 +206,7 @@ def decode_inputs(
                 array = one_hot(spec_input.name, array, first.shape[-1], dtype)
         arrays[spec_input.name] = array
     bound = bind_shapes(spec.inputs, arrays)
-    from_logits = bool(getattr(params, "from_logits", False))
+    check_min_sizes(spec, params, bound)
     for spec_input in spec.inputs:
         name = spec_input.name
         array = arrays[name]
@@ -213,7 +221,7 @@ def decode_inputs(
             arrays[name] = to_integers(name, array, limit, "count", upper=f"{spec_input.bound}={limit}")
         elif relaxed(spec_input, params):
             check_finite(name, array)
-        elif spec_input.kind == "probability" or (spec_input.kind == "score" and not from_logits):
+        elif spec_input.holds_probabilities(params):
             check_range(name, array, 0.0, 1.0, "probabilities" if spec_input.kind == "score" else "values")
         elif spec_input.kind == "nonnegative":
             check_nonnegative(name, array)

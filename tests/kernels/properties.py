@@ -27,6 +27,13 @@ focal) and giving the lines to walk:
 * ``Simplex``: class probabilities on the probability simplex (the kernel renormalises, so the simplex
   is the domain the card speaks of), along lines towards one class (``p = t e_k + (1 - t) r``) and
   along random chords, with every component in ``[eps, 1 - eps]``; one-hot, soft or label targets.
+* ``ChannelMasks``: channel-first probability maps ``(C, pixels)`` in ``[0, 1]`` (overlap losses: no
+  clip, so the domain is the closed box), along uniform, single-pixel and random lines; targets are hard
+  or soft masks in which every class is present (at least one foreground pixel): for a class absent from
+  the target the soft overlap is a near-step ``sum p / (sum p + s_dr)`` at ``p = 0`` (the cards say so,
+  and a test shows it).
+* ``NaturalImages``: ``(C, H, W)`` images, ``predictions = targets + t d`` with ``d`` of unit RMS (``t`` is
+  the RMS residual, any real), around textured, smooth and flat target images in ``[0, 1]``.
 * ``LogProbability``: class log-probabilities (every component ``<= 0``), along one class's axis from
   ``log p_k = 0`` down to ``-inf`` and along random chords; label targets.
 * ``SignedTargets``: binary margin losses, score ``x = t`` on the whole real line for a label ``-1`` or
@@ -218,7 +225,7 @@ def _score_mismatch(spec: LossSpec, eps: float, class_axis: bool, labels: bool) 
     predictions, targets = spec.inputs[0], spec.inputs[1]
     if predictions.kind not in ("score", "probability"):
         return f"predictions are {predictions.kind!r}, not probabilities"
-    if _default(spec, "from_logits"):
+    if not predictions.holds_probabilities(spec.params(**property_params(spec))):
         return "the default form takes logits"
     if (predictions.shape[-1] == "C") != class_axis:
         return f"predictions have shape {predictions.shape}"
@@ -954,6 +961,155 @@ class LogProbabilitySequence(Domain):
         return None
 
 
+@dataclass(frozen=True)
+class ChannelMasks(Domain):
+    """Overlap losses: probability maps of shape ``(classes, pixels)`` in ``[0, 1]``; targets are masks in
+    which every class has at least one foreground pixel (hard, or soft elsewhere)."""
+
+    classes: int = 2
+    pixels: int = 3
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.classes, self.pixels)
+
+    def line(self, target: Array, origin: Floats, direction: Floats) -> Line:
+        lo, hi = _interval(origin.ravel(), direction.ravel(), 0.0, 1.0)
+        central = _interval(origin.ravel(), direction.ravel(), CENTRAL_MARGIN, 1.0 - CENTRAL_MARGIN)
+        return Line(target=target, origin=origin, direction=direction, lo=lo, hi=hi, central=central)
+
+    def canonical_target(self) -> Array:
+        """Class k's foreground is pixel k (and, for the last class, every later pixel)."""
+        target = np.zeros(self.shape)
+        for k in range(self.classes):
+            target[k, k] = 1.0
+        target[-1, self.classes :] = 1.0
+        return target
+
+    def canonical_lines(self) -> tuple[Line, ...]:
+        target = self.canonical_target()
+        half = np.full(self.shape, 0.5)
+        background = np.zeros(self.shape)
+        background[0, 1] = 1.0  # a pixel outside class 0's mask
+        foreground = np.zeros(self.shape)
+        foreground[0, 0] = 1.0
+        chord = np.linspace(-1.0, 1.0, target.size).reshape(self.shape)
+        return (
+            self.line(target, np.zeros(self.shape), np.ones(self.shape)),  # uniform p = t
+            self.line(target, half, background),
+            self.line(target, half, foreground),
+            self.line(target, half, chord / np.linalg.norm(chord)),
+        )
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        n = self.classes * self.pixels
+
+        @st.composite
+        def draw_line(draw: st.DrawFn) -> Line:
+            def vector(low: float, high: float) -> Floats:
+                return np.array(draw(st.lists(st.floats(low, high), min_size=n, max_size=n))).reshape(self.shape)
+
+            hard = draw(st.booleans())
+            target = (vector(0.0, 1.0) > 0.5).astype(np.float64) if hard else vector(0.0, 1.0)
+            for k, pixel in enumerate(draw(st.lists(st.integers(0, self.pixels - 1), min_size=self.classes,
+                                                    max_size=self.classes))):  # fmt: skip
+                target[k, pixel] = 1.0  # every class present
+            origin = vector(0.1, 0.9)
+            kind = draw(st.sampled_from(["uniform", "pixel", "random"]))
+            if kind == "uniform":
+                direction = np.ones(self.shape)
+            elif kind == "pixel":
+                direction = np.zeros(self.shape)
+                direction[draw(st.integers(0, self.classes - 1)), draw(st.integers(0, self.pixels - 1))] = 1.0
+            else:
+                direction = vector(-1.0, 1.0)
+                norm = float(np.linalg.norm(direction))
+                direction = direction / norm if norm > 1e-3 else np.ones(self.shape)
+            return self.line(target, origin, direction)
+
+        return draw_line()
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        predictions, targets = spec.inputs[0], spec.inputs[1]
+        if predictions.shape[:2] != ("N", "C") or targets.shape != predictions.shape:
+            return f"predictions have shape {predictions.shape}, targets {targets.shape}"
+        if not predictions.holds_probabilities(spec.params(**property_params(spec))):
+            return "the default form takes logits"
+        if targets.kind != "probability":
+            return f"targets are {targets.kind!r}"
+        return None
+
+
+@dataclass(frozen=True)
+class NaturalImages(Domain):
+    """Image losses: ``predictions = targets + t d`` for ``(channels, size, size)`` images, ``d`` of unit RMS,
+    ``t`` any real; targets are textured, smooth or flat images in ``[0, 1]``."""
+
+    size: int = 12
+    channels: int = 1
+    central_residual: float = 0.5
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+    def line(self, target: Floats, direction: Floats) -> Line:
+        rms = float(np.sqrt(np.mean(direction**2)))
+        c = self.central_residual
+        return Line(
+            target=target,
+            origin=target,
+            direction=direction / rms,
+            lo=-math.inf,
+            hi=math.inf,
+            central=(-c, c),
+            extremes=(-1e12, 1e12),
+        )
+
+    def targets(self) -> tuple[Floats, Floats, Floats]:
+        u, v = np.meshgrid(np.linspace(0, 1, self.size), np.linspace(0, 1, self.size), indexing="ij")
+        smooth = np.broadcast_to(0.2 + 0.4 * u + 0.2 * v, self.shape).copy()
+        textured = np.broadcast_to(0.5 + 0.3 * np.sin(7 * u) * np.cos(5 * v), self.shape).copy()
+        return smooth, textured, np.full(self.shape, 0.4)
+
+    def canonical_lines(self) -> tuple[Line, ...]:
+        smooth, textured, flat = self.targets()
+        ramp = np.linspace(-1.0, 1.0, smooth.size).reshape(self.shape)
+        checker = np.indices(self.shape).sum(axis=0) % 2 * 2.0 - 1.0
+        offset = np.ones(self.shape)
+        return (
+            self.line(textured, checker),
+            self.line(smooth, ramp),
+            self.line(flat, checker),
+            self.line(textured, offset),
+        )
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        n = self.channels * self.size * self.size
+
+        @st.composite
+        def draw_line(draw: st.DrawFn) -> Line:
+            def vector(low: float, high: float) -> Floats:
+                return np.array(draw(st.lists(st.floats(low, high), min_size=n, max_size=n))).reshape(self.shape)
+
+            target = draw(st.sampled_from(self.targets())) if draw(st.booleans()) else vector(0.0, 1.0)
+            direction = vector(-1.0, 1.0)
+            if float(np.sqrt(np.mean(direction**2))) < 1e-3:
+                direction = np.ones(self.shape)
+            return self.line(target, direction)
+
+        return draw_line()
+
+    def mismatch(self, spec: LossSpec) -> str | None:
+        predictions = spec.inputs[0]
+        if predictions.shape != ("N", "C", "H", "W") or predictions.kind != "real":
+            return f"predictions are {predictions.kind!r} of shape {predictions.shape}, not real images"
+        window = getattr(spec.params(), "window_size", 1)
+        if self.size < window:
+            return f"images of {self.size} pixels are smaller than the default window {window}"
+        return None
+
+
 # --- evaluating a line -----------------------------------------------------------------------------
 
 
@@ -1372,6 +1528,10 @@ LOSS_DOMAINS: dict[str, Domain] = {
     "adversarial": BatchScores(("real_logits", "fake_logits")),
     "earth_movers": Bins(),
     "ctc": LogProbabilitySequence(blank=CtcParams().blank),
+    "dice": ChannelMasks(),
+    "iou": ChannelMasks(),
+    "tversky": ChannelMasks(),
+    "ssim": NaturalImages(),
 }
 """Each registered loss (canonical name) -> the inputs its default form takes, as lines."""
 

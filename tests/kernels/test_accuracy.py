@@ -104,6 +104,22 @@ def gaussian_reference(inputs: dict[str, np.ndarray], params: dict[str, Any]) ->
     return result
 
 
+def mask_inputs(rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    return {
+        "predictions": rng.random(shape, dtype=np.float32),
+        "targets": (rng.random(shape, dtype=np.float32) < np.float32(0.3)).astype(np.float32),
+    }
+
+
+def dice_reference(inputs: dict[str, np.ndarray], params: dict[str, Any]) -> np.ndarray:
+    """MONAI's soft Dice per (sample, class), float64, spatial sums over the last axis."""
+    p = inputs["predictions"].astype(np.float64)
+    y = inputs["targets"].astype(np.float64)
+    tp, total = (p * y).sum(-1), p.sum(-1) + y.sum(-1)
+    result: np.ndarray = 1.0 - (2.0 * tp + 1e-5) / (total + 1e-5)
+    return result
+
+
 Inputs = Callable[[np.random.Generator, tuple[int, ...]], dict[str, np.ndarray]]
 CASES: list[tuple[str, tuple[int, ...], dict[str, Any], Inputs, Reference]] = [
     ("mse", (10, 1_000_000), {}, mse_inputs, mse_reference),
@@ -114,6 +130,8 @@ CASES: list[tuple[str, tuple[int, ...], dict[str, Any], Inputs, Reference]] = [
     ("cross_entropy", (1_000_000, 10), {"from_logits": True}, cross_entropy_inputs, cross_entropy_reference),
     ("msle", (10, 1_000_000), {}, msle_inputs, msle_reference),
     ("gaussian_nll", (10, 1_000_000), {}, gaussian_inputs, gaussian_reference),
+    ("dice", (10, 2, 500_000), {}, mask_inputs, dice_reference),
+    ("dice", (1_000_000, 2, 5), {}, mask_inputs, dice_reference),
 ]
 
 

@@ -124,10 +124,10 @@ def test_every_loss_has_goldens(loss: str) -> None:
     variants = {spec.variant(spec.params(**case["params"])) for case in document["cases"]}
     missing = set(spec.variants) - variants
     assert not missing, f"{loss}: no golden case for variants {sorted(missing)}"
-    # shapes with one and with several non-batch axes, where the inputs take any number ("...")
+    # shapes with different numbers of axes in the inputs' "..." (e.g. one and several non-batch axes)
     if any("..." in spec_input.shape for spec_input in spec.inputs):
         ranks = {len(case["shape"]) for case in document["cases"]}
-        assert {2, 3} <= ranks, f"{loss}: golden shapes cover ranks {sorted(ranks)}"
+        assert len(ranks) >= 2, f"{loss}: golden shapes cover ranks {sorted(ranks)} only"
     else:  # fixed shapes: at least two different sizes
         shapes = {tuple(case["shape"]) for case in document["cases"]}
         assert len(shapes) >= 2, f"{loss}: golden cases all have shape {shapes}"

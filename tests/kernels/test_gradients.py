@@ -272,7 +272,36 @@ def sequences(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
     return {"predictions": x, "targets": targets, "input_lengths": input_lengths, "target_lengths": target_lengths}
 
 
+def masks(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """Channel-first maps (N, C, H, W): probabilities inside (0, 1), or logits; masks with soft values and a
+    class absent from one sample (its loss stays smooth while sum p is far from 0)."""
+    shape = (2, 3, 2, 3)
+    logits = params.get("activation", "none") != "none"
+    x = rng.normal(0.0, 2.0, shape) if logits else rng.uniform(0.05, 0.95, shape)
+    y = (rng.random(shape) < 0.4).astype(np.float64)
+    y[0, 0, 0, :2] = [0.3, 0.8]
+    y[1, 2] = 0.0
+    return {"predictions": x, "targets": y}
+
+
+def ssim_images(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """(N, C, H, W) images in [0, data_range]: a smooth target, a noisy prediction."""
+    shape = (2, 1, 11, 12)
+    scale = params.get("data_range", 1.0)
+    u = np.linspace(0.0, 1.0, shape[2])[:, None] + np.linspace(0.0, 0.5, shape[3])[None, :]
+    target = np.clip(0.3 + 0.3 * u + rng.normal(0.0, 0.05, shape), 0.0, 1.0)
+    prediction = target + rng.normal(0.0, 0.1, shape)
+    return {"predictions": prediction * scale, "targets": target * scale}
+
+
 CLASS_WEIGHTS = [0.5, 2.0, 1.0, 1.5]
+OVERLAP: tuple[dict[str, Any], ...] = (
+    {},
+    {"activation": "sigmoid", "squared_pred": True},
+    {"activation": "softmax", "include_background": False},
+    {"activation": "softmax", "squared_pred": True, "smooth_nr": 0.5, "smooth_dr": 1.0},
+    {"squared_pred": True, "include_background": False},
+)
 
 TABLE: dict[str, GradientCase] = {
     "mse": GradientCase(regression(0.0, 3.0)),
@@ -366,6 +395,20 @@ TABLE: dict[str, GradientCase] = {
     ),
     "earth_movers": GradientCase(distributions, ({}, {"p": 2})),
     "ctc": GradientCase(sequences, ({}, {"blank": 2}, {"zero_infinity": True})),
+    "dice": GradientCase(masks, OVERLAP),
+    "iou": GradientCase(masks, OVERLAP),
+    "tversky": GradientCase(
+        masks,
+        (
+            {},
+            {"alpha": 0.3, "beta": 0.7, "activation": "sigmoid"},
+            {"alpha": 0.8, "beta": 0.2, "activation": "softmax", "include_background": False},
+        ),
+    ),
+    "ssim": GradientCase(
+        ssim_images,
+        ({}, {"window_size": 7, "sigma": 2.0}, {"window_size": 3, "sigma": 5.0, "data_range": 2.0, "k2": 0.1}),
+    ),
 }
 
 

@@ -25,6 +25,9 @@ CTC = {
     "input_lengths": [4, 3],
     "target_lengths": [2, 2],
 }
+MASKS = {"predictions": [[[0.2, 0.7, 0.4]], [[0.9, 0.1, 0.5]]], "targets": [[[0, 1, 1]], [[1, 0, 0]]]}  # (2, 1, 3)
+IMAGE = [[[[0.1 * ((i + j) % 7) for j in range(11)] for i in range(11)]]]  # (1, 1, 11, 11)
+SSIM = {"predictions": IMAGE, "targets": IMAGE}
 
 # (id, loss, body (dict, or raw bytes), status, field, words the detail must contain)
 CASES: list[tuple[str, str, Any, int, str | None, str]] = [
@@ -270,6 +273,62 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
         None,
         "reduced loss overflows float32",
     ),
+    (
+        "dice-probability-range",
+        "dice",
+        {**MASKS, "predictions": [[[0.2, 1.7, 0.4]], [[0.9, 0.1, 0.5]]]},
+        422,
+        "predictions",
+        "lie in [0.0, 1.0]",
+    ),
+    ("dice-target-range", "iou", {**MASKS, "targets": [[[0, 2, 1]], [[1, 0, 0]]]}, 422, "targets", "[0.0, 1.0]"),
+    ("dice-shape-mismatch", "tversky", {**MASKS, "targets": [[[0, 1]], [[1, 0]]]}, 422, "targets", "expected shape"),
+    ("dice-channel-axis-missing", "dice", {"predictions": [0.5, 0.5], "targets": [1, 0]}, 422, "predictions", "C"),
+    (
+        "dice-background-one-channel",
+        "dice",
+        {**MASKS, "params": {"include_background": False}},
+        422,
+        "params.include_background",
+        "needs at least 2 channels",
+    ),
+    (
+        "dice-softmax-one-channel",
+        "iou",
+        {**MASKS, "params": {"activation": "softmax"}},
+        422,
+        "params.activation",
+        "use 'sigmoid'",
+    ),
+    (
+        "dice-activation-unknown",
+        "dice",
+        {**MASKS, "params": {"activation": "relu"}},
+        422,
+        "params.activation",
+        "'sigmoid'",
+    ),
+    ("dice-smooth-dr-zero", "dice", {**MASKS, "params": {"smooth_dr": 0}}, 422, "params.smooth_dr", "greater than"),
+    ("tversky-alpha-negative", "tversky", {**MASKS, "params": {"alpha": -0.5}}, 422, "params.alpha", "greater"),
+    (
+        "ssim-image-too-small",
+        "ssim",
+        {**SSIM, "params": {"window_size": 13}},
+        422,
+        "predictions",
+        "at least window_size pixels high (got H=11)",
+    ),
+    ("ssim-window-even", "ssim", {**SSIM, "params": {"window_size": 8}}, 422, "params.window_size", "odd"),
+    ("ssim-sigma-bound", "ssim", {**SSIM, "params": {"sigma": 1000}}, 422, "params.sigma", "less than"),
+    ("ssim-not-an-image", "ssim", {"predictions": IMAGE[0], "targets": IMAGE[0]}, 422, "predictions", "expected shape"),
+    (
+        "ssim-nan",
+        "ssim",
+        {**SSIM, "targets": [[[[0.0] * 11] * 10 + [[0.0] * 10 + [1e39]]]]},
+        422,
+        "targets",
+        "non-finite",
+    ),
 ]
 
 
@@ -333,3 +392,12 @@ def test_a_bug_is_a_bare_500_without_traceback(client: TestClient, monkeypatch: 
     assert response.status_code == 500
     assert response.json()["title"] == "Internal Server Error"
     assert "secret" not in response.text and "Traceback" not in response.text
+
+
+def test_activation_decides_whether_predictions_are_probabilities(client: TestClient) -> None:
+    """Logits outside [0, 1] are fine with a sigmoid or softmax activation (Input.probabilities_when)."""
+    logits = {"predictions": [[[2.5, -1.0], [0.3, 4.0]]], "targets": [[[1, 0], [0, 1]]]}
+    assert client.post("/loss/dice", json=logits).status_code == 422
+    for activation in ("sigmoid", "softmax"):
+        response = client.post("/loss/dice", json={**logits, "params": {"activation": activation}})
+        assert response.status_code == 200, response.text

@@ -1,0 +1,387 @@
+"""Overlap losses for segmentation (MONAI semantics): Dice, IoU (Jaccard) and Tversky.
+
+Inputs are channel-first, ``(N, C, *spatial)``; the graph sees ``(N, C, R)`` with the
+spatial axes collapsed. Each (sample, class) gets one loss from soft overlap statistics
+summed over the spatial axis, so the kernel's element losses are ``(N, C')`` (``C' = C``,
+or ``C - 1`` without the background channel) and ``per_sample`` is their mean over the
+classes, which is MONAI's ``reduction="mean"`` for equal class counts.
+
+All three losses are ``1 - (k tp + s_nr) / (k tp + err + s_dr)`` with ``err`` a weighted
+sum of soft false positives and false negatives (``k = 2`` for Dice and IoU, 1 for
+Tversky). The kernels compute ``(err + s_dr - s_nr) / (k tp + err + s_dr)``, the same
+number without the cancellation in ``1 - ratio`` (accurate down to a perfect prediction),
+from sums taken in float64 whatever the request's dtype.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Literal
+
+import numpy as np
+from onnx import TensorProto
+from onnxscript import opset18 as op
+from onnxscript import script
+from pydantic import Field
+
+from kernels.curves import Arrays, Curve
+from kernels.ops import LOSSD, logistic
+from kernels.spec import Card, Input, KernelFunction, MinSize, Params, Properties, loss
+
+F64 = TensorProto.DOUBLE
+Activation = Literal["none", "sigmoid", "softmax"]
+
+
+class OverlapParams(Params):
+    activation: Activation = Field(
+        "none",
+        description="Applied to the predictions first: none (they are probabilities), sigmoid (one logit per "
+        "channel, multi-label), or softmax over the channel axis (multi-class logits).",
+    )
+    smooth_nr: float = Field(1e-5, ge=0, description="Added to the numerator (MONAI smooth_nr).")
+    smooth_dr: float = Field(
+        1e-5, gt=0, description="Added to the denominator (MONAI smooth_dr); positive, so an empty class is defined."
+    )
+    include_background: bool = Field(
+        True, description="false: channel 0 (the background) is left out of the loss; needs at least 2 channels."
+    )
+
+
+class DiceParams(OverlapParams):
+    squared_pred: bool = Field(False, description="Denominator from squares: sum p^2 + sum y^2 (V-Net).")
+
+
+class TverskyParams(OverlapParams):
+    alpha: float = Field(0.5, ge=0, description="Weight of the false positives, sum p (1 - y).")
+    beta: float = Field(0.5, ge=0, description="Weight of the false negatives, sum (1 - p) y.")
+
+
+# --- shared pieces ---------------------------------------------------------------------------
+
+
+@script(LOSSD, default_opset=op)
+def overlap_sums(p, y):  # type: ignore[no-untyped-def]
+    """Soft true positives, false positives and false negatives of each (sample, class):
+    sum p y, sum p (1 - y), sum (1 - p) y over the spatial axis, in float64 (N, C', 1).
+    Every term is non-negative, so the sums are accurate however they are combined."""
+    p64 = op.Cast(p, to=F64)
+    y64 = op.Cast(y, to=F64)
+    axis = op.Constant(value_ints=[-1])
+    tp = op.ReduceSum(p64 * y64, axis, keepdims=1)
+    fp = op.ReduceSum(p64 * (1.0 - y64), axis, keepdims=1)
+    fn = op.ReduceSum((1.0 - p64) * y64, axis, keepdims=1)
+    return tp, fp, fn
+
+
+@script(LOSSD, default_opset=op)
+def squared_sums(p, y):  # type: ignore[no-untyped-def]
+    """squared_pred: sum p y and sum (p - y)^2 = (sum p^2 - sum p y) + (sum y^2 - sum p y),
+    the false positives plus false negatives of MONAI's squared (ord 2) statistics."""
+    p64 = op.Cast(p, to=F64)
+    y64 = op.Cast(y, to=F64)
+    axis = op.Constant(value_ints=[-1])
+    d = p64 - y64
+    return op.ReduceSum(p64 * y64, axis, keepdims=1), op.ReduceSum(d * d, axis, keepdims=1)
+
+
+@script(LOSSD, default_opset=op)
+def overlap_ratio(ktp, err, smooth_nr, smooth_dr, like):  # type: ignore[no-untyped-def]
+    """L = 1 - (k tp + a) / (k tp + err + b) = (err + b - a) / q, q = k tp + err + b, and the
+    coefficients of its gradient: dL = u d(err) - (L / q) d(k tp), u = (k tp + a) / q^2.
+    Inputs in float64 (N, C', 1); returns L (N, C') and u, L / q (N, C', 1) in ``like``'s dtype."""
+    a = op.Cast(smooth_nr, to=F64)
+    b = op.Cast(smooth_dr, to=F64)
+    q = ktp + err + b
+    value = (err + b - a) / q
+    u = (ktp + a) / (q * q)
+    elements = op.Squeeze(value, op.Constant(value_ints=[-1]))
+    return op.CastLike(elements, like), op.CastLike(u, like), op.CastLike(value / q, like)
+
+
+@cache
+def activation_pair(activation: str, include_background: bool) -> tuple[KernelFunction, KernelFunction]:
+    """(probabilities, backward) for one activation: ``probabilities(predictions, targets)``
+    gives the kept channels' probabilities and targets, and what the backward pass needs;
+    ``backward(grad, aux)`` turns d/d(kept probabilities) into d/d(predictions). Softmax runs
+    over all channels before the background is dropped (MONAI's order), so channel 0's
+    logits still get a gradient; with no activation or sigmoid, channel 0's gradient is 0."""
+    sigmoid = activation == "sigmoid"
+    softmax = activation == "softmax"
+    drop = not include_background
+
+    @script(LOSSD, default_opset=op)
+    def probabilities(predictions, targets):  # type: ignore[no-untyped-def]
+        if sigmoid:
+            p, aux, _, _ = logistic(predictions)
+            aux = p * aux  # sigmoid'(x) = sigmoid(x) sigmoid(-x), both accurate
+        elif softmax:
+            p = op.Softmax(predictions, axis=1)
+            aux = p
+        else:
+            p = predictions
+            aux = predictions
+        if drop:
+            one = op.Constant(value_ints=[1])
+            end = op.Constant(value_ints=[2**62])
+            kept_p = op.Slice(p, one, end, one)
+            kept_y = op.Slice(targets, one, end, one)
+        else:
+            kept_p = op.Identity(p)
+            kept_y = op.Identity(targets)
+        return kept_p, kept_y, aux
+
+    @script(LOSSD, default_opset=op)
+    def backward(grad, aux):  # type: ignore[no-untyped-def]
+        if drop:  # noqa: SIM108 (onnxscript takes a static if, not a conditional expression)
+            g = op.Pad(grad, op.Constant(value_ints=[0, 1, 0, 0, 0, 0]))
+        else:
+            g = op.Identity(grad)
+        if sigmoid:
+            out = g * aux
+        elif softmax:
+            # p (g - sum_k g_k p_k), with g first shifted by the most probable channel's g: the
+            # same value (sum p = 1), but where p_m ~ 1 the m-term vanishes exactly instead of
+            # cancelling (g_m - sum g p ~ 0 would lose every digit of a saturated pixel's gradient).
+            top = op.ArgMax(aux, axis=1, keepdims=1)
+            h = g - op.GatherElements(g, top, axis=1)
+            out = aux * (h - op.ReduceSum(h * aux, op.Constant(value_ints=[1]), keepdims=1))
+        else:
+            out = op.Identity(g)
+        return out
+
+    return probabilities, backward
+
+
+@cache
+def ratio_kernel(jaccard: bool, activation: str, squared_pred: bool, include_background: bool) -> KernelFunction:
+    """Dice (err = fp + fn) or MONAI's Jaccard (err = 2 (fp + fn)), both with k = 2."""
+    probabilities, backward = activation_pair(activation, include_background)
+    c = 2.0 if jaccard else 1.0
+    c2 = 2.0 * c  # a Python constant: a product of two literals inside the script would not be cast
+
+    @script(LOSSD, default_opset=op)
+    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr):  # type: ignore[no-untyped-def]
+        p, y, aux = probabilities(predictions, targets)
+        if squared_pred:
+            tp, err = squared_sums(p, y)
+            d_err = c2 * (p - y)
+        else:
+            tp, fp, fn = overlap_sums(p, y)
+            err = fp + fn
+            d_err = c * (1.0 - 2.0 * y)
+        elements, u, w = overlap_ratio(2.0 * tp, c * err, smooth_nr, smooth_dr, p)
+        return elements, backward(u * d_err - (2.0 * w) * y, aux)
+
+    return overlap_kernel
+
+
+@cache
+def tversky_kernel(activation: str, include_background: bool) -> KernelFunction:
+    probabilities, backward = activation_pair(activation, include_background)
+
+    @script(LOSSD, default_opset=op)
+    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, alpha, beta):  # type: ignore[no-untyped-def]
+        p, y, aux = probabilities(predictions, targets)
+        tp, fp, fn = overlap_sums(p, y)
+        err = op.CastLike(alpha, tp) * fp + op.CastLike(beta, tp) * fn
+        elements, u, w = overlap_ratio(tp, err, smooth_nr, smooth_dr, p)
+        d_err = alpha * (1.0 - y) - beta * y
+        return elements, backward(u * d_err - w * y, aux)
+
+    return overlap_kernel
+
+
+# --- declarations ----------------------------------------------------------------------------
+
+PREDICTIONS = Input(
+    "predictions",
+    ("N", "C", "..."),
+    "score",
+    "Per-channel probabilities in [0, 1] (activation none), or logits (sigmoid, softmax); channel-first.",
+    differentiable=True,
+    probabilities_when=("activation", "none"),
+)
+TARGETS = Input(
+    "targets",
+    ("N", "C", "..."),
+    "probability",
+    "Target masks in [0, 1] (one-hot or soft), same shape as predictions.",
+)
+CHANNEL_RULES = (
+    MinSize(
+        "C",
+        2,
+        "params.include_background",
+        "include_background=false leaves channel 0 out and needs at least 2 channels (MONAI keeps the single "
+        "channel with a warning instead)",
+        when=(("include_background", False),),
+    ),
+    MinSize(
+        "C",
+        2,
+        "params.activation",
+        "activation='softmax' normalises over the channel axis and needs at least 2 channels (MONAI skips it "
+        "with a warning for one channel); use 'sigmoid' for a single foreground channel",
+        when=(("activation", "softmax"),),
+    ),
+)
+OVERLAP_PROPERTIES = Properties(
+    robust_to_outliers=True,
+    smooth_gradient=True,
+    convex=False,
+    differentiable=True,
+    bounded_below=True,
+    probabilistic_interpretation=None,
+)
+SMOOTHNESS = (
+    "Properties (default form, probabilities): bounded in [0, 1] and differentiable everywhere; its "
+    "gradient is bounded (a confidently wrong pixel pulls no harder than a slightly wrong one, unlike "
+    "cross-entropy's 1/p) and Lipschitz: soft Dice/IoU/Tversky are smooth rational functions whose "
+    "denominator never vanishes, although tables often call them non-smooth. That holds with a modest "
+    "constant for every class present in the target (at least one pixel's worth of foreground); for a class "
+    "absent from a sample's target the loss is sum p / (sum p + s_dr)-like, a step of height ~1 over "
+    "sum p ~ s_dr with curvature ~2/s_dr^2 at p = 0, practically a kink (the property tests check the claims "
+    "on targets with every class present, and this exception separately). Not convex: along a background "
+    "pixel the ratio is concave."
+)
+
+
+def foreground_probability(channels: int = 1, pixels: int = 8) -> Curve:
+    """A uniform predicted probability x on every pixel of an all-foreground target."""
+
+    def inputs(x: np.ndarray) -> Arrays:
+        p = np.broadcast_to(x[:, None, None], (x.size, channels, pixels)).copy()
+        return {"predictions": p, "targets": np.ones((x.size, channels, pixels))}
+
+    def direction(x: np.ndarray) -> Arrays:
+        return {"predictions": np.ones((x.size, channels, pixels))}
+
+    return Curve("predicted foreground probability (uniform map, all-foreground target)", 0.0, 1.0, inputs, direction)
+
+
+MONAI_COMMON = (
+    "MONAI applies the activation, then drops channel 0 when include_background=false (so softmax still "
+    "normalises over every channel), sums over the spatial axes per (sample, class) and averages over both "
+    "for reduction='mean', which is our unweighted mean. For one channel MONAI ignores softmax and "
+    "include_background=false with a warning; we reject them (422). MONAI's batch=True, weight and "
+    "to_onehot_y are not offered: send one-hot targets."
+)
+
+
+@loss(
+    name="dice",
+    task="segmentation",
+    inputs=(PREDICTIONS, TARGETS),
+    params=DiceParams,
+    properties=OVERLAP_PROPERTIES,
+    min_sizes=CHANNEL_RULES,
+    curve=foreground_probability(),
+    card=Card(
+        title="Soft Dice loss",
+        summary="One minus the soft Dice coefficient of each (sample, class), summed over the spatial axes and "
+        "averaged over the classes: directly optimises the overlap that segmentation is scored by, and is "
+        "insensitive to how much background there is. Exactly MONAI's DiceLoss. " + SMOOTHNESS,
+        formula=r"\ell_{n,c} = 1 - \frac{2\sum_i p_i y_i + s_{nr}}{\sum_i p_i + \sum_i y_i + s_{dr}}"
+        r"\quad(\text{squared\_pred: } \textstyle\sum_i p_i^2 + \sum_i y_i^2),\qquad "
+        r"\ell_n = \frac{1}{C'}\sum_c \ell_{n,c}",
+        use_cases=(
+            "Medical and semantic segmentation with strong foreground/background imbalance",
+            "Combined with cross-entropy (dice_bce) for stable early training",
+        ),
+        equivalents={
+            "monai": "monai.losses.DiceLoss(sigmoid|softmax, squared_pred, include_background, smooth_nr, "
+            "smooth_dr, reduction) (matched). " + MONAI_COMMON,
+            "keras": "keras.losses.Dice(axis=None) computes one Dice over the whole batch with smooth 0 and 1e-7 "
+            "in the denominator: send the batch as one sample of one channel, shape (1, 1, -1), with "
+            "smooth_nr=0, smooth_dr=1e-7",
+            "smp": "segmentation_models_pytorch DiceLoss aggregates over the batch per class, gives classes absent "
+            "from the target loss 0 and applies the activation by default; no params reproduce that",
+        },
+        references=(
+            "Milletari, F., Navab, N., Ahmadi, S.-A. (2016). V-Net: Fully Convolutional Neural Networks for "
+            "Volumetric Medical Image Segmentation. 3DV.",
+            "Sudre, C. H. et al. (2017). Generalised Dice overlap as a deep learning loss function for highly "
+            "unbalanced segmentations. DLMIA.",
+        ),
+    ),
+)
+def dice(activation: str, squared_pred: bool, include_background: bool):  # type: ignore[no-untyped-def]
+    return ratio_kernel(False, activation, squared_pred, include_background)
+
+
+@loss(
+    name="iou",
+    aliases=("jaccard",),
+    task="segmentation",
+    inputs=(PREDICTIONS, TARGETS),
+    params=DiceParams,
+    properties=OVERLAP_PROPERTIES,
+    min_sizes=CHANNEL_RULES,
+    curve=foreground_probability(),
+    card=Card(
+        title="Soft IoU (Jaccard) loss",
+        summary="One minus the soft intersection over union of each (sample, class), averaged over the classes. "
+        "Exactly MONAI's DiceLoss(jaccard=True), whose numerator and denominator are both doubled: "
+        "1 - (2 tp + s_nr) / (2 (sum p + sum y - tp) + s_dr), i.e. the textbook (tp + s) / (union + s) with "
+        "s = s_nr / 2 and s_dr / 2. " + SMOOTHNESS,
+        formula=r"\ell_{n,c} = 1 - \frac{2\sum_i p_i y_i + s_{nr}}{2\left(\sum_i p_i + \sum_i y_i - "
+        r"\sum_i p_i y_i\right) + s_{dr}}\quad(\text{squared\_pred: } p_i^2, y_i^2 \text{ in the sums of } p, y)",
+        use_cases=(
+            "Segmentation scored by IoU (Pascal VOC, COCO masks)",
+            "Building and road extraction from aerial imagery",
+        ),
+        equivalents={
+            "monai": "monai.losses.DiceLoss(jaccard=True, ...) (matched). " + MONAI_COMMON + " For the textbook "
+            "soft IoU 1 - (tp + s) / (sum p + sum y - tp + s), pass smooth_nr = smooth_dr = 2 s.",
+            "smp": "segmentation_models_pytorch JaccardLoss aggregates over the batch per class and gives classes "
+            "absent from the target loss 0",
+            "keras": "none in Keras 3",
+        },
+        references=(
+            "Rahman, M. A., Wang, Y. (2016). Optimizing Intersection-Over-Union in Deep Neural Networks for Image "
+            "Segmentation. ISVC.",
+            "Wang, Z. et al. (2023). Jaccard Metric Losses: Optimizing the Jaccard Index with Soft Labels. NeurIPS.",
+        ),
+    ),
+)
+def iou(activation: str, squared_pred: bool, include_background: bool):  # type: ignore[no-untyped-def]
+    return ratio_kernel(True, activation, squared_pred, include_background)
+
+
+@loss(
+    name="tversky",
+    task="segmentation",
+    inputs=(PREDICTIONS, TARGETS),
+    params=TverskyParams,
+    properties=OVERLAP_PROPERTIES,
+    min_sizes=CHANNEL_RULES,
+    curve=foreground_probability(),
+    card=Card(
+        title="Tversky loss",
+        summary="A Dice loss with separate weights for false positives (alpha) and false negatives (beta): "
+        "beta > alpha favours recall, for small structures that Dice under-segments. alpha = beta = 0.5 is Dice "
+        "(with the smoothing terms doubled), alpha = beta = 1 is IoU. Exactly MONAI's TverskyLoss. " + SMOOTHNESS,
+        formula=r"\ell_{n,c} = 1 - \frac{tp + s_{nr}}{tp + \alpha\, fp + \beta\, fn + s_{dr}},\quad "
+        r"tp = \sum_i p_i y_i,\ fp = \sum_i p_i (1 - y_i),\ fn = \sum_i (1 - p_i) y_i",
+        use_cases=(
+            "Lesion and small-structure segmentation where missing foreground costs more than over-segmenting",
+            "Trading precision against recall in a segmentation loss",
+        ),
+        equivalents={
+            "monai": "monai.losses.TverskyLoss(alpha, beta, sigmoid|softmax, include_background, smooth_nr, "
+            "smooth_dr) (matched; include_background is an addition to the API table, as in MONAI). " + MONAI_COMMON,
+            "keras": "keras.losses.Tversky(alpha, beta, axis=None) is one value over the whole batch, and its code "
+            "multiplies alpha with sum y (1 - p), the false negatives, although its docstring says false positives: "
+            "Keras Tversky(alpha=a, beta=b) equals ours with alpha=b, beta=a, smooth_nr=0, smooth_dr=1e-7 on the "
+            "batch sent as one sample of one channel",
+            "smp": "segmentation_models_pytorch TverskyLoss aggregates over the batch per class and raises the "
+            "class mean to the power gamma (focal Tversky)",
+        },
+        references=(
+            "Salehi, S. S. M., Erdogmus, D., Gholipour, A. (2017). Tversky loss function for image segmentation "
+            "using 3D fully convolutional deep networks. MLMI.",
+        ),
+    ),
+)
+def tversky(activation: str, include_background: bool):  # type: ignore[no-untyped-def]
+    return tversky_kernel(activation, include_background)
