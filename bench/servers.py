@@ -29,7 +29,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-FOCAL = GraphKey("focal", (("from_logits", False),), "float32", False)
+def focal_key() -> GraphKey:
+    """The forward graph of focal with default params, the one the service runs for the bench request."""
+    spec = REGISTRY.get("focal")
+    assert spec is not None
+    return GraphKey("focal", spec.variant(spec.params()), "float32", False)
+
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -41,9 +46,10 @@ class FocalKernel:
     """One onnxruntime session of the service's focal graph, fed as ``Runtime.run`` feeds it."""
 
     def __init__(self, threads: int) -> None:
-        spec = REGISTRY.get(FOCAL.loss)
+        key = focal_key()
+        spec = REGISTRY.get(key.loss)
         assert spec is not None
-        model = build_model(spec, FOCAL).SerializeToString()
+        model = build_model(spec, key).SerializeToString()
         self.session = ort.InferenceSession(model, session_options(threads), providers=[CPU])
         self.params = spec.params()
         names = {i.name for i in self.session.get_inputs()}
