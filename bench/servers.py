@@ -29,11 +29,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+
 def focal_key() -> GraphKey:
     """The forward graph of focal with default params, the one the service runs for the bench request."""
     spec = REGISTRY.get("focal")
     assert spec is not None
     return GraphKey("focal", spec.variant(spec.params()), "float32", False)
+
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 

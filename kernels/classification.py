@@ -32,36 +32,91 @@ def along_last_axis(pos_weight, x):  # type: ignore[no-untyped-def]
 
 
 @script(LOSSD, default_opset=op)
-def bce_logits(predictions, targets, pos_weight):  # type: ignore[no-untyped-def]
-    y = targets
-    pw = along_last_axis(pos_weight, predictions)
+def bce_logits_core(predictions, y, positive):  # type: ignore[no-untyped-def]
+    """``positive`` is pos_weight * y, or y itself: without pos_weight the graph has no extra ops."""
     # -[pw y log s(x) + (1-y) log s(-x)] = pw y softplus(-x) + (1-y) softplus(x): non-negative
     # terms only (the form (1-y) x + (1 + (pw-1) y) softplus(-x) cancels for y=0, x << 0).
     s, s_neg, softplus_x, softplus_neg_x = logistic(predictions)
-    elements = (1.0 - y) * softplus_x + pw * y * softplus_neg_x
-    return elements, (1.0 - y) * s - pw * y * s_neg
+    elements = (1.0 - y) * softplus_x + positive * softplus_neg_x
+    return elements, (1.0 - y) * s - positive * s_neg
 
 
 @script(LOSSD, default_opset=op)
-def bce_probabilities(predictions, targets, pos_weight, eps):  # type: ignore[no-untyped-def]
-    y = targets
-    pw = along_last_axis(pos_weight, predictions)
+def bce_probabilities_core(predictions, y, positive, eps):  # type: ignore[no-untyped-def]
     p, inside = clip_mask(predictions, eps)
     q = 1.0 - p
-    elements = op.Neg(pw * y * op.Log(p) + (1.0 - y) * log1p(op.Neg(p)))
-    return elements, inside * ((1.0 - y) / q - pw * y / p)
+    elements = op.Neg(positive * op.Log(p) + (1.0 - y) * log1p(op.Neg(p)))
+    return elements, inside * ((1.0 - y) / q - positive / p)
+
+
+# One graph per (from_logits, label_smoothing present, pos_weight present): each a composition
+# of the two cores above.
 
 
 @script(LOSSD, default_opset=op)
-def bce_logits_smoothed(predictions, targets, pos_weight, label_smoothing):  # type: ignore[no-untyped-def]
-    elements, gradient = bce_logits(predictions, binary_smoothed(targets, label_smoothing), pos_weight)
+def bce_logits(predictions, targets):  # type: ignore[no-untyped-def]
+    elements, gradient = bce_logits_core(predictions, targets, targets)
     return elements, gradient
 
 
 @script(LOSSD, default_opset=op)
-def bce_probabilities_smoothed(predictions, targets, pos_weight, label_smoothing, eps):  # type: ignore[no-untyped-def]
-    elements, gradient = bce_probabilities(predictions, binary_smoothed(targets, label_smoothing), pos_weight, eps)
+def bce_logits_weighted(predictions, targets, pos_weight):  # type: ignore[no-untyped-def]
+    elements, gradient = bce_logits_core(predictions, targets, along_last_axis(pos_weight, predictions) * targets)
     return elements, gradient
+
+
+@script(LOSSD, default_opset=op)
+def bce_logits_smoothed(predictions, targets, label_smoothing):  # type: ignore[no-untyped-def]
+    y = binary_smoothed(targets, label_smoothing)
+    elements, gradient = bce_logits_core(predictions, y, y)
+    return elements, gradient
+
+
+@script(LOSSD, default_opset=op)
+def bce_logits_smoothed_weighted(predictions, targets, pos_weight, label_smoothing):  # type: ignore[no-untyped-def]
+    y = binary_smoothed(targets, label_smoothing)
+    elements, gradient = bce_logits_core(predictions, y, along_last_axis(pos_weight, predictions) * y)
+    return elements, gradient
+
+
+@script(LOSSD, default_opset=op)
+def bce_probabilities(predictions, targets, eps):  # type: ignore[no-untyped-def]
+    elements, gradient = bce_probabilities_core(predictions, targets, targets, eps)
+    return elements, gradient
+
+
+@script(LOSSD, default_opset=op)
+def bce_probabilities_weighted(predictions, targets, pos_weight, eps):  # type: ignore[no-untyped-def]
+    positive = along_last_axis(pos_weight, predictions) * targets
+    elements, gradient = bce_probabilities_core(predictions, targets, positive, eps)
+    return elements, gradient
+
+
+@script(LOSSD, default_opset=op)
+def bce_probabilities_smoothed(predictions, targets, label_smoothing, eps):  # type: ignore[no-untyped-def]
+    y = binary_smoothed(targets, label_smoothing)
+    elements, gradient = bce_probabilities_core(predictions, y, y, eps)
+    return elements, gradient
+
+
+@script(LOSSD, default_opset=op)
+def bce_probabilities_smoothed_weighted(predictions, targets, pos_weight, label_smoothing, eps):  # type: ignore[no-untyped-def]
+    y = binary_smoothed(targets, label_smoothing)
+    positive = along_last_axis(pos_weight, predictions) * y
+    elements, gradient = bce_probabilities_core(predictions, y, positive, eps)
+    return elements, gradient
+
+
+BCE_KERNELS = {
+    (True, False, False): bce_logits,
+    (True, False, True): bce_logits_weighted,
+    (True, True, False): bce_logits_smoothed,
+    (True, True, True): bce_logits_smoothed_weighted,
+    (False, False, False): bce_probabilities,
+    (False, False, True): bce_probabilities_weighted,
+    (False, True, False): bce_probabilities_smoothed,
+    (False, True, True): bce_probabilities_smoothed_weighted,
+}
 
 
 @loss(
@@ -106,10 +161,8 @@ def bce_probabilities_smoothed(predictions, targets, pos_weight, label_smoothing
         references=("Cox, D. R. (1958). The regression analysis of binary sequences. JRSS B.",),
     ),
 )
-def binary_cross_entropy(from_logits: bool, label_smoothing: bool):  # type: ignore[no-untyped-def]
-    if label_smoothing:
-        return bce_logits_smoothed if from_logits else bce_probabilities_smoothed
-    return bce_logits if from_logits else bce_probabilities
+def binary_cross_entropy(from_logits: bool, label_smoothing: bool, pos_weight: bool):  # type: ignore[no-untyped-def]
+    return BCE_KERNELS[(from_logits, label_smoothing, pos_weight)]
 
 
 @script(LOSSD, default_opset=op)

@@ -54,3 +54,13 @@ def test_a_tampered_repository_is_refused(tmp_path: Path) -> None:
     victim.write_bytes(victim.read_bytes() + b"\0")
     with pytest.raises(ValueError, match="does not match its manifest hash"):
         Runtime(REGISTRY, provider="cpu", model_repository=tmp_path)
+
+
+def test_a_param_selects_a_graph_by_presence() -> None:
+    bce = REGISTRY.get("binary_cross_entropy")
+    assert bce is not None
+    default = dict(bce.variant(bce.params()))
+    assert default == {"from_logits": False, "label_smoothing": False, "pos_weight": False}
+    assert dict(bce.variant(bce.params.model_validate({"label_smoothing": 0.1})))["label_smoothing"] is True
+    # 0 is "off" only where the default is 0: a pos_weight of 0 is a weight, not an absent one.
+    assert dict(bce.variant(bce.params.model_validate({"pos_weight": 0.0})))["pos_weight"] is True
