@@ -294,13 +294,13 @@ def _choices(params: type[Params], name: str) -> tuple[Any, ...] | None:
 
 
 def structural_key(params: type[Params], name: str, value: Any) -> Any:
-    """Booleans and choices select a graph by value; any other param by presence: None is
-    absent, and so is 0 for a param whose default is 0 (a graph without label smoothing)."""
+    """Booleans and choices select a graph by value; any other param by presence: an
+    optional param is absent when None, a plain number when 0 (no label smoothing)."""
     if _choices(params, name) is not None:
         return value
-    # 0 is "off" only for a param whose default is 0 (label_smoothing); pos_weight=0 is a weight.
-    off_by_default = params.model_fields[name].default == 0
-    return value is not None and not (off_by_default and isinstance(value, int | float) and value == 0)
+    # An optional param is off when None (pos_weight=0 is a weight); a plain number when 0.
+    optional = type(None) in typing.get_args(params.model_fields[name].annotation)
+    return value is not None and (optional or not (isinstance(value, int | float) and value == 0))
 
 
 def _variant_domain(params: type[Params], name: str) -> tuple[Any, ...]:

@@ -62,5 +62,9 @@ def test_a_param_selects_a_graph_by_presence() -> None:
     default = dict(bce.variant(bce.params()))
     assert default == {"from_logits": False, "label_smoothing": False, "pos_weight": False}
     assert dict(bce.variant(bce.params.model_validate({"label_smoothing": 0.1})))["label_smoothing"] is True
-    # 0 is "off" only where the default is 0: a pos_weight of 0 is a weight, not an absent one.
+    # An optional param is off only when None: a pos_weight of 0 is a weight, not an absent one;
+    # a plain number is off at 0, whatever its default.
     assert dict(bce.variant(bce.params.model_validate({"pos_weight": 0.0})))["pos_weight"] is True
+    smoothed = REGISTRY.get("label_smoothing_cross_entropy")
+    assert smoothed is not None
+    assert dict(smoothed.variant(smoothed.params.model_validate({"label_smoothing": 0.0})))["label_smoothing"] is False
