@@ -9,7 +9,6 @@ for element-wise losses, ten classes for class-wise ones.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from bench.machine import Interference
 from bench.stats import Spread, time_calls
 from bench.table import number, ratio, render, spread
 from kernels import REGISTRY
+from kernels.graph import graph_shape
 from kernels.runtime import Runtime
 from kernels.spec import Input, LossSpec
 
@@ -115,16 +115,6 @@ def make_inputs(spec: LossSpec, elements: int, rng: np.random.Generator) -> dict
         else:
             arrays[spec_input.name] = rng.integers(0, 2, shape).astype(np.float32)
     return arrays
-
-
-def graph_shape(spec_input: Input, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The array's shape as the graph takes it: the "..." axes collapsed into one."""
-    if "..." not in spec_input.shape:
-        return shape
-    before = spec_input.shape.index("...")
-    after = len(spec_input.shape) - before - 1
-    middle = math.prod(shape[before : len(shape) - after])
-    return (*shape[:before], middle, *shape[len(shape) - after :])
 
 
 def relative_diff(actual: np.ndarray, expected: np.ndarray) -> float:

@@ -102,6 +102,13 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, HTTPException)
         return protocol_error(request, ProblemError(exc.status_code, _title(exc.status_code), str(exc.detail)))
 
+    from service.v2 import V2Error  # imported here: the V2 codec imports this module
+
+    async def protocol(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, V2Error)
+        return Response(exc.body(), status_code=exc.status, media_type="application/json")
+
+    app.add_exception_handler(V2Error, protocol)
     app.add_exception_handler(ProblemError, problem)
     app.add_exception_handler(RequestValidationError, request_validation)
     app.add_exception_handler(HTTPException, http)

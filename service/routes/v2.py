@@ -27,10 +27,6 @@ def model(name: str) -> LossSpec:
     return spec
 
 
-def error_response(error: v2.V2Error) -> Response:
-    return Response(error.body(), status_code=error.status, media_type="application/json")
-
-
 @router.get("")
 async def server_metadata() -> dict[str, Any]:
     return v2.server_metadata()
@@ -54,29 +50,20 @@ async def repository_index() -> list[dict[str, str]]:
 @router.get("/models/{name}", responses=RESPONSES)
 @router.get("/models/{name}/versions/1", responses=RESPONSES, include_in_schema=False)
 async def model_metadata(name: str) -> Response:
-    try:
-        return JSONResponse(v2.model_metadata(model(name)))
-    except v2.V2Error as error:
-        return error_response(error)
+    return JSONResponse(v2.model_metadata(model(name)))
 
 
 @router.get("/models/{name}/ready", responses=RESPONSES)
 @router.get("/models/{name}/versions/1/ready", responses=RESPONSES, include_in_schema=False)
 async def model_ready(name: str) -> Response:
-    try:
-        model(name)
-    except v2.V2Error as error:
-        return error_response(error)
+    model(name)
     return Response(status_code=200)
 
 
 @router.get("/models/{name}/config", responses=RESPONSES)
 @router.get("/models/{name}/versions/1/config", responses=RESPONSES, include_in_schema=False)
 async def model_config(name: str) -> Response:
-    try:
-        return JSONResponse(v2.model_config(model(name)))
-    except v2.V2Error as error:
-        return error_response(error)
+    return JSONResponse(v2.model_config(model(name)))
 
 
 @router.post(
@@ -93,9 +80,6 @@ async def infer(request: Request, name: str) -> Response:
     """Inputs are the loss's inputs (plus optional ``weights``); params and ``reduction``
     go in the request ``parameters``; outputs are ``loss``, ``per_sample`` and
     ``gradient_<input>``. The binary tensor data extension is supported both ways."""
-    try:
-        spec = model(name)
-    except v2.V2Error as error:
-        return error_response(error)
+    spec = model(name)
     status, body, headers = v2_infer(request.app.state, spec, request.scope, await request.body())
     return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
