@@ -19,6 +19,7 @@ from service import __version__, errors, fastpath
 from service.routes import compute, curves, health, metrics, registry, v2
 from service.schemas import request_model
 from service.settings import Settings
+from service.v2 import InferRequest
 
 DESCRIPTION = (
     "Loss functions as a service: send batched predictions and targets, get back the loss, per-sample "
@@ -79,12 +80,12 @@ def create_app(settings: Settings | None = None) -> LossdApp:
 
 
 def openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the per-loss request models, which the compute routes
-    reference but do not parse (they read the raw body once, with orjson)."""
+    """FastAPI's document plus the per-loss request models and the V2 infer request, which
+    their routes reference but do not parse (they read the raw body once, with orjson)."""
     if app.openapi_schema is None:
         document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         _, defs = models_json_schema(
-            [(request_model(spec), "validation") for spec in REGISTRY],
+            [*((request_model(spec), "validation") for spec in REGISTRY), (InferRequest, "validation")],
             ref_template="#/components/schemas/{model}",
         )
         document.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])

@@ -67,7 +67,7 @@ class TensorInput(BaseModel):
     shape: list[int] = Field(min_length=0)
     datatype: str
     parameters: dict[str, Any] = Field(default_factory=dict)
-    data: Any = None
+    data: Any = Field(None, description="JSON tensor data, row-major, flat or nested; absent with binary_data_size.")
 
 
 class RequestedOutput(BaseModel):
@@ -84,6 +84,24 @@ class InferRequest(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     inputs: list[TensorInput] = Field(min_length=1)
     outputs: list[RequestedOutput] | None = None
+
+
+# The response as encode_response writes it, for the OpenAPI document (never parsed).
+class TensorOutput(BaseModel):
+    """One output tensor."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    parameters: dict[str, Any] | None = Field(None, description="binary_data_size when the data follows the JSON.")
+    data: list[float] | None = Field(None, description="The elements, flat and row-major, when sent as JSON.")
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[TensorOutput]
 
 
 def output_names(spec: LossSpec) -> list[str]:
