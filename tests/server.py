@@ -30,7 +30,7 @@ class Server:
 
 
 @contextmanager
-def running_server(env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[Server]:
+def running_server(env: dict[str, str] | None = None, timeout: float = 240.0) -> Iterator[Server]:
     """Start ``lossd serve``, wait for /health, yield it, stop it with SIGTERM."""
     port = free_port()
     environment = {**os.environ, "LOSSD_PORT": str(port), "LOSSD_HOST": "127.0.0.1", **(env or {})}
