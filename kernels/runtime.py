@@ -135,6 +135,8 @@ class Runtime:
     ) -> None:
         """``resources``: what the operator configured, by collection and name (e.g.
         ``{"feature_models": kernels.features.load_feature_models(paths)}``)."""
+        # onnxruntime sends usage telemetry from Linux by default; a service running users' data says no.
+        ort.disable_telemetry_events()
         self.specs = specs
         self.resources = resources
         self.requested_providers = select_providers(provider)
