@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from kernels.binding import run_bound
 from kernels.blocks import Blocks
 from kernels.graph import DTYPES, MEAN, ROW_WISE, WEIGHTS, GraphKey, build_model, graph_shape
 from kernels.spec import NO_RESOURCES, LossSpec, NotConfigured, Params, Registry, Resources, Variant
@@ -109,6 +110,8 @@ class Kernel:
     """The graph embeds a model the operator configured: its failures are the inputs' fault."""
     model: bytes | None = None
     """The graph, kept where a large batch may run in row blocks (see kernels.blocks)."""
+    device: str | None = None
+    """Where inputs and outputs are bound ("cuda"; see kernels.binding); None: a plain run."""
 
 
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
@@ -175,7 +178,9 @@ class Runtime:
         row_wise = session.get_modelmeta().custom_metadata_map.get(ROW_WISE) == "true"
         blockable = row_wise and session.get_providers() == [CPU] and not spec.configured
         model = model_bytes if blockable else None
-        return Kernel(key, session, names, param_names, int_params, vectors, fixed, bool(spec.configured), model)
+        device = "cuda" if session.get_providers()[0] == CUDA else None
+        configured = bool(spec.configured)
+        return Kernel(key, session, names, param_names, int_params, vectors, fixed, configured, model, device)
 
     def variants(self, spec: LossSpec) -> tuple[Variant, ...]:
         """The loss's graph variants here; for a loss that needs a configured object and
@@ -220,6 +225,8 @@ class Runtime:
         feed[WEIGHTS] = weights
         feed[MEAN] = np.array(mean)
         try:
+            if kernel.device is not None:
+                return run_bound(kernel.session, feed, outputs, kernel.device)
             result: list[np.ndarray] = kernel.session.run(outputs, feed)
         except Exception as exc:  # onnxruntime's errors share no base class but Exception
             if not kernel.operator_model:
