@@ -59,8 +59,8 @@ RUN apt-get update \
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # The `gpu` extra's onnxruntime-gpu in place of onnxruntime: both write the same
-# `onnxruntime` module, and pip would install both for `.[gpu]` (the `extra != 'gpu'`
-# marker is read for the base requirements, where no extra is set).
+# `onnxruntime` module, and pip would install both for `.[gpu]` (the base requirements
+# name onnxruntime), so the requirements are listed here without it.
 COPY pyproject.toml ./
 RUN python3 -m venv /opt/lossd \
     && python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join([d for d in p['dependencies'] if not d.startswith('onnxruntime')] + p['optional-dependencies']['gpu']))" \
