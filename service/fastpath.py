@@ -59,7 +59,9 @@ def rest_compute(state: Any, spec: LossSpec, scope: Scope, body: bytes) -> tuple
 def v2_infer(state: Any, spec: LossSpec, scope: Scope, body: bytes) -> tuple[int, bytes, Headers]:
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
     try:
-        payload, response_headers = v2.infer(state.runtime, spec, body, headers, state.settings.max_elements)
+        payload, response_headers = v2.infer(
+            state.runtime, spec, body, headers, state.settings.max_elements, state.settings.max_body_bytes
+        )
         return 200, payload, response_headers
     except v2.V2Error as error:
         return error.status, error.body(), [(b"content-type", b"application/json")]
