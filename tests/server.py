@@ -32,7 +32,7 @@ class Server:
 
 @contextmanager
 def running_server(
-    env: dict[str, str] | None = None, timeout: float = 60.0, log: Path | None = None
+    env: dict[str, str] | None = None, timeout: float = 180.0, log: Path | None = None
 ) -> Iterator[Server]:
     """Start ``lossd serve``, wait for /health, yield it, stop it with SIGTERM. With ``log``,
     the server's output goes to that file (readable while it runs)."""
