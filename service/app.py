@@ -16,7 +16,8 @@ from kernels.features import FEATURE_MODELS, load_feature_models
 from kernels.runtime import Runtime
 from kernels.spec import Resources
 from service import __version__, errors, fastpath
-from service.routes import compute, curves, health, metrics, registry, v2
+from service.monitors.store import open_store
+from service.routes import compute, curves, health, metrics, monitors, registry, v2
 from service.schemas import request_model
 from service.settings import Settings
 
@@ -61,7 +62,11 @@ def create_app(settings: Settings | None = None) -> LossdApp:
             settings.model_repository,
             resources=configured_resources(settings),
         )
-        yield
+        app.state.monitors = open_store(settings.database_url, settings.data_dir)
+        try:
+            yield
+        finally:
+            app.state.monitors.close()
 
     # FastAPI's OpenTelemetry hooks cost microseconds per request; /metrics is ours.
     telemetry: Any = {"tracing": False, "metrics": False, "logs": False}
@@ -74,6 +79,7 @@ def create_app(settings: Settings | None = None) -> LossdApp:
     app.include_router(registry.router)
     app.include_router(compute.router)
     app.include_router(v2.router)
+    app.include_router(monitors.router)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -25,6 +25,8 @@ def free_port() -> int:
 @dataclass
 class Server:
     url: str
+    pid: int = 0
+    """The server's process, leader of its own process group (workers included)."""
     returncode: int | None = None
     """Set when the server has stopped."""
 
@@ -40,8 +42,9 @@ def running_server(env: dict[str, str] | None = None, timeout: float = 60.0) -> 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # a test may kill -9 the whole group: the server and its workers
     )
-    server = Server(f"http://127.0.0.1:{port}")
+    server = Server(f"http://127.0.0.1:{port}", process.pid)
     url = server.url
     try:
         deadline = time.monotonic() + timeout
