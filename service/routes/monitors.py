@@ -6,13 +6,14 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import Problem, ProblemError
 from service.fastpath import check_content_type
 from service.monitors.aggregate import Aggregate
 from service.monitors.ingest import checked_params, compute_batch, loss_spec, observe
+from service.monitors.page import page
 from service.monitors.schemas import Accepted, MonitorCreate, MonitorList, MonitorView, WindowList
 from service.monitors.store import Conflict, Monitor, Store
 from service.monitors.timestamps import parse_time
@@ -142,3 +143,9 @@ def get_windows(
     low = None if since is None else parse_time(since, "since")
     high = None if until is None else parse_time(until, "until")
     return windows_view(store, monitor, low, high, step)
+
+
+@router.get("/ui/monitors", response_class=HTMLResponse, tags=["ui"])
+def monitors_page(request: Request) -> HTMLResponse:
+    """Every monitor's loss over time, its baseline band and its flagged windows (an HTML page)."""
+    return HTMLResponse(page(store_of(request)))
