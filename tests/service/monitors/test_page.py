@@ -83,5 +83,5 @@ def test_chromium_renders_the_chart(server: Server, tmp_path: Path) -> None:
     image = np.asarray(Image.open(screenshot).convert("RGB"))
     assert image.shape[:2] == (700, 900)
     assert pixels_of(image, MEAN_COLOUR) > 1000  # the mean line, 3 px wide across the chart
-    assert pixels_of(image, BAND_COLOUR, tolerance=6) > 1000  # the baseline band
+    assert pixels_of(image, BAND_COLOUR, tolerance=6) > 300  # the baseline band (3 standard errors: thin)
     assert pixels_of(image, ALERT_COLOUR) > 100  # the flagged windows' markers
