@@ -16,6 +16,7 @@ from kernels.features import FEATURE_MODELS, load_feature_models
 from kernels.runtime import Runtime
 from kernels.spec import Resources
 from service import __version__, errors, fastpath
+from service.monitors import fastroute
 from service.monitors.store import open_store
 from service.routes import compute, curves, health, metrics, monitors, registry, v2
 from service.schemas import request_model
@@ -40,6 +41,10 @@ class LossdApp(FastAPI):
             route = self.fast_routes.get(scope["path"])
             if route is not None:
                 await fastpath.answer(self.state, route, scope, receive, send)
+                return
+            monitor = fastroute.monitor_name(scope["path"])
+            if monitor is not None:
+                await fastroute.answer(self.state, monitor, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 

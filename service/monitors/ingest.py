@@ -29,6 +29,13 @@ class Batch:
     """The batch's loss, reduced as POST /loss/{name} does (its canonical weighted mean)."""
 
 
+def find(store: Store, name: str) -> Monitor:
+    monitor = store.get(name)
+    if monitor is None:
+        raise ProblemError(404, "Unknown monitor", f"no monitor named {name!r}; GET /monitors lists them", field="name")
+    return monitor
+
+
 def loss_spec(name: str) -> LossSpec:
     spec = REGISTRY.get(name)
     if spec is None:

@@ -5,14 +5,21 @@ Why not ``DDSketch.add`` per value: it is a Python call per sample (about 1 ms f
 of 1,000), as long as the whole loss computation. The bins are the library's
 ``LogarithmicMapping`` keys, computed for the whole batch at once with the same formula
 (a test checks them against ``mapping.key``). Quantiles are read by the library itself,
-from the merged protobuf, so its rank rules apply unchanged. The protobuf (DataDog's
-``ddsketch.proto``) is a stable, documented encoding that DDSketch in other languages
-also reads.
+from the merged protobuf, so its rank rules apply unchanged.
+
+Stored rows use a fixed binary layout of the same dense stores, zlib-compressed (level 1):
+``b"LDS1"``, then little-endian float64 gamma and zero count, then for the positive and the
+negative store an int64 key offset, a uint32 length and that many float64 counts. It is
+the protobuf's ``contiguousBinCounts`` content without protobuf's per-element conversion
+(0.3 ms a batch in Python, more than the rest of the row), and about 1 KB for 1,000 samples
+instead of 15 KB, which keeps the commit short.
 """
 
 from __future__ import annotations
 
 import math
+import struct
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +32,9 @@ MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 # LogarithmicMapping.key(v) = ceil(log2(v) * multiplier) + offset, multiplier = log(2) / log(gamma).
 _LOG2_MULTIPLIER = math.log(2) / math.log1p(MAPPING.gamma - 1)
 _EMPTY = np.zeros(0)
+MAGIC = b"LDS1"
+_HEADER = struct.Struct("<dd")
+_STORE = struct.Struct("<qI")
 
 
 @dataclass
@@ -85,26 +95,39 @@ class Sketch:
             self.positive.merged(other.positive), self.negative.merged(other.negative), self.zero + other.zero
         )
 
-    def encode(self) -> bytes:
-        proto = pb.DDSketch(
-            mapping=pb.IndexMapping(
-                gamma=MAPPING.gamma, indexOffset=MAPPING._offset, interpolation=pb.IndexMapping.NONE
-            ),
+    def proto(self) -> pb.DDSketch:
+        mapping = pb.IndexMapping(gamma=MAPPING.gamma, indexOffset=MAPPING._offset, interpolation=pb.IndexMapping.NONE)
+        return pb.DDSketch(
+            mapping=mapping,
             positiveValues=self.positive.proto(),
             negativeValues=self.negative.proto(),
             zeroCount=self.zero,
         )
-        return bytes(proto.SerializeToString())
+
+    def encode(self) -> bytes:
+        parts = [MAGIC, _HEADER.pack(MAPPING.gamma, self.zero)]
+        for bins in (self.positive, self.negative):
+            counts = np.ascontiguousarray(bins.counts, dtype="<f8")
+            parts += [_STORE.pack(bins.offset, counts.size), counts.tobytes()]
+        return zlib.compress(b"".join(parts), 1)
 
     @classmethod
     def decode(cls, data: bytes) -> Sketch:
-        proto = pb.DDSketch()
-        proto.ParseFromString(data)
-        if proto.mapping.interpolation != pb.IndexMapping.NONE or not math.isclose(proto.mapping.gamma, MAPPING.gamma):
+        raw = zlib.decompress(data)
+        if raw[:4] != MAGIC:
+            raise ValueError("not a sketch of this server's format")
+        gamma, zero = _HEADER.unpack_from(raw, 4)
+        if not math.isclose(gamma, MAPPING.gamma):
             raise ValueError("a sketch with another index mapping than this server's")
-        return cls(Bins.from_proto(proto.positiveValues), Bins.from_proto(proto.negativeValues), proto.zeroCount)
+        position, stores = 4 + _HEADER.size, []
+        for _ in range(2):
+            offset, size = _STORE.unpack_from(raw, position)
+            position += _STORE.size
+            stores.append(Bins(offset, np.frombuffer(raw, dtype="<f8", count=size, offset=position).astype(np.float64)))
+            position += 8 * size
+        return cls(stores[0], stores[1], zero)
 
     def quantiles(self, qs: tuple[float, ...]) -> list[float | None]:
         """Values at quantiles ``qs``, read by the ddsketch library; None for an empty sketch."""
-        sketch = DDSketchProto.from_proto(pb.DDSketch.FromString(self.encode()))  # type: ignore[no-untyped-call]
+        sketch = DDSketchProto.from_proto(self.proto())  # type: ignore[no-untyped-call]
         return [sketch.get_quantile_value(q) for q in qs]

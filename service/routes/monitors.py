@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import Problem, ProblemError
-from service.fastpath import check_content_type
 from service.monitors.aggregate import Aggregate
-from service.monitors.ingest import checked_params, compute_batch, loss_spec, observe
+from service.monitors.fastroute import record
+from service.monitors.ingest import checked_params, compute_batch, find, loss_spec
 from service.monitors.page import page
 from service.monitors.schemas import Accepted, MonitorCreate, MonitorList, MonitorView, WindowList
-from service.monitors.store import Conflict, Monitor, Store
+from service.monitors.store import Conflict, Store
 from service.monitors.timestamps import parse_time
 from service.monitors.views import monitor_view, windows_view
 
@@ -27,13 +26,6 @@ INVALID: dict[int | str, dict[str, Any]] = {422: {"model": Problem, "description
 def store_of(request: Request) -> Store:
     store: Store = request.app.state.monitors
     return store
-
-
-def find(store: Store, name: str) -> Monitor:
-    monitor = store.get(name)
-    if monitor is None:
-        raise ProblemError(404, "Unknown monitor", f"no monitor named {name!r}; GET /monitors lists them", field="name")
-    return monitor
 
 
 def reference_stats(request: Request, body: MonitorCreate, loss: str) -> dict[str, Any] | None:
@@ -120,16 +112,11 @@ OBSERVATION_BODY = {
     openapi_extra=OBSERVATION_BODY,
 )
 async def post_observations(request: Request, name: str) -> Response:
-    """Record a batch: per-sample losses from the monitor's kernel, committed before the 200."""
-    check_content_type(request.scope["headers"])
+    """Record a batch: per-sample losses from the monitor's kernel, committed before the 200.
+    (Served by service.monitors.fastroute before FastAPI routes; this route documents it.)"""
     body = await request.body()
-    state = request.app.state
-
-    def record() -> dict[str, Any]:
-        monitor = find(store_of(request), name)
-        return observe(state.runtime, store_of(request), monitor, body, state.settings.max_elements)
-
-    return Response(orjson.dumps(await run_in_threadpool(record)), media_type="application/json")
+    status, payload, headers = await run_in_threadpool(record, request.app.state, name, request.scope, body)
+    return Response(payload, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
 
 @router.get("/monitors/{name}/windows", response_model=WindowList, responses={**NOT_FOUND, **INVALID})

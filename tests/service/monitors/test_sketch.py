@@ -63,10 +63,23 @@ def test_an_empty_aggregate_has_no_statistics() -> None:
     assert empty.quantiles() == {"p50": None, "p90": None, "p99": None}
 
 
-def test_a_sketch_from_another_mapping_is_refused() -> None:
-    from ddsketch.mapping import LogarithmicMapping
-    from ddsketch.pb import ddsketch_pb2 as pb
+def test_a_sketch_from_another_mapping_or_format_is_refused() -> None:
+    import struct
+    import zlib
 
-    other = pb.DDSketch(mapping=pb.IndexMapping(gamma=LogarithmicMapping(0.05).gamma)).SerializeToString()
+    other = zlib.compress(b"LDS1" + struct.pack("<dd", 1.1, 0.0) + struct.pack("<qI", 0, 0) * 2)
     with pytest.raises(ValueError, match="another index mapping"):
         Sketch.decode(other)
+    with pytest.raises(ValueError, match="not a sketch"):
+        Sketch.decode(zlib.compress(b"something else"))
+
+
+def test_the_library_reads_the_protobuf_form() -> None:
+    from ddsketch.pb import ddsketch_pb2 as pb
+    from ddsketch.pb.proto import DDSketchProto
+
+    values = np.random.default_rng(9).gamma(2.0, 1.0, 5000)
+    proto = pb.DDSketch.FromString(Sketch.of(values).proto().SerializeToString())
+    sketch = DDSketchProto.from_proto(proto)  # type: ignore[no-untyped-call]
+    assert sketch.count == 5000
+    assert sketch.get_quantile_value(0.5) == pytest.approx(np.quantile(values, 0.5), rel=0.01)
