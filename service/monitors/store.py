@@ -13,8 +13,9 @@ import json
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ MONITOR_COLUMNS = "id, name, loss, params, window_seconds, baseline, created"
 AGGREGATE_COLUMNS = "window_start, count, weight, total, squares, min, max, sketch"
 
 
-class Store:
+class Store(ABC):
     """The monitors and their observation rows; subclasses connect to one kind of database."""
 
     placeholder = "?"
@@ -83,8 +84,9 @@ class Store:
 
     # -- connections, one per thread --------------------------------------------------
 
+    @abstractmethod
     def connect(self) -> Any:
-        raise NotImplementedError
+        """A new connection, in autocommit mode outside explicit transactions."""
 
     def connection(self) -> Any:
         connection = getattr(self._local, "connection", None)
@@ -108,13 +110,13 @@ class Store:
         cursor = self.connection().execute(self.sql(statement), tuple(args))
         return list(cursor.fetchall()) if cursor.description else []
 
-    @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        raise NotImplementedError
-        yield  # pragma: no cover
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A transaction on this thread's connection: committed on exit, rolled back on an error."""
 
+    @abstractmethod
     def initialise(self) -> None:
-        raise NotImplementedError
+        """Create the tables, where they do not exist."""
 
     # -- monitors ----------------------------------------------------------------------
 
