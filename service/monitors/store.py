@@ -75,6 +75,8 @@ class Store(ABC):
     """The monitors and their observation rows; subclasses connect to one kind of database."""
 
     placeholder = "?"
+    waits_on_network = False
+    """Whether a call may wait on a network round trip (then callers keep it off the event loop)."""
     integrity_errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
 
     def __init__(self) -> None:
@@ -168,15 +170,14 @@ class Store(ABC):
             aggregate.sketch.encode(),
             time.time(),
         )
-        try:
-            with self.transaction() as connection:
-                connection.execute(
-                    self.sql(
-                        f"INSERT INTO lossd_observations (monitor_id, {AGGREGATE_COLUMNS}, recorded) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    ),
-                    row,
-                )
+        try:  # one statement in autocommit mode: its own transaction, committed when it returns
+            self.connection().execute(
+                self.sql(
+                    f"INSERT INTO lossd_observations (monitor_id, {AGGREGATE_COLUMNS}, recorded) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                row,
+            )
         except self.integrity_errors:  # the foreign key: the monitor was deleted
             return False
         return True
@@ -279,6 +280,7 @@ class PostgresStore(Store):
     """PostgreSQL through psycopg 3, autocommit outside explicit transactions."""
 
     placeholder = "%s"
+    waits_on_network = True
 
     def __init__(self, url: str) -> None:
         import psycopg
