@@ -19,7 +19,9 @@ from kernels.runtime import Runtime
 from kernels.spec import Resources
 from service import __version__, docs, errors, fastpath, limits
 from service.auth import BearerAuth
-from service.routes import compute, curves, health, metrics, registry, v2
+from service.monitors import fastroute
+from service.monitors.store import open_store
+from service.routes import compute, curves, health, metrics, monitors, registry, v2
 from service.schemas import request_model
 from service.settings import Settings
 from service.v2 import InferRequest
@@ -55,6 +57,10 @@ class LossdApp(FastAPI):
                 route = self.fast_routes.get(scope["path"])
                 if route is not None:
                     await fastpath.answer(self.state, route, scope, receive, send, self.max_body)
+                    return
+                monitor = fastroute.monitor_name(scope["path"])
+                if monitor is not None:
+                    await fastroute.answer(self.state, monitor, scope, receive, send, self.max_body)
                     return
             try:  # FastAPI's max_body_size counts what streams in; an announced length is refused here
                 limits.check_declared(scope, self.max_body)
@@ -108,7 +114,11 @@ def create_app(settings: Settings | None = None) -> LossdApp:
             settings.model_repository,
             resources=configured_resources(settings),
         )
-        yield
+        app.state.monitors = open_store(settings.database_url, settings.data_dir)
+        try:
+            yield
+        finally:
+            app.state.monitors.close()
 
     # FastAPI's OpenTelemetry hooks cost microseconds per request; /metrics is ours.
     telemetry: Any = {"tracing": False, "metrics": False, "logs": False}
@@ -134,6 +144,7 @@ def create_app(settings: Settings | None = None) -> LossdApp:
     app.include_router(registry.router)
     app.include_router(compute.router)
     app.include_router(v2.router)
+    app.include_router(monitors.router)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     return app
 

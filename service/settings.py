@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     docs: bool = Field(True, description="Serve /docs and /redoc (assets served locally, no CDN).")
     log_level: str = "info"
     access_log: bool = Field(False, description="Log every request (uvicorn's access log; costs ~14 us each).")
+    database_url: str | None = Field(
+        None,
+        description="Where monitors live: sqlite:///path.db or postgresql://...; unset: a SQLite file under data_dir.",
+        pattern=r"^(sqlite:///|postgresql://|postgres://)",
+    )
+    data_dir: Path = Field(Path("data"), description="Directory of the default SQLite database.")
     feature_models: Annotated[dict[str, Path], NoDecode] = Field(
         default_factory=dict,
         description="Feature extractors for `perceptual`: `name=path.onnx,...` (local ONNX files; the first is the "

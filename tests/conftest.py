@@ -12,8 +12,9 @@ from tests.feature_models import write_extractors
 
 
 @pytest.fixture(scope="session")
-def client() -> Iterator[TestClient]:
-    with TestClient(create_app(), raise_server_exceptions=True) as test_client:
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"))  # the monitors' database
+    with TestClient(create_app(settings), raise_server_exceptions=True) as test_client:
         yield test_client
 
 

@@ -26,6 +26,8 @@ def free_port() -> int:
 @dataclass
 class Server:
     url: str
+    pid: int = 0
+    """The server's process, leader of its own process group (workers included)."""
     returncode: int | None = None
     """Set when the server has stopped."""
 
@@ -45,8 +47,9 @@ def running_server(
         stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # a test may kill -9 the whole group: the server and its workers
     )
-    server = Server(f"http://127.0.0.1:{port}")
+    server = Server(f"http://127.0.0.1:{port}", process.pid)
     url = server.url
     try:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,1 @@
+"""Model monitoring: losses over time, durable, in windows that merge."""

@@ -1,0 +1,94 @@
+"""Observations in: per-sample losses from the monitor's kernel, by the same path as
+``POST /loss/{name}``, aggregated and committed as one row."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from kernels import REGISTRY
+from kernels.runtime import Runtime
+from kernels.spec import LossSpec
+from service.compute import Computation, evaluate, parse_json, select_kernel, validate_envelope
+from service.errors import ProblemError, from_validation_error, invalid
+from service.monitors.aggregate import Aggregate
+from service.monitors.store import Monitor, Store
+from service.monitors.timestamps import parse_time, rfc3339, window_start
+
+
+@dataclass(frozen=True)
+class Batch:
+    losses: np.ndarray
+    """Per-sample losses."""
+    weights: np.ndarray | None
+    loss: float
+    """The batch's loss, reduced as POST /loss/{name} does (its canonical weighted mean)."""
+
+
+def find(store: Store, name: str) -> Monitor:
+    monitor = store.get(name)
+    if monitor is None:
+        raise ProblemError(404, "Unknown monitor", f"no monitor named {name!r}; GET /monitors lists them", field="name")
+    return monitor
+
+
+def loss_spec(name: str) -> LossSpec:
+    spec = REGISTRY.get(name)
+    if spec is None:
+        matches = REGISTRY.close_matches(name)
+        hint = f"; did you mean {', '.join(matches)}?" if matches else "; GET /losses lists them all"
+        raise invalid("loss", f"no loss named {name!r}{hint}")
+    return spec
+
+
+def checked_params(runtime: Runtime, spec: LossSpec, params: dict[str, Any]) -> None:
+    """422 for params the loss does not take, 409 for a loss that is not configured here."""
+    try:
+        model = spec.params.model_validate(params)
+    except ValidationError as exc:
+        raise from_validation_error([{**e, "loc": ("params", *e["loc"])} for e in exc.errors()]) from None
+    select_kernel(runtime, spec, model, "float32", False)
+
+
+def compute_batch(
+    runtime: Runtime, spec: LossSpec, monitor_params: dict[str, Any], data: dict[str, Any], max_elements: int
+) -> Batch:
+    """Per-sample losses of a batch: ``data`` holds the loss's inputs and optional ``weights``."""
+    allowed = {i.name for i in spec.inputs} | {"weights"}
+    for key in data:
+        if key not in allowed:
+            raise ProblemError(
+                422,
+                "Invalid request",
+                f"{key}: unknown field; send {', '.join(sorted(allowed))} and timestamp",
+                field=key,
+            )
+    envelope: Any = validate_envelope(spec, {**data, "params": monitor_params})
+    request = Computation(
+        params=envelope.params,
+        values={i.name: getattr(envelope, i.name) for i in spec.inputs},
+        weights=envelope.weights,
+        reduction="mean",
+        dtype="float32",
+        gradients=False,
+    )
+    result = evaluate(runtime, spec, request, max_elements)
+    weights = None if envelope.weights is None else np.asarray(envelope.weights, dtype=np.float64).ravel()
+    return Batch(np.asarray(result.per_sample, dtype=np.float64).ravel(), weights, float(result.loss))
+
+
+def observe(runtime: Runtime, store: Store, monitor: Monitor, body: bytes, max_elements: int) -> dict[str, Any]:
+    """``POST /monitors/{name}/observations``: committed before this returns."""
+    data = parse_json(body)
+    stamp = data.pop("timestamp", None)
+    seconds = time.time() if stamp is None else parse_time(stamp, "timestamp")
+    batch = compute_batch(runtime, loss_spec(monitor.loss), monitor.params, data, max_elements)
+    aggregate = Aggregate.of(batch.losses, batch.weights)
+    start = window_start(seconds, monitor.window_seconds)
+    if not store.record(monitor, start, aggregate):
+        raise ProblemError(404, "Unknown monitor", f"monitor {monitor.name!r} was deleted", field="name")
+    return {"accepted": aggregate.count, "loss": batch.loss, "window": rfc3339(start)}

@@ -1,0 +1,133 @@
+"""Quantile sketches of per-sample losses: DDSketch (relative accuracy 0.005), built and
+merged as numpy bins, stored in DDSketch's own protobuf encoding.
+
+Why not ``DDSketch.add`` per value: it is a Python call per sample (about 1 ms for a batch
+of 1,000), as long as the whole loss computation. The bins are the library's
+``LogarithmicMapping`` keys, computed for the whole batch at once with the same formula
+(a test checks them against ``mapping.key``). Quantiles are read by the library itself,
+from the merged protobuf, so its rank rules apply unchanged.
+
+Stored rows use a fixed binary layout of the same dense stores, zlib-compressed (level 1):
+``b"LDS1"``, then little-endian float64 gamma and zero count, then for the positive and the
+negative store an int64 key offset, a uint32 length and that many float64 counts. It is
+the protobuf's ``contiguousBinCounts`` content without protobuf's per-element conversion
+(0.3 ms a batch in Python, more than the rest of the row), and about 1 KB for 1,000 samples
+instead of 15 KB, which keeps the commit short.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from ddsketch.mapping import LogarithmicMapping
+from ddsketch.pb import ddsketch_pb2 as pb
+from ddsketch.pb.proto import DDSketchProto
+
+RELATIVE_ACCURACY = 0.005
+MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
+# LogarithmicMapping.key(v) = ceil(log2(v) * multiplier) + offset, multiplier = log(2) / log(gamma).
+_LOG2_MULTIPLIER = math.log(2) / math.log1p(MAPPING.gamma - 1)
+_EMPTY = np.zeros(0)
+MAGIC = b"LDS1"
+_HEADER = struct.Struct("<dd")
+_STORE = struct.Struct("<qI")
+
+
+@dataclass
+class Bins:
+    """Contiguous bin counts from key ``offset`` on (a DDSketch dense store)."""
+
+    offset: int = 0
+    counts: np.ndarray = field(default_factory=lambda: _EMPTY)
+
+    @classmethod
+    def of(cls, magnitudes: np.ndarray, weights: np.ndarray) -> Bins:
+        if magnitudes.size == 0:
+            return cls()
+        keys = np.ceil(np.log(magnitudes) / math.log(2) * _LOG2_MULTIPLIER).astype(np.int64) + int(MAPPING._offset)
+        low = int(keys.min())
+        return cls(low, np.bincount(keys - low, weights=weights).astype(np.float64))
+
+    def merged(self, other: Bins) -> Bins:
+        if other.counts.size == 0:
+            return self
+        if self.counts.size == 0:
+            return other
+        low = min(self.offset, other.offset)
+        high = max(self.offset + self.counts.size, other.offset + other.counts.size)
+        counts = np.zeros(high - low)
+        counts[self.offset - low : self.offset - low + self.counts.size] += self.counts
+        counts[other.offset - low : other.offset - low + other.counts.size] += other.counts
+        return Bins(low, counts)
+
+    def proto(self) -> pb.Store:
+        return pb.Store(contiguousBinCounts=self.counts.tolist(), contiguousBinIndexOffset=self.offset)
+
+    @classmethod
+    def from_proto(cls, store: pb.Store) -> Bins:
+        return cls(int(store.contiguousBinIndexOffset), np.asarray(store.contiguousBinCounts, dtype=np.float64))
+
+
+@dataclass
+class Sketch:
+    """A DDSketch of weighted values: positive and negative bins and the zero count."""
+
+    positive: Bins = field(default_factory=Bins)
+    negative: Bins = field(default_factory=Bins)
+    zero: float = 0.0
+
+    @classmethod
+    def of(cls, values: np.ndarray, weights: np.ndarray | None = None) -> Sketch:
+        """The sketch of ``values``; samples of zero weight are left out (DDSketch counts only positive weights)."""
+        values = np.asarray(values, dtype=np.float64)
+        w = np.ones_like(values) if weights is None else np.asarray(weights, dtype=np.float64)
+        positive = (values > MAPPING.min_possible) & (w > 0)
+        negative = (values < -MAPPING.min_possible) & (w > 0)
+        zero = float(w[~positive & ~negative & (w > 0)].sum())
+        return cls(Bins.of(values[positive], w[positive]), Bins.of(-values[negative], w[negative]), zero)
+
+    def merged(self, other: Sketch) -> Sketch:
+        return Sketch(
+            self.positive.merged(other.positive), self.negative.merged(other.negative), self.zero + other.zero
+        )
+
+    def proto(self) -> pb.DDSketch:
+        mapping = pb.IndexMapping(gamma=MAPPING.gamma, indexOffset=MAPPING._offset, interpolation=pb.IndexMapping.NONE)
+        return pb.DDSketch(
+            mapping=mapping,
+            positiveValues=self.positive.proto(),
+            negativeValues=self.negative.proto(),
+            zeroCount=self.zero,
+        )
+
+    def encode(self) -> bytes:
+        parts = [MAGIC, _HEADER.pack(MAPPING.gamma, self.zero)]
+        for bins in (self.positive, self.negative):
+            counts = np.ascontiguousarray(bins.counts, dtype="<f8")
+            parts += [_STORE.pack(bins.offset, counts.size), counts.tobytes()]
+        return zlib.compress(b"".join(parts), 1)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Sketch:
+        raw = zlib.decompress(data)
+        if raw[:4] != MAGIC:
+            raise ValueError("not a sketch of this server's format")
+        gamma, zero = _HEADER.unpack_from(raw, 4)
+        if not math.isclose(gamma, MAPPING.gamma):
+            raise ValueError("a sketch with another index mapping than this server's")
+        position, stores = 4 + _HEADER.size, []
+        for _ in range(2):
+            offset, size = _STORE.unpack_from(raw, position)
+            position += _STORE.size
+            stores.append(Bins(offset, np.frombuffer(raw, dtype="<f8", count=size, offset=position).astype(np.float64)))
+            position += 8 * size
+        return cls(stores[0], stores[1], zero)
+
+    def quantiles(self, qs: tuple[float, ...]) -> list[float | None]:
+        """Values at quantiles ``qs``, read by the ddsketch library; None for an empty sketch."""
+        sketch = DDSketchProto.from_proto(self.proto())  # type: ignore[no-untyped-call]
+        return [sketch.get_quantile_value(q) for q in qs]

@@ -1,0 +1,138 @@
+"""Model monitoring: ``/monitors`` (create, list, inspect, delete), observations, windows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from service.errors import Problem, ProblemError
+from service.monitors.aggregate import Aggregate
+from service.monitors.fastroute import record
+from service.monitors.ingest import checked_params, compute_batch, find, loss_spec
+from service.monitors.page import page
+from service.monitors.schemas import Accepted, MonitorCreate, MonitorList, MonitorView, WindowList
+from service.monitors.store import Conflict, Store
+from service.monitors.timestamps import parse_time
+from service.monitors.views import monitor_view, windows_view
+
+router = APIRouter(tags=["monitors"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No monitor of that name."}}
+INVALID: dict[int | str, dict[str, Any]] = {422: {"model": Problem, "description": "Invalid input; `field` names it."}}
+
+
+def store_of(request: Request) -> Store:
+    store: Store = request.app.state.monitors
+    return store
+
+
+def reference_stats(request: Request, body: MonitorCreate, loss: str) -> dict[str, Any] | None:
+    """The baseline of an explicit reference batch: its count, mean and std."""
+    reference = body.baseline.reference
+    if reference is None:
+        return None
+    state = request.app.state
+    try:
+        batch = compute_batch(state.runtime, loss_spec(loss), body.params, reference, state.settings.max_elements)
+    except ProblemError as problem:
+        where = "baseline.reference" + (f".{problem.field}" if problem.field else "")
+        raise ProblemError(problem.status, problem.title, f"baseline.reference.{problem.detail}", field=where) from None
+    summary = Aggregate.of(batch.losses, batch.weights).summary()
+    return {"count": summary["count"], "mean": summary["mean"], "std": summary["std"]}
+
+
+@router.post(
+    "/monitors",
+    status_code=201,
+    response_model=MonitorView,
+    responses={409: {"model": Problem, "description": "A monitor of that name exists."}, **INVALID},
+)
+def create_monitor(request: Request, body: MonitorCreate) -> dict[str, Any]:
+    """Create a monitor: a loss with fixed params, a window length and a baseline."""
+    state = request.app.state
+    spec = loss_spec(body.loss)
+    checked_params(state.runtime, spec, body.params)
+    config: dict[str, Any] = {"windows": body.baseline.windows, "threshold": body.baseline.threshold}
+    reference = reference_stats(request, body, spec.name)
+    if reference is not None:
+        config["reference"] = reference
+    store = store_of(request)
+    try:
+        monitor = store.create(body.name, spec.name, body.params, body.window_seconds, config)
+    except Conflict:
+        raise ProblemError(409, "Monitor exists", f"a monitor named {body.name!r} exists", field="name") from None
+    return monitor_view(store, monitor, detail=True)
+
+
+@router.get("/monitors", response_model=MonitorList)
+def list_monitors(request: Request) -> dict[str, Any]:
+    """Every monitor with its baseline and alert state."""
+    store = store_of(request)
+    return {"monitors": [monitor_view(store, m, detail=False) for m in store.monitors()]}
+
+
+@router.get("/monitors/{name}", response_model=MonitorView, responses=NOT_FOUND)
+def get_monitor(request: Request, name: str) -> dict[str, Any]:
+    """A monitor: definition, totals, baseline, alert state and its recent windows."""
+    store = store_of(request)
+    return monitor_view(store, find(store, name), detail=True)
+
+
+@router.delete("/monitors/{name}", status_code=204, response_class=Response, responses=NOT_FOUND)
+def delete_monitor(request: Request, name: str) -> Response:
+    """Remove a monitor and everything it recorded."""
+    if not store_of(request).delete(name):
+        find(store_of(request), name)  # the 404
+    return Response(status_code=204)
+
+
+OBSERVATION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "The monitor's loss inputs (as for POST /loss/{name}), optional `weights`, and "
+                    "`timestamp` (RFC 3339 or epoch seconds; default now) which picks the window.",
+                    "properties": {"timestamp": {"anyOf": [{"type": "string"}, {"type": "number"}]}},
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/monitors/{name}/observations",
+    response_model=Accepted,
+    responses={**NOT_FOUND, **INVALID},
+    openapi_extra=OBSERVATION_BODY,
+)
+async def post_observations(request: Request, name: str) -> Response:
+    """Record a batch: per-sample losses from the monitor's kernel, committed before the 200.
+    (Served by service.monitors.fastroute before FastAPI routes; this route documents it.)"""
+    body = await request.body()
+    status, payload, headers = await run_in_threadpool(record, request.app.state, name, request.scope, body)
+    return Response(payload, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
+
+
+@router.get("/monitors/{name}/windows", response_model=WindowList, responses={**NOT_FOUND, **INVALID})
+def get_windows(
+    request: Request, name: str, since: str | None = None, until: str | None = None, step: int | None = None
+) -> dict[str, Any]:
+    """Windows with data in ``[since, until)`` (RFC 3339 or epoch seconds), merged into
+    windows of ``step`` seconds, a multiple of the monitor's window."""
+    store = store_of(request)
+    monitor = find(store, name)
+    low = None if since is None else parse_time(since, "since")
+    high = None if until is None else parse_time(until, "until")
+    return windows_view(store, monitor, low, high, step)
+
+
+@router.get("/ui/monitors", response_class=HTMLResponse, tags=["ui"])
+def monitors_page(request: Request) -> HTMLResponse:
+    """Every monitor's loss over time, its baseline band and its flagged windows (an HTML page)."""
+    return HTMLResponse(page(store_of(request)))

@@ -1,0 +1,254 @@
+"""The monitoring API on one app: create, list, inspect, delete; observations, late labels,
+windows and their merging, quantiles, baselines and alerts, /metrics."""
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.test_metrics import count
+
+WINDOW = 60
+T0 = 1_700_000_000 - 1_700_000_000 % WINDOW  # a window start
+_names = itertools.count()
+
+
+def new_monitor(client: TestClient, **fields: Any) -> str:
+    name = f"m{next(_names)}"
+    response = client.post("/monitors", json={"name": name, "loss": "mse", "window_seconds": WINDOW, **fields})
+    assert response.status_code == 201, response.text
+    return name
+
+
+def observe(client: TestClient, name: str, values: list[float], timestamp: Any = None, **extra: Any) -> dict[str, Any]:
+    """Record samples whose mse loss is ``values`` (predictions sqrt(v), targets 0)."""
+    body: dict[str, Any] = {"predictions": [[float(np.sqrt(v))] for v in values], "targets": [[0.0]] * len(values)}
+    if timestamp is not None:
+        body["timestamp"] = timestamp
+    response = client.post(f"/monitors/{name}/observations", json={**body, **extra})
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def windows(client: TestClient, name: str, **query: Any) -> list[dict[str, Any]]:
+    response = client.get(f"/monitors/{name}/windows", params=query)
+    assert response.status_code == 200, response.text
+    result: list[dict[str, Any]] = response.json()["windows"]
+    return result
+
+
+def test_create_list_inspect_delete(client: TestClient) -> None:
+    name = new_monitor(client, loss="smooth_mae", params={"delta": 0.5})  # an alias resolves
+    created = client.get(f"/monitors/{name}").json()
+    assert created["loss"] == "huber" and created["params"] == {"delta": 0.5} and created["window_seconds"] == WINDOW
+    assert created["totals"] == {"count": 0, "mean": None, "std": None, "min": None, "max": None}
+    assert created["alert"]["state"] == "pending"
+    assert name in [m["name"] for m in client.get("/monitors").json()["monitors"]]
+    body = {"predictions": [[0.0], [2.0]], "targets": [[0.0], [0.0]], "timestamp": T0}
+    assert client.post(f"/monitors/{name}/observations", json=body).json() == {
+        "accepted": 2,
+        "loss": pytest.approx(0.4375),  # huber(2, delta 0.5) = 0.5 * (2 - 0.25), mean with 0
+        "window": "2023-11-14T22:13:00Z",
+    }
+    totals = client.get(f"/monitors/{name}").json()["totals"]
+    assert totals == {"count": 2, "mean": pytest.approx(0.4375), "std": pytest.approx(0.4375), "min": 0.0, "max": 0.875}
+    assert client.delete(f"/monitors/{name}").status_code == 204
+    assert client.get(f"/monitors/{name}").status_code == 404
+    assert name not in [m["name"] for m in client.get("/monitors").json()["monitors"]]
+    assert new_monitor(client)  # the name space is not exhausted by a delete
+
+
+def test_missing_monitors_are_404(client: TestClient) -> None:
+    body = {"predictions": [[1.0]], "targets": [[0.0]]}
+    for response in (
+        client.get("/monitors/nope"),
+        client.delete("/monitors/nope"),
+        client.get("/monitors/nope/windows"),
+        client.post("/monitors/nope/observations", json=body),
+    ):
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["field"] == "name"
+
+
+def test_a_taken_name_is_409(client: TestClient) -> None:
+    name = new_monitor(client)
+    response = client.post("/monitors", json={"name": name, "loss": "mae"})
+    assert response.status_code == 409 and response.json()["field"] == "name"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "bad name", "loss": "mse"}, "name"),
+        ({"name": "x", "loss": "msee"}, "loss"),
+        ({"name": "x", "loss": "huber", "params": {"delta": -1}}, "params.delta"),
+        ({"name": "x", "loss": "huber", "params": {"gamma": 1}}, "params.gamma"),
+        ({"name": "x", "loss": "mse", "window_seconds": 0}, "window_seconds"),
+        ({"name": "x", "loss": "mse", "baseline": {"threshold": 0}}, "baseline.threshold"),
+        ({"name": "x", "loss": "mse", "colour": "red"}, "colour"),
+        (
+            {"name": "x", "loss": "mse", "baseline": {"reference": {"predictions": [[1.0]]}}},
+            "baseline.reference.targets",
+        ),
+    ],
+)
+def test_bad_definitions_are_422_naming_the_field(client: TestClient, body: dict[str, Any], field: str) -> None:
+    response = client.post("/monitors", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert client.get("/monitors/x").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"predictions": [[1.0]], "targets": [[0.0]], "timestamp": "yesterday"}, "timestamp"),
+        ({"predictions": [[1.0]], "targets": [[0.0]], "timestamp": "2026-11-22T08:00:00"}, "timestamp"),
+        ({"predictions": [[1.0]], "targets": [[0.0]], "timestamp": -5}, "timestamp"),
+        ({"predictions": [[1.0]], "targets": [[0.0]], "reduction": "sum"}, "reduction"),
+        ({"predictions": [[1.0]], "targets": [[0.0]], "params": {}}, "params"),
+        ({"predictions": [[1.0], [2.0]], "targets": [[0.0]]}, "targets"),
+        ({"predictions": [[1.0]]}, "targets"),
+        ({"predictions": [[1.0]], "targets": [[0.0]], "weights": [-1.0]}, "weights"),
+    ],
+)
+def test_bad_observations_are_422_and_record_nothing(client: TestClient, body: dict[str, Any], field: str) -> None:
+    name = new_monitor(client)
+    response = client.post(f"/monitors/{name}/observations", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert client.get(f"/monitors/{name}").json()["totals"]["count"] == 0
+
+
+def test_malformed_json_is_400(client: TestClient) -> None:
+    name = new_monitor(client)
+    response = client.post(f"/monitors/{name}/observations", content=b"{", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+
+
+def test_late_labels_land_in_their_own_window(client: TestClient) -> None:
+    name = new_monitor(client)
+    observe(client, name, [1.0, 1.0], timestamp=T0 + 5 * WINDOW)
+    observe(client, name, [4.0], timestamp="2023-11-14T22:13:30Z")  # late: T0 + 30 s, as RFC 3339
+    observe(client, name, [9.0], timestamp="2023-11-15T00:13:59.5+02:00")  # the same window, another offset
+    observe(client, name, [2.0], timestamp=T0 + 5 * WINDOW + 59.9)
+    got = windows(client, name)
+    assert [(w["start"], w["end"], w["count"]) for w in got] == [
+        ("2023-11-14T22:13:00Z", "2023-11-14T22:14:00Z", 2),
+        ("2023-11-14T22:18:00Z", "2023-11-14T22:19:00Z", 3),
+    ]
+    assert got[0]["mean"] == pytest.approx(6.5) and got[0]["min"] == pytest.approx(4.0)
+    assert got[1]["mean"] == pytest.approx(4.0 / 3) and got[1]["max"] == pytest.approx(2.0)
+
+
+def test_without_a_timestamp_an_observation_is_now(client: TestClient) -> None:
+    import time
+
+    name = new_monitor(client)
+    before = time.time()
+    observe(client, name, [1.0])
+    [window] = windows(client, name, since=before - WINDOW)
+    assert window["count"] == 1
+
+
+def test_windows_merge_into_coarser_steps_and_filter_by_time(client: TestClient) -> None:
+    name = new_monitor(client)
+    rng = np.random.default_rng(5)
+    batches = {start: rng.gamma(2.0, 1.0 + start / WINDOW, 200) for start in range(0, 6 * WINDOW, WINDOW)}
+    for start, values in batches.items():
+        observe(client, name, values.tolist(), timestamp=T0 + start)
+    step = 3 * WINDOW
+    base = T0 - T0 % step
+    merged = windows(client, name, step=step)
+    for window in merged:
+        start = int(np.datetime64(window["start"].rstrip("Z"), "s").astype(int))
+        values = np.concatenate([v for s, v in batches.items() if start <= T0 + s < start + step])
+        squared = np.float32(np.sqrt(values)).astype(np.float64) ** 2  # what the float32 kernel sees
+        assert window["count"] == values.size
+        assert window["mean"] == pytest.approx(squared.mean(), rel=1e-6)
+        assert window["std"] == pytest.approx(squared.std(), rel=1e-5)
+        assert window["max"] == pytest.approx(squared.max(), rel=1e-6)
+        assert window["p90"] == pytest.approx(np.quantile(squared, 0.9), rel=0.01)
+    assert sum(w["count"] for w in merged) == 1200 and {len(merged)} <= {2, 3} and base <= T0
+    inside = windows(client, name, since=T0 + WINDOW, until=T0 + 3 * WINDOW)
+    assert [w["count"] for w in inside] == [200, 200]
+    bad = client.get(f"/monitors/{name}/windows", params={"step": 90})
+    assert bad.status_code == 422 and bad.json()["field"] == "step"
+    bad = client.get(f"/monitors/{name}/windows", params={"since": "soon"})
+    assert bad.status_code == 422 and bad.json()["field"] == "since"
+
+
+def test_window_quantiles_are_within_one_percent_of_numpy(client: TestClient) -> None:
+    name = new_monitor(client)
+    values = np.random.default_rng(6).lognormal(0.0, 1.0, 10_000)
+    for batch in np.split(values, 10):
+        observe(client, name, batch.tolist(), timestamp=T0)
+    [window] = windows(client, name)
+    sent = np.float32(np.sqrt(values)).astype(np.float64) ** 2
+    for key, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        assert window[key] == pytest.approx(np.quantile(sent, q), rel=0.01), key
+
+
+def test_a_window_above_the_first_windows_is_flagged(client: TestClient) -> None:
+    name = new_monitor(client, baseline={"windows": 2, "threshold": 3.0})
+    rng = np.random.default_rng(7)
+    for i in range(2):
+        observe(client, name, rng.uniform(0.5, 1.5, 100).tolist(), timestamp=T0 + i * WINDOW)
+    assert client.get(f"/monitors/{name}").json()["alert"]["state"] == "ok"  # ready, nothing judged yet
+    observe(client, name, rng.uniform(0.5, 1.5, 100).tolist(), timestamp=T0 + 2 * WINDOW)
+    state = client.get(f"/monitors/{name}").json()
+    assert state["baseline"]["ready"] and state["baseline"]["mean"] == pytest.approx(1.0, abs=0.1)
+    assert state["alert"]["state"] == "ok"
+    observe(client, name, rng.uniform(1.0, 2.0, 100).tolist(), timestamp=T0 + 3 * WINDOW)  # degraded
+    state = client.get(f"/monitors/{name}").json()
+    assert state["alert"] == {"state": "alert", "window": state["windows"][-1]["start"], "flagged_windows": 1}
+    assert [w["alert"] for w in state["windows"]] == [None, None, False, True]
+    assert state["windows"][-1]["mean"] > state["windows"][-1]["limit"] > state["baseline"]["mean"]
+
+
+def test_a_reference_batch_is_the_baseline(client: TestClient) -> None:
+    reference = {"predictions": [[1.0], [1.0], [1.0], [1.0]], "targets": [[0.0], [0.0], [0.0], [0.0]]}
+    name = new_monitor(client, baseline={"reference": reference, "threshold": 2.0})
+    state = client.get(f"/monitors/{name}").json()
+    assert state["baseline"] == {
+        "source": "reference",
+        "windows": 3,
+        "threshold": 2.0,
+        "ready": True,
+        "count": 4,
+        "mean": 1.0,
+        "std": 0.0,
+    }
+    observe(client, name, [1.0, 1.0], timestamp=T0)
+    assert client.get(f"/monitors/{name}").json()["alert"]["state"] == "ok"
+    observe(client, name, [1.0, 1.5], timestamp=T0 + WINDOW)
+    assert client.get(f"/monitors/{name}").json()["alert"]["state"] == "alert"
+
+
+def test_any_loss_of_the_registry_can_be_monitored(client: TestClient) -> None:
+    focal = new_monitor(client, loss="sigmoid_focal", params={"gamma": 1.0, "from_logits": True})
+    body = {"predictions": [[0.2, -1.3], [2.0, 0.1]], "targets": [[0, 1], [1, 0]], "weights": [1.0, 0.5]}
+    expected = client.post("/loss/focal", json={**body, "params": {"gamma": 1.0, "from_logits": True}}).json()["loss"]
+    assert client.post(f"/monitors/{focal}/observations", json=body).json()["loss"] == pytest.approx(expected)
+    assert client.get(f"/monitors/{focal}").json()["totals"]["mean"] == pytest.approx(expected, rel=1e-6)
+    gan = new_monitor(client, loss="wasserstein")  # one value per batch
+    result = client.post(f"/monitors/{gan}/observations", json={"real_scores": [1.0, 2.0], "fake_scores": [0.5]})
+    assert result.json()["accepted"] == 1 and result.json()["loss"] == pytest.approx(-1.0)
+
+
+def test_metrics_show_each_monitor(client: TestClient) -> None:
+    name = new_monitor(client, baseline={"windows": 1})
+    observe(client, name, [1.0, 3.0], timestamp=T0)
+    observe(client, name, [5.0, 7.0, 9.0], timestamp=T0 + WINDOW)
+    text = client.get("/metrics").text
+    labels = {"monitor": name, "loss": "mse"}
+    assert count(text, "lossd_monitor_observations_total", **labels) == 5
+    assert count(text, "lossd_monitor_loss_sum_total", **labels) == pytest.approx(25.0)
+    assert count(text, "lossd_monitor_window_mean", **labels) == pytest.approx(7.0)
+    assert count(text, "lossd_monitor_window_p90", **labels) == pytest.approx(7.0, rel=0.01)  # DDSketch: rank 0.9*(n-1)
+    assert count(text, "lossd_monitor_alert", **labels) == 1.0
+    assert count(text, "lossd_requests_total", loss="mse") >= 0  # the compute metrics are still there
