@@ -876,9 +876,120 @@ export interface paths {
         /**
          * Metrics
          * @description Request counts by loss, protocol and status; request and kernel duration
-         *     histograms; request and response sizes; requests in flight.
+         *     histograms; request and response sizes; requests in flight; per monitor, observation
+         *     and loss-sum counters, the latest window's mean and p90, and its alert.
          */
         get: operations["metrics_metrics_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/monitors": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Monitors
+         * @description Every monitor with its baseline and alert state.
+         */
+        get: operations["list_monitors_monitors_get"];
+        put?: never;
+        /**
+         * Create Monitor
+         * @description Create a monitor: a loss with fixed params, a window length and a baseline.
+         */
+        post: operations["create_monitor_monitors_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/monitors/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Monitor
+         * @description A monitor: definition, totals, baseline, alert state and its recent windows.
+         */
+        get: operations["get_monitor_monitors__name__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete Monitor
+         * @description Remove a monitor and everything it recorded.
+         */
+        delete: operations["delete_monitor_monitors__name__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/monitors/{name}/observations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Post Observations
+         * @description Record a batch: per-sample losses from the monitor's kernel, committed before the 200.
+         *     (Served by service.monitors.fastroute before FastAPI routes; this route documents it.)
+         */
+        post: operations["post_observations_monitors__name__observations_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/monitors/{name}/windows": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Windows
+         * @description Windows with data in ``[since, until)`` (RFC 3339 or epoch seconds), merged into
+         *     windows of ``step`` seconds, a multiple of the monitor's window.
+         */
+        get: operations["get_windows_monitors__name__windows_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ui/monitors": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Monitors Page
+         * @description Every monitor's loss over time, its baseline band and its flagged windows (an HTML page).
+         */
+        get: operations["monitors_page_ui_monitors_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1032,6 +1143,24 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** Accepted */
+        Accepted: {
+            /**
+             * Accepted
+             * @description Samples recorded (1 for a loss that is one value per batch).
+             */
+            accepted: number;
+            /**
+             * Loss
+             * @description The batch's loss, reduced as POST /loss/{name} with reduction 'mean' does.
+             */
+            loss: number;
+            /**
+             * Window
+             * @description Start of the window the batch landed in.
+             */
+            window: string;
+        };
         /** AdversarialParams */
         AdversarialParams: {
             /**
@@ -1091,6 +1220,63 @@ export interface components {
              * @default null
              */
             weights?: number[];
+        };
+        /** AlertView */
+        AlertView: {
+            /**
+             * Flagged Windows
+             * @description Windows flagged since the baseline.
+             */
+            flagged_windows: number;
+            /**
+             * State
+             * @description 'ok', 'alert' (the latest window is flagged) or 'pending' (no baseline yet).
+             */
+            state: string;
+            /**
+             * Window
+             * @description Start of the latest window, the one the state is about.
+             */
+            window?: string | null;
+        };
+        /** BaselineConfig */
+        BaselineConfig: {
+            /**
+             * Reference
+             * @description A reference batch (the loss's inputs and optional weights, as in an observation) to use as the baseline instead of the first windows.
+             */
+            reference?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Threshold
+             * @description Flag a window whose mean exceeds the baseline mean by more than this many standard errors (baseline std / sqrt(window count)).
+             * @default 3
+             */
+            threshold?: number;
+            /**
+             * Windows
+             * @description The baseline is the monitor's first this many windows with data.
+             * @default 3
+             */
+            windows?: number;
+        };
+        /** BaselineView */
+        BaselineView: {
+            /** Count */
+            count: number;
+            /** Mean */
+            mean: number | null;
+            /** Ready */
+            ready: boolean;
+            /** Source */
+            source: string;
+            /** Std */
+            std: number | null;
+            /** Threshold */
+            threshold: number;
+            /** Windows */
+            windows: number;
         };
         /** BinaryCrossEntropyParams */
         BinaryCrossEntropyParams: {
@@ -2433,6 +2619,61 @@ export interface components {
              */
             x2: (number | unknown[])[];
         };
+        /** MonitorCreate */
+        MonitorCreate: {
+            baseline?: components["schemas"]["BaselineConfig"];
+            /**
+             * Loss
+             * @description A loss of the registry (name or alias).
+             */
+            loss: string;
+            /**
+             * Name
+             * @description Letters, digits, '_', '.', '-'; at most 100 characters.
+             */
+            name: string;
+            /**
+             * Params
+             * @description The loss's params, fixed for the monitor.
+             */
+            params?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Window Seconds
+             * @description Window length; windows align on the epoch.
+             * @default 3600
+             */
+            window_seconds?: number;
+        };
+        /** MonitorList */
+        MonitorList: {
+            /** Monitors */
+            monitors: components["schemas"]["MonitorView"][];
+        };
+        /** MonitorView */
+        MonitorView: {
+            alert: components["schemas"]["AlertView"];
+            baseline: components["schemas"]["BaselineView"];
+            /** Created */
+            created: string;
+            /** Loss */
+            loss: string;
+            /** Name */
+            name: string;
+            /** Params */
+            params: {
+                [key: string]: unknown;
+            };
+            totals?: components["schemas"]["Summary"] | null;
+            /** Window Seconds */
+            window_seconds: number;
+            /**
+             * Windows
+             * @description The most recent windows, oldest first.
+             */
+            windows?: components["schemas"]["Window"][] | null;
+        };
         /**
          * MseRequest
          * @description Compute Mean squared error.
@@ -3163,6 +3404,19 @@ export interface components {
              */
             weights?: number[];
         };
+        /** Summary */
+        Summary: {
+            /** Count */
+            count: number;
+            /** Max */
+            max: number | null;
+            /** Mean */
+            mean: number | null;
+            /** Min */
+            min: number | null;
+            /** Std */
+            std: number | null;
+        };
         /** TensorInput */
         TensorInput: {
             /**
@@ -3510,6 +3764,51 @@ export interface components {
              * @default null
              */
             weights?: number[];
+        };
+        /** Window */
+        Window: {
+            /**
+             * Alert
+             * @description Flagged against the baseline; None for baseline windows.
+             */
+            alert?: boolean | null;
+            /** Count */
+            count: number;
+            /** End */
+            end: string;
+            /**
+             * Limit
+             * @description The mean above which this window is flagged (None: not judged).
+             */
+            limit?: number | null;
+            /** Max */
+            max: number | null;
+            /** Mean */
+            mean: number | null;
+            /** Min */
+            min: number | null;
+            /** P50 */
+            p50?: number | null;
+            /** P90 */
+            p90?: number | null;
+            /** P99 */
+            p99?: number | null;
+            /**
+             * Start
+             * @description RFC 3339, UTC.
+             */
+            start: string;
+            /** Std */
+            std: number | null;
+        };
+        /** WindowList */
+        WindowList: {
+            /** Name */
+            name: string;
+            /** Step */
+            step: number;
+            /** Windows */
+            windows: components["schemas"]["Window"][];
         };
     };
     responses: never;
@@ -5983,6 +6282,256 @@ export interface operations {
                 };
                 content: {
                     "text/plain": unknown;
+                };
+            };
+        };
+    };
+    list_monitors_monitors_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MonitorList"];
+                };
+            };
+        };
+    };
+    create_monitor_monitors_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MonitorCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MonitorView"];
+                };
+            };
+            /** @description A monitor of that name exists. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_monitor_monitors__name__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MonitorView"];
+                };
+            };
+            /** @description No monitor of that name. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    delete_monitor_monitors__name__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No monitor of that name. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    post_observations_monitors__name__observations_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    timestamp?: string | number;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Accepted"];
+                };
+            };
+            /** @description No monitor of that name. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_windows_monitors__name__windows_get: {
+        parameters: {
+            query?: {
+                since?: string | null;
+                until?: string | null;
+                step?: number | null;
+            };
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WindowList"];
+                };
+            };
+            /** @description No monitor of that name. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    monitors_page_ui_monitors_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
                 };
             };
         };
