@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 
-.PHONY: serve test lint types pytest openapi clients bench golden export clean
+.PHONY: serve test system-deps lint types pytest openapi clients bench golden export clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 serve: $(STAMP)
 	$(BIN)/lossd serve
 
-test: $(STAMP) lint types pytest
+test: $(STAMP) system-deps lint types pytest
+
+# PostgreSQL and Chromium for the monitoring tests (Debian packages; skipped loudly if absent).
+system-deps:
+	@scripts/system-deps.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
