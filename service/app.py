@@ -16,7 +16,8 @@ from kernels.features import FEATURE_MODELS, load_feature_models
 from kernels.runtime import Runtime
 from kernels.spec import Resources
 from service import __version__, errors, fastpath
-from service.routes import compute, curves, health, metrics, registry, v2
+from service.composite import CompositeRequest, register_configured
+from service.routes import composite, compute, curves, health, metrics, registry, v2
 from service.schemas import request_model
 from service.settings import Settings
 
@@ -51,6 +52,7 @@ def configured_resources(settings: Settings) -> Resources:
 
 def create_app(settings: Settings | None = None) -> LossdApp:
     settings = settings or Settings()
+    register_configured(settings.composites)  # before the routes are derived from the registry
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None) -> LossdApp:
     app.include_router(metrics.router)
     app.include_router(curves.router)
     app.include_router(registry.router)
+    app.include_router(composite.router)  # before compute's catch-all /loss/{name}
     app.include_router(compute.router)
     app.include_router(v2.router)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
@@ -84,7 +87,7 @@ def openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         _, defs = models_json_schema(
-            [(request_model(spec), "validation") for spec in REGISTRY],
+            [(request_model(spec), "validation") for spec in REGISTRY] + [(CompositeRequest, "validation")],
             ref_template="#/components/schemas/{model}",
         )
         document.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
