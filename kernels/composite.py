@@ -15,7 +15,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -33,11 +33,12 @@ from kernels.graph import (
     _function_proto,
     _functions,
     graph_dims,
+    graph_shape,
     kernel_inputs,
 )
 from kernels.ops import LOSSD
 from kernels.reduction import reduce_loss, reduce_loss_mass
-from kernels.runtime import Runtime, param_feed
+from kernels.runtime import Evaluation, Runtime, param_feed
 from kernels.spec import Input, InvalidInput, KernelFunction, LossSpec, Params, ProtoKernel, Variant
 
 TERM_WEIGHTS = "term_weights"
@@ -474,6 +475,36 @@ class CompositeSessions:
             self.runs += 1
         result: list[np.ndarray] = kernel.session.run(outputs, feed)
         return result
+
+    def evaluate(
+        self,
+        terms: Sequence[Term],
+        inputs: Mapping[str, Any],
+        *,
+        reduction: Literal["mean", "sum", "none"] = "mean",
+        weights: Any = None,
+        dtype: Dtype = "float64",
+        gradients: bool = True,
+    ) -> tuple[Evaluation, np.ndarray]:
+        """In-process use, without the service's checks: fields at their natural shapes in; the
+        combined loss, per-sample losses and gradients, and each term's own value, out."""
+        layouts = field_inputs(terms)
+        np_dtype = np.float64 if dtype == "float64" else np.float32
+        arrays, shapes = {}, {}
+        for field, layout in layouts.items():
+            array = np.asarray(inputs[field], dtype=np.int64 if layout.integer else np_dtype)
+            shapes[field] = array.shape
+            arrays[field] = array.reshape(graph_shape(layout, array.shape))
+        count = 1 if terms[0].spec.batch_level else shapes[next(iter(layouts))][0]
+        w = np.ones(count, np_dtype) if weights is None else np.asarray(weights, np_dtype)
+        kernel = self.kernel(terms, dtype, gradients)
+        names = ["loss", "per_sample", TERM_LOSSES, TERM_PER_SAMPLE, *(f"grad_{f}" for f in kernel.gradients)]
+        loss, per_sample, term_losses, term_per_sample, *grads = self.run(
+            kernel, terms, arrays, w, reduction == "mean", names
+        )
+        none = reduction == "none"
+        shaped = {f: g.reshape(shapes[f]) for f, g in zip(kernel.gradients, grads, strict=True)}
+        return Evaluation(per_sample if none else loss, per_sample, shaped), term_per_sample if none else term_losses
 
 
 _SESSIONS: weakref.WeakKeyDictionary[Runtime, CompositeSessions] = weakref.WeakKeyDictionary()

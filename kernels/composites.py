@@ -5,6 +5,7 @@ card derived from their terms. ``dice_bce`` and ``focal_dice`` ship; operators a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from kernels.classification import binary_cross_entropy
 from kernels.composite import CompositeSpec, Term, field_inputs, proto_kernel, term
@@ -85,6 +86,14 @@ def composite(
         references=tuple(dict.fromkeys(r for t in terms for r in t.spec.card.references)),
     )
 
+    # A term's curve draws the composite too when its inputs are the composite's fields.
+    curves = (
+        t.spec.curve
+        for t in terms
+        if t.spec.curve is not None and set(t.fields) == set(t.fields.values()) == set(fields)
+    )
+    curve = next((replace(c, params={}) for c in curves), None)
+
     def kernel() -> KernelFunction:
         return proto_kernel(name, terms)
 
@@ -99,6 +108,7 @@ def composite(
         structural=(),
         aliases=aliases,
         batch_level=terms[0].spec.batch_level,
+        curve=curve,
         variants=((),),
         terms=terms,
     )
