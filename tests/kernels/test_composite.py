@@ -102,7 +102,10 @@ SESSIONS = CompositeSessions(session_options(1), ["CPUExecutionProvider"], size=
 
 def separately(terms: list[Term], fields: Arrays, reduction: str, weights: Any, dtype: Any) -> tuple[Any, ...]:
     """Each term through its own catalog graph, combined in numpy."""
-    loss, per_sample, gradients, values = 0.0, 0.0, {}, []
+    loss: Any = 0.0
+    per_sample: Any = 0.0
+    gradients: dict[str, Any] = {}
+    values = []
     for t in terms:
         own = {name: fields[field] for name, field in t.inputs}
         result = evaluate(t.spec.name, own, t.params.model_dump(), reduction=reduction, weights=weights, dtype=dtype)
@@ -126,7 +129,7 @@ def close(actual: Any, expected: Any, dtype: str, what: str) -> None:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("composition", list(COMPOSITIONS))
-def test_composite_is_the_weighted_sum_of_its_terms(composition: str, reduction: str, dtype: Any) -> None:
+def test_composite_is_the_weighted_sum_of_its_terms(composition: str, reduction: Any, dtype: Any) -> None:
     make_terms, make_inputs = COMPOSITIONS[composition]
     terms = make_terms()
     fields = make_inputs(np.random.default_rng(len(composition)))
