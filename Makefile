@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 
-.PHONY: serve test lint types pytest openapi bench golden export clean
+.PHONY: serve test lint types pytest openapi clients bench golden export clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ pytest: $(STAMP)
 
 openapi: $(STAMP)
 	$(BIN)/python -m service.openapi > openapi/openapi.json
+
+# After an API change: the OpenAPI document, then the TypeScript bindings generated from it.
+TS := clients/typescript
+clients: openapi $(TS)/node_modules/.package-lock.json
+	cd $(TS) && npm run --silent generate
+
+$(TS)/node_modules/.package-lock.json: $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -4,7 +4,9 @@
    floor (bare ASGI + orjson + numpy + one onnxruntime run) and a naive FastAPI app,
    each a uvicorn subprocess under ``wrk`` (or a built-in generator).
 1b. The same three apps called in process through ASGI: their own CPU cost per request.
-2. Kernels: elements/s of every registered loss in process, against numpy (the floor)
+2. Large requests: latency of a 1M-element focal as V2 binary tensors and as JSON,
+   each against its floor (bare ASGI + frombuffer + ORT; bare ASGI + orjson + numpy).
+3. Kernels: elements/s of every registered loss in process, against numpy (the floor)
    and PyTorch eager when torch is installed.
 
 ``--quick`` takes about a minute, the default run two to four. ``python -m bench.breakdown``
@@ -25,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from bench import in_process, kernels, small_requests
+from bench import in_process, kernels, large_requests, small_requests
 from bench.load import generator
 from bench.machine import MALLOC_ENV, MALLOC_VALUE, Interference, idle_check, versions
 
@@ -36,7 +38,7 @@ FULL_SIZES = (1_000_000, 10_000_000)
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about one minute: shorter runs, 1M elements only")
-    parser.add_argument("--only", choices=["http", "asgi", "kernels"], help="run one section")
+    parser.add_argument("--only", choices=["http", "asgi", "large", "kernels"], help="run one section")
     parser.add_argument(
         "--seconds",
         type=float,
@@ -50,6 +52,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-threads", type=int, default=1, help="LOSSD_INTRA_OP_THREADS of the servers")
     parser.add_argument("--extra", action="store_true", help="also the floor and the service without access log")
     parser.add_argument("--threads", type=int, default=2, help="ORT intra-op and torch threads for kernels (default 2)")
+    parser.add_argument(
+        "--losses", default="", help="kernels: only these comma-separated losses (e.g. focal,cross_entropy,mse)"
+    )
+    parser.add_argument(
+        "--fused", action="store_true", help="kernels: also torch.compile's fused single pass (focal, CE, mse)"
+    )
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is installed")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON here")
     return parser.parse_args(argv)
@@ -83,6 +91,14 @@ def asgi_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
     return in_process.report(measured, settings)
 
 
+def large_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
+    settings = large_requests.Settings(repeats=args.repeats, requests=3 if args.quick else 7, threads=args.threads)
+    log("large requests: servers starting")
+    measured = large_requests.run(settings)
+    results["large_requests"] = large_requests.json(measured, settings)
+    return large_requests.report(measured, settings)
+
+
 def kernel_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     settings = kernels.Settings(
@@ -90,6 +106,8 @@ def kernel_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
         repeats={1_000_000: 5 if args.quick else 7, 10_000_000: 5},
         threads=args.threads,
         torch=not args.no_torch,
+        losses=tuple(filter(None, args.losses.split(","))),
+        fused=args.fused,
     )
     log("kernels: building every graph")
     bench = kernels.Bench(settings)
@@ -124,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         f"other processes kept {busy:.2f} cores busy before the run"
     )
     results: dict[str, Any] = {"versions": found, "cores": os.cpu_count(), "other_cores_before": busy}
-    sections = [("http", http_section), ("asgi", asgi_section), ("kernels", kernel_section)]
+    sections = [
+        ("http", http_section),
+        ("asgi", asgi_section),
+        ("large", large_section),
+        ("kernels", kernel_section),
+    ]
     for name, section in sections:
         if args.only not in (None, name):
             continue

@@ -37,6 +37,10 @@ class Settings:
     repeats: dict[int, int]
     threads: int
     torch: bool
+    losses: tuple[str, ...] = ()
+    """Only these losses (all when empty)."""
+    fused: bool = False
+    """Also time torch.compile's fused single pass where bench.fused has the loss."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Row:
     numpy_diff: float | None
     torch_diff: float | None
     note: str = ""
+    fused: Spread | None = None
+    """torch.compile's fused single pass (forward only, a few losses)."""
     noise: float = 0.0
     """Cores other processes kept busy while this row was measured."""
 
@@ -66,6 +72,9 @@ class Row:
             "ort": entry(self.ort),
             "numpy": entry(self.numpy),
             "torch": entry(self.torch),
+            "fused": entry(self.fused),
+            "ort_over_torch": self.torch.median / self.ort.median if self.ort and self.torch else None,
+            "ort_over_fused": self.fused.median / self.ort.median if self.ort and self.fused else None,
             "ort_over_numpy": self.numpy.median / self.ort.median if self.ort and self.numpy else None,
             "torch_over_numpy": self.numpy.median / self.torch.median if self.torch and self.numpy else None,
             "max_rel_diff_vs_ort": {"numpy": self.numpy_diff, "torch": self.torch_diff},
@@ -140,6 +149,14 @@ def load_torch(wanted: bool) -> ModuleType | None:
     return torch_eager
 
 
+def load_fused(wanted: bool) -> ModuleType | None:
+    if not wanted:
+        return None
+    from bench import fused
+
+    return fused
+
+
 def memory_floor(elements: int, repeats: int) -> Spread:
     """One copy of a float32 array of that size."""
     source = np.ones(elements, dtype=np.float32)
@@ -152,6 +169,7 @@ class Bench:
         self.settings = settings
         self.runtime = Runtime(REGISTRY, provider="cpu", intra_op_threads=settings.threads)
         self.torch = load_torch(settings.torch)
+        self.fused = load_fused(settings.fused and self.torch is not None)
         if self.torch is not None:
             self.torch.set_threads(settings.threads)
 
@@ -186,8 +204,16 @@ class Bench:
                 lambda: evaluate_torch(torch_loss, x, params, w, gradients), reference, repeats, notes, "torch"
             )
             time.sleep(0.05)  # let torch's OpenMP workers stop spinning before the next ORT run
+        fused_time = None
+        if self.fused is not None and not gradients and spec.name in self.fused.SOURCES:
+            fused, name = self.fused.evaluate, spec.name
+            fused_time, fused_diff = self._baseline(lambda: fused(name, arrays), reference, repeats, notes, "fused")
+            if fused_diff is not None:
+                notes.append(f"fused max rel diff {fused_diff:.1e}")
+            time.sleep(0.05)
         note = "; ".join(notes)
-        return Row(spec.name, elements, gradients, ort_time, numpy_time, torch_time, numpy_diff, torch_diff, note)
+        row = Row(spec.name, elements, gradients, ort_time, numpy_time, torch_time, numpy_diff, torch_diff, note)
+        return dataclasses.replace(row, fused=fused_time)
 
     @staticmethod
     def _baseline(
@@ -208,6 +234,8 @@ class Bench:
             repeats = self.settings.repeats[size]
             floors[size] = memory_floor(size, repeats)
             for spec in REGISTRY:
+                if self.settings.losses and spec.name not in self.settings.losses:
+                    continue
                 log(f"  {spec.name} at {size:,} elements")
                 try:
                     arrays = make_inputs(spec, size, rng)
@@ -240,6 +268,9 @@ def report(rows: list[Row], floors: dict[int, Spread], settings: Settings, torch
         "torch ms (min-max)",
         "torch Melem/s",
         "vs numpy",
+        "ORT vs torch",
+        "fused ms",
+        "ORT vs fused",
         "max rel diff",
         "other procs",
     ]
@@ -259,6 +290,9 @@ def report(rows: list[Row], floors: dict[int, Spread], settings: Settings, torch
                 "n/a" if r.torch is None else spread(r.torch, 1e3),
                 throughput(r.elements, r.torch),
                 ratio(r.numpy.median, r.torch.median) if r.numpy and r.torch else "n/a",
+                ratio(r.torch.median, r.ort.median) if r.torch and r.ort else "n/a",
+                "n/a" if r.fused is None else spread(r.fused, 1e3),
+                ratio(r.fused.median, r.ort.median) if r.fused and r.ort else "n/a",
                 f"{max(diffs):.1e}" if diffs else "n/a",
                 f"{r.noise:.2f}",
             ]
@@ -272,6 +306,8 @@ def report(rows: list[Row], floors: dict[int, Spread], settings: Settings, torch
         f"{torch_text}",
         f"'vs numpy' = numpy time / time (throughput ratio to the numpy floor); memory floor, one float32 copy: "
         f"{floor_text}",
+        "'ORT vs torch' / 'ORT vs fused' = their time / ORT time (>= 1: ORT is faster); fused = torch.compile "
+        "single pass, forward only (--fused); "
         "'max rel diff' = largest max|x - ORT| / max|ORT| over loss, per_sample, gradient of numpy and torch; "
         "'other procs' = cores other processes took meanwhile (2-thread timings, torch's most, suffer from it)",
         "",

@@ -139,3 +139,53 @@ def naive_app(threads: int | None = None) -> FastAPI:
         return {"loss": float(loss), "reduction": "mean", "count": len(request.predictions), "dtype": "float32"}
 
     return app
+
+
+LARGE_V2_PATH = "/floor/v2"
+LARGE_JSON_PATH = "/floor/json"
+
+
+def header_length(scope: Scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"inference-header-content-length":
+            return int(value)
+    raise ValueError("no Inference-Header-Content-Length")
+
+
+def binary_inputs(body: bytes, length: int) -> dict[str, np.ndarray]:
+    """The V2 binary tensors of a request: zero-copy views of the body."""
+    header, offset, arrays = orjson.loads(body[:length]), length, {}
+    for tensor in header["inputs"]:
+        size = tensor["parameters"]["binary_data_size"]
+        arrays[tensor["name"]] = np.frombuffer(body, np.float32, size // 4, offset).reshape(tensor["shape"])
+        offset += size
+    return arrays
+
+
+def large_floor_app(threads: int | None = None) -> ASGIApp:
+    """The floors of the large requests. ``/floor/v2``: bare ASGI, the V2 binary tensors by
+    ``np.frombuffer``, one onnxruntime run of the service's focal graph. ``/floor/json``:
+    read the body, orjson-parse it, convert to numpy; nothing else."""
+    kernel = FocalKernel(intra_op_threads() if threads is None else threads)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if scope["path"] == LARGE_V2_PATH:
+            body = await read_body(receive)
+            arrays = binary_inputs(body, header_length(scope))
+            loss = kernel.loss(arrays["predictions"], arrays["targets"])
+            outputs = [{"name": "loss", "datatype": "FP32", "shape": [], "data": [loss]}]
+            await respond(send, 200, orjson.dumps({"outputs": outputs}, option=orjson.OPT_SERIALIZE_NUMPY))
+        elif scope["path"] == LARGE_JSON_PATH:
+            data = orjson.loads(await read_body(receive))
+            predictions = np.asarray(data["predictions"], dtype=np.float32)
+            targets = np.asarray(data["targets"], dtype=np.float32)
+            await respond(send, 200, orjson.dumps({"count": len(predictions), "targets": len(targets)}))
+        else:
+            await respond(send, 404, b'{"detail":"not found"}')
+
+    return app

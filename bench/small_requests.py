@@ -23,8 +23,11 @@ from bench.process import HOST, ServerProcess
 from bench.stats import Spread
 from bench.table import number, ratio, render, spread
 
-TARGET_RATIO = 0.6
+TARGET_RATIO = 0.7
 """The service should reach at least this fraction of the floor's requests/s."""
+TARGET_SCALING = 1.7
+"""Two workers should serve at least this multiple of one worker's requests/s."""
+TWO_WORKERS = {"LOSSD_WORKERS": "2"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ def servers(extra: bool) -> list[Server]:
         Server("floor", "floor: bare ASGI + orjson + numpy + ORT", [*launch, "bench.servers:floor_app"], {}),
         Server("service", "service: lossd serve", [python, "-m", "service.cli", "serve"], {}),
         Server("naive", "naive: FastAPI + pydantic list[list[float]]", [*launch, "bench.servers:naive_app"], {}),
+        Server("service_2w", "service: lossd serve, 2 workers", [python, "-m", "service.cli", "serve"], TWO_WORKERS),
     ]
     if extra:
         quiet = {"LOSSD_LOG_LEVEL": "warning"}
@@ -219,10 +223,23 @@ def report(results: list[Measured], generator: Generator, settings: Settings) ->
             f"service / floor = {value:.2f}x req/s ({verdict} the target >= {TARGET_RATIO:.1f}x); "
             f"{cpu_ratio:.2f}x by server CPU per request",
         ]
+    two = found.get("service_2w")
+    if service.ok and two is not None and two.ok:
+        scaling = two.rps.median / service.rps.median
+        verdict = "meets" if scaling >= TARGET_SCALING else "BELOW"
+        lines.append(
+            f"2 workers / 1 worker = {scaling:.2f}x req/s ({verdict} the target >= {TARGET_SCALING:.1f}x; "
+            f"the load generator shares the {os.cpu_count()} cores)"
+        )
     errors = [f"{m.server.key}: {m.errors}" for m in results if m.ok and m.errors]
     if errors:
         lines.append("errors (non-2xx or socket): " + ", ".join(errors))
     return "\n".join(lines)
+
+
+def two_over_one(found: dict[str, Measured]) -> float | None:
+    one, two = found["service"], found.get("service_2w")
+    return two.rps.median / one.rps.median if two is not None and two.ok and one.ok else None
 
 
 def json(results: list[Measured], generator: Generator, settings: Settings) -> dict[str, Any]:
@@ -246,4 +263,6 @@ def json(results: list[Measured], generator: Generator, settings: Settings) -> d
         "servers": servers_json,
         "service_over_floor": service.rps.median / floor_rps if floor_rps and service.ok else None,
         "target": TARGET_RATIO,
+        "two_workers_over_one": two_over_one(found),
+        "scaling_target": TARGET_SCALING,
     }

@@ -65,6 +65,7 @@ HINGE_REFERENCES = (
     name="hinge",
     task="classification",
     inputs=(SCORES, SIGNED_TARGETS),
+    row_wise=False,  # LABEL_RULE looks at every label of the request
     curve=margin(),
     properties=Properties(
         robust_to_outliers=True,
@@ -97,6 +98,7 @@ def hinge():  # type: ignore[no-untyped-def]
     name="squared_hinge",
     task="classification",
     inputs=(SCORES, SIGNED_TARGETS),
+    row_wise=False,  # LABEL_RULE looks at every label of the request
     curve=margin(),
     properties=Properties(
         robust_to_outliers=False,

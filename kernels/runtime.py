@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from kernels.graph import DTYPES, MEAN, WEIGHTS, GraphKey, build_model, graph_shape
+from kernels.binding import run_bound
+from kernels.blocks import Blocks
+from kernels.graph import DTYPES, MEAN, ROW_WISE, WEIGHTS, GraphKey, build_model, graph_shape
 from kernels.spec import NO_RESOURCES, LossSpec, NotConfigured, Params, Registry, Resources, Variant
 
 log = logging.getLogger("lossd.runtime")
@@ -105,6 +108,10 @@ class Kernel:
     """(input, ((axis, size), ...)) where the graph fixes sizes the declaration leaves free."""
     operator_model: bool = False
     """The graph embeds a model the operator configured: its failures are the inputs' fault."""
+    model: bytes | None = None
+    """The graph, kept where a large batch may run in row blocks (see kernels.blocks)."""
+    device: str | None = None
+    """Where inputs and outputs are bound ("cuda"; see kernels.binding); None: a plain run."""
 
 
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
@@ -131,10 +138,13 @@ class Runtime:
     ) -> None:
         """``resources``: what the operator configured, by collection and name (e.g.
         ``{"feature_models": kernels.features.load_feature_models(paths)}``)."""
+        # onnxruntime sends usage telemetry from Linux by default; a service running users' data says no.
+        ort.disable_telemetry_events()
         self.specs = specs
         self.resources = resources
         self.requested_providers = select_providers(provider)
         self._options = session_options(intra_op_threads)
+        self._blocks = Blocks(intra_op_threads or os.cpu_count() or 1, lambda: session_options(1), [CPU])
         self._kernels: dict[GraphKey, Kernel] = {}
         files = read_manifest(model_repository) if model_repository else None
         for spec, key in all_keys(specs, resources):
@@ -165,7 +175,12 @@ class Runtime:
             for i in session.get_inputs()
             if i.name in declared and (sizes := tuple((a, d) for a, d in enumerate(i.shape) if isinstance(d, int)))
         )
-        return Kernel(key, session, names, param_names, int_params, vectors, fixed, bool(spec.configured))
+        row_wise = session.get_modelmeta().custom_metadata_map.get(ROW_WISE) == "true"
+        blockable = row_wise and session.get_providers() == [CPU] and not spec.configured
+        model = model_bytes if blockable else None
+        device = "cuda" if session.get_providers()[0] == CUDA else None
+        configured = bool(spec.configured)
+        return Kernel(key, session, names, param_names, int_params, vectors, fixed, configured, model, device)
 
     @property
     def session_options(self) -> ort.SessionOptions:
@@ -207,9 +222,16 @@ class Runtime:
         for name in kernel.param_names:
             value = param_feed(getattr(params, name), name in kernel.int_params, dtype)
             feed[name] = value.reshape(-1) if name in kernel.vector_params else value
+        if kernel.model is not None and Blocks.worth_it(arrays, weights, mean):
+            model = kernel.model
+            session = self._blocks.session(kernel.key, lambda: model)
+            fixed = {name: value for name, value in feed.items() if name not in arrays}
+            return self._blocks.run(session, lambda s, f: s.run(outputs, f), arrays, fixed, weights, mean, outputs)
         feed[WEIGHTS] = weights
         feed[MEAN] = np.array(mean)
         try:
+            if kernel.device is not None:
+                return run_bound(kernel.session, feed, outputs, kernel.device)
             result: list[np.ndarray] = kernel.session.run(outputs, feed)
         except Exception as exc:  # onnxruntime's errors share no base class but Exception
             if not kernel.operator_model:

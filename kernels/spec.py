@@ -237,6 +237,9 @@ class LossSpec:
     configured: Mapping[str, Configured] = field(default_factory=dict)
     check: InputCheck | None = None
     """Validation the declarations cannot express (e.g. a param bounded by an input's size)."""
+    row_wise: bool = True
+    """Each sample's losses depend on its own row alone (false e.g. for hinge, whose label
+    rule looks at the whole batch); batch-level losses and masses are never split."""
 
     @property
     def differentiable(self) -> tuple[str, ...]:
@@ -368,6 +371,7 @@ def loss(
     configured: Mapping[str, Configured] | None = None,
     check: InputCheck | None = None,
     min_sizes: tuple[MinSize, ...] = (),
+    row_wise: bool = True,
 ) -> Callable[[KernelFactory], LossSpec]:
     """Register a loss; decorates the factory that picks its onnxscript kernel."""
     configured_params = dict(configured or {})
@@ -408,6 +412,7 @@ def loss(
                 configured=configured_params,
                 check=check,
                 min_sizes=min_sizes,
+                row_wise=row_wise,
             )
         )
 

@@ -9,17 +9,21 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
-from starlette.types import Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kernels import REGISTRY
 from kernels.features import FEATURE_MODELS, load_feature_models
 from kernels.runtime import Runtime
 from kernels.spec import Resources
-from service import __version__, errors, fastpath
+from service import __version__, docs, errors, fastpath, limits
+from service.auth import BearerAuth
 from service.composite import CompositeRequest, register_configured
 from service.routes import composite, compute, curves, health, metrics, registry, v2
 from service.schemas import request_model
 from service.settings import Settings
+from service.v2 import InferRequest
 
 DESCRIPTION = (
     "Loss functions as a service: send batched predictions and targets, get back the loss, per-sample "
@@ -29,19 +33,62 @@ DESCRIPTION = (
 
 class LossdApp(FastAPI):
     """FastAPI, except that the compute endpoints are answered first, without its
-    routing and middleware (see service.fastpath); their FastAPI routes document them."""
+    routing and middleware (see service.fastpath); their FastAPI routes document them.
+    The limits of service.limits apply to every request, resolved once here."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fast_routes = fastpath.routes()
+        self.max_body = settings.max_body_bytes
+        self.max_concurrency = settings.max_concurrency
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            route = self.fast_routes.get(scope["path"])
-            if route is not None:
-                await fastpath.answer(self.state, route, scope, receive, send)
+        if scope["type"] != "http":  # lifespan
+            await super().__call__(scope, receive, send)
+            return
+        if self.in_flight >= self.max_concurrency and scope["path"] not in limits.EXEMPT:
+            await errors.refuse(scope, send, limits.busy(self.max_concurrency))
+            return
+        self.in_flight += 1
+        try:
+            if scope["method"] == "POST":
+                route = self.fast_routes.get(scope["path"])
+                if route is not None:
+                    await fastpath.answer(self.state, route, scope, receive, send, self.max_body)
+                    return
+            try:  # FastAPI's max_body_size counts what streams in; an announced length is refused here
+                limits.check_declared(scope, self.max_body)
+            except HTTPException as error:
+                await errors.refuse(scope, send, error)
                 return
-        await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+class GuardedApp(LossdApp):
+    """LossdApp behind what the operator configured around all of it, the fast path
+    included: API keys (LOSSD_API_KEYS) and CORS (LOSSD_CORS_ORIGINS). A class of its own
+    so that a server without them pays nothing for them per request."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        outer: ASGIApp = super().__call__
+        if settings.api_keys:
+            outer = BearerAuth(outer, settings.api_keys)
+        if settings.cors_origins:  # outermost: preflights carry no credentials, refusals need the headers too
+            outer = CORSMiddleware(
+                outer,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "Content-Encoding", "Inference-Header-Content-Length"],
+                expose_headers=["Inference-Header-Content-Length", "Retry-After", "WWW-Authenticate"],
+            )
+        self.outer = outer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.outer(scope, receive, send)
 
 
 def configured_resources(settings: Settings) -> Resources:
@@ -67,9 +114,22 @@ def create_app(settings: Settings | None = None) -> LossdApp:
 
     # FastAPI's OpenTelemetry hooks cost microseconds per request; /metrics is ours.
     telemetry: Any = {"tracing": False, "metrics": False, "logs": False}
-    app = LossdApp(title="lossd", version=__version__, description=DESCRIPTION, lifespan=lifespan, telemetry=telemetry)
+    app_class = GuardedApp if settings.api_keys or settings.cors_origins else LossdApp
+    app = app_class(
+        settings,
+        title="lossd",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        telemetry=telemetry,
+        docs_url=None,
+        redoc_url=None,
+        max_body_size=settings.max_body_bytes,
+    )
     app.state.settings = settings
     errors.install(app)
+    if settings.docs:
+        docs.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(curves.router)
@@ -82,12 +142,16 @@ def create_app(settings: Settings | None = None) -> LossdApp:
 
 
 def openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the per-loss request models, which the compute routes
-    reference but do not parse (they read the raw body once, with orjson)."""
+    """FastAPI's document plus the per-loss request models and the V2 infer request, which
+    their routes reference but do not parse (they read the raw body once, with orjson)."""
     if app.openapi_schema is None:
         document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         _, defs = models_json_schema(
-            [(request_model(spec), "validation") for spec in REGISTRY] + [(CompositeRequest, "validation")],
+            [
+                *((request_model(spec), "validation") for spec in REGISTRY),
+                (InferRequest, "validation"),
+                (CompositeRequest, "validation"),
+            ],
             ref_template="#/components/schemas/{model}",
         )
         document.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])

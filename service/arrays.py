@@ -37,6 +37,8 @@ def to_array(field: str, value: Any, dtype: type[np.generic]) -> np.ndarray:
 
 def _reason(exc: Exception) -> str:
     text = str(exc).split("\n")[0]
+    if "maximum number of dimension" in text:
+        return "nested deeper than numpy's limit of 64 axes"
     return "ragged: sublists differ in length" if "inhomogeneous" in text or "sequence" in text else text
 
 

@@ -10,8 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import Scope, Send
 
 from kernels.spec import NotConfigured
+from service.limits import too_large
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -100,7 +102,12 @@ def install(app: FastAPI) -> None:
 
     async def http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return protocol_error(request, ProblemError(exc.status_code, _title(exc.status_code), str(exc.detail)))
+        if exc.status_code == 413:  # Starlette's body limit (FastAPI's max_body_size) names no limit
+            exc = too_large(request.app.max_body_size)
+        problem = ProblemError(exc.status_code, status_title(exc.status_code), str(exc.detail))
+        response = protocol_error(request, problem)
+        response.headers.update(exc.headers or {})
+        return response
 
     from service.v2 import V2Error  # imported here: the V2 codec imports this module
 
@@ -116,14 +123,37 @@ def install(app: FastAPI) -> None:
 
 def protocol_error(request: Request, problem: ProblemError) -> Response:
     """Problem details, except under /v2, where the protocol's shape is ``{"error": ...}``."""
-    if request.url.path.startswith("/v2/") or request.url.path == "/v2":
-        return Response(
-            orjson.dumps({"error": problem.detail}), status_code=problem.status, media_type="application/json"
-        )
-    return problem.response()
+    body, media_type = render(request.url.path, problem)
+    return Response(body, status_code=problem.status, media_type=media_type)
 
 
-def _title(status: int) -> str:
+def render(path: str, problem: ProblemError) -> tuple[bytes, str]:
+    """The body and media type of ``problem`` for a request to ``path`` (see protocol_error)."""
+    if path.startswith("/v2/") or path == "/v2":
+        return orjson.dumps({"error": problem.detail}), "application/json"
+    return problem.body(), PROBLEM_JSON
+
+
+async def refuse(scope: Scope, send: Send, error: HTTPException) -> None:
+    """Answer ``error`` directly (problem details; ``{"error"}`` under /v2)."""
+    problem = ProblemError(error.status_code, status_title(error.status_code), error.detail)
+    body, media_type = render(scope["path"], problem)
+    headers = [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status_code,
+            "headers": [
+                (b"content-type", media_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def status_title(status: int) -> str:
     from http import HTTPStatus
 
     try:

@@ -15,14 +15,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from kernels import REGISTRY
 from kernels.spec import LossSpec
-from service import metrics, v2
+from service import limits, metrics, v2
 from service.composite import compute_composite
 from service.compute import compute
-from service.errors import PROBLEM_JSON, ProblemError
+from service.errors import PROBLEM_JSON, ProblemError, refuse
 
 log = logging.getLogger("lossd.compute")
 JSON_TYPES = (b"application/json", b"application/problem+json")
@@ -69,7 +70,9 @@ def composite_compute(state: Any, _: None, scope: Scope, body: bytes) -> tuple[i
 def v2_infer(state: Any, spec: LossSpec, scope: Scope, body: bytes) -> tuple[int, bytes, Headers]:
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
     try:
-        payload, response_headers = v2.infer(state.runtime, spec, body, headers, state.settings.max_elements)
+        payload, response_headers = v2.infer(
+            state.runtime, spec, body, headers, state.settings.max_elements, state.settings.max_body_bytes
+        )
         return 200, payload, response_headers
     except v2.V2Error as error:
         return error.status, error.body(), [(b"content-type", b"application/json")]
@@ -89,16 +92,31 @@ def routes() -> dict[str, Route]:
     return table
 
 
-async def read_body(receive: Receive) -> bytes | None:
-    """The whole body, or None when the client went away."""
-    chunks = []
+async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes | None:
+    """The whole body, or None when the client went away. Past ``limit`` bytes it raises
+    ``limits.too_large``: on a Content-Length above it once the body comes in more than
+    one chunk (a small body is one), and as chunks arrive."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise limits.too_large(limit)
+        return body
+    limits.check_declared(scope, limit)
+    chunks, size = [body], len(body)
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise limits.too_large(limit)
+        chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return b"".join(chunks)
 
 
 async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
@@ -112,10 +130,14 @@ async def respond(send: Send, status: int, body: bytes, headers: Headers) -> Non
     await send({"type": "http.response.body", "body": body})
 
 
-async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
     """Answer one compute request: read the body, run the handler, record metrics."""
     handler, spec, recorded = route
-    body = await read_body(receive)
+    try:
+        body = await read_body(receive, scope, max_body)
+    except HTTPException as error:
+        await refuse(scope, send, error)
+        return
     if body is None:
         return
     start = time.perf_counter()

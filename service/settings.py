@@ -4,10 +4,17 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kernels.features import NAME
+
+
+def comma_separated(value: Any) -> Any:
+    """``a,b`` (the environment's form) as a list, blanks dropped; a list passes."""
+    if not isinstance(value, str):
+        return value
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def parse_feature_models(value: Any) -> Any:
@@ -53,6 +60,20 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per session; 0: one per core.")
     model_repository: Path | None = Field(None, description="Serve graphs exported by `lossd export` from here.")
     max_elements: int = Field(50_000_000, ge=1, description="Most array elements one request may carry.")
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1, description="Largest request body, checked while it streams in (413 above)."
+    )
+    max_concurrency: int = Field(
+        256, ge=1, description="Requests in flight per worker; above it 503 with Retry-After (health exempt)."
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated; when set, every endpoint but health needs `Authorization: Bearer <key>`.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated origins allowed by CORS; unset: CORS off."
+    )
+    docs: bool = Field(True, description="Serve /docs and /redoc (assets served locally, no CDN).")
     log_level: str = "info"
     access_log: bool = Field(False, description="Log every request (uvicorn's access log; costs ~14 us each).")
     feature_models: Annotated[dict[str, Path], NoDecode] = Field(
@@ -72,6 +93,11 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_composites(cls, value: Any) -> Any:
         return parse_composites(value)
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return comma_separated(value)
 
     @field_validator("feature_models", mode="before")
     @classmethod

@@ -4,7 +4,6 @@ binary tensors (the binary tensor data extension), computed by ``service.compute
 
 from __future__ import annotations
 
-import gzip
 import math
 import zlib
 from collections.abc import Mapping
@@ -67,7 +66,7 @@ class TensorInput(BaseModel):
     shape: list[int] = Field(min_length=0)
     datatype: str
     parameters: dict[str, Any] = Field(default_factory=dict)
-    data: Any = None
+    data: Any = Field(None, description="JSON tensor data, row-major, flat or nested; absent with binary_data_size.")
 
 
 class RequestedOutput(BaseModel):
@@ -84,6 +83,24 @@ class InferRequest(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     inputs: list[TensorInput] = Field(min_length=1)
     outputs: list[RequestedOutput] | None = None
+
+
+# The response as encode_response writes it, for the OpenAPI document (never parsed).
+class TensorOutput(BaseModel):
+    """One output tensor."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    parameters: dict[str, Any] | None = Field(None, description="binary_data_size when the data follows the JSON.")
+    data: list[float] | None = Field(None, description="The elements, flat and row-major, when sent as JSON.")
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[TensorOutput]
 
 
 def output_names(spec: LossSpec) -> list[str]:
@@ -148,21 +165,27 @@ def model_config(spec: LossSpec) -> dict[str, Any]:
     }
 
 
-def _decompress(body: bytes, encoding: str | None) -> bytes:
-    try:
-        if encoding == "gzip":
-            return gzip.decompress(body)
-        if encoding == "deflate":
-            return zlib.decompress(body)
-    except (OSError, zlib.error) as exc:
-        raise V2Error(400, f"the body is not valid {encoding} data: {exc}") from None
-    if encoding not in (None, "identity"):
+def _decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body as sent, inflated: at most ``limit`` bytes (LOSSD_MAX_BODY_BYTES), so that a
+    small compressed body cannot inflate without bound."""
+    if encoding in (None, "identity"):
+        return body
+    if encoding not in ("gzip", "deflate"):
         raise V2Error(415, f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
-    return body
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)  # 31: gzip framing; 15: zlib's
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise V2Error(400, f"the body is not valid {encoding} data: {exc}") from None
+    if len(data) > limit:
+        raise V2Error(413, f"the body inflates to more than the limit of {limit} bytes (LOSSD_MAX_BODY_BYTES)")
+    if not inflater.eof:
+        raise V2Error(400, f"the body is not valid {encoding} data: the compressed stream ends early")
+    return data
 
 
-def split_body(body: bytes, headers: Mapping[str, str]) -> tuple[InferRequest, memoryview]:
-    body = _decompress(body, headers.get("content-encoding"))
+def split_body(body: bytes, headers: Mapping[str, str], max_body: int) -> tuple[InferRequest, memoryview]:
+    body = _decompress(body, headers.get("content-encoding"), max_body)
     length_header = headers.get(HEADER_LENGTH)
     if length_header is None:
         header, binary = body, memoryview(b"")
@@ -195,7 +218,9 @@ def decode_tensor(tensor: TensorInput, binary: memoryview, offset: int) -> tuple
     size = tensor.parameters.get("binary_data_size")
     if size is not None:
         expected = count * np.dtype(dtype).itemsize
-        if not isinstance(size, int) or size != expected:
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise V2Error(400, f"input {tensor.name}: binary_data_size {size!r} is not an integer")
+        if size != expected:
             raise V2Error(
                 400,
                 f"input {tensor.name}: binary_data_size {size} does not match shape {tensor.shape} of "
@@ -237,9 +262,9 @@ def parse_params(spec: LossSpec, parameters: Mapping[str, Any]) -> Any:
 
 
 def infer(
-    runtime: Runtime, spec: LossSpec, body: bytes, headers: Mapping[str, str], max_elements: int
+    runtime: Runtime, spec: LossSpec, body: bytes, headers: Mapping[str, str], max_elements: int, max_body: int
 ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    request, binary = split_body(body, headers)
+    request, binary = split_body(body, headers, max_body)
     names = {i.name for i in spec.inputs} | {"weights"}
     values: dict[str, np.ndarray] = {}
     datatypes: dict[str, str] = {}

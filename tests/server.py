@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -30,14 +31,18 @@ class Server:
 
 
 @contextmanager
-def running_server(env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[Server]:
-    """Start ``lossd serve``, wait for /health, yield it, stop it with SIGTERM."""
+def running_server(
+    env: dict[str, str] | None = None, timeout: float = 240.0, log: Path | None = None
+) -> Iterator[Server]:
+    """Start ``lossd serve``, wait for /health, yield it, stop it with SIGTERM. With ``log``,
+    the server's output goes to that file (readable while it runs)."""
     port = free_port()
     environment = {**os.environ, "LOSSD_PORT": str(port), "LOSSD_HOST": "127.0.0.1", **(env or {})}
+    output = log.open("w") if log is not None else subprocess.PIPE
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve"],
         env=environment,
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -47,7 +52,8 @@ def running_server(env: dict[str, str] | None = None, timeout: float = 60.0) -> 
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"lossd serve exited with {process.returncode}:\n{process.stdout.read()}")  # type: ignore[union-attr]
+                printed = log.read_text() if log is not None else process.stdout.read()  # type: ignore[union-attr]
+                raise RuntimeError(f"lossd serve exited with {process.returncode}:\n{printed}")
             try:
                 if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
                     break
@@ -66,4 +72,6 @@ def running_server(env: dict[str, str] | None = None, timeout: float = 60.0) -> 
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+        if log is not None:
+            output.close()  # type: ignore[union-attr]
         server.returncode = process.returncode

@@ -12,7 +12,7 @@ from kernels import REGISTRY, recommend
 from kernels.graph import GraphKey
 from kernels.spec import LossSpec, NotConfigured, UnknownChoice, structural_key
 from service.errors import Problem, ProblemError, from_validation_error, invalid, not_configured
-from service.schemas import DtypeName, LossFilter, LossList, Recommendations, RecommendQuery, card
+from service.schemas import DtypeName, LossCard, LossFilter, LossList, Recommendations, RecommendQuery, card
 
 router = APIRouter(tags=["registry"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -80,7 +80,7 @@ async def recommend_losses(query: Annotated[RecommendQuery, Query()]) -> Recomme
     return Recommendations.model_validate({"query": understood, "recommendations": ranked})
 
 
-@router.get("/losses/{name}", responses=NOT_FOUND)
+@router.get("/losses/{name}", response_model=None, responses={200: {"model": LossCard}, **NOT_FOUND})
 async def get_loss(request: Request, name: str) -> dict[str, Any]:
     """One loss's card; aliases resolve to the canonical loss."""
     return card_here(request, lookup(name))

@@ -66,15 +66,22 @@ async def model_config(name: str) -> Response:
     return JSONResponse(v2.model_config(model(name)))
 
 
+# The route reads the raw body (JSON, or a JSON header plus binary tensors), so the request
+# model is documented by reference; service.app.openapi adds it to the components.
+INFER_REQUEST = {"$ref": "#/components/schemas/InferRequest"}
+
+
 @router.post(
     "/models/{name}/infer",
     responses={
         200: {
+            "model": v2.InferResponse,
             "description": "JSON, or with binary outputs a JSON header of Inference-Header-Content-Length "
-            "bytes followed by the tensors."
+            "bytes followed by the tensors.",
         },
         **RESPONSES,
     },
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": INFER_REQUEST}}}},
 )
 async def infer(request: Request, name: str) -> Response:
     """Inputs are the loss's inputs (plus optional ``weights``); params and ``reduction``

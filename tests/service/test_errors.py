@@ -1,7 +1,11 @@
 """Bad input gets a clear 4xx naming the field, never a 500."""
 
+import gzip
+import logging
+import zlib
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -28,11 +32,25 @@ CTC = {
 MASKS = {"predictions": [[[0.2, 0.7, 0.4]], [[0.9, 0.1, 0.5]]], "targets": [[[0, 1, 1]], [[1, 0, 0]]]}  # (2, 1, 3)
 IMAGE = [[[[0.1 * ((i + j) % 7) for j in range(11)] for i in range(11)]]]  # (1, 1, 11, 11)
 SSIM = {"predictions": IMAGE, "targets": IMAGE}
+NESTED_100: Any = 0.5
+for _ in range(100):
+    NESTED_100 = [NESTED_100]
 
 # (id, loss, body (dict, or raw bytes), status, field, words the detail must contain)
 CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("malformed-json", "focal", b'{"predictions": [[0.2', 400, None, "not valid JSON"),
     ("nan-literal", "focal", b'{"predictions": [[NaN]], "targets": [[0]]}', 400, None, "not valid JSON"),
+    ("infinity-literal", "focal", b'{"predictions": [[Infinity]], "targets": [[0]]}', 400, None, "not valid JSON"),
+    ("minus-infinity", "focal", b'{"predictions": [[-Infinity]], "targets": [[0]]}', 400, None, "not valid JSON"),
+    ("number-beyond-double", "mse", b'{"predictions": [[1e999]], "targets": [[0]]}', 400, None, "infinity"),
+    ("deep-nesting", "focal", b"[" * 100_000, 400, None, "depth limit"),
+    ("deep-nesting-in-field", "focal", b'{"predictions": ' + b"[" * 100_000, 400, None, "depth limit"),
+    ("deep-objects", "focal", b'{"a": ' * 100_000, 400, None, "depth limit"),
+    ("nested-beyond-numpy", "mse", {"predictions": NESTED_100, "targets": [[0.0]]}, 422, "predictions", "64 axes"),
+    ("empty-body", "focal", b"", 400, None, "empty"),
+    ("byte-order-mark", "mse", b'\xef\xbb\xbf{"predictions": [[1]], "targets": [[1]]}', 400, None, "BOM"),
+    ("not-utf8", "mse", b'{"predictions": "\xff\xfe"}', 400, None, "UTF-8"),
+    ("trailing-content", "mse", b'{"predictions": [[1]], "targets": [[1]]} {}', 400, None, "after document"),
     ("not-an-object", "focal", b"[1, 2]", 422, None, "JSON object"),
     ("missing-input", "focal", {"predictions": [[0.5]]}, 422, "targets", "required"),
     ("unknown-field", "focal", {**FOCAL, "colour": 1}, 422, "colour", "Extra inputs"),
@@ -336,8 +354,15 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("loss", "body", "status", "field", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_bad_input_is_a_clear_4xx(
-    client: TestClient, loss: str, body: Any, status: int, field: str | None, words: str
+    client: TestClient,
+    caplog: pytest.LogCaptureFixture,
+    loss: str,
+    body: Any,
+    status: int,
+    field: str | None,
+    words: str,
 ) -> None:
+    caplog.set_level(logging.INFO)
     if isinstance(body, bytes):
         response = client.post(f"/loss/{loss}", content=body, headers={"Content-Type": "application/json"})
     else:
@@ -349,6 +374,89 @@ def test_bad_input_is_a_clear_4xx(
     assert {"type", "title", "detail"} <= problem.keys()
     assert problem.get("field") == field
     assert words in problem["detail"]
+    assert_no_traceback(caplog)
+
+
+def assert_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """A client error is the client's: nothing is logged as a failure of the server's."""
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], caplog.text
+    assert "Traceback" not in caplog.text
+
+
+V2_MSE = {
+    "inputs": [
+        {"name": "predictions", "shape": [1, 2], "datatype": "FP32", "data": [0.5, 1.0]},
+        {"name": "targets", "shape": [1, 2], "datatype": "FP32", "data": [0.0, 1.0]},
+    ]
+}
+
+
+def binary_mse(size: Any, shape: list[int], blobs: bytes) -> tuple[bytes, dict[str, str]]:
+    """An MSE request whose predictions claim ``size`` bytes of binary data for ``shape``."""
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {"name": "predictions", "shape": shape, "datatype": "FP32", "parameters": {"binary_data_size": size}},
+                {"name": "targets", "shape": [1, 2], "datatype": "FP32", "data": [0.0, 1.0]},
+            ]
+        }
+    )
+    return header + blobs, {"Inference-Header-Content-Length": str(len(header))}
+
+
+JSON_BODY = orjson.dumps(V2_MSE)
+EIGHT = bytes(8)
+# Inflates to 65 MiB, past the default LOSSD_MAX_BODY_BYTES of 64 MiB, from ~65 KiB.
+BOMB = gzip.compress(bytes(65 * 1024 * 1024), compresslevel=9)
+
+# (id, body, headers, status, words the error must contain)
+V2_CASES: list[tuple[str, bytes, dict[str, str], int, str]] = [
+    ("malformed-json", b'{"inputs": [', {}, 400, "not valid JSON"),
+    ("nan-literal", JSON_BODY.replace(b"0.5", b"NaN"), {}, 400, "not valid JSON"),
+    ("infinity-literal", JSON_BODY.replace(b"0.5", b"Infinity"), {}, 400, "not valid JSON"),
+    ("deep-nesting", b"[" * 100_000, {}, 400, "depth limit"),
+    ("data-nested-deep", JSON_BODY.replace(b"[0.5,1.0]", b"[" * 500 + b"0" + b"]" * 500), {}, 400, "list of numbers"),
+    ("header-length-past-body", JSON_BODY, {"Inference-Header-Content-Length": "100000"}, 400, "does not fit"),
+    ("header-length-zero", JSON_BODY, {"Inference-Header-Content-Length": "0"}, 400, "does not fit"),
+    ("header-length-negative", JSON_BODY, {"Inference-Header-Content-Length": "-5"}, 400, "does not fit"),
+    ("header-length-not-integer", JSON_BODY, {"Inference-Header-Content-Length": "12a"}, 400, "not an integer"),
+    ("header-length-short", JSON_BODY, {"Inference-Header-Content-Length": "10"}, 400, "not valid JSON"),
+    ("binary-size-short", *binary_mse(8, [1, 2], EIGHT[:4]), 400, "the body ends before its 8 bytes"),
+    ("binary-size-wrong", *binary_mse(12, [1, 2], bytes(12)), 400, "does not match shape [1, 2]"),
+    ("binary-size-text", *binary_mse("8", [1, 2], EIGHT), 400, "binary_data_size '8' is not an integer"),
+    ("binary-size-bool", *binary_mse(True, [1, 2], EIGHT), 400, "binary_data_size True is not an integer"),
+    ("binary-bytes-unclaimed", *binary_mse(8, [1, 2], EIGHT * 2), 400, "8 bytes of binary data that no input"),
+    ("binary-shape-huge", *binary_mse(8, [2**62, 2**62], EIGHT), 400, "does not match shape"),
+    ("binary-shape-negative", *binary_mse(8, [-1, -2], EIGHT), 400, "negative dimension"),
+    ("shape-huge-json", JSON_BODY.replace(b"[1,2]", b"[4611686018427387904,2]", 1), {}, 400, "needs"),
+    ("not-gzip", b"plain", {"Content-Encoding": "gzip"}, 400, "not valid gzip data"),
+    ("gzip-truncated", gzip.compress(JSON_BODY)[:-12], {"Content-Encoding": "gzip"}, 400, "not valid gzip data"),
+    ("deflate-invalid", b"plain", {"Content-Encoding": "deflate"}, 400, "not valid deflate data"),
+    ("unsupported-encoding", JSON_BODY, {"Content-Encoding": "br"}, 415, "unsupported Content-Encoding 'br'"),
+    ("gzip-bomb", BOMB, {"Content-Encoding": "gzip"}, 413, "inflates to more than the limit"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "words"), [c[1:] for c in V2_CASES], ids=[c[0] for c in V2_CASES]
+)
+def test_bad_v2_input_is_a_clear_4xx(
+    client: TestClient, caplog: pytest.LogCaptureFixture, body: bytes, headers: dict[str, str], status: int, words: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    response = client.post("/v2/models/mse/infer", content=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json().keys() == {"error"}
+    assert words in response.json()["error"]
+    assert_no_traceback(caplog)
+
+
+def test_compressed_v2_bodies_still_work(client: TestClient) -> None:
+    for encoding, packed in (("gzip", gzip.compress(JSON_BODY)), ("deflate", zlib.compress(JSON_BODY))):
+        response = client.post("/v2/models/mse/infer", content=packed, headers={"Content-Encoding": encoding})
+        assert response.status_code == 200, response.text
+        assert response.json()["outputs"][0]["data"] == [0.125]
 
 
 def test_unknown_loss_lists_close_matches(client: TestClient) -> None:

@@ -1,0 +1,56 @@
+"""API keys (LOSSD_API_KEYS): every request but health needs ``Authorization: Bearer <key>``."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+
+from pydantic import SecretStr
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import refuse
+
+OPEN = frozenset({"/health"})
+OPEN_PREFIX = "/v2/health/"
+"""Health stays open: probes carry no credentials."""
+
+
+def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            return token.strip() if scheme.lower() == b"bearer" and token.strip() else None
+    return None
+
+
+class BearerAuth:
+    """ASGI middleware around the whole app, the compute fast path included; installed only
+    when keys are configured, so a server without them pays nothing for it."""
+
+    def __init__(self, app: ASGIApp, keys: Sequence[SecretStr]) -> None:
+        self.app = app
+        self.keys = [key.get_secret_value().encode() for key in keys]
+
+    def authorized(self, token: bytes) -> bool:
+        # Every key is compared, each in constant time: neither the time nor the number of
+        # comparisons tells which key, or how much of one, matched.
+        matched = False
+        for key in self.keys:
+            matched |= hmac.compare_digest(token, key)
+        return matched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN or scope["path"].startswith(OPEN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        token = bearer_token(scope["headers"])
+        if token is None:
+            detail = "this server needs an API key: send 'Authorization: Bearer <key>'"
+            await refuse(scope, send, HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"}))
+        elif not self.authorized(token):
+            challenge = 'Bearer error="invalid_token"'
+            detail = "the API key in the Authorization header is not valid"
+            await refuse(scope, send, HTTPException(401, detail, headers={"WWW-Authenticate": challenge}))
+        else:
+            await self.app(scope, receive, send)

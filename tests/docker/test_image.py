@@ -1,0 +1,228 @@
+"""The Docker image, built and run for real: it answers on the port it is given, computes
+the right loss, runs as a non-root user, turns healthy, and stops gracefully on `docker stop`.
+
+On these machines ../shared/docker (next to the repository) starts the engine and builds a
+local base image, since no registry can be reached; elsewhere a running engine and the
+Dockerfile's default base are used. No engine: the module is skipped, saying why."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.server import free_port
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared" / "docker"
+ENGINE_TIMEOUT = 900  # engine.sh may first install the engine
+BUILD_TIMEOUT = 1500  # a cold build downloads and installs every dependency
+START_TIMEOUT = 300  # start-up builds ~400 ONNX sessions, on a machine shared with others
+NOT_RUN = "DOCKER TEST NOT RUN"
+
+
+def docker(*args: str, timeout: float = 60) -> str:
+    """Run the docker CLI; its stdout, or a failure that shows its stderr."""
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"docker {' '.join(args)} exited with {result.returncode}:\n{result.stderr[-4000:]}")
+    return result.stdout
+
+
+def inspect(container: str) -> Any:
+    return json.loads(docker("inspect", container))[0]
+
+
+def logs(container: str) -> str:
+    """Everything the container wrote (uvicorn logs to stderr)."""
+    result = subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=60, check=False)
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def engine() -> None:
+    """A Docker engine that answers, or a loud skip with the reason it cannot be had."""
+    script = SHARED / "engine.sh"
+    command = [str(script)] if script.is_file() else ["docker", "info"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=ENGINE_TIMEOUT, check=False)
+    except FileNotFoundError:
+        pytest.skip(f"{NOT_RUN}: no docker command and no {script} to install one")
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"{NOT_RUN}: {' '.join(command)} did not get an engine running within {ENGINE_TIMEOUT} s")
+    if result.returncode != 0:
+        reason = (result.stderr or result.stdout).strip()[-2000:]
+        pytest.skip(f"{NOT_RUN}: no Docker engine could be started ({' '.join(command)}): {reason}")
+
+
+@pytest.fixture(scope="module")
+def base_image(engine: None) -> str | None:
+    """The local base image where base-image.sh exists; otherwise the Dockerfile's default."""
+    script = SHARED / "base-image.sh"
+    if not script.is_file():
+        return None
+    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=ENGINE_TIMEOUT, check=False)
+    assert result.returncode == 0, f"{script} failed:\n{result.stderr[-4000:]}"
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def image(base_image: str | None) -> Iterator[str]:
+    """The CPU image, built under a tag of its own and removed afterwards."""
+    tag = f"lossd-test:{uuid.uuid4().hex[:12]}"
+    # `--target cpu`: the legacy builder (no buildx, as here) builds every stage before
+    # the target, and the GPU stages need the CUDA base from a registry.
+    command = ["docker", "build", "--network", "host", "--target", "cpu", "-t", tag]
+    if base_image is not None:
+        command += ["--build-arg", f"BASE={base_image}"]
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            [*command, str(REPO)], capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
+        )
+        assert result.returncode == 0, f"docker build failed:\n{(result.stdout + result.stderr)[-6000:]}"
+        size = int(docker("image", "inspect", "--format", "{{.Size}}", tag))
+        print(f"docker build: {time.monotonic() - started:.0f} s, image {size / 1e6:.0f} MB")
+        yield tag
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True, timeout=120, check=False)
+
+
+@dataclass
+class Container:
+    id: str
+    url: str
+
+
+@pytest.fixture(scope="module")
+def container(image: str) -> Iterator[Container]:
+    """The image running on a free loopback port (`-e LOSSD_PORT`), once /health answers."""
+    port = free_port()
+    name = f"lossd-test-{uuid.uuid4().hex[:12]}"
+    started = time.monotonic()
+    docker("run", "-d", "--name", name, "--network", "host", "-e", f"LOSSD_PORT={port}", image)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = started + START_TIMEOUT
+        while True:
+            if not inspect(name)["State"]["Running"]:
+                pytest.fail(f"the container exited during start-up:\n{logs(name)[-4000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no /health within {START_TIMEOUT} s:\n{logs(name)[-4000:]}")
+            time.sleep(0.5)
+        print(f"docker run to /health: {time.monotonic() - started:.1f} s")
+        yield Container(name, url)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120, check=False)
+
+
+def running(container: Container) -> None:
+    """The tests below share one container; the last one stops it."""
+    assert inspect(container.id)["State"]["Running"], "the container is not running (tests run in file order)"
+
+
+def test_health_on_the_given_port(container: Container) -> None:
+    running(container)
+    health = httpx.get(f"{container.url}/health", timeout=10.0).json()
+    assert health["status"] == "ok"
+    assert "CPUExecutionProvider" in health["providers"]
+    assert health["losses"] > 0
+
+
+def sigmoid_focal(x: np.ndarray, t: np.ndarray, alpha: float, gamma: float) -> np.ndarray:
+    """torchvision's sigmoid_focal_loss per element, in float64."""
+    p = 1.0 / (1.0 + np.exp(-x))
+    ce = np.maximum(x, 0.0) - x * t + np.log1p(np.exp(-np.abs(x)))
+    p_t = p * t + (1.0 - p) * (1.0 - t)
+    alpha_t = alpha * t + (1.0 - alpha) * (1.0 - t)
+    result: np.ndarray = alpha_t * ce * (1.0 - p_t) ** gamma
+    return result
+
+
+def test_focal_matches_numpy(container: Container) -> None:
+    running(container)
+    x = np.array([[0.2, -1.3, 0.7], [2.0, 0.1, -0.4]])
+    t = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    w = np.array([1.0, 0.5])
+    alpha, gamma = 0.25, 2.0
+    body = {
+        "predictions": x.tolist(),
+        "targets": t.tolist(),
+        "weights": w.tolist(),
+        "params": {"alpha": alpha, "gamma": gamma, "from_logits": True},
+        "outputs": ["loss", "per_sample", "gradients"],
+    }
+    response = httpx.post(f"{container.url}/loss/focal", json=body, timeout=30.0)
+    assert response.status_code == 200, response.text
+    result = response.json()
+
+    def weighted_mean(logits: np.ndarray) -> float:
+        return float(np.sum(w * sigmoid_focal(logits, t, alpha, gamma).mean(axis=1)) / np.sum(w))
+
+    per_sample = sigmoid_focal(x, t, alpha, gamma).mean(axis=1)
+    # Central differences of the float64 formula: an independent check of the gradients.
+    step = 1e-6
+    gradient = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        offset = np.zeros_like(x)
+        offset[index] = step
+        gradient[index] = (weighted_mean(x + offset) - weighted_mean(x - offset)) / (2 * step)
+    np.testing.assert_allclose(result["loss"], weighted_mean(x), rtol=1e-5)
+    np.testing.assert_allclose(result["per_sample"], per_sample, rtol=1e-5)
+    np.testing.assert_allclose(result["gradients"]["predictions"], gradient, rtol=1e-4, atol=1e-7)
+
+
+def test_server_is_pid_1_and_not_root(container: Container) -> None:
+    running(container)
+    status = docker("exec", container.id, "cat", "/proc/1/status")
+    uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+    assert uids and all(uid != "0" for uid in uids), status
+    command = docker("exec", container.id, "cat", "/proc/1/cmdline").replace("\0", " ")
+    assert "lossd serve" in command, command  # exec-form CMD: the server itself gets the signals
+    assert docker("exec", container.id, "id", "-u").strip() != "0"
+
+
+def test_healthcheck_turns_healthy(container: Container) -> None:
+    """The HEALTHCHECK probes LOSSD_PORT (not the default 8000) and so turns healthy."""
+    running(container)
+    status = ""
+    for _ in range(60):  # the check runs every 10 s
+        status = inspect(container.id)["State"]["Health"]["Status"]
+        if status != "starting":
+            break
+        time.sleep(1)
+    log = inspect(container.id)["State"]["Health"]["Log"]
+    assert status == "healthy", json.dumps(log, indent=1)[-3000:]
+
+
+def test_docker_stop_is_graceful(container: Container) -> None:
+    """Last: stopping is the end of the shared container."""
+    running(container)
+    started = time.monotonic()
+    docker("stop", "-t", "10", container.id, timeout=60)
+    print(f"docker stop: {time.monotonic() - started:.1f} s")
+    state = inspect(container.id)["State"]
+    output = logs(container.id)
+    assert not state["Running"]
+    # Docker sends SIGKILL once the 10 s are up, which would be exit code 137: 0 means the
+    # server shut itself down on SIGTERM within them.
+    assert state["ExitCode"] == 0, f"exit code {state['ExitCode']}:\n{output[-4000:]}"
+    assert not state["OOMKilled"]
+    assert "Finished server process" in output, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]

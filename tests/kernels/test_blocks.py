@@ -1,0 +1,75 @@
+"""Large batches run in row blocks (kernels.blocks) give what one run gives.
+
+Every loss of the gradient table, each of its params, every reduction with and without
+weights, in float64: split into one-row blocks (the thresholds lowered) against one run.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from kernels import REGISTRY, blocks
+from tests.kernels.harness import evaluate, runtime
+from tests.kernels.test_gradients import CONFIGS, TABLE
+
+
+def blockable(loss: str) -> bool:
+    spec = REGISTRY.get(loss)
+    assert spec is not None
+    params = spec.params(**TABLE[loss].params[0])
+    return runtime().kernel(spec, params, "float64", True).model is not None
+
+
+@pytest.mark.parametrize("loss", sorted(TABLE))
+def test_blocks_equal_one_run(loss: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    case, spec = TABLE[loss], REGISTRY.get(loss)
+    assert spec is not None
+    rng = np.random.default_rng(zlib.crc32(loss.encode()))
+    for params in case.params:
+        arrays = case.inputs(rng, params)
+        rows = next(iter(arrays.values())).shape[0]
+        for reduction, weighted in CONFIGS:
+            weights = rng.uniform(0.2, 3.0, rows) if weighted and not spec.batch_level else None
+            monkeypatch.setattr(blocks, "MIN_ELEMENTS", 1 << 62)
+            whole = evaluate(loss, arrays, params, reduction=reduction, weights=weights)
+            monkeypatch.setattr(blocks, "MIN_ELEMENTS", 0)
+            monkeypatch.setattr(blocks, "BLOCK_ELEMENTS", 1)
+            split = evaluate(loss, arrays, params, reduction=reduction, weights=weights)
+            where = f"{loss} {params} {reduction} weighted={weighted}"
+            np.testing.assert_allclose(split.loss, whole.loss, rtol=1e-12, atol=1e-15, err_msg=where)
+            np.testing.assert_allclose(split.per_sample, whole.per_sample, rtol=1e-12, atol=1e-15, err_msg=where)
+            for name, gradient in whole.gradients.items():
+                np.testing.assert_allclose(split.gradients[name], gradient, rtol=1e-12, atol=1e-15, err_msg=where)
+
+
+def test_row_wise_losses_are_split_and_the_others_are_not() -> None:
+    split = {loss for loss in TABLE if blockable(loss)}
+    assert {"mse", "focal", "cross_entropy", "binary_cross_entropy", "triplet", "dice"} <= split
+    # batch-level, masses, a kernel with its own reduction
+    assert not split & {"wasserstein", "adversarial", "sparse_cross_entropy", "nll", "ctc", "hinge"}
+
+
+def test_a_large_batch_runs_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,000 rows of 10 elements in blocks of 100 elements: 100 runs of 10 rows each."""
+    rows: list[int] = []
+    original = blocks.Blocks.run
+
+    def counting(self: blocks.Blocks, session: object, run: blocks.Run, *args: object) -> list[np.ndarray]:
+        def counted(s: object, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+            rows.append(len(feed["weights"]))
+            return run(s, feed)
+
+        return original(self, session, counted, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(blocks.Blocks, "run", counting)
+    monkeypatch.setattr(blocks, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(blocks, "BLOCK_ELEMENTS", 100)
+    rng = np.random.default_rng(0)
+    p, y = rng.uniform(0.05, 0.95, (1000, 10)), rng.integers(0, 2, (1000, 10)).astype(float)
+    result = evaluate("focal", {"predictions": p, "targets": y})
+    assert rows == [10] * 100
+    monkeypatch.setattr(blocks, "MIN_ELEMENTS", 1 << 62)
+    np.testing.assert_allclose(result.loss, evaluate("focal", {"predictions": p, "targets": y}).loss, rtol=1e-12)
