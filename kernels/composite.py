@@ -305,14 +305,26 @@ def build_graph(terms: Sequence[Term], dtype: Dtype, constants: bool) -> Composi
     else:
         weights = TERM_WEIGHTS
         param_inputs.append(GraphInput(TERM_WEIGHTS, elem_type, (len(terms),)))
-    stacked = nodes.add("Concat", term_losses, TERM_LOSSES, axis=0)
-    nodes.add("ReduceSum", [nodes.add("Mul", [weights, stacked], "weighted_losses")], "loss", keepdims=0)
+    nodes.add("Concat", term_losses, TERM_LOSSES, axis=0)
     samples = nodes.add("Concat", term_samples, TERM_PER_SAMPLE, axis=0)
     nodes.add("MatMul", [weights, samples], "per_sample")
+    scalars = [
+        nodes.add(
+            "Squeeze", [nodes.add("Gather", [weights, nodes.ints(f"t{i}_index", [i])], f"t{i}_w")], f"t{i}_weight"
+        )
+        for i in range(len(terms))
+    ]
+    # Scalar products and sums, not ReduceSum over the stacked losses: with the graph output bound
+    # (IO binding, the CUDA path), onnxruntime 1.31 on CPU gave that reduction twice its value.
+    loss = nodes.add("Mul", [scalars[0], "t0_loss"], "t0_weighted_loss")
+    for i in range(1, len(terms)):
+        loss = nodes.add(
+            "Add", [loss, nodes.add("Mul", [scalars[i], f"t{i}_loss"], f"t{i}_weighted_loss")], f"loss_{i}"
+        )
+    nodes.add("Identity", [loss], "loss")
     users: dict[str, list[str]] = {f: [] for f, x in fields.items() if x.differentiable}
     for i, t in enumerate(terms):
-        weight = nodes.add("Gather", [weights, nodes.ints(f"t{i}_index", [i])], f"t{i}_weight_1")
-        scalar = nodes.add("Squeeze", [weight, zero], f"t{i}_weight")
+        scalar = scalars[i]
         by_name = {x.name: x for x in t.spec.inputs}
         for n in t.spec.differentiable:
             field = t.fields[n]
