@@ -11,7 +11,8 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kernels.composite import TERM_LOSSES, TERM_PER_SAMPLE, CompositeSpec, field_inputs, sessions_for
+from kernels.composite import TERM_LOSSES, TERM_PER_SAMPLE, CompositeSpec, field_inputs
+from kernels.composite_sessions import sessions_for
 from kernels.composites import composite, register
 from kernels.runtime import NUMPY_DTYPE, Runtime
 from kernels.spec import Task

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from kernels import REGISTRY
-from kernels.composite import CompositeSessions, Term, check_terms, term
+from kernels.composite import Term, check_terms, term
+from kernels.composite_sessions import CompositeSessions
 from kernels.composites import DICE_BCE, FOCAL_DICE, formula, properties
 from kernels.runtime import session_options
 from kernels.spec import InvalidInput

@@ -11,7 +11,7 @@ import pytest
 import tritonclient.http as triton
 from fastapi.testclient import TestClient
 
-from kernels.composite import sessions_for
+from kernels.composite_sessions import sessions_for
 from tests.server import running_server
 
 RNG = np.random.default_rng(8)
