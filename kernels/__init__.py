@@ -2,6 +2,7 @@
 
 from kernels import (
     classification,
+    composites,
     generative,
     image,
     imbalance,
@@ -19,6 +20,7 @@ __all__ = [
     "LossSpec",
     "Registry",
     "classification",
+    "composites",
     "generative",
     "image",
     "imbalance",

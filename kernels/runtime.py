@@ -182,6 +182,11 @@ class Runtime:
         configured = bool(spec.configured)
         return Kernel(key, session, names, param_names, int_params, vectors, fixed, configured, model, device)
 
+    @property
+    def session_options(self) -> ort.SessionOptions:
+        """The options every session here is created with (for graphs built later, e.g. composites)."""
+        return self._options
+
     def variants(self, spec: LossSpec) -> tuple[Variant, ...]:
         """The loss's graph variants here; for a loss that needs a configured object and
         has none, ``NotConfigured``."""

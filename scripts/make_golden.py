@@ -1518,6 +1518,34 @@ SQUARED_COMBOS = (
     ({"squared_pred": True, "activation": "softmax", "include_background": False}, ONE),
 )
 
+# -- composites ---------------------------------------------------------------------------
+
+COMPOSITE = (
+    "a weighted sum of catalog losses (weights 1, default params): the reference returns one element per sample, "
+    "the sum of the terms' per-sample losses (each its own mean over its elements or channels), so mean = "
+    "sum(w*l)/sum(w), sum = sum(w*l) and none = per_sample are the sums of the terms'. Reference evaluated in "
+    "float64 on inputs rounded to the case dtype; see the script's docstring."
+)
+
+
+def per_sample_sum(*elements: torch.Tensor) -> torch.Tensor:
+    """Terms' element losses as one (N, 1) element: the sum of their per-sample means."""
+    n = elements[0].shape[0]
+    return sum(e.reshape(n, -1).mean(1) for e in elements).reshape(n, 1)  # type: ignore[union-attr]
+
+
+def ref_dice_bce(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    dice, _ = ref_dice(t, Ctx(c.dtype, {}, c.checks))
+    bce, _ = ref_bce(t, Ctx(c.dtype, {}, c.checks))
+    return per_sample_sum(dice, bce), None
+
+
+def ref_focal_dice(t: Tensors, c: Ctx) -> tuple[torch.Tensor, None]:
+    focal, _ = ref_focal(t, Ctx(c.dtype, {}, c.checks))
+    dice, _ = ref_dice(t, Ctx(c.dtype, {}, c.checks))
+    return per_sample_sum(focal, dice), None
+
+
 LOSSES: dict[str, dict[str, Any]] = {
     "mse": {
         "reference": ref_mse,
@@ -2033,6 +2061,30 @@ LOSSES: dict[str, dict[str, Any]] = {
             ({"alpha": 0.8, "beta": 0.1, "activation": "softmax", "include_background": False}, ONE),
             ({"alpha": 0.0, "beta": 2.0, "activation": "sigmoid"}, ONE),
         ),
+    },
+    "dice_bce": {
+        "reference": ref_dice_bce,
+        "data": mask_data,
+        "shapes": MASK_SHAPES,
+        "versions": {"monai": monai.__version__},
+        "conventions": COMPOSITE,
+        "describe": lambda p: (
+            "monai.losses.DiceLoss(reduction='none') per-class losses averaged over the channels, plus "
+            "torch.nn.functional.binary_cross_entropy on p clamped to [eps, 1-eps] averaged over the elements"
+        ),
+        "combos": combos(({}, BOTH)),
+    },
+    "focal_dice": {
+        "reference": ref_focal_dice,
+        "data": mask_data,
+        "shapes": MASK_SHAPES,
+        "versions": {"monai": monai.__version__},
+        "conventions": COMPOSITE,
+        "describe": lambda p: (
+            "torchvision sigmoid_focal_loss formulas on p clamped to [eps, 1-eps] averaged over the elements, "
+            "plus monai.losses.DiceLoss(reduction='none') per-class losses averaged over the channels"
+        ),
+        "combos": combos(({}, BOTH)),
     },
     "ssim": {
         "reference": ref_ssim,

@@ -19,9 +19,10 @@ from kernels.runtime import Runtime
 from kernels.spec import Resources
 from service import __version__, docs, errors, fastpath, limits
 from service.auth import BearerAuth
+from service.composite import CompositeRequest, register_configured
 from service.monitors import fastroute
 from service.monitors.store import open_store
-from service.routes import compute, curves, health, metrics, monitors, registry, v2
+from service.routes import composite, compute, curves, health, metrics, monitors, registry, v2
 from service.schemas import request_model
 from service.settings import Settings
 from service.v2 import InferRequest
@@ -104,6 +105,7 @@ def configured_resources(settings: Settings) -> Resources:
 
 def create_app(settings: Settings | None = None) -> LossdApp:
     settings = settings or Settings()
+    register_configured(settings.composites)  # before the routes are derived from the registry
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -142,6 +144,7 @@ def create_app(settings: Settings | None = None) -> LossdApp:
     app.include_router(metrics.router)
     app.include_router(curves.router)
     app.include_router(registry.router)
+    app.include_router(composite.router)  # before compute's catch-all /loss/{name}
     app.include_router(compute.router)
     app.include_router(v2.router)
     app.include_router(monitors.router)
@@ -155,7 +158,11 @@ def openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         _, defs = models_json_schema(
-            [*((request_model(spec), "validation") for spec in REGISTRY), (InferRequest, "validation")],
+            [
+                *((request_model(spec), "validation") for spec in REGISTRY),
+                (InferRequest, "validation"),
+                (CompositeRequest, "validation"),
+            ],
             ref_template="#/components/schemas/{model}",
         )
         document.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])

@@ -59,15 +59,17 @@ def checked_settings() -> Settings:
 
     from kernels.features import FeatureModelError
     from service.app import configured_resources
+    from service.composite import register_configured
     from service.settings import Settings
 
     try:
         settings = Settings()
         configured_resources(settings)
+        register_configured(settings.composites)  # also for `export`: their graphs are written too
     except ValidationError as exc:
         problems = "; ".join(f"LOSSD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         sys.exit(f"lossd: invalid configuration: {problems}")
-    except FeatureModelError as exc:
+    except (FeatureModelError, ValueError) as exc:
         sys.exit(f"lossd: invalid configuration: {exc}")
     return settings
 

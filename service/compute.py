@@ -12,12 +12,14 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from kernels.composite import CompositeSpec
 from kernels.runtime import NUMPY_DTYPE, Kernel, OperatorModelError, Runtime
 from kernels.spec import LossSpec, NotConfigured, Params, UnknownChoice
 from service import metrics
 from service.arrays import check_fixed_dims, decode_inputs, decode_weights
 from service.errors import ProblemError, from_validation_error, invalid, not_configured
 from service.schemas import request_model
+from service.terms import decode_terms
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -52,7 +54,10 @@ def evaluate(runtime: Runtime, spec: LossSpec, request: Computation, max_element
     dtype = NUMPY_DTYPE[request.dtype]
     gradients = request.gradients and bool(spec.differentiable)
     kernel = select_kernel(runtime, spec, request.params, request.dtype, gradients)
-    batch = decode_inputs(spec, request.params, request.values, dtype, max_elements)
+    if isinstance(spec, CompositeSpec):  # each term checks its own inputs
+        batch = decode_terms(spec.terms, request.values, dtype, max_elements)
+    else:
+        batch = decode_inputs(spec, request.params, request.values, dtype, max_elements)
     if kernel.fixed_dims:
         check_fixed_dims(spec, kernel, batch)
     mean = request.reduction == "mean"

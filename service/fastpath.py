@@ -21,13 +21,15 @@ from starlette.types import Receive, Scope, Send
 from kernels import REGISTRY
 from kernels.spec import LossSpec
 from service import limits, metrics, v2
+from service.composite import compute_composite
 from service.compute import compute
 from service.errors import PROBLEM_JSON, ProblemError, refuse
 
 log = logging.getLogger("lossd.compute")
 JSON_TYPES = (b"application/json", b"application/problem+json")
 Headers = list[tuple[bytes, bytes]]
-Handler = Callable[[Any, LossSpec, Scope, bytes], tuple[int, bytes, Headers]]
+Handler = Callable[[Any, Any, Scope, bytes], tuple[int, bytes, Headers]]
+"""(app state, the route's loss spec or None, scope, body) -> (status, body, headers)."""
 
 
 def check_content_type(headers: Headers) -> None:
@@ -56,6 +58,15 @@ def rest_compute(state: Any, spec: LossSpec, scope: Scope, body: bytes) -> tuple
         return problem.status, problem.body(), [(b"content-type", PROBLEM_JSON.encode())]
 
 
+def composite_compute(state: Any, _: None, scope: Scope, body: bytes) -> tuple[int, bytes, Headers]:
+    try:
+        check_content_type(scope["headers"])
+        payload = compute_composite(state.runtime, body, state.settings.max_elements)
+        return 200, payload, [(b"content-type", b"application/json")]
+    except ProblemError as problem:
+        return problem.status, problem.body(), [(b"content-type", PROBLEM_JSON.encode())]
+
+
 def v2_infer(state: Any, spec: LossSpec, scope: Scope, body: bytes) -> tuple[int, bytes, Headers]:
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
     try:
@@ -67,11 +78,11 @@ def v2_infer(state: Any, spec: LossSpec, scope: Scope, body: bytes) -> tuple[int
         return error.status, error.body(), [(b"content-type", b"application/json")]
 
 
-Route = tuple[Handler, LossSpec, metrics.RouteMetrics]
+Route = tuple[Handler, LossSpec | None, metrics.RouteMetrics]
 
 
 def routes() -> dict[str, Route]:
-    table: dict[str, Route] = {}
+    table: dict[str, Route] = {"/loss/composite": (composite_compute, None, metrics.RouteMetrics("composite", "rest"))}
     for spec in REGISTRY:
         rest, v2_metrics = metrics.RouteMetrics(spec.name, "rest"), metrics.RouteMetrics(spec.name, "v2")
         for name in (spec.name, *spec.aliases):

@@ -1,5 +1,6 @@
 """Configuration from the environment (prefix ``LOSSD_``)."""
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,6 +30,24 @@ def parse_feature_models(value: Any) -> Any:
             raise ValueError(f"the name {name!r} is given twice")
         models[name] = path
     return models
+
+
+def parse_composites(value: Any) -> Any:
+    """Inline JSON (``{"name": {"terms": [...]}}``) or the path of a JSON file holding it."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return {}
+    if not text.startswith("{"):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{text}: neither inline JSON nor an existing JSON file")
+        text = path.read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
 
 
 class Settings(BaseSettings):
@@ -68,6 +87,18 @@ class Settings(BaseSettings):
         description="Feature extractors for `perceptual`: `name=path.onnx,...` (local ONNX files; the first is the "
         "default). Nothing is downloaded.",
     )
+
+    composites: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict,
+        description='Named composites: inline JSON or a JSON file path, `{"name": {"terms": [{"loss": "dice", '
+        '"weight": 0.5, "params": {}, "inputs": {}}, ...], "title"?, "task"?, "summary"?, "aliases"?, '
+        '"use_cases"?}}`; each is served like any loss.',
+    )
+
+    @field_validator("composites", mode="before")
+    @classmethod
+    def _parse_composites(cls, value: Any) -> Any:
+        return parse_composites(value)
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -1529,6 +1529,8 @@ LOSS_DOMAINS: dict[str, Domain] = {
     "earth_movers": Bins(),
     "ctc": LogProbabilitySequence(blank=CtcParams().blank),
     "dice": ChannelMasks(),
+    "dice_bce": ChannelMasks(),
+    "focal_dice": ChannelMasks(),
     "iou": ChannelMasks(),
     "tversky": ChannelMasks(),
     "ssim": NaturalImages(),

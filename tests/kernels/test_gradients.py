@@ -396,6 +396,8 @@ TABLE: dict[str, GradientCase] = {
     "earth_movers": GradientCase(distributions, ({}, {"p": 2})),
     "ctc": GradientCase(sequences, ({}, {"blank": 2}, {"zero_infinity": True})),
     "dice": GradientCase(masks, OVERLAP),
+    "dice_bce": GradientCase(masks),
+    "focal_dice": GradientCase(masks),
     "iou": GradientCase(masks, OVERLAP),
     "tversky": GradientCase(
         masks,

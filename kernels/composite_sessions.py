@@ -1,0 +1,145 @@
+"""Sessions for ad-hoc composite graphs: built on first use from kernels.composite, kept by
+term structure (LRU-bounded), so a repeated composite is one onnxruntime run."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from kernels.composite import (
+    TERM_LOSSES,
+    TERM_PER_SAMPLE,
+    TERM_WEIGHTS,
+    Structure,
+    Term,
+    build_model,
+    field_inputs,
+    structure,
+)
+from kernels.graph import MEAN, WEIGHTS, Dtype, graph_shape
+from kernels.runtime import Evaluation, Runtime, param_feed
+
+
+@dataclass(frozen=True)
+class CompositeKernel:
+    """One ad-hoc composite graph's session and how to feed its term params."""
+
+    session: ort.InferenceSession
+    dtype: Dtype
+    params: tuple[tuple[str, int, str, bool, bool], ...]
+    """(graph input, term index, param, is integer, is a 1-D tensor)."""
+    gradients: tuple[str, ...]
+
+
+class CompositeSessions:
+    """Ad-hoc composite graphs, built on first use and kept by term structure (LRU-bounded)."""
+
+    def __init__(self, options: ort.SessionOptions, providers: list[str], size: int = 64) -> None:
+        self._options, self._providers, self._size = options, providers, size
+        self._cache: OrderedDict[tuple[Structure, str, bool], CompositeKernel] = OrderedDict()
+        self._lock = threading.Lock()
+        self.builds = 0
+        """Graphs built so far (a repeated structure builds none)."""
+        self.runs = 0
+        """onnxruntime runs so far (one per request)."""
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def kernel(self, terms: Sequence[Term], dtype: Dtype, gradients: bool) -> CompositeKernel:
+        key = (structure(terms), dtype, gradients)
+        with self._lock:
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+                return found
+        model = build_model(terms, dtype, gradients)
+        session = ort.InferenceSession(model.SerializeToString(), self._options, providers=self._providers)
+        params = []
+        for graph_input in session.get_inputs():
+            head, _, param = graph_input.name.partition("_")
+            if head.startswith("t") and head[1:].isdigit() and param:
+                index = int(head[1:])
+                annotation = terms[index].spec.params.model_fields[param].annotation
+                params.append((graph_input.name, index, param, annotation is int, len(graph_input.shape) == 1))
+        gradient_fields = tuple(
+            o.name.removeprefix("grad_") for o in session.get_outputs() if o.name.startswith("grad_")
+        )
+        kernel = CompositeKernel(session, dtype, tuple(params), gradient_fields)
+        with self._lock:
+            self.builds += 1
+            self._cache[key] = kernel
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return kernel
+
+    def run(
+        self,
+        kernel: CompositeKernel,
+        terms: Sequence[Term],
+        arrays: Mapping[str, np.ndarray],
+        weights: np.ndarray,
+        mean: bool,
+        outputs: list[str],
+    ) -> list[np.ndarray]:
+        """One onnxruntime run; ``arrays`` are the fields in the graph's dtype and dims."""
+        dtype = np.float64 if kernel.dtype == "float64" else np.float32
+        feed: dict[str, Any] = dict(arrays)
+        for name, index, param, is_int, vector in kernel.params:
+            value = param_feed(getattr(terms[index].params, param), is_int, dtype)
+            feed[name] = value.reshape(-1) if vector else value
+        feed[TERM_WEIGHTS] = np.array([t.weight for t in terms], dtype=dtype)
+        feed[WEIGHTS] = weights
+        feed[MEAN] = np.array(mean)
+        with self._lock:
+            self.runs += 1
+        result: list[np.ndarray] = kernel.session.run(outputs, feed)
+        return result
+
+    def evaluate(
+        self,
+        terms: Sequence[Term],
+        inputs: Mapping[str, Any],
+        *,
+        reduction: Literal["mean", "sum", "none"] = "mean",
+        weights: Any = None,
+        dtype: Dtype = "float64",
+        gradients: bool = True,
+    ) -> tuple[Evaluation, np.ndarray]:
+        """In-process use, without the service's checks: fields at their natural shapes in; the
+        combined loss, per-sample losses and gradients, and each term's own value, out."""
+        layouts = field_inputs(terms)
+        np_dtype = np.float64 if dtype == "float64" else np.float32
+        arrays, shapes = {}, {}
+        for field, layout in layouts.items():
+            array = np.asarray(inputs[field], dtype=np.int64 if layout.integer else np_dtype)
+            shapes[field] = array.shape
+            arrays[field] = array.reshape(graph_shape(layout, array.shape))
+        count = 1 if terms[0].spec.batch_level else shapes[next(iter(layouts))][0]
+        w = np.ones(count, np_dtype) if weights is None else np.asarray(weights, np_dtype)
+        kernel = self.kernel(terms, dtype, gradients)
+        names = ["loss", "per_sample", TERM_LOSSES, TERM_PER_SAMPLE, *(f"grad_{f}" for f in kernel.gradients)]
+        loss, per_sample, term_losses, term_per_sample, *grads = self.run(
+            kernel, terms, arrays, w, reduction == "mean", names
+        )
+        none = reduction == "none"
+        shaped = {f: g.reshape(shapes[f]) for f, g in zip(kernel.gradients, grads, strict=True)}
+        return Evaluation(per_sample if none else loss, per_sample, shaped), term_per_sample if none else term_losses
+
+
+_SESSIONS: weakref.WeakKeyDictionary[Runtime, CompositeSessions] = weakref.WeakKeyDictionary()
+
+
+def sessions_for(runtime: Runtime, size: int = 64) -> CompositeSessions:
+    """The ad-hoc composite sessions that go with a runtime (same providers and options)."""
+    found = _SESSIONS.get(runtime)
+    if found is None:
+        found = _SESSIONS[runtime] = CompositeSessions(runtime.session_options, runtime.requested_providers, size)
+    return found

@@ -1,0 +1,158 @@
+"""Named composites: weighted sums of catalog losses registered as losses of their own, with a
+card derived from their terms. ``dice_bce`` and ``focal_dice`` ship; operators add more with
+``LOSSD_COMPOSITES`` (see service.settings)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from kernels.classification import binary_cross_entropy
+from kernels.composite import CompositeSpec, Term, field_inputs, proto_kernel, term
+from kernels.imbalance import focal
+from kernels.segmentation import dice
+from kernels.spec import REGISTRY, Card, KernelFunction, NoParams, Properties, Registry, Task
+
+ORDER_PRESERVING = ("robust_to_outliers", "smooth_gradient", "differentiable")
+"""Claims that hold for any weighted sum of losses that all have them: a bounded, a Lipschitz
+and an existing gradient stay so under any linear combination."""
+POSITIVE_ONLY = ("convex", "bounded_below")
+"""Claims that a sum keeps only when no weight is negative."""
+
+
+def properties(terms: Sequence[Term]) -> Properties:
+    """What the combination may claim: the AND of its terms' claims where that is sound."""
+    claims: dict[str, bool | str | None] = {
+        name: all(getattr(t.spec.properties, name) for t in terms) for name in ORDER_PRESERVING
+    }
+    nonnegative = all(t.weight >= 0 for t in terms)
+    for name in POSITIVE_ONLY:
+        claims[name] = nonnegative and all(getattr(t.spec.properties, name) for t in terms)
+    only = terms[0].spec.properties.probabilistic_interpretation if len(terms) == 1 else None
+    claims["probabilistic_interpretation"] = only
+    return Properties.model_validate(claims)
+
+
+def _latex_name(name: str) -> str:
+    return r"\ell_{\text{" + name.replace("_", r"\_") + "}}"
+
+
+def formula(terms: Sequence[Term]) -> str:
+    """The weighted sum, e.g. ``\\ell = 1\\,\\ell_{dice} + 1\\,\\ell_{binary\\_cross\\_entropy}``."""
+    parts = []
+    for index, t in enumerate(terms):
+        sign = "-" if t.weight < 0 else ("+" if index else "")
+        parts.append(f"{sign} {abs(t.weight):g}\\,{_latex_name(t.spec.name)}".strip())
+    return r"\ell = " + " ".join(parts)
+
+
+def describe(t: Term) -> str:
+    """A term as text: weight, loss and the params that differ from the defaults."""
+    changed = t.params.model_dump(exclude_defaults=True)
+    mapped = {k: v for k, v in t.inputs if k != v}
+    extras = [f"params {changed}" if changed else "", f"inputs {mapped}" if mapped else ""]
+    detail = "; ".join(e for e in extras if e)
+    return f"{t.weight:g} x {t.spec.name}" + (f" ({detail})" if detail else "")
+
+
+def composite(
+    name: str,
+    terms: Sequence[Term],
+    *,
+    title: str | None = None,
+    task: Task | None = None,
+    summary: str = "",
+    aliases: tuple[str, ...] = (),
+    use_cases: tuple[str, ...] = (),
+) -> CompositeSpec:
+    """A named composite's declaration; its task is the terms' common task unless given."""
+    terms = tuple(terms)
+    tasks = {t.spec.task for t in terms}
+    if task is None:
+        if len(tasks) > 1:
+            raise ValueError(f"composite {name}: its terms have tasks {sorted(tasks)}; give its task")
+        task = terms[0].spec.task
+    fields = field_inputs(terms)
+    sums = " + ".join(describe(t) for t in terms)
+    card = Card(
+        title=title or " + ".join(t.spec.card.title for t in terms),
+        summary=(summary + " " if summary else "")
+        + f"A weighted sum of catalog losses computed as one graph: {sums}. Each term's own params and "
+        "reduction apply; the loss, per-sample losses and gradients are the weighted sums of the terms'. "
+        "Properties are those every term claims (for their default forms), kept where a sum preserves them.",
+        formula=formula(terms),
+        use_cases=use_cases or tuple(t.spec.card.use_cases[0] for t in terms if t.spec.card.use_cases),
+        equivalents={t.spec.name: f"lossd {t.spec.name}, weight {t.weight:g}" for t in terms},
+        references=tuple(dict.fromkeys(r for t in terms for r in t.spec.card.references)),
+    )
+
+    # A term's curve draws the composite too when its inputs are the composite's fields.
+    curves = (
+        t.spec.curve
+        for t in terms
+        if t.spec.curve is not None and set(t.fields) == set(t.fields.values()) == set(fields)
+    )
+    curve = next((replace(c, params={}) for c in curves), None)
+
+    def kernel() -> KernelFunction:
+        return proto_kernel(name, terms)
+
+    return CompositeSpec(
+        name=name,
+        task=task,
+        inputs=tuple(fields.values()),
+        params=NoParams,
+        properties=properties(terms),
+        card=card,
+        kernel=kernel,
+        structural=(),
+        aliases=aliases,
+        batch_level=terms[0].spec.batch_level,
+        curve=curve,
+        variants=((),),
+        terms=terms,
+    )
+
+
+def register(spec: CompositeSpec, registry: Registry = REGISTRY) -> CompositeSpec:
+    """Add a named composite; registering the same definition again (a second app in one
+    process) keeps the first, a different one under a taken name is an error."""
+    existing = registry.get(spec.name)
+    if existing is not None:
+
+        def key(c: CompositeSpec) -> list[object]:
+            return [(*t.structure, t.weight, t.params) for t in c.terms]
+
+        same = isinstance(existing, CompositeSpec) and key(existing) == key(spec)
+        if isinstance(existing, CompositeSpec) and same and existing.name == spec.name:
+            return existing
+        raise ValueError(f"composite {spec.name!r}: the name is already taken by another loss")
+    registry.add(spec)
+    return spec
+
+
+DICE_BCE = register(
+    composite(
+        "dice_bce",
+        [term(dice, 1.0), term(binary_cross_entropy, 1.0)],
+        title="Dice + binary cross-entropy",
+        task="segmentation",
+        summary="The usual segmentation loss: Dice optimises the overlap, binary cross-entropy gives every "
+        "pixel a gradient early in training. Predictions and targets are channel-first probabilities.",
+        use_cases=(
+            "Binary and multi-label segmentation with a small foreground",
+            "Medical image segmentation (as MONAI's DiceCELoss with sigmoid outputs)",
+        ),
+    )
+)
+FOCAL_DICE = register(
+    composite(
+        "focal_dice",
+        [term(focal, 1.0), term(dice, 1.0)],
+        title="Focal + Dice",
+        task="segmentation",
+        summary="Focal loss down-weights the easy pixels, Dice optimises the overlap: for segmentation with a "
+        "rare foreground. Predictions and targets are channel-first probabilities.",
+        use_cases=("Segmentation of small or rare structures", "Lesion and defect segmentation"),
+    )
+)

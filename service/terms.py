@@ -1,0 +1,122 @@
+"""Composite terms from a request: resolved against the catalog and checked, and each term's
+inputs validated by its own declaration (for ``POST /loss/composite`` and named composites)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kernels import REGISTRY
+from kernels.composite import Term, check_terms, field_inputs
+from kernels.graph import graph_shape
+from kernels.spec import InvalidInput
+from service.arrays import Batch, decode_inputs, to_array
+from service.errors import ProblemError, from_validation_error, invalid
+
+MAX_TERMS = 16
+RESERVED = frozenset({"terms", "weights", "reduction", "outputs", "dtype", "params"})
+
+
+class TermRequest(BaseModel):
+    """One term: a catalog loss (name or alias), its weight and params, and where its inputs come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loss: str = Field(description="A catalog loss, by name or alias.")
+    weight: float = Field(1.0, allow_inf_nan=False, description="The term's weight in the sum.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The loss's params (its own defaults apply).")
+    inputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Term input name -> request field, for inputs not sent under their own name "
+        '(e.g. {"x1": "embeddings_a"}).',
+    )
+
+
+def _prefixed(prefix: str, problem: ProblemError) -> ProblemError:
+    field = f"{prefix}.{problem.field}" if problem.field else prefix
+    detail = problem.detail.removeprefix(f"{problem.field}: ") if problem.field else problem.detail
+    return ProblemError(problem.status, problem.title, f"{field}: {detail}", field=field)
+
+
+def resolve_terms(requested: Sequence[TermRequest]) -> list[Term]:
+    """Catalog terms from a request: unknown losses, bad params and bad input maps are 422s
+    naming ``terms[i]...``; so are compositions that cannot be one graph."""
+    terms = []
+    for index, entry in enumerate(requested):
+        where = f"terms[{index}]"
+        spec = REGISTRY.get(entry.loss)
+        if spec is None:
+            matches = REGISTRY.close_matches(entry.loss)
+            hint = f"; did you mean {', '.join(matches)}?" if matches else "; GET /losses lists them all"
+            raise invalid(f"{where}.loss", f"no loss named {entry.loss!r}{hint}")
+        try:
+            params = spec.params.model_validate(entry.params)
+        except ValidationError as exc:
+            raise _prefixed(f"{where}.params", from_validation_error(list(exc.errors()))) from None
+        names = [i.name for i in spec.inputs]
+        for key, field in entry.inputs.items():
+            if key not in names:
+                raise invalid(
+                    f"{where}.inputs.{key}", f"{spec.name} has no input {key!r}; its inputs: {', '.join(names)}"
+                )
+            if not field.isidentifier() or field in RESERVED:
+                raise invalid(f"{where}.inputs.{key}", f"{field!r} cannot name a request field")
+        mapping = tuple((name, entry.inputs.get(name, name)) for name in names)
+        terms.append(Term(spec, entry.weight, params, mapping))
+    try:
+        check_terms(terms)
+    except InvalidInput as error:
+        raise invalid(error.field, error.detail) from None
+    return terms
+
+
+def decode_terms(
+    terms: Sequence[Term], values: Mapping[str, Any], dtype: type[np.floating[Any]], max_elements: int
+) -> Batch:
+    """Each term's inputs checked by its own declaration; the fields at the composite's layout."""
+    layouts = field_inputs(terms)
+    missing = [f for f in layouts if values.get(f) is None]
+    if missing:
+        users = [f"terms[{i}] ({t.spec.name})" for i, t in enumerate(terms) if missing[0] in t.fields.values()]
+        raise invalid(missing[0], f"missing: required by {', '.join(users)}")
+    raw = {f: to_array(f, values[f], np.int64 if x.integer else dtype) for f, x in layouts.items()}
+    if sum(a.size for a in raw.values()) > max_elements:
+        detail = f"the request carries more than LOSSD_MAX_ELEMENTS = {max_elements} array elements"
+        raise ProblemError(413, "Payload too large", detail, field=next(iter(raw)))
+    arrays: dict[str, np.ndarray] = {}
+    owner: dict[str, int] = {}
+    count: tuple[int, str] | None = None
+    for index, t in enumerate(terms):
+        own = {name: raw[field] for name, field in t.inputs}
+        try:
+            batch = decode_inputs(t.spec, t.params, own, dtype, max_elements)
+        except ProblemError as problem:
+            renamed = t.fields.get(problem.field or "", problem.field)
+            if problem.field and problem.field.startswith("params."):
+                renamed = f"terms[{index}].{problem.field}"
+            if renamed != problem.field:
+                detail = problem.detail.removeprefix(f"{problem.field}: ")
+                raise ProblemError(problem.status, problem.title, f"{renamed}: {detail}", field=renamed) from None
+            raise
+        for name, field in t.inputs:
+            array = batch.arrays[name].reshape(batch.shapes[name])
+            first = arrays.setdefault(field, array)
+            if first.shape != array.shape:
+                raise invalid(
+                    f"terms[{index}].loss",
+                    f"{t.spec.name} reads {field!r} as shape {list(array.shape)} but terms[{owner[field]}] "
+                    f"({terms[owner[field]].spec.name}) as {list(first.shape)}; send one-hot targets to both",
+                )
+            owner.setdefault(field, index)
+        if count is None:
+            count = (batch.count, t.inputs[0][1])
+        elif not t.spec.batch_level and batch.count != count[0]:
+            field = t.inputs[0][1]
+            raise invalid(field, f"has {batch.count} samples but {count[1]!r} has {count[0]}: the terms share N")
+    assert count is not None
+    shapes = {f: a.shape for f, a in arrays.items()}
+    flat = {f: a.reshape(graph_shape(layouts[f], a.shape)) for f, a in arrays.items()}
+    return Batch(flat, shapes, count[0])
