@@ -101,6 +101,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/loss/composite": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Weighted sum of catalog losses
+         * @description A weighted sum of catalog losses over shared inputs, computed as one graph (cached by the
+         *     terms' structure). The response adds each term's own reduced value under ``terms``.
+         */
+        post: operations["composite_loss_loss_composite_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/loss/contrastive": {
         parameters: {
             query?: never;
@@ -201,6 +222,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/loss/dice_bce": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Dice + binary cross-entropy
+         * @description Dice + binary cross-entropy. The usual segmentation loss: Dice optimises the overlap, binary cross-entropy gives every pixel a gradient early in training. Predictions and targets are channel-first probabilities. A weighted sum of catalog losses computed as one graph: 1 x dice + 1 x binary_cross_entropy. Each term's own params and reduction apply; the loss, per-sample losses and gradients are the weighted sums of the terms'. Properties are those every term claims (for their default forms), kept where a sum preserves them.
+         */
+        post: operations["compute_dice_bce_loss_dice_bce_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/loss/earth_movers": {
         parameters: {
             query?: never;
@@ -235,6 +276,26 @@ export interface paths {
          * @description Sigmoid focal loss. Binary cross-entropy scaled by (1 - p_t)^gamma, so well-classified examples contribute little and training focuses on hard ones; alpha balances positives against negatives. Convex in the predicted probability (the default form; tables often call focal loss non-convex) but not in the logit for gamma > 0, unlike binary cross-entropy. Logits use stable softplus and sigmoid forms.
          */
         post: operations["compute_focal_loss_focal_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/loss/focal_dice": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Focal + Dice
+         * @description Focal + Dice. Focal loss down-weights the easy pixels, Dice optimises the overlap: for segmentation with a rare foreground. Predictions and targets are channel-first probabilities. A weighted sum of catalog losses computed as one graph: 1 x focal + 1 x dice. Each term's own params and reduction apply; the loss, per-sample losses and gradients are the weighted sums of the terms'. Properties are those every term claims (for their default forms), kept where a sum preserves them.
+         */
+        post: operations["compute_focal_dice_loss_focal_dice_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1467,6 +1528,80 @@ export interface components {
              */
             weights?: number[];
         };
+        /**
+         * CompositeRequest
+         * @description A weighted sum of catalog losses over shared inputs; the arrays are further top-level fields,
+         *     named by the terms' inputs (or their ``inputs`` maps).
+         */
+        CompositeRequest: {
+            /**
+             * Dtype
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /**
+             * Reduction
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /** Terms */
+            terms: components["schemas"]["TermRequest"][];
+            /**
+             * Weights
+             * @description Non-negative per-sample weights, shape (N,).
+             * @default null
+             */
+            weights?: unknown;
+        } & {
+            [key: string]: unknown;
+        };
+        /** CompositeResponse */
+        CompositeResponse: {
+            /**
+             * Count
+             * @description Number of samples N (1 for a loss that is one value for the whole batch).
+             */
+            count: number;
+            /**
+             * Dtype
+             * @enum {string}
+             */
+            dtype: "float32" | "float64";
+            /**
+             * Gradients
+             * @description d(loss)/d(input) per differentiable input.
+             */
+            gradients?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Loss
+             * @description The reduced loss, or the per-sample list for reduction 'none'.
+             */
+            loss: number | number[];
+            /**
+             * Per Sample
+             * @description Loss of each sample, when requested.
+             */
+            per_sample?: number[] | null;
+            /**
+             * Reduction
+             * @enum {string}
+             */
+            reduction: "mean" | "sum" | "none";
+            /**
+             * Terms
+             * @description Each term's own value, in request order.
+             */
+            terms: components["schemas"]["TermValue"][];
+        };
         /** ContrastiveParams */
         ContrastiveParams: {
             /**
@@ -1754,6 +1889,49 @@ export interface components {
             /** X */
             x: number[];
         };
+        /**
+         * DiceBceRequest
+         * @description Compute Dice + binary cross-entropy.
+         */
+        DiceBceRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["NoParams"];
+            /**
+             * Predictions
+             * @description Per-channel probabilities in [0, 1] (activation none), or logits (sigmoid, softmax); channel-first. (used by binary_cross_entropy, dice) Shape (N, C, ...).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions. (used by binary_cross_entropy, dice) Shape (N, C, ...).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @default null
+             */
+            weights?: number[];
+        };
         /** DiceParams */
         DiceParams: {
             /**
@@ -1875,6 +2053,49 @@ export interface components {
             /**
              * Targets
              * @description Target distribution over the same bins (values in [0, 1]; normalised like predictions). Shape (N, K).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @default null
+             */
+            weights?: number[];
+        };
+        /**
+         * FocalDiceRequest
+         * @description Compute Focal + Dice.
+         */
+        FocalDiceRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["NoParams"];
+            /**
+             * Predictions
+             * @description Probabilities in [0, 1], or logits when from_logits. (used by dice, focal) Shape (N, C, ...).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Binary targets in [0, 1], same shape as predictions. (used by dice, focal) Shape (N, C, ...).
              */
             targets: (number | unknown[])[];
             /**
@@ -3460,6 +3681,52 @@ export interface components {
             /** Shape */
             shape: number[];
         };
+        /**
+         * TermRequest
+         * @description One term: a catalog loss (name or alias), its weight and params, and where its inputs come from.
+         */
+        TermRequest: {
+            /**
+             * Inputs
+             * @description Term input name -> request field, for inputs not sent under their own name (e.g. {"x1": "embeddings_a"}).
+             */
+            inputs?: {
+                [key: string]: string;
+            };
+            /**
+             * Loss
+             * @description A catalog loss, by name or alias.
+             */
+            loss: string;
+            /**
+             * Params
+             * @description The loss's params (its own defaults apply).
+             */
+            params?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Weight
+             * @description The term's weight in the sum.
+             * @default 1
+             */
+            weight?: number;
+        };
+        /** TermValue */
+        TermValue: {
+            /**
+             * Loss
+             * @description The term's loss (canonical name).
+             */
+            loss: string;
+            /**
+             * Value
+             * @description The term's own reduced loss (per-sample list for 'none').
+             */
+            value: number | number[];
+            /** Weight */
+            weight: number;
+        };
         /** TripletParams */
         TripletParams: {
             /**
@@ -4079,6 +4346,57 @@ export interface operations {
             };
         };
     };
+    composite_loss_loss_composite_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompositeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CompositeResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid composition or input; `field` names it (e.g. terms[1].loss). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     compute_contrastive_loss_contrastive_post: {
         parameters: {
             query?: never;
@@ -4379,6 +4697,66 @@ export interface operations {
             };
         };
     };
+    compute_dice_bce_loss_dice_bce_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DiceBceRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown loss. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     compute_earth_movers_loss_earth_movers_post: {
         parameters: {
             query?: never;
@@ -4449,6 +4827,66 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["FocalRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown loss. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    compute_focal_dice_loss_focal_dice_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FocalDiceRequest"];
             };
         };
         responses: {
