@@ -26,8 +26,8 @@ from kernels.graph import (
     WEIGHTS,
     Dtype,
     GraphInput,
-    _function_proto,
-    _functions,
+    called_functions,
+    function_proto,
     graph_dims,
     kernel_inputs,
 )
@@ -188,7 +188,7 @@ class CompositeGraph:
 
     @property
     def functions(self) -> list[onnx.FunctionProto]:
-        return _functions(*self.roots)
+        return called_functions(*self.roots)
 
 
 class _Nodes:
@@ -244,7 +244,7 @@ def build_graph(terms: Sequence[Term], dtype: Dtype, constants: bool) -> Composi
         p = f"t{i}_"
         function = t.spec.function(t.spec.variant(t.params))
         roots.append(function)
-        fn_proto = _function_proto(function)
+        fn_proto = function_proto(function)
         by_name = {x.name: x for x in t.spec.inputs}
         args = []
         for graph_input in kernel_inputs(t.spec, function, dtype):

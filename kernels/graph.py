@@ -111,11 +111,11 @@ def _value_info(name: str, elem_type: int, dims: tuple[str | int | None, ...]) -
     return helper.make_tensor_value_info(name, elem_type, list(dims))
 
 
-def _function_proto(function: KernelFunction) -> onnx.FunctionProto:
+def function_proto(function: KernelFunction) -> onnx.FunctionProto:
     return function.function if isinstance(function, ProtoKernel) else function.to_function_proto()
 
 
-def _functions(*roots: KernelFunction) -> list[onnx.FunctionProto]:
+def called_functions(*roots: KernelFunction) -> list[onnx.FunctionProto]:
     found: dict[tuple[str, str], onnx.FunctionProto] = {}
     for root in roots:
         if isinstance(root, ProtoKernel):
@@ -160,7 +160,7 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     function = spec.function(key.variant, resources)
     elem_type = ELEMENT_TYPE[key.dtype]
     inputs = kernel_inputs(spec, function, key.dtype)
-    fn_proto = _function_proto(function)
+    fn_proto = function_proto(function)
     self_reducing = WEIGHTS in {i.name for i in inputs}
     grads = [f"grad_{n}" for n in spec.differentiable]
     reduction: list[onnx.NodeProto] = []
@@ -188,7 +188,7 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     graph = helper.make_graph(nodes, key.stem, graph_inputs, outputs)
     model = helper.make_model(
         graph,
-        functions=_functions(*functions),
+        functions=called_functions(*functions),
         opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("lossd", 1)],
         producer_name="lossd",
         doc_string=f"lossd kernel {key.stem}",
