@@ -240,6 +240,18 @@ def test_any_loss_of_the_registry_can_be_monitored(client: TestClient) -> None:
     assert result.json()["accepted"] == 1 and result.json()["loss"] == pytest.approx(-1.0)
 
 
+def test_a_named_composite_can_be_monitored(client: TestClient) -> None:
+    name = new_monitor(client, loss="dice_bce")
+    rng = np.random.default_rng(3)
+    body = {
+        "predictions": rng.uniform(0.05, 0.95, (3, 2, 4, 4)).tolist(),
+        "targets": rng.integers(0, 2, (3, 2, 4, 4)).tolist(),
+    }
+    expected = client.post("/loss/dice_bce", json=body).json()["loss"]
+    assert client.post(f"/monitors/{name}/observations", json=body).json()["loss"] == pytest.approx(expected)
+    assert client.get(f"/monitors/{name}").json()["totals"]["count"] == 3
+
+
 def test_metrics_show_each_monitor(client: TestClient) -> None:
     name = new_monitor(client, baseline={"windows": 1})
     observe(client, name, [1.0, 3.0], timestamp=T0)
