@@ -80,11 +80,12 @@ def create_app(settings: Settings | None = None) -> LossdApp:
 
 def openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document plus the per-loss request models, which the compute routes
-    reference but do not parse (they read the raw body once, with orjson)."""
+    reference but do not parse (they read the raw body once, with orjson), and the
+    problem details the error responses reference (service.responses)."""
     if app.openapi_schema is None:
         document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         _, defs = models_json_schema(
-            [(request_model(spec), "validation") for spec in REGISTRY],
+            [*((request_model(spec), "validation") for spec in REGISTRY), (errors.Problem, "serialization")],
             ref_template="#/components/schemas/{model}",
         )
         document.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
