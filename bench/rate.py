@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
+from typing import cast
 
 from bench.load import Target
 
@@ -69,44 +71,89 @@ def summarize(outcomes: list[Outcome], seconds: float) -> Summary:
     )
 
 
-async def read_status(reader: asyncio.StreamReader) -> int:
-    """One HTTP/1.1 response with a Content-Length; its status."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    length = next((int(v) for k, _, v in (h.partition(":") for h in lines[1:]) if k.lower() == "content-length"), None)
-    if length is None:
-        raise ValueError("a response without Content-Length")
-    await reader.readexactly(length)
-    return status
+HEAD_END = b"\r\n\r\n"
+LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+
+
+class _Client(asyncio.Protocol):
+    """One keep-alive connection at the protocol level (cheaper than streams: the generator
+    must keep up with the server on the same cores). One request at a time: ``answer`` is
+    resolved with the next response's status, or ERROR when the connection fails."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.answer: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(HEAD_END)
+        if end < 0:
+            return
+        found = LENGTH.search(self.buffer, 0, end)
+        if found is None:  # lossd always sends a length
+            self._resolve(ERROR)
+            return
+        size = end + len(HEAD_END) + int(found.group(1))
+        if len(self.buffer) < size:
+            return
+        status = int(self.buffer[9:12])  # b"HTTP/1.1 200 ..."
+        del self.buffer[:size]
+        self._resolve(status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._resolve(ERROR)
+
+    def _resolve(self, status: int) -> None:
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result(status)
 
 
 class Connection:
-    """One keep-alive connection; reopened after a failure."""
+    """One keep-alive connection to ``target``; reopened after a failure or a timeout."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.client: _Client | None = None
 
     async def request(self, payload: bytes, timeout: float) -> int:
-        try:
-            async with asyncio.timeout(timeout):
-                if self.streams is None:
-                    self.streams = await asyncio.open_connection(self.target.host, self.target.port)
-                reader, writer = self.streams
-                writer.write(payload)
-                return await read_status(reader)
-        except TimeoutError:
+        loop = asyncio.get_running_loop()
+        client = self.client
+        if client is None or client.transport is None:
+            try:
+                _, client = await asyncio.wait_for(
+                    loop.create_connection(_Client, self.target.host, self.target.port), timeout
+                )
+            except TimeoutError:
+                return TIMEOUT
+            except OSError:
+                return ERROR
+            self.client = client
+        assert client is not None and client.transport is not None
+        answer: asyncio.Future[int] = loop.create_future()
+
+        def expire() -> None:
+            if not answer.done():
+                answer.set_result(TIMEOUT)
+
+        client.answer = answer
+        client.buffer.clear()
+        client.transport.write(payload)
+        timer = loop.call_later(timeout, expire)
+        status = await answer
+        timer.cancel()
+        if status in (ERROR, TIMEOUT):
             self.close()
-            return TIMEOUT
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            self.close()
-            return ERROR
+        return status
 
     def close(self) -> None:
-        if self.streams is not None:
-            self.streams[1].close()
-            self.streams = None
+        if self.client is not None and self.client.transport is not None:
+            self.client.transport.close()
+        self.client = None
 
 
 def request_bytes(target: Target) -> bytes:

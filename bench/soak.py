@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.faults import KillResult, SigtermResult, kill_one_worker, sigterm_during_large_request
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             killed = kill_one_worker(server, target, args.kill_load * soaked.capacity_rps, 3.0, args.kill_after)
             server.stop()
             assert server.process is not None
-            killed = KillResult(**{**killed.__dict__, "exit_code": server.process.returncode})
+            killed = replace(killed, exit_code=server.process.returncode)
             rows += kill_rows(killed)
             ok = ok and killed.ok and killed.exit_code == 0
     print(render(["check", "result", "verdict"], rows, left=2))
