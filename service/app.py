@@ -153,8 +153,9 @@ def create_app(settings: Settings | None = None) -> LossdApp:
 
 
 def openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the per-loss request models and the V2 infer request, which
-    their routes reference but do not parse (they read the raw body once, with orjson)."""
+    """FastAPI's document plus the request models the compute, V2 and composite routes
+    reference but do not parse (they read the raw body once, with orjson), and the problem
+    details the error responses reference (service.responses)."""
     if app.openapi_schema is None:
         document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         _, defs = models_json_schema(
@@ -162,6 +163,7 @@ def openapi(app: FastAPI) -> dict[str, Any]:
                 *((request_model(spec), "validation") for spec in REGISTRY),
                 (InferRequest, "validation"),
                 (CompositeRequest, "validation"),
+                (errors.Problem, "serialization"),
             ],
             ref_template="#/components/schemas/{model}",
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -11,17 +10,19 @@ from fastapi.responses import Response
 from kernels import REGISTRY
 from kernels.spec import LossSpec
 from service.compute import compute
-from service.errors import Problem
+from service.responses import problems
 from service.routes.registry import lookup
 from service.schemas import LossResponse
 
 router = APIRouter(tags=["compute"])
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": Problem, "description": "Malformed JSON."},
-    404: {"model": Problem, "description": "Unknown loss."},
-    413: {"model": Problem, "description": "Too many elements."},
-    422: {"model": Problem, "description": "Invalid input; `field` names it."},
-}
+ERRORS = problems(
+    {
+        400: "Malformed JSON.",
+        413: "Too many elements.",
+        415: "The body is not sent as JSON.",
+        422: "Invalid input; `field` names it.",
+    }
+)
 
 
 def endpoint(spec: LossSpec) -> Callable[[Request], Awaitable[Response]]:
@@ -41,9 +42,7 @@ def request_body_ref(spec: LossSpec) -> dict[str, object]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-NOT_CONFIGURED: dict[int | str, dict[str, Any]] = {
-    409: {"model": Problem, "description": "The loss needs something the operator has not configured."}
-}
+NOT_CONFIGURED = problems({409: "The loss needs something the operator has not configured."})
 
 for _spec in REGISTRY:
     router.add_api_route(

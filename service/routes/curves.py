@@ -12,7 +12,7 @@ from kernels.runtime import Runtime
 from kernels.spec import LossSpec, NotConfigured, UnknownChoice
 from service.errors import ProblemError, invalid, not_configured
 from service.plot import curve_svg
-from service.routes.registry import NOT_FOUND, lookup
+from service.routes.registry import INVALID_QUERY, NOT_CONFIGURED, NOT_FOUND, lookup
 from service.schemas import CurveResponse
 
 router = APIRouter(tags=["registry"])
@@ -54,7 +54,10 @@ def evaluate_curve(runtime: Runtime, spec: LossSpec, points: int) -> CurveRespon
     )
 
 
-@router.get("/losses/{name}/curve", response_model=CurveResponse, responses=NOT_FOUND)
+CURVE_ERRORS = {**NOT_FOUND, **NOT_CONFIGURED, **INVALID_QUERY}
+
+
+@router.get("/losses/{name}/curve", response_model=CurveResponse, responses=CURVE_ERRORS)
 async def get_curve(request: Request, name: str, points: Points = 101) -> CurveResponse:
     """The loss of one sample and its derivative along a meaningful variable: the residual
     for regression, the predicted probability of the true class for classification."""
@@ -64,7 +67,7 @@ async def get_curve(request: Request, name: str, points: Points = 101) -> CurveR
 @router.get(
     "/losses/{name}/curve.svg",
     response_class=Response,
-    responses={200: {"content": {"image/svg+xml": {}}, "description": "An SVG drawing."}, **NOT_FOUND},
+    responses={200: {"content": {"image/svg+xml": {}}, "description": "An SVG drawing."}, **CURVE_ERRORS},
 )
 async def get_curve_svg(request: Request, name: str, points: Points = 201) -> Response:
     """The curve drawn as SVG: the loss on top, its derivative below."""

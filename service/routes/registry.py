@@ -11,13 +11,14 @@ from pydantic import TypeAdapter, ValidationError
 from kernels import REGISTRY, recommend
 from kernels.graph import GraphKey
 from kernels.spec import LossSpec, NotConfigured, UnknownChoice, structural_key
-from service.errors import Problem, ProblemError, from_validation_error, invalid, not_configured
+from service.errors import ProblemError, from_validation_error, invalid, not_configured
+from service.responses import problems
 from service.schemas import DtypeName, LossCard, LossFilter, LossList, Recommendations, RecommendQuery, card
 
 router = APIRouter(tags=["registry"])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "No loss of that name; close matches are listed."}
-}
+NOT_FOUND = problems({404: "No loss of that name; close matches are listed."})
+INVALID_QUERY = problems({422: "An invalid query parameter; `field` names it."})
+NOT_CONFIGURED = problems({409: "The loss needs something the operator has not configured."})
 
 
 def lookup(name: str) -> LossSpec:
@@ -47,7 +48,7 @@ def parse_query_value(annotation: Any, key: str, value: str) -> Any:
             raise from_validation_error([{**e, "loc": (key,)} for e in exc.errors()]) from None
 
 
-@router.get("/losses", response_model=LossList)
+@router.get("/losses", response_model=LossList, responses=INVALID_QUERY)
 async def list_losses(request: Request, query: Annotated[LossFilter, Query()]) -> dict[str, Any]:  # type: ignore[valid-type]
     """Every loss's card, optionally filtered by task and boolean properties."""
     wanted = query.model_dump(exclude_none=True)  # type: ignore[attr-defined]
@@ -62,7 +63,7 @@ async def list_losses(request: Request, query: Annotated[LossFilter, Query()]) -
     return {"losses": cards}
 
 
-@router.get("/losses/recommend", response_model=Recommendations)
+@router.get("/losses/recommend", response_model=Recommendations, responses=INVALID_QUERY)
 async def recommend_losses(query: Annotated[RecommendQuery, Query()]) -> Recommendations:
     """Losses ranked for a task, with the reason for each choice: outliers lead to MAE or
     Huber, Gaussian noise to MSE, imbalance to focal or weighted cross-entropy,
@@ -91,8 +92,9 @@ async def get_loss(request: Request, name: str) -> dict[str, Any]:
     response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "An ONNX model."},
-        409: {"model": Problem, "description": "The loss needs something the operator has not configured."},
+        **NOT_CONFIGURED,
         **NOT_FOUND,
+        **INVALID_QUERY,
     },
 )
 async def get_onnx(request: Request, name: str, dtype: DtypeName = "float32", gradients: bool = True) -> Response:

@@ -11,10 +11,20 @@ from kernels import REGISTRY
 from kernels.spec import LossSpec
 from service import v2
 from service.fastpath import v2_infer
+from service.responses import v2_errors
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
-ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
-RESPONSES: dict[int | str, dict[str, Any]] = {400: ERROR, 404: ERROR}
+RESPONSES = v2_errors({404: "No model of that name."})
+INFER_ERRORS = v2_errors(
+    {
+        400: "An invalid request; the error says what is wrong.",
+        404: "No model of that name.",
+        409: "The loss needs something the operator has not configured.",
+        413: "Too many elements.",
+        415: "An unsupported Content-Encoding.",
+    }
+)
+EMPTY = {"description": "Yes (an empty body)."}
 
 
 def model(name: str) -> LossSpec:
@@ -32,12 +42,16 @@ async def server_metadata() -> dict[str, Any]:
     return v2.server_metadata()
 
 
-@router.get("/health/live")
+@router.get("/health/live", response_class=Response, responses={200: EMPTY})
 async def live() -> Response:
     return Response(status_code=200)
 
 
-@router.get("/health/ready")
+@router.get(
+    "/health/ready",
+    response_class=Response,
+    responses={200: EMPTY, 503: {"description": "Not ready yet (an empty body)."}},
+)
 async def ready(request: Request) -> Response:
     return Response(status_code=200 if getattr(request.app.state, "runtime", None) else 503)
 
@@ -53,7 +67,7 @@ async def model_metadata(name: str) -> Response:
     return JSONResponse(v2.model_metadata(model(name)))
 
 
-@router.get("/models/{name}/ready", responses=RESPONSES)
+@router.get("/models/{name}/ready", response_class=Response, responses={200: EMPTY, **RESPONSES})
 @router.get("/models/{name}/versions/1/ready", responses=RESPONSES, include_in_schema=False)
 async def model_ready(name: str) -> Response:
     model(name)
@@ -79,7 +93,7 @@ INFER_REQUEST = {"$ref": "#/components/schemas/InferRequest"}
             "description": "JSON, or with binary outputs a JSON header of Inference-Header-Content-Length "
             "bytes followed by the tensors.",
         },
-        **RESPONSES,
+        **INFER_ERRORS,
     },
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": INFER_REQUEST}}}},
 )
