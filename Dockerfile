@@ -27,7 +27,10 @@ COPY service service
 RUN /opt/lossd/bin/pip install --no-deps .
 
 FROM ${BASE} AS cpu
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin lossd
+# Monitors keep their SQLite file in LOSSD_DATA_DIR: a directory the server's user owns
+# (mount a volume there to keep it across containers).
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin lossd \
+    && install -d -o 10001 -g 10001 /var/lib/lossd
 COPY --from=build /opt/lossd /opt/lossd
 # MALLOC_MMAP_THRESHOLD_ is already what `lossd serve` wants, so it starts without
 # re-executing itself; the server is PID 1 and handles SIGTERM from `docker stop`.
@@ -39,9 +42,11 @@ ENV PATH=/opt/lossd/bin:$PATH \
     MALLOC_MMAP_THRESHOLD_=33554432 \
     ORT_DISABLE_TELEMETRY=1 \
     LOSSD_HOST=0.0.0.0 \
-    LOSSD_PORT=8000
+    LOSSD_PORT=8000 \
+    LOSSD_DATA_DIR=/var/lib/lossd
 # Numeric, so that runtimes enforcing runAsNonRoot can verify it.
 USER 10001
+WORKDIR /var/lib/lossd
 EXPOSE 8000
 # No curl in slim bases: python's urllib, on whatever LOSSD_PORT the server uses. The
 # start period covers start-up, which builds and checks ~400 ONNX graphs (20-60 s).
@@ -75,7 +80,8 @@ FROM ${GPU_BASE} AS gpu
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin lossd
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin lossd \
+    && install -d -o 10001 -g 10001 /var/lib/lossd
 COPY --from=gpu-build /opt/lossd /opt/lossd
 ENV PATH=/opt/lossd/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -83,8 +89,10 @@ ENV PATH=/opt/lossd/bin:$PATH \
     MALLOC_MMAP_THRESHOLD_=33554432 \
     ORT_DISABLE_TELEMETRY=1 \
     LOSSD_HOST=0.0.0.0 \
-    LOSSD_PORT=8000
+    LOSSD_PORT=8000 \
+    LOSSD_DATA_DIR=/var/lib/lossd
 USER 10001
+WORKDIR /var/lib/lossd
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('LOSSD_PORT', '8000'), timeout=4)"]

@@ -188,6 +188,19 @@ def test_focal_matches_numpy(container: Container) -> None:
     np.testing.assert_allclose(result["gradients"]["predictions"], gradient, rtol=1e-4, atol=1e-7)
 
 
+def test_monitors_store_in_the_data_directory(container: Container) -> None:
+    """The non-root server can write its SQLite database (LOSSD_DATA_DIR in the image)."""
+    running(container)
+    created = httpx.post(f"{container.url}/monitors", json={"name": "docker", "loss": "mse"}, timeout=30.0)
+    assert created.status_code == 201, created.text
+    body = {"predictions": [[1.0], [3.0]], "targets": [[0.0], [0.0]]}
+    observed = httpx.post(f"{container.url}/monitors/docker/observations", json=body, timeout=30.0)
+    assert observed.status_code == 200, observed.text
+    assert observed.json()["accepted"] == 2 and observed.json()["loss"] == 5.0
+    files = docker("exec", container.id, "ls", "/var/lib/lossd")
+    assert files.strip(), "no database file under /var/lib/lossd"
+
+
 def test_server_is_pid_1_and_not_root(container: Container) -> None:
     running(container)
     status = docker("exec", container.id, "cat", "/proc/1/status")
