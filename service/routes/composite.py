@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from service.composite import compute_composite
-from service.errors import Problem
+from service.responses import problems
 from service.schemas import LossResponse
 
 router = APIRouter(tags=["compute"])
@@ -25,11 +23,14 @@ class CompositeResponse(LossResponse):
     terms: list[TermValue] = Field(description="Each term's own value, in request order.")
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": Problem, "description": "Malformed JSON."},
-    413: {"model": Problem, "description": "Too many elements."},
-    422: {"model": Problem, "description": "Invalid composition or input; `field` names it (e.g. terms[1].loss)."},
-}
+ERRORS = problems(
+    {
+        400: "Malformed JSON.",
+        413: "Too many elements.",
+        415: "The body is not sent as JSON.",
+        422: "Invalid composition or input; `field` names it (e.g. terms[1].loss).",
+    }
+)
 
 
 @router.post(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.errors import Problem, ProblemError
+from service.errors import ProblemError
 from service.monitors.aggregate import Aggregate
 from service.monitors.fastroute import record
 from service.monitors.ingest import checked_params, compute_batch, find, loss_spec
@@ -17,10 +17,21 @@ from service.monitors.schemas import Accepted, MonitorCreate, MonitorList, Monit
 from service.monitors.store import Conflict, Store
 from service.monitors.timestamps import parse_time
 from service.monitors.views import monitor_view, windows_view
+from service.responses import problems
 
 router = APIRouter(tags=["monitors"])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No monitor of that name."}}
-INVALID: dict[int | str, dict[str, Any]] = {422: {"model": Problem, "description": "Invalid input; `field` names it."}}
+NOT_FOUND = problems({404: "No monitor of that name."})
+INVALID = problems({422: "Invalid input; `field` names it."})
+MALFORMED = problems({400: "Malformed JSON."})
+OBSERVATION_ERRORS = problems(
+    {
+        400: "Malformed JSON.",
+        404: "No monitor of that name.",
+        413: "Too many elements.",
+        415: "The body is not sent as JSON.",
+        422: "Invalid input; `field` names it.",
+    }
+)
 
 
 def store_of(request: Request) -> Store:
@@ -47,7 +58,7 @@ def reference_stats(request: Request, body: MonitorCreate, loss: str) -> dict[st
     "/monitors",
     status_code=201,
     response_model=MonitorView,
-    responses={409: {"model": Problem, "description": "A monitor of that name exists."}, **INVALID},
+    responses={**MALFORMED, **problems({409: "A monitor of that name exists."}), **INVALID},
 )
 def create_monitor(request: Request, body: MonitorCreate) -> dict[str, Any]:
     """Create a monitor: a loss with fixed params, a window length and a baseline."""
@@ -108,7 +119,7 @@ OBSERVATION_BODY = {
 @router.post(
     "/monitors/{name}/observations",
     response_model=Accepted,
-    responses={**NOT_FOUND, **INVALID},
+    responses=OBSERVATION_ERRORS,
     openapi_extra=OBSERVATION_BODY,
 )
 async def post_observations(request: Request, name: str) -> Response:

@@ -194,6 +194,10 @@ class Domain(ABC):
     def canonical_lines(self) -> tuple[Line, ...]:
         """A few fixed lines, probed exhaustively before the random search."""
 
+    def probe_lines(self, check: str) -> tuple[Line, ...]:
+        """The fixed lines the check of that property probes (by default the canonical ones)."""
+        return self.canonical_lines()
+
     @abstractmethod
     def lines(self) -> st.SearchStrategy[Line]:
         """Random lines for hypothesis."""
@@ -968,6 +972,11 @@ class ChannelMasks(Domain):
 
     classes: int = 2
     pixels: int = 3
+    empty_class: bool = False
+    """Convexity also probes a class with no foreground pixel, predicted from 0 up: there an
+    overlap term is ruled by its smoothing and bends down steeply, which a convex term added to
+    it (dice + BCE) straightens out wherever every class is present. (Only for convexity: the
+    bounded-below probe reads that steep drop at the domain's end as a divergence.)"""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -1000,6 +1009,15 @@ class ChannelMasks(Domain):
             self.line(target, half, foreground),
             self.line(target, half, chord / np.linalg.norm(chord)),
         )
+
+    def probe_lines(self, check: str) -> tuple[Line, ...]:
+        if not (self.empty_class and check == "convex"):
+            return self.canonical_lines()
+        empty = self.canonical_target()
+        empty[0] = 0.0
+        ramp = np.zeros(self.shape)
+        ramp[0] = 1.0
+        return (*self.canonical_lines(), self.line(empty, np.zeros(self.shape), ramp))
 
     def lines(self) -> st.SearchStrategy[Line]:
         n = self.classes * self.pixels
@@ -1449,7 +1467,7 @@ class Check:
 
     def counterexample(self, evaluator: Evaluator, domain: Domain, search: settings = SEARCH) -> str | None:
         """A description of a counterexample, or None when the property held on every probe."""
-        for line in domain.canonical_lines():
+        for line in domain.probe_lines(self.name):
             for case in self.canonical(line):
                 found = self.violation(evaluator, line, case)
                 if found is not None:
@@ -1529,8 +1547,8 @@ LOSS_DOMAINS: dict[str, Domain] = {
     "earth_movers": Bins(),
     "ctc": LogProbabilitySequence(blank=CtcParams().blank),
     "dice": ChannelMasks(),
-    "dice_bce": ChannelMasks(),
-    "focal_dice": ChannelMasks(),
+    "dice_bce": ChannelMasks(empty_class=True),
+    "focal_dice": ChannelMasks(empty_class=True),
     "iou": ChannelMasks(),
     "tversky": ChannelMasks(),
     "ssim": NaturalImages(),
