@@ -20,7 +20,7 @@ DTYPES: tuple[Dtype, ...] = ("float32", "float64")
 ELEMENT_TYPE = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
 OPSET = 18
 WEIGHTS, MEAN = "weights", "mean"
-ROW_WISE = "lossd.row_wise"
+ROW_WISE, NODES = "lossd.row_wise", "lossd.nodes"
 """Model metadata: "true" when each sample's losses depend on its own row alone and the
 shared reduction sums them, so the batch may be split by rows (kernels.blocks)."""
 
@@ -197,6 +197,6 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     model.ir_version = 10
     row_wise = spec.row_wise and not (self_reducing or spec.batch_level or spec.mass)
     row_wise = row_wise and all(i.shape[0] == "N" for i in spec.inputs)
-    helper.set_model_props(model, {ROW_WISE: str(row_wise).lower()})
+    helper.set_model_props(model, {ROW_WISE: str(row_wise).lower(), NODES: str(len(model.graph.node))})
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -17,7 +17,7 @@ import onnxruntime as ort
 
 from kernels.binding import run_bound
 from kernels.blocks import Blocks
-from kernels.graph import DTYPES, MEAN, ROW_WISE, WEIGHTS, GraphKey, build_model, graph_shape
+from kernels.graph import DTYPES, MEAN, NODES, ROW_WISE, WEIGHTS, GraphKey, build_model, graph_shape
 from kernels.spec import NO_RESOURCES, LossSpec, NotConfigured, Params, Registry, Resources, Variant
 
 log = logging.getLogger("lossd.runtime")
@@ -112,6 +112,8 @@ class Kernel:
     """The graph, kept where a large batch may run in row blocks (see kernels.blocks)."""
     device: str | None = None
     """Where inputs and outputs are bound ("cuda"; see kernels.binding); None: a plain run."""
+    nodes: int = 0
+    """The graph's node count (a cheap graph gains nothing from row blocks)."""
 
 
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
@@ -175,12 +177,13 @@ class Runtime:
             for i in session.get_inputs()
             if i.name in declared and (sizes := tuple((a, d) for a, d in enumerate(i.shape) if isinstance(d, int)))
         )
-        row_wise = session.get_modelmeta().custom_metadata_map.get(ROW_WISE) == "true"
-        blockable = row_wise and session.get_providers() == [CPU] and not spec.configured
+        meta = session.get_modelmeta().custom_metadata_map
+        blockable = meta.get(ROW_WISE) == "true" and session.get_providers() == [CPU] and not spec.configured
         model = model_bytes if blockable else None
         device = "cuda" if session.get_providers()[0] == CUDA else None
         configured = bool(spec.configured)
-        return Kernel(key, session, names, param_names, int_params, vectors, fixed, configured, model, device)
+        nodes = int(meta.get(NODES, "0"))
+        return Kernel(key, session, names, param_names, int_params, vectors, fixed, configured, model, device, nodes)
 
     @property
     def session_options(self) -> ort.SessionOptions:
@@ -222,7 +225,7 @@ class Runtime:
         for name in kernel.param_names:
             value = param_feed(getattr(params, name), name in kernel.int_params, dtype)
             feed[name] = value.reshape(-1) if name in kernel.vector_params else value
-        if kernel.model is not None and Blocks.worth_it(arrays, weights, mean):
+        if kernel.model is not None and Blocks.worth_it(arrays, weights, mean, kernel.nodes):
             model = kernel.model
             session = self._blocks.session(kernel.key, lambda: model)
             fixed = {name: value for name, value in feed.items() if name not in arrays}
