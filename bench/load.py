@@ -25,6 +25,8 @@ class Target:
     path: str
     body: bytes
     content_type: str = "application/json"
+    connections: int | None = None
+    """Overrides the generator's connection count (e.g. more for several server workers)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ class Wrk:
         script.write_text(LUA.format(content_type=target.content_type, body=body))
         url = f"http://{target.host}:{target.port}{target.path}"
         duration = f"{max(1, round(seconds))}s"  # wrk takes whole seconds
-        argv = [self.executable, "-t1", f"-c{self.connections}", f"-d{duration}", "--timeout", "5s", "--latency"]
+        connections = target.connections or self.connections
+        argv = [self.executable, "-t1", f"-c{connections}", f"-d{duration}", "--timeout", "5s", "--latency"]
         done = subprocess.run([*argv, "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60)
         if done.returncode != 0:
             raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
@@ -200,7 +203,7 @@ class Builtin:
         deadline = start + seconds
         futures: list[asyncio.Future[None]] = []
         transports: list[asyncio.BaseTransport] = []
-        for _ in range(self.connections):
+        for _ in range(target.connections or self.connections):
             done: asyncio.Future[None] = loop.create_future()
             connection = functools.partial(_Connection, request, deadline, tally, done)
             transport, _ = await loop.create_connection(connection, target.host, target.port)

@@ -36,6 +36,9 @@ class Server:
     label: str
     argv: list[str]
     env: dict[str, str]
+    connections: int | None = None
+    """More connections than the generator's default: uvicorn's workers accept from one socket,
+    and 8 keep-alive connections can all land on one worker."""
 
 
 def servers(extra: bool) -> list[Server]:
@@ -45,7 +48,13 @@ def servers(extra: bool) -> list[Server]:
         Server("floor", "floor: bare ASGI + orjson + numpy + ORT", [*launch, "bench.servers:floor_app"], {}),
         Server("service", "service: lossd serve", [python, "-m", "service.cli", "serve"], {}),
         Server("naive", "naive: FastAPI + pydantic list[list[float]]", [*launch, "bench.servers:naive_app"], {}),
-        Server("service_2w", "service: lossd serve, 2 workers", [python, "-m", "service.cli", "serve"], TWO_WORKERS),
+        Server(
+            "service_2w",
+            "service: lossd serve, 2 workers, 64 conns",
+            [python, "-m", "service.cli", "serve"],
+            TWO_WORKERS,
+            64,
+        ),
     ]
     if extra:
         quiet = {"LOSSD_LOG_LEVEL": "warning"}
@@ -136,13 +145,15 @@ def run(generator: Generator, settings: Settings) -> list[Measured]:
         runs: dict[str, list[LoadResult]] = {s.key: [] for s in chosen}
         cpu: dict[str, list[float]] = {s.key: [] for s in chosen}
         noise: dict[str, list[float]] = {s.key: [] for s in chosen}
-        for _, proc in live:
-            generator.run(Target(HOST, proc.port, PATH, body), settings.warmup)
+        for server, proc in live:
+            generator.run(Target(HOST, proc.port, PATH, body, connections=server.connections), settings.warmup)
         for _ in range(settings.repeats):
             for server, proc in live:
                 interference = Interference.start()
                 before = proc.cpu_seconds()
-                result = generator.run(Target(HOST, proc.port, PATH, body), settings.seconds)
+                result = generator.run(
+                    Target(HOST, proc.port, PATH, body, connections=server.connections), settings.seconds
+                )
                 used = proc.cpu_seconds() - before
                 noise[server.key].append(interference.other_cores(also_ours=used))
                 cpu[server.key].append(used / max(result.requests, 1) * 1e6)
