@@ -91,21 +91,21 @@ def requests() -> list[Request]:
 
 
 class Connection:
-    """A connection to a server, timing whole requests. A fresh one for each request, opened
+    """Requests to a server, timing whole requests. A fresh connection for each, opened
     before the clock starts: a kept-alive one would be closed by uvicorn after 5 s idle while
     the other server is measured."""
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.connection = http.client.HTTPConnection(HOST, port, timeout=60)
+        self.connection: http.client.HTTPConnection | None = None
 
     def post(self, path: str, request: Request) -> tuple[float, bytes]:
-        self.connection.close()
-        self.connection = http.client.HTTPConnection(HOST, self.port, timeout=60)
-        self.connection.connect()
+        self.close()
+        connection = self.connection = http.client.HTTPConnection(HOST, self.port, timeout=60)
+        connection.connect()
         start = perf_counter()
-        self.connection.request("POST", path, request.body, request.headers)
-        response = self.connection.getresponse()
+        connection.request("POST", path, request.body, request.headers)
+        response = connection.getresponse()
         answer = response.read()
         elapsed = perf_counter() - start
         if response.status != 200:
@@ -113,7 +113,8 @@ class Connection:
         return elapsed, answer
 
     def close(self) -> None:
-        self.connection.close()
+        if self.connection is not None:
+            self.connection.close()
 
 
 def loss_of(answer: bytes) -> float | None:

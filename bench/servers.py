@@ -105,17 +105,24 @@ def frozen_heap() -> None:
     gc.freeze()
 
 
+def bare(handle: ASGIApp) -> ASGIApp:
+    """``handle`` for HTTP requests, with the lifespan protocol answered; other scopes ignored."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+        elif scope["type"] == "http":
+            await handle(scope, receive, send)
+
+    return app
+
+
 def floor_app(threads: int | None = None) -> ASGIApp:
     """The floor: bare ASGI + orjson + numpy + one onnxruntime run."""
     kernel = FocalKernel(intra_op_threads() if threads is None else threads)
     frozen_heap()
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] != PATH or scope["method"] != "POST":
             await respond(send, 404, b'{"detail":"not found"}')
             return
@@ -125,7 +132,7 @@ def floor_app(threads: int | None = None) -> ASGIApp:
         loss = kernel.loss(predictions, targets)
         await respond(send, 200, response_body(loss, predictions.shape[0]))
 
-    return app
+    return bare(handle)
 
 
 class FocalRequest(BaseModel):
@@ -177,12 +184,7 @@ def large_floor_app(threads: int | None = None) -> ASGIApp:
     kernel = FocalKernel(intra_op_threads() if threads is None else threads)
     frozen_heap()
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] == LARGE_V2_PATH:
             body = await read_body(receive)
             arrays = binary_inputs(body, header_length(scope))
@@ -197,4 +199,4 @@ def large_floor_app(threads: int | None = None) -> ASGIApp:
         else:
             await respond(send, 404, b'{"detail":"not found"}')
 
-    return app
+    return bare(handle)

@@ -25,11 +25,27 @@ from service.composite import compute_composite
 from service.compute import compute
 from service.errors import PROBLEM_JSON, ProblemError, refuse
 
-log = logging.getLogger("lossd.compute")
+log = logging.getLogger("lossd.fastpath")
 JSON_TYPES = (b"application/json", b"application/problem+json")
 Headers = list[tuple[bytes, bytes]]
-Handler = Callable[[Any, Any, Scope, bytes], tuple[int, bytes, Headers]]
+Reply = tuple[int, bytes, Headers]
+Handler = Callable[[Any, Any, Scope, bytes], Reply]
 """(app state, the route's loss spec or None, scope, body) -> (status, body, headers)."""
+
+
+JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
+PROBLEM_HEADERS: Headers = [(b"content-type", PROBLEM_JSON.encode())]
+
+
+def problem_reply(problem: ProblemError) -> Reply:
+    return problem.status, problem.body(), PROBLEM_HEADERS
+
+
+def internal_error(scope: Scope, detail: str) -> Reply:
+    """A bug or a failed dependency, not a client error: logged with its traceback (call it in
+    an ``except`` block), answered as a bare 500."""
+    log.exception("%s %s failed", scope["method"], scope["path"])
+    return problem_reply(ProblemError(500, "Internal Server Error", detail))
 
 
 def check_content_type(headers: Headers) -> None:
@@ -46,28 +62,23 @@ def check_content_type(headers: Headers) -> None:
             return
 
 
-def rest_compute(state: Any, spec: LossSpec, scope: Scope, body: bytes) -> tuple[int, bytes, Headers]:
+def rest_compute(state: Any, spec: LossSpec, scope: Scope, body: bytes) -> Reply:
     try:
         check_content_type(scope["headers"])
-        return (
-            200,
-            compute(state.runtime, spec, body, state.settings.max_elements),
-            [(b"content-type", b"application/json")],
-        )
+        return 200, compute(state.runtime, spec, body, state.settings.max_elements), JSON_HEADERS
     except ProblemError as problem:
-        return problem.status, problem.body(), [(b"content-type", PROBLEM_JSON.encode())]
+        return problem_reply(problem)
 
 
-def composite_compute(state: Any, _: None, scope: Scope, body: bytes) -> tuple[int, bytes, Headers]:
+def composite_compute(state: Any, _: None, scope: Scope, body: bytes) -> Reply:
     try:
         check_content_type(scope["headers"])
-        payload = compute_composite(state.runtime, body, state.settings.max_elements)
-        return 200, payload, [(b"content-type", b"application/json")]
+        return 200, compute_composite(state.runtime, body, state.settings.max_elements), JSON_HEADERS
     except ProblemError as problem:
-        return problem.status, problem.body(), [(b"content-type", PROBLEM_JSON.encode())]
+        return problem_reply(problem)
 
 
-def v2_infer(state: Any, spec: LossSpec, scope: Scope, body: bytes) -> tuple[int, bytes, Headers]:
+def v2_infer(state: Any, spec: LossSpec, scope: Scope, body: bytes) -> Reply:
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
     try:
         payload, response_headers = v2.infer(
@@ -75,7 +86,7 @@ def v2_infer(state: Any, spec: LossSpec, scope: Scope, body: bytes) -> tuple[int
         )
         return 200, payload, response_headers
     except v2.V2Error as error:
-        return error.status, error.body(), [(b"content-type", b"application/json")]
+        return error.status, error.body(), JSON_HEADERS
 
 
 Route = tuple[Handler, LossSpec | None, metrics.RouteMetrics]
@@ -119,6 +130,16 @@ async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
+async def receive_body(scope: Scope, receive: Receive, send: Send, limit: int) -> bytes | None:
+    """The body, or None when the request is over without one: the client went away, or the
+    body passed ``limit`` and was refused (413)."""
+    try:
+        return await read_body(receive, scope, limit)
+    except HTTPException as error:
+        await refuse(scope, send, error)
+        return None
+
+
 async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
     await send(
         {
@@ -133,21 +154,15 @@ async def respond(send: Send, status: int, body: bytes, headers: Headers) -> Non
 async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
     """Answer one compute request: read the body, run the handler, record metrics."""
     handler, spec, recorded = route
-    try:
-        body = await read_body(receive, scope, max_body)
-    except HTTPException as error:
-        await refuse(scope, send, error)
-        return
+    body = await receive_body(scope, receive, send, max_body)
     if body is None:
         return
     start = time.perf_counter()
     metrics.IN_FLIGHT.inc()
     try:
         status, payload, headers = handler(state, spec, scope, body)
-    except Exception:  # a bug, not a client error: log it, answer a bare 500
-        log.exception("%s %s failed", scope["method"], scope["path"])
-        problem = ProblemError(500, "Internal Server Error", "the server failed to compute this request")
-        status, payload, headers = 500, problem.body(), [(b"content-type", PROBLEM_JSON.encode())]
+    except Exception:
+        status, payload, headers = internal_error(scope, "the server failed to compute this request")
     finally:
         metrics.IN_FLIGHT.dec()
     recorded.record(status, time.perf_counter() - start, len(body))

@@ -10,21 +10,25 @@ machine."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
-from service.errors import PROBLEM_JSON, ProblemError, refuse
-from service.fastpath import Headers, check_content_type, read_body, respond
+from service.errors import ProblemError
+from service.fastpath import (
+    JSON_HEADERS,
+    Reply,
+    check_content_type,
+    internal_error,
+    problem_reply,
+    receive_body,
+    respond,
+)
 from service.monitors.ingest import find, observe
 
-log = logging.getLogger("lossd.monitors")
 PREFIX, SUFFIX = "/monitors/", "/observations"
-JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 
 
 def monitor_name(path: str) -> str | None:
@@ -36,22 +40,18 @@ def monitor_name(path: str) -> str | None:
     return None
 
 
-def record(state: Any, name: str, scope: Scope, body: bytes) -> tuple[int, bytes, Headers]:
+def record(state: Any, name: str, scope: Scope, body: bytes) -> Reply:
     try:
         check_content_type(scope["headers"])
         monitor = find(state.monitors, name)
         result = observe(state.runtime, state.monitors, monitor, body, state.settings.max_elements)
         return 200, orjson.dumps(result), JSON_HEADERS
     except ProblemError as problem:
-        return problem.status, problem.body(), [(b"content-type", PROBLEM_JSON.encode())]
+        return problem_reply(problem)
 
 
 async def answer(state: Any, name: str, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
-    try:
-        body = await read_body(receive, scope, max_body)
-    except HTTPException as error:
-        await refuse(scope, send, error)
-        return
+    body = await receive_body(scope, receive, send, max_body)
     if body is None:
         return
     try:
@@ -59,8 +59,6 @@ async def answer(state: Any, name: str, scope: Scope, receive: Receive, send: Se
             status, payload, headers = await run_in_threadpool(record, state, name, scope, body)
         else:
             status, payload, headers = record(state, name, scope, body)
-    except Exception:  # a bug or a database failure, not a client error: log it, answer a bare 500
-        log.exception("POST %s failed", scope["path"])
-        problem = ProblemError(500, "Internal Server Error", "the server failed to record these observations")
-        status, payload, headers = 500, problem.body(), [(b"content-type", PROBLEM_JSON.encode())]
+    except Exception:  # a bug or a database failure
+        status, payload, headers = internal_error(scope, "the server failed to record these observations")
     await respond(send, status, payload, headers)
