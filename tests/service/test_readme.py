@@ -33,7 +33,8 @@ def test_every_block_that_talks_to_the_service_is_an_example() -> None:
 
 
 def test_readme_examples_give_the_documented_output(tmp_path: Path) -> None:
-    with running_server(timeout=180) as server:  # start-up builds ~400 graphs; the machine is shared
+    # A fresh monitors database; start-up builds ~400 graphs on a machine that may be shared.
+    with running_server({"LOSSD_DATA_DIR": str(tmp_path / "data")}, timeout=180) as server:
         address = server.url.removeprefix("http://")
         for example in filter(run_here, examples()):
             command = example.command.replace(DOC_ADDRESS, address)
