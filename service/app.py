@@ -10,7 +10,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
-from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -18,15 +17,16 @@ from kernels import REGISTRY
 from kernels.features import FEATURE_MODELS, load_feature_models
 from kernels.runtime import Runtime
 from kernels.spec import Resources
-from service import __version__, docs, errors, fastpath, limits
+from service import __version__, docs, limits, problems, routing
 from service.auth import BearerAuth
-from service.composite import CompositeRequest, register_configured
-from service.monitors import fastroute
+from service.composite import CompositeRequest, CompositeResponse, register_configured
+from service.errors import ServiceError
+from service.monitors.schemas import Accepted
 from service.monitors.store import open_store
-from service.routes import composite, compute, curves, health, metrics, monitors, registry, v2
-from service.schemas import request_model
+from service.routes import curves, health, metrics, monitors, registry, v2
+from service.schemas import LossResponse, request_model
 from service.settings import Settings
-from service.v2 import InferRequest
+from service.v2 import InferRequest, InferResponse
 
 DESCRIPTION = (
     "Loss functions as a service: send batched predictions and targets, get back the loss, per-sample "
@@ -35,13 +35,13 @@ DESCRIPTION = (
 
 
 class LossdApp(FastAPI):
-    """FastAPI, except that the compute endpoints are answered first, without its
-    routing and middleware (see service.fastpath); their FastAPI routes document them.
-    The limits of service.limits apply to every request, resolved once here."""
+    """FastAPI, except that the data plane's routes (service.routing) are answered first,
+    without its routing and middleware. The limits of service.limits apply to every
+    request, resolved once here."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.fast_routes = fastpath.routes()
+        self.routes_table = routing.build(REGISTRY)
         self.max_body = settings.max_body_bytes
         self.max_concurrency = settings.max_concurrency
         self.in_flight = 0
@@ -51,23 +51,18 @@ class LossdApp(FastAPI):
             await super().__call__(scope, receive, send)
             return
         if self.in_flight >= self.max_concurrency and scope["path"] not in limits.EXEMPT:
-            await errors.refuse(scope, send, limits.busy(self.max_concurrency))
+            await problems.refuse(scope, send, limits.busy(self.max_concurrency))
             return
         self.in_flight += 1
         try:
-            if scope["method"] == "POST":
-                route = self.fast_routes.get(scope["path"])
-                if route is not None:
-                    await fastpath.answer(self.state, route, scope, receive, send, self.max_body)
-                    return
-                monitor = fastroute.monitor_name(scope["path"])
-                if monitor is not None:
-                    await fastroute.answer(self.state, monitor, scope, receive, send, self.max_body)
-                    return
+            route = self.routes_table.match(scope["path"])
+            if route is not None:
+                await routing.answer(self.state, route, scope, receive, send, self.max_body)
+                return
             try:  # FastAPI's max_body_size counts what streams in; an announced length is refused here
                 limits.check_declared(scope, self.max_body)
-            except HTTPException as error:
-                await errors.refuse(scope, send, error)
+            except ServiceError as error:
+                await problems.refuse(scope, send, error)
                 return
             await super().__call__(scope, receive, send)
         finally:
@@ -106,7 +101,7 @@ def configured_resources(settings: Settings) -> Resources:
 
 def create_app(settings: Settings | None = None) -> LossdApp:
     settings = settings or Settings()
-    register_configured(settings.composites)  # before the routes are derived from the registry
+    register_configured(settings.composites)  # before the route table is derived from the registry
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -143,33 +138,36 @@ def create_app(settings: Settings | None = None) -> LossdApp:
         max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
-    errors.install(app)
+    problems.install(app, limits.too_large(settings.max_body_bytes))
     if settings.docs:
         docs.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(curves.router)
     app.include_router(registry.router)
-    app.include_router(composite.router)  # before compute's catch-all /loss/{name}
-    app.include_router(compute.router)
     app.include_router(v2.router)
     app.include_router(monitors.router)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     return app
 
 
-def openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the request models the compute, V2 and composite routes
-    reference but do not parse (they read the raw body once, with orjson), and the problem
+def openapi(app: LossdApp) -> dict[str, Any]:
+    """FastAPI's document of its routes, plus the data plane's routes from the route table,
+    the models they reference (they read the raw body once, with orjson) and the problem
     details the error responses reference (service.responses)."""
     if app.openapi_schema is None:
         document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        document["paths"] = dict(sorted({**document["paths"], **app.routes_table.paths}.items()))
         _, defs = models_json_schema(
             [
                 *((request_model(spec), "validation") for spec in REGISTRY),
                 (InferRequest, "validation"),
                 (CompositeRequest, "validation"),
-                (errors.Problem, "serialization"),
+                (LossResponse, "serialization"),
+                (CompositeResponse, "serialization"),
+                (InferResponse, "serialization"),
+                (Accepted, "serialization"),
+                (problems.Problem, "serialization"),
             ],
             ref_template="#/components/schemas/{model}",
         )

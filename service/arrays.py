@@ -9,10 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from kernels.graph import graph_dims, graph_shape
-from kernels.runtime import Kernel
-from kernels.spec import Input, InvalidInput, LossSpec, Params
-from service.errors import ProblemError, invalid
+from kernels.spec import Input, LossSpec, Params
+from service.errors import ServiceError, invalid, too_many_elements
 
 
 def to_array(field: str, value: Any, dtype: type[np.generic]) -> np.ndarray:
@@ -148,7 +146,7 @@ def bind_shapes(inputs: tuple[Input, ...], arrays: Mapping[str, np.ndarray]) -> 
     return bound
 
 
-def _shape_error(spec_input: Input, shape: tuple[int, ...], bound: Mapping[str, Any]) -> ProblemError:
+def _shape_error(spec_input: Input, shape: tuple[int, ...], bound: Mapping[str, Any]) -> ServiceError:
     parts: list[str] = []
     for dim in spec_input.shape:
         if dim == "..." and dim in bound:
@@ -180,10 +178,9 @@ def check_per_class_params(params: Params, shape: tuple[int, ...]) -> None:
 
 @dataclass(frozen=True)
 class Batch:
-    """A request's inputs, checked and shaped for the graph."""
+    """A request's inputs, checked, at their natural shapes (the runtime lays them out)."""
 
     arrays: dict[str, np.ndarray]
-    shapes: dict[str, tuple[int, ...]]
     count: int
 
 
@@ -196,12 +193,7 @@ def decode_inputs(
         array = to_array(spec_input.name, values[spec_input.name], np.int64 if spec_input.integer else dtype)
         total += array.size
         if total > max_elements:
-            raise ProblemError(
-                413,
-                "Payload too large",
-                f"the request carries more than LOSSD_MAX_ELEMENTS = {max_elements} array elements",
-                field=spec_input.name,
-            )
+            raise too_many_elements(max_elements, spec_input.name)
         if spec_input.accepts_labels:
             first = arrays[spec.inputs[0].name]
             if array.shape == first.shape[:-1]:
@@ -235,29 +227,10 @@ def decode_inputs(
             check_positive_rows(name, arrays[name])
     check_per_class_params(params, arrays[spec.inputs[0].name].shape)
     if spec.check is not None:
-        try:
-            spec.check(params, arrays)
-        except InvalidInput as error:
-            raise invalid(error.field, error.detail) from None
-    shapes = {name: array.shape for name, array in arrays.items()}
-    flat = {s.name: arrays[s.name].reshape(graph_shape(s, arrays[s.name].shape)) for s in spec.inputs}
+        spec.check(params, arrays)  # InvalidInput: the data plane answers it as invalid
     count = 1 if spec.batch_level else bound["N"]
     assert isinstance(count, int)
-    return Batch(flat, shapes, count)
-
-
-def check_fixed_dims(spec: LossSpec, kernel: Kernel, batch: Batch) -> None:
-    """Sizes the chosen graph fixes (e.g. the channels a configured extractor takes)."""
-    declared = {i.name: i for i in spec.inputs}
-    for name, sizes in kernel.fixed_dims:
-        shape = batch.arrays[name].shape
-        if all(shape[axis] == size for axis, size in sizes):
-            continue
-        dims = list(graph_dims(declared[name].shape))
-        for axis, size in sizes:
-            dims[axis] = f"{dims[axis]}={size}"
-        chosen = ", ".join(f"{k}={v!r}" for k, v in kernel.key.variant)
-        raise invalid(name, f"expected shape ({', '.join(dims)}) with {chosen}, got {list(batch.shapes[name])}")
+    return Batch(arrays, count)
 
 
 def decode_weights(value: Any, count: int, dtype: type[np.floating[Any]], mean: bool) -> np.ndarray:

@@ -6,10 +6,10 @@ import hmac
 from collections.abc import Sequence
 
 from pydantic import SecretStr
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import refuse
+from service.errors import Kind, ServiceError
+from service.problems import refuse
 
 OPEN = frozenset({"/health"})
 OPEN_PREFIX = "/v2/health/"
@@ -22,6 +22,10 @@ def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
             scheme, _, token = value.partition(b" ")
             return token.strip() if scheme.lower() == b"bearer" and token.strip() else None
     return None
+
+
+def unauthorized(detail: str, challenge: str) -> ServiceError:
+    return ServiceError(Kind.UNAUTHENTICATED, "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
 
 
 class BearerAuth:
@@ -47,10 +51,10 @@ class BearerAuth:
         token = bearer_token(scope["headers"])
         if token is None:
             detail = "this server needs an API key: send 'Authorization: Bearer <key>'"
-            await refuse(scope, send, HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"}))
+            await refuse(scope, send, unauthorized(detail, "Bearer"))
         elif not self.authorized(token):
             challenge = 'Bearer error="invalid_token"'
             detail = "the API key in the Authorization header is not valid"
-            await refuse(scope, send, HTTPException(401, detail, headers={"WWW-Authenticate": challenge}))
+            await refuse(scope, send, unauthorized(detail, challenge))
         else:
             await self.app(scope, receive, send)

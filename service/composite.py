@@ -1,27 +1,19 @@
-"""``POST /loss/composite`` and the named composites of ``LOSSD_COMPOSITES``: terms resolved
-and checked (service.terms), then one run of the composite's graph."""
+"""Composite requests and the named composites of ``LOSSD_COMPOSITES``: what they look like,
+and the definitions registered at start-up (terms resolved and checked by service.terms)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kernels.composite import TERM_LOSSES, TERM_PER_SAMPLE, CompositeSpec, field_inputs
-from kernels.composite_sessions import sessions_for
+from kernels.composite import CompositeSpec
 from kernels.composites import composite, register
-from kernels.runtime import NUMPY_DTYPE, Runtime
 from kernels.spec import Task
-from service import metrics
-from service.arrays import decode_weights
-from service.compute import JSON_OPTIONS, parse_json, undefined_loss
-from service.errors import ProblemError, from_validation_error, invalid
-from service.schemas import DtypeName, Output, Reduction
-from service.terms import MAX_TERMS, TermRequest, decode_terms, resolve_terms
+from service.errors import ServiceError, from_validation_error
+from service.schemas import DtypeName, LossResponse, Output, Reduction
+from service.terms import MAX_TERMS, TermRequest, resolve_terms
 
 
 class CompositeRequest(BaseModel):
@@ -39,6 +31,16 @@ class CompositeRequest(BaseModel):
     dtype: DtypeName = "float32"
 
 
+class TermValue(BaseModel):
+    loss: str = Field(description="The term's loss (canonical name).")
+    weight: float
+    value: float | list[float] = Field(description="The term's own reduced loss (per-sample list for 'none').")
+
+
+class CompositeResponse(LossResponse):
+    terms: list[TermValue] = Field(description="Each term's own value, in request order.")
+
+
 class CompositeDefinition(BaseModel):
     """A named composite as ``LOSSD_COMPOSITES`` gives it."""
 
@@ -50,52 +52,6 @@ class CompositeDefinition(BaseModel):
     summary: str = ""
     aliases: list[str] = Field(default_factory=list)
     use_cases: list[str] = Field(default_factory=list)
-
-
-def compute_composite(runtime: Runtime, body: bytes, max_elements: int) -> bytes:
-    """``POST /loss/composite``: the raw JSON body in, the JSON response out."""
-    data = parse_json(body)
-    try:
-        request = CompositeRequest.model_validate(data)
-    except ValidationError as exc:
-        raise from_validation_error(list(exc.errors())) from None
-    terms = resolve_terms(request.terms)
-    fields = field_inputs(terms)
-    unknown = [k for k in request.model_extra or {} if k not in fields]
-    if unknown:
-        raise invalid(unknown[0], f"no term takes an input {unknown[0]!r}; the terms take {', '.join(fields)}")
-    batch_level = terms[0].spec.batch_level
-    if batch_level and request.weights is not None:
-        raise invalid("weights", "the terms are one value for the whole batch: they take no sample weights")
-    if request.reduction == "none" and request.weights is not None:
-        raise invalid("weights", "sample weights apply to reductions 'mean' and 'sum', not 'none'")
-    dtype = NUMPY_DTYPE[request.dtype]
-    batch = decode_terms(terms, request.model_extra or {}, dtype, max_elements)
-    mean = request.reduction == "mean"
-    weights = decode_weights(request.weights, batch.count, dtype, mean)
-    gradients = "gradients" in request.outputs
-    sessions = sessions_for(runtime)
-    kernel = sessions.kernel(terms, request.dtype, gradients)
-    names = ["loss", "per_sample", TERM_LOSSES, TERM_PER_SAMPLE, *(f"grad_{f}" for f in kernel.gradients)]
-    start = time.perf_counter()
-    loss, per_sample, term_losses, term_per_sample, *grads = sessions.run(
-        kernel, terms, batch.arrays, weights, mean, names
-    )
-    metrics.kernel_seconds("composite").observe(time.perf_counter() - start)
-    if not np.isfinite(loss):
-        raise undefined_loss(terms[0].spec, loss, per_sample, request.dtype)
-    none = request.reduction == "none"
-    response: dict[str, Any] = {"loss": per_sample if none else loss[()]}
-    if "per_sample" in request.outputs:
-        response["per_sample"] = per_sample
-    if gradients:
-        response["gradients"] = {f: g.reshape(batch.shapes[f]) for f, g in zip(kernel.gradients, grads, strict=True)}
-    response["terms"] = [
-        {"loss": t.spec.name, "weight": t.weight, "value": term_per_sample[i] if none else term_losses[i]}
-        for i, t in enumerate(terms)
-    ]
-    response.update(reduction=request.reduction, count=batch.count, dtype=request.dtype)
-    return orjson.dumps(response, option=JSON_OPTIONS)
 
 
 def register_configured(definitions: Mapping[str, Any]) -> list[CompositeSpec]:
@@ -119,7 +75,7 @@ def register_configured(definitions: Mapping[str, Any]) -> list[CompositeSpec]:
             )
         except ValidationError as exc:
             raise ValueError(f"LOSSD_COMPOSITES {name}: {from_validation_error(list(exc.errors())).detail}") from None
-        except ProblemError as problem:
-            raise ValueError(f"LOSSD_COMPOSITES {name}: {problem.detail}") from None
+        except ServiceError as error:
+            raise ValueError(f"LOSSD_COMPOSITES {name}: {error.detail}") from None
         registered.append(register(spec))
     return registered

@@ -1,62 +1,108 @@
-"""One error shape for the REST endpoints: RFC 9457 problem details."""
+"""What can go wrong with a request, independent of the protocol that carried it.
+
+Decoding, evaluation and monitors raise these; each protocol edge maps them once: REST to
+problem details (service.problems), the Open Inference Protocol to ``{"error": ...}``
+(service.v2). Nothing here knows an HTTP status.
+"""
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
-import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
-from starlette.exceptions import HTTPException
-from starlette.responses import Response
-from starlette.types import Scope, Send
-
-from kernels.spec import NotConfigured
-from service.limits import too_large
-
-PROBLEM_JSON = "application/problem+json"
+from kernels.spec import InvalidInput, NotConfigured
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details, plus the offending ``field`` where there is one."""
+class Kind(enum.Enum):
+    MALFORMED = "malformed"
+    """The body cannot be parsed at all (not JSON, not valid gzip)."""
+    INVALID = "invalid"
+    """Well-formed, but a field's value is wrong."""
+    UNSUPPORTED = "unsupported"
+    """A media type or content encoding the server does not speak."""
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    NOT_CONFIGURED = "not_configured"
+    """The request needs something only the operator can configure."""
+    TOO_LARGE = "too_large"
+    UNAVAILABLE = "unavailable"
+    NOT_IMPLEMENTED = "not_implemented"
+    """An optional part of the server is not installed."""
+    UNAUTHENTICATED = "unauthenticated"
+    INTERNAL = "internal"
 
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    field: str | None = None
-    errors: list[dict[str, Any]] | None = None
 
+class ServiceError(Exception):
+    """One error: its kind, a short title, a detail that says what to change, and the
+    request ``field`` it is about where there is one. ``extra`` members are added to the
+    problem details (e.g. ``matches`` for an unknown name); ``headers`` go on the response."""
 
-class ProblemError(Exception):
-    def __init__(self, status: int, title: str, detail: str, field: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        kind: Kind,
+        title: str,
+        detail: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
-        self.status, self.title, self.detail, self.field, self.extra = status, title, detail, field, extra
+        self.kind, self.title, self.detail, self.field = kind, title, detail, field
+        self.headers = headers or {}
+        self.extra = extra
 
-    def body(self) -> bytes:
-        problem: dict[str, Any] = {
-            "type": "about:blank",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-        }
-        if self.field is not None:
-            problem["field"] = self.field
-        problem.update(self.extra)
-        return orjson.dumps(problem)
-
-    def response(self) -> Response:
-        return Response(self.body(), status_code=self.status, media_type=PROBLEM_JSON)
+    def renamed(self, field: str) -> ServiceError:
+        """The same error about another field (a term's input seen as its request field)."""
+        detail = self.detail.removeprefix(f"{self.field}: ") if self.field else self.detail
+        return ServiceError(self.kind, self.title, f"{field}: {detail}", field)
 
 
-def invalid(field: str, detail: str) -> ProblemError:
-    return ProblemError(422, "Invalid input", f"{field}: {detail}", field=field)
+def invalid(field: str, detail: str, title: str = "Invalid input") -> ServiceError:
+    return ServiceError(Kind.INVALID, title, f"{field}: {detail}", field=field)
 
 
-def not_configured(exc: NotConfigured) -> ProblemError:
-    """409: the loss needs something the operator has not configured (no request can fix it)."""
-    return ProblemError(409, "Loss not configured", str(exc), field=f"params.{exc.param}")
+def from_kernel(exc: InvalidInput) -> ServiceError:
+    """A loss's own check (kernels.spec.InvalidInput) as the service's error."""
+    return invalid(exc.field, exc.detail)
+
+
+def invalid_request(detail: str, field: str | None = None, **extra: Any) -> ServiceError:
+    """The request as a whole is wrong (its envelope, an unknown field)."""
+    return ServiceError(Kind.INVALID, "Invalid request", detail, field=field, **extra)
+
+
+def malformed(detail: str, title: str = "Malformed JSON") -> ServiceError:
+    return ServiceError(Kind.MALFORMED, title, detail)
+
+
+def unsupported(detail: str, field: str | None = None) -> ServiceError:
+    return ServiceError(Kind.UNSUPPORTED, "Unsupported media type", detail, field=field)
+
+
+def too_large(detail: str, field: str | None = None, headers: dict[str, str] | None = None) -> ServiceError:
+    return ServiceError(Kind.TOO_LARGE, "Payload too large", detail, field=field, headers=headers)
+
+
+def too_many_elements(limit: int, field: str) -> ServiceError:
+    return too_large(f"the request carries more than LOSSD_MAX_ELEMENTS = {limit} array elements", field)
+
+
+def not_configured(exc: NotConfigured) -> ServiceError:
+    """The loss needs something the operator has not configured (no request can fix it)."""
+    return ServiceError(Kind.NOT_CONFIGURED, "Loss not configured", str(exc), field=f"params.{exc.param}")
+
+
+def not_found(title: str, detail: str, field: str = "name", **extra: Any) -> ServiceError:
+    return ServiceError(Kind.NOT_FOUND, title, detail, field=field, **extra)
+
+
+def conflict(title: str, detail: str, field: str | None = None) -> ServiceError:
+    return ServiceError(Kind.CONFLICT, title, detail, field=field)
+
+
+def close_match_hint(matches: list[str], otherwise: str = "") -> str:
+    """ "; did you mean a, b?" for an unknown name, else ``otherwise``."""
+    return f"; did you mean {', '.join(matches)}?" if matches else otherwise
 
 
 UNION_TAGS = frozenset({"float", "int", "str", "bool", "none"})
@@ -78,7 +124,8 @@ def location(loc: tuple[int | str, ...], union_tags: bool = True) -> str:
     return ".".join(parts)
 
 
-def from_validation_error(errors: list[Any]) -> ProblemError:
+def from_validation_error(errors: list[Any]) -> ServiceError:
+    """pydantic's errors as one: the most specific error of the first field, and all of them listed."""
     fields = [location(tuple(e["loc"]), e.get("type") != "extra_forbidden") for e in errors]
     # A union reports one error per member, all at the same field: a constraint the value broke
     # (alpha >= 0) says more than "not a list" for the member whose type it does not have.
@@ -88,75 +135,4 @@ def from_validation_error(errors: list[Any]) -> ProblemError:
     first, field = errors[primary], fields[primary]
     detail = f"{field}: {first['msg']}" if field else first["msg"]
     listed = [{"field": f, "message": e["msg"]} for f, e in zip(fields, errors, strict=True)]
-    return ProblemError(422, "Invalid request", detail, field=field or None, errors=listed)
-
-
-def install(app: FastAPI) -> None:
-    async def problem(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ProblemError)
-        return exc.response()
-
-    async def request_validation(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError | ValidationError)
-        return protocol_error(request, from_validation_error(list(exc.errors())))
-
-    async def http(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        if exc.status_code == 413:  # Starlette's body limit (FastAPI's max_body_size) names no limit
-            exc = too_large(request.app.max_body_size)
-        problem = ProblemError(exc.status_code, status_title(exc.status_code), str(exc.detail))
-        response = protocol_error(request, problem)
-        response.headers.update(exc.headers or {})
-        return response
-
-    from service.v2 import V2Error  # imported here: the V2 codec imports this module
-
-    async def protocol(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, V2Error)
-        return Response(exc.body(), status_code=exc.status, media_type="application/json")
-
-    app.add_exception_handler(V2Error, protocol)
-    app.add_exception_handler(ProblemError, problem)
-    app.add_exception_handler(RequestValidationError, request_validation)
-    app.add_exception_handler(HTTPException, http)
-
-
-def protocol_error(request: Request, problem: ProblemError) -> Response:
-    """Problem details, except under /v2, where the protocol's shape is ``{"error": ...}``."""
-    body, media_type = render(request.url.path, problem)
-    return Response(body, status_code=problem.status, media_type=media_type)
-
-
-def render(path: str, problem: ProblemError) -> tuple[bytes, str]:
-    """The body and media type of ``problem`` for a request to ``path`` (see protocol_error)."""
-    if path.startswith("/v2/") or path == "/v2":
-        return orjson.dumps({"error": problem.detail}), "application/json"
-    return problem.body(), PROBLEM_JSON
-
-
-async def refuse(scope: Scope, send: Send, error: HTTPException) -> None:
-    """Answer ``error`` directly (problem details; ``{"error"}`` under /v2)."""
-    problem = ProblemError(error.status_code, status_title(error.status_code), error.detail)
-    body, media_type = render(scope["path"], problem)
-    headers = [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status_code,
-            "headers": [
-                (b"content-type", media_type.encode()),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def status_title(status: int) -> str:
-    from http import HTTPStatus
-
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
+    return invalid_request(detail, field=field or None, errors=listed)

@@ -1,12 +1,14 @@
 """The server's own limits: request body size (LOSSD_MAX_BODY_BYTES) and requests in flight
-(LOSSD_MAX_CONCURRENCY). Both are Starlette HTTPExceptions: FastAPI's handler renders them,
-and below FastAPI ``errors.refuse`` does. Behind FastAPI, its own ``max_body_size`` counts the
-body as it streams in; the compute fast path, which bypasses it, counts in ``fastpath.read_body``."""
+(LOSSD_MAX_CONCURRENCY), and the one place a body is read under the size limit. Behind
+FastAPI, its own ``max_body_size`` counts the body as it streams in (service.problems
+renders its 413 as ``too_large``)."""
 
 from __future__ import annotations
 
-from starlette.exceptions import HTTPException
-from starlette.types import Scope
+from starlette.types import Receive, Scope
+
+from service.errors import Kind, ServiceError
+from service.errors import too_large as too_large_error
 
 EXEMPT = frozenset({"/health", "/metrics", "/v2/health/live", "/v2/health/ready"})
 """Never refused for being busy: an orchestrator's probes must see a loaded server as alive."""
@@ -15,15 +17,19 @@ RETRY_AFTER = "1"
 CLOSE = {"Connection": "close"}
 
 
-def too_large(limit: int) -> HTTPException:
-    """A Starlette HTTPException, so that FastAPI's body parsing re-raises it as it is."""
+def too_large(limit: int) -> ServiceError:
     detail = f"the request body is larger than the limit of {limit} bytes (LOSSD_MAX_BODY_BYTES)"
-    return HTTPException(413, detail, headers=CLOSE)
+    return ServiceError(Kind.TOO_LARGE, "Request Entity Too Large", detail, headers=CLOSE)
 
 
-def busy(limit: int) -> HTTPException:
+def busy(limit: int) -> ServiceError:
     detail = f"the server is at its limit of {limit} requests in flight (LOSSD_MAX_CONCURRENCY); retry shortly"
-    return HTTPException(503, detail, headers={"Retry-After": RETRY_AFTER})
+    return ServiceError(Kind.UNAVAILABLE, "Service Unavailable", detail, headers={"Retry-After": RETRY_AFTER})
+
+
+def inflated_too_large(limit: int) -> ServiceError:
+    """A compressed body that inflates past the limit (counted as it inflates)."""
+    return too_large_error(f"the body inflates to more than the limit of {limit} bytes (LOSSD_MAX_BODY_BYTES)")
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -39,3 +45,30 @@ def check_declared(scope: Scope, limit: int) -> None:
     length = declared_length(scope)
     if length is not None and length > limit:
         raise too_large(limit)
+
+
+async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes | None:
+    """The whole body, or None when the client went away. Past ``limit`` bytes it raises
+    ``too_large``: on a Content-Length above it once the body comes in more than one chunk
+    (a small body is one), and as chunks arrive."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise too_large(limit)
+        return body
+    check_declared(scope, limit)
+    chunks, size = [body], len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

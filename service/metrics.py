@@ -59,15 +59,17 @@ class RouteMetrics:
         self.loss, self.protocol = loss, protocol
         self.seconds = REQUEST_SECONDS.labels(loss, protocol)
         self.bytes = REQUEST_BYTES.labels(protocol)
+        self.response_bytes = RESPONSE_BYTES.labels(protocol)
         self.by_status: dict[int, Any] = {}
 
-    def record(self, status: int, seconds: float, size: int) -> None:
+    def record(self, status: int, seconds: float, size: int, response_size: int) -> None:
         counter = self.by_status.get(status)
         if counter is None:
             counter = self.by_status[status] = REQUESTS.labels(self.loss, self.protocol, str(status))
         counter.inc()
         self.seconds.observe(seconds)
         self.bytes.observe(size)
+        self.response_bytes.observe(response_size)
 
 
 def exposition(*collectors: Collector) -> tuple[bytes, str]:

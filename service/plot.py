@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from service.errors import ProblemError
+from service.errors import Kind, ServiceError
 from service.schemas import CurveResponse
 
 
@@ -17,8 +17,8 @@ def curve_svg(curve: CurveResponse, title: str) -> bytes:
         matplotlib.use("Agg")
         from matplotlib.figure import Figure
     except ImportError:
-        raise ProblemError(
-            501, "Not implemented", "drawing curves needs matplotlib: pip install 'lossd[plot]'"
+        raise ServiceError(
+            Kind.NOT_IMPLEMENTED, "Not implemented", "drawing curves needs matplotlib: pip install 'lossd[plot]'"
         ) from None
     matplotlib.rcParams["svg.hashsalt"] = "lossd"  # stable ids: the same curve, the same bytes
     figure = Figure(figsize=(6, 5), layout="constrained")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.errors import PROBLEM_JSON
+from service.problems import PROBLEM_JSON
 
 Responses = dict[int | str, dict[str, Any]]
 
 PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
-"""service.errors.Problem; app.openapi adds it to the document's components."""
+"""service.problems.Problem; app.openapi adds it to the document's components."""
 V2_ERROR_SCHEMA = {
     "title": "V2Error",
     "type": "object",

@@ -9,12 +9,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kernels import REGISTRY
 from kernels.composite import Term, check_terms, field_inputs
-from kernels.graph import graph_shape
 from kernels.spec import InvalidInput
 from service.arrays import Batch, decode_inputs, to_array
-from service.errors import ProblemError, from_validation_error, invalid
+from service.errors import ServiceError, from_kernel, from_validation_error, invalid, too_many_elements
+from service.lookup import loss_named
 
 MAX_TERMS = 16
 RESERVED = frozenset({"terms", "weights", "reduction", "outputs", "dtype", "params"})
@@ -35,27 +34,18 @@ class TermRequest(BaseModel):
     )
 
 
-def _prefixed(prefix: str, problem: ProblemError) -> ProblemError:
-    field = f"{prefix}.{problem.field}" if problem.field else prefix
-    detail = problem.detail.removeprefix(f"{problem.field}: ") if problem.field else problem.detail
-    return ProblemError(problem.status, problem.title, f"{field}: {detail}", field=field)
-
-
 def resolve_terms(requested: Sequence[TermRequest]) -> list[Term]:
     """Catalog terms from a request: unknown losses, bad params and bad input maps are 422s
     naming ``terms[i]...``; so are compositions that cannot be one graph."""
     terms = []
     for index, entry in enumerate(requested):
         where = f"terms[{index}]"
-        spec = REGISTRY.get(entry.loss)
-        if spec is None:
-            matches = REGISTRY.close_matches(entry.loss)
-            hint = f"; did you mean {', '.join(matches)}?" if matches else "; GET /losses lists them all"
-            raise invalid(f"{where}.loss", f"no loss named {entry.loss!r}{hint}")
+        spec = loss_named(entry.loss, field=f"{where}.loss")
         try:
             params = spec.params.model_validate(entry.params)
         except ValidationError as exc:
-            raise _prefixed(f"{where}.params", from_validation_error(list(exc.errors()))) from None
+            error = from_validation_error(list(exc.errors()))
+            raise error.renamed(f"{where}.params.{error.field}" if error.field else f"{where}.params") from None
         names = [i.name for i in spec.inputs]
         for key, field in entry.inputs.items():
             if key not in names:
@@ -68,15 +58,15 @@ def resolve_terms(requested: Sequence[TermRequest]) -> list[Term]:
         terms.append(Term(spec, entry.weight, params, mapping))
     try:
         check_terms(terms)
-    except InvalidInput as error:
-        raise invalid(error.field, error.detail) from None
+    except InvalidInput as exc:
+        raise from_kernel(exc) from None
     return terms
 
 
 def decode_terms(
     terms: Sequence[Term], values: Mapping[str, Any], dtype: type[np.floating[Any]], max_elements: int
 ) -> Batch:
-    """Each term's inputs checked by its own declaration; the fields at the composite's layout."""
+    """Each term's inputs checked by its own declaration, by request field."""
     layouts = field_inputs(terms)
     missing = [f for f in layouts if values.get(f) is None]
     if missing:
@@ -84,8 +74,7 @@ def decode_terms(
         raise invalid(missing[0], f"missing: required by {', '.join(users)}")
     raw = {f: to_array(f, values[f], np.int64 if x.integer else dtype) for f, x in layouts.items()}
     if sum(a.size for a in raw.values()) > max_elements:
-        detail = f"the request carries more than LOSSD_MAX_ELEMENTS = {max_elements} array elements"
-        raise ProblemError(413, "Payload too large", detail, field=next(iter(raw)))
+        raise too_many_elements(max_elements, next(iter(raw)))
     arrays: dict[str, np.ndarray] = {}
     owner: dict[str, int] = {}
     count: tuple[int, str] | None = None
@@ -93,16 +82,16 @@ def decode_terms(
         own = {name: raw[field] for name, field in t.inputs}
         try:
             batch = decode_inputs(t.spec, t.params, own, dtype, max_elements)
-        except ProblemError as problem:
-            renamed = t.fields.get(problem.field or "", problem.field)
-            if problem.field and problem.field.startswith("params."):
-                renamed = f"terms[{index}].{problem.field}"
-            if renamed != problem.field:
-                detail = problem.detail.removeprefix(f"{problem.field}: ")
-                raise ProblemError(problem.status, problem.title, f"{renamed}: {detail}", field=renamed) from None
-            raise
+        except (ServiceError, InvalidInput) as exc:
+            error = from_kernel(exc) if isinstance(exc, InvalidInput) else exc
+            renamed = t.fields.get(error.field or "", error.field)
+            if error.field and error.field.startswith("params."):
+                renamed = f"terms[{index}].{error.field}"
+            if renamed is not None and renamed != error.field:
+                raise error.renamed(renamed) from None
+            raise error from None
         for name, field in t.inputs:
-            array = batch.arrays[name].reshape(batch.shapes[name])
+            array = batch.arrays[name]
             first = arrays.setdefault(field, array)
             if first.shape != array.shape:
                 raise invalid(
@@ -117,6 +106,4 @@ def decode_terms(
             field = t.inputs[0][1]
             raise invalid(field, f"has {batch.count} samples but {count[1]!r} has {count[0]}: the terms share N")
     assert count is not None
-    shapes = {f: a.shape for f, a in arrays.items()}
-    flat = {f: a.reshape(graph_shape(layouts[f], a.shape)) for f, a in arrays.items()}
-    return Batch(flat, shapes, count[0])
+    return Batch(arrays, count[0])

@@ -1,6 +1,7 @@
 """The Open Inference Protocol (KServe V2, as Triton serves it) for every loss: model
 metadata and config derived from the declarations, and infer requests with JSON or
-binary tensors (the binary tensor data extension), computed by ``service.compute``."""
+binary tensors (the binary tensor data extension), computed by the data plane (``service.compute``). Its errors
+are service.errors values; service.problems renders them as ``{"error": ...}``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from kernels.runtime import Runtime
 from kernels.spec import Input, LossSpec
 from service import __version__
 from service.compute import Computation, Computed, evaluate
-from service.errors import ProblemError, location
+from service.errors import Kind, ServiceError, location, malformed, unsupported
+from service.limits import inflated_too_large
 
 HEADER_LENGTH = "inference-header-content-length"
 DATATYPES: dict[str, type[np.generic]] = {
@@ -48,15 +50,9 @@ RESERVED = {
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "parameters"]
 
 
-class V2Error(Exception):
-    """An error as the protocol reports it: ``{"error": message}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-    def body(self) -> bytes:
-        return orjson.dumps({"error": self.message})
+def bad_request(message: str) -> ServiceError:
+    """A request the protocol cannot take (400, as Triton answers)."""
+    return ServiceError(Kind.INVALID, "Invalid inference request", message)
 
 
 class TensorInput(BaseModel):
@@ -171,16 +167,18 @@ def _decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     if encoding in (None, "identity"):
         return body
     if encoding not in ("gzip", "deflate"):
-        raise V2Error(415, f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
+        raise unsupported(f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
     inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)  # 31: gzip framing; 15: zlib's
     try:
         data = inflater.decompress(body, limit + 1)
     except zlib.error as exc:
-        raise V2Error(400, f"the body is not valid {encoding} data: {exc}") from None
+        raise malformed(f"the body is not valid {encoding} data: {exc}", title="Malformed body") from None
     if len(data) > limit:
-        raise V2Error(413, f"the body inflates to more than the limit of {limit} bytes (LOSSD_MAX_BODY_BYTES)")
+        raise inflated_too_large(limit)
     if not inflater.eof:
-        raise V2Error(400, f"the body is not valid {encoding} data: the compressed stream ends early")
+        raise malformed(
+            f"the body is not valid {encoding} data: the compressed stream ends early", title="Malformed body"
+        )
     return data
 
 
@@ -193,17 +191,17 @@ def split_body(body: bytes, headers: Mapping[str, str], max_body: int) -> tuple[
         try:
             length = int(length_header)
         except ValueError:
-            raise V2Error(400, f"Inference-Header-Content-Length {length_header!r} is not an integer") from None
+            raise bad_request(f"Inference-Header-Content-Length {length_header!r} is not an integer") from None
         if not 0 < length <= len(body):
-            raise V2Error(400, f"Inference-Header-Content-Length {length} does not fit a body of {len(body)} bytes")
+            raise bad_request(f"Inference-Header-Content-Length {length} does not fit a body of {len(body)} bytes")
         header, binary = body[:length], memoryview(body)[length:]
     try:
         request = InferRequest.model_validate(orjson.loads(header))
     except orjson.JSONDecodeError as exc:
-        raise V2Error(400, f"the inference header is not valid JSON: {exc}") from None
+        raise malformed(f"the inference header is not valid JSON: {exc}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise V2Error(400, f"{location(tuple(first['loc']))}: {first['msg']}") from None
+        raise bad_request(f"{location(tuple(first['loc']))}: {first['msg']}") from None
     return request, binary
 
 
@@ -211,33 +209,32 @@ def decode_tensor(tensor: TensorInput, binary: memoryview, offset: int) -> tuple
     """A tensor from its JSON data or its slice of the binary part; returns the next offset."""
     dtype = DATATYPES.get(tensor.datatype)
     if dtype is None:
-        raise V2Error(400, f"input {tensor.name}: datatype {tensor.datatype} is not supported ({', '.join(DATATYPES)})")
+        raise bad_request(f"input {tensor.name}: datatype {tensor.datatype} is not supported ({', '.join(DATATYPES)})")
     if any(d < 0 for d in tensor.shape):
-        raise V2Error(400, f"input {tensor.name}: shape {tensor.shape} has a negative dimension")
+        raise bad_request(f"input {tensor.name}: shape {tensor.shape} has a negative dimension")
     count = math.prod(tensor.shape)
     size = tensor.parameters.get("binary_data_size")
     if size is not None:
         expected = count * np.dtype(dtype).itemsize
         if not isinstance(size, int) or isinstance(size, bool):
-            raise V2Error(400, f"input {tensor.name}: binary_data_size {size!r} is not an integer")
+            raise bad_request(f"input {tensor.name}: binary_data_size {size!r} is not an integer")
         if size != expected:
-            raise V2Error(
-                400,
+            raise bad_request(
                 f"input {tensor.name}: binary_data_size {size} does not match shape {tensor.shape} of "
                 f"{tensor.datatype} ({expected} bytes)",
             )
         if offset + size > len(binary):
-            raise V2Error(400, f"input {tensor.name}: the body ends before its {size} bytes of binary data")
+            raise bad_request(f"input {tensor.name}: the body ends before its {size} bytes of binary data")
         return np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(tensor.shape), offset + size
     if tensor.data is None:
-        raise V2Error(400, f"input {tensor.name}: no data and no binary_data_size")
+        raise bad_request(f"input {tensor.name}: no data and no binary_data_size")
     try:
         with np.errstate(over="ignore"):
             array = np.asarray(tensor.data, dtype=dtype)
     except (ValueError, TypeError, OverflowError):
-        raise V2Error(400, f"input {tensor.name}: data must be a (nested) list of numbers") from None
+        raise bad_request(f"input {tensor.name}: data must be a (nested) list of numbers") from None
     if array.size != count:
-        raise V2Error(400, f"input {tensor.name}: shape {tensor.shape} needs {count} values, data has {array.size}")
+        raise bad_request(f"input {tensor.name}: shape {tensor.shape} needs {count} values, data has {array.size}")
     return array.reshape(tensor.shape), offset
 
 
@@ -252,13 +249,13 @@ def parse_params(spec: LossSpec, parameters: Mapping[str, Any]) -> Any:
             try:
                 value = orjson.loads(value)
             except orjson.JSONDecodeError:
-                raise V2Error(400, f"parameter {key}: {value!r} is not a JSON list") from None
+                raise bad_request(f"parameter {key}: {value!r} is not a JSON list") from None
         given[key] = value
     try:
         return spec.params.model_validate(given)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise V2Error(400, f"parameter {location(tuple(first['loc']))}: {first['msg']}") from None
+        raise bad_request(f"parameter {location(tuple(first['loc']))}: {first['msg']}") from None
 
 
 def infer(
@@ -271,32 +268,30 @@ def infer(
     offset = 0
     for tensor in request.inputs:
         if tensor.name not in names:
-            raise V2Error(
-                400, f"model {spec.name} has no input {tensor.name!r}; its inputs: {', '.join(sorted(names))}"
-            )
+            raise bad_request(f"model {spec.name} has no input {tensor.name!r}; its inputs: {', '.join(sorted(names))}")
         if tensor.name in values:
-            raise V2Error(400, f"input {tensor.name} is given twice")
+            raise bad_request(f"input {tensor.name} is given twice")
         values[tensor.name], offset = decode_tensor(tensor, binary, offset)
         datatypes[tensor.name] = tensor.datatype
     if offset != len(binary):
-        raise V2Error(400, f"the body has {len(binary) - offset} bytes of binary data that no input claims")
+        raise bad_request(f"the body has {len(binary) - offset} bytes of binary data that no input claims")
     missing = [i.name for i in spec.inputs if i.name not in values]
     if missing:
-        raise V2Error(400, f"missing input(s) {', '.join(missing)} for model {spec.name}")
+        raise bad_request(f"missing input(s) {', '.join(missing)} for model {spec.name}")
 
     available = output_names(spec)
     requested = [o.name for o in request.outputs] if request.outputs is not None else available
     unknown = [name for name in requested if name not in available]
     if unknown:
-        raise V2Error(400, f"model {spec.name} has no output {unknown[0]!r}; its outputs: {', '.join(available)}")
+        raise bad_request(f"model {spec.name} has no output {unknown[0]!r}; its outputs: {', '.join(available)}")
     parameters = request.parameters
     reduction = parameters.get("reduction", "mean")
     if reduction not in ("mean", "sum", "none"):
-        raise V2Error(400, f"parameter reduction: {reduction!r} is not one of mean, sum, none")
+        raise bad_request(f"parameter reduction: {reduction!r} is not one of mean, sum, none")
     first_float = next(i.name for i in spec.inputs if not i.integer)
     dtype = parameters.get("dtype", "float64" if datatypes[first_float] == "FP64" else "float32")
     if dtype not in ("float32", "float64"):
-        raise V2Error(400, f"parameter dtype: {dtype!r} is not one of float32, float64")
+        raise bad_request(f"parameter dtype: {dtype!r} is not one of float32, float64")
     computation = Computation(
         params=parse_params(spec, parameters),
         values={i.name: values[i.name] for i in spec.inputs},
@@ -305,10 +300,7 @@ def infer(
         dtype=dtype,
         gradients=any(name.startswith("gradient_") for name in requested),
     )
-    try:
-        result = evaluate(runtime, spec, computation, max_elements)
-    except ProblemError as problem:
-        raise V2Error(400 if problem.status == 422 else problem.status, problem.detail) from None
+    result = evaluate(runtime, spec, computation, max_elements)
     return encode_response(spec, request, requested, result, dtype)
 
 

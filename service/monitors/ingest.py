@@ -10,14 +10,15 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from kernels import REGISTRY
 from kernels.runtime import Runtime
 from kernels.spec import LossSpec
-from service.compute import Computation, evaluate, parse_json, select_kernel, validate_envelope
-from service.errors import ProblemError, from_validation_error, invalid
+from service.compute import Computation, evaluate, select_kernel
+from service.errors import from_validation_error, invalid_request, not_found
+from service.lookup import loss_named
 from service.monitors.aggregate import Aggregate
 from service.monitors.store import Monitor, Store
 from service.monitors.timestamps import parse_time, rfc3339, window_start
+from service.rest import parse_json, validate_envelope
 
 
 @dataclass(frozen=True)
@@ -32,17 +33,12 @@ class Batch:
 def find(store: Store, name: str) -> Monitor:
     monitor = store.get(name)
     if monitor is None:
-        raise ProblemError(404, "Unknown monitor", f"no monitor named {name!r}; GET /monitors lists them", field="name")
+        raise not_found("Unknown monitor", f"no monitor named {name!r}; GET /monitors lists them")
     return monitor
 
 
 def loss_spec(name: str) -> LossSpec:
-    spec = REGISTRY.get(name)
-    if spec is None:
-        matches = REGISTRY.close_matches(name)
-        hint = f"; did you mean {', '.join(matches)}?" if matches else "; GET /losses lists them all"
-        raise invalid("loss", f"no loss named {name!r}{hint}")
-    return spec
+    return loss_named(name, field="loss")
 
 
 def checked_params(runtime: Runtime, spec: LossSpec, params: dict[str, Any]) -> None:
@@ -61,12 +57,7 @@ def compute_batch(
     allowed = {i.name for i in spec.inputs} | {"weights"}
     for key in data:
         if key not in allowed:
-            raise ProblemError(
-                422,
-                "Invalid request",
-                f"{key}: unknown field; send {', '.join(sorted(allowed))} and timestamp",
-                field=key,
-            )
+            raise invalid_request(f"{key}: unknown field; send {', '.join(sorted(allowed))} and timestamp", field=key)
     envelope: Any = validate_envelope(spec, {**data, "params": monitor_params})
     request = Computation(
         params=envelope.params,
@@ -90,5 +81,5 @@ def observe(runtime: Runtime, store: Store, monitor: Monitor, body: bytes, max_e
     aggregate = Aggregate.of(batch.losses, batch.weights)
     start = window_start(seconds, monitor.window_seconds)
     if not store.record(monitor, start, aggregate):
-        raise ProblemError(404, "Unknown monitor", f"monitor {monitor.name!r} was deleted", field="name")
+        raise not_found("Unknown monitor", f"monitor {monitor.name!r} was deleted")
     return {"accepted": aggregate.count, "loss": batch.loss, "window": rfc3339(start)}

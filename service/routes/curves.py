@@ -10,9 +10,10 @@ from fastapi.responses import Response
 
 from kernels.runtime import Runtime
 from kernels.spec import LossSpec, NotConfigured, UnknownChoice
-from service.errors import ProblemError, invalid, not_configured
+from service.errors import invalid, not_configured, not_found
+from service.lookup import loss_named as lookup
 from service.plot import curve_svg
-from service.routes.registry import INVALID_QUERY, NOT_CONFIGURED, NOT_FOUND, lookup
+from service.routes.registry import INVALID_QUERY, NOT_CONFIGURED, NOT_FOUND
 from service.schemas import CurveResponse
 
 router = APIRouter(tags=["registry"])
@@ -22,7 +23,7 @@ Points = Annotated[int, Query(ge=2, le=2001, description="Number of points along
 def evaluate_curve(runtime: Runtime, spec: LossSpec, points: int) -> CurveResponse:
     curve = spec.curve
     if curve is None:
-        raise ProblemError(404, "No curve", f"{spec.name} declares no curve", field="name")
+        raise not_found("No curve", f"{spec.name} declares no curve")
     x = curve.sample(points)
     params = spec.params(**curve.params)
     inputs, direction = curve.inputs(x), curve.direction(x)

@@ -1,4 +1,5 @@
-"""Model monitoring: ``/monitors`` (create, list, inspect, delete), observations, windows."""
+"""Model monitoring: ``/monitors`` (create, list, inspect, delete) and windows. Observations
+are a data-plane route (service.routing)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from starlette.concurrency import run_in_threadpool
 
-from service.errors import ProblemError
+from service.errors import ServiceError, conflict
 from service.monitors.aggregate import Aggregate
-from service.monitors.fastroute import record
 from service.monitors.ingest import checked_params, compute_batch, find, loss_spec
 from service.monitors.page import page
-from service.monitors.schemas import Accepted, MonitorCreate, MonitorList, MonitorView, WindowList
+from service.monitors.schemas import MonitorCreate, MonitorList, MonitorView, WindowList
 from service.monitors.store import Conflict, Store
 from service.monitors.timestamps import parse_time
 from service.monitors.views import monitor_view, windows_view
@@ -23,15 +22,6 @@ router = APIRouter(tags=["monitors"])
 NOT_FOUND = problems({404: "No monitor of that name."})
 INVALID = problems({422: "Invalid input; `field` names it."})
 MALFORMED = problems({400: "Malformed JSON."})
-OBSERVATION_ERRORS = problems(
-    {
-        400: "Malformed JSON.",
-        404: "No monitor of that name.",
-        413: "Too many elements.",
-        415: "The body is not sent as JSON.",
-        422: "Invalid input; `field` names it.",
-    }
-)
 
 
 def store_of(request: Request) -> Store:
@@ -47,9 +37,9 @@ def reference_stats(request: Request, body: MonitorCreate, loss: str) -> dict[st
     state = request.app.state
     try:
         batch = compute_batch(state.runtime, loss_spec(loss), body.params, reference, state.settings.max_elements)
-    except ProblemError as problem:
-        where = "baseline.reference" + (f".{problem.field}" if problem.field else "")
-        raise ProblemError(problem.status, problem.title, f"baseline.reference.{problem.detail}", field=where) from None
+    except ServiceError as error:
+        where = "baseline.reference" + (f".{error.field}" if error.field else "")
+        raise ServiceError(error.kind, error.title, f"baseline.reference.{error.detail}", field=where) from None
     summary = Aggregate.of(batch.losses, batch.weights).summary()
     return {"count": summary["count"], "mean": summary["mean"], "std": summary["std"]}
 
@@ -73,7 +63,7 @@ def create_monitor(request: Request, body: MonitorCreate) -> dict[str, Any]:
     try:
         monitor = store.create(body.name, spec.name, body.params, body.window_seconds, config)
     except Conflict:
-        raise ProblemError(409, "Monitor exists", f"a monitor named {body.name!r} exists", field="name") from None
+        raise conflict("Monitor exists", f"a monitor named {body.name!r} exists", field="name") from None
     return monitor_view(store, monitor, detail=True)
 
 
@@ -97,37 +87,6 @@ def delete_monitor(request: Request, name: str) -> Response:
     if not store_of(request).delete(name):
         find(store_of(request), name)  # the 404
     return Response(status_code=204)
-
-
-OBSERVATION_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "description": "The monitor's loss inputs (as for POST /loss/{name}), optional `weights`, and "
-                    "`timestamp` (RFC 3339 or epoch seconds; default now) which picks the window.",
-                    "properties": {"timestamp": {"anyOf": [{"type": "string"}, {"type": "number"}]}},
-                }
-            }
-        },
-    }
-}
-
-
-@router.post(
-    "/monitors/{name}/observations",
-    response_model=Accepted,
-    responses=OBSERVATION_ERRORS,
-    openapi_extra=OBSERVATION_BODY,
-)
-async def post_observations(request: Request, name: str) -> Response:
-    """Record a batch: per-sample losses from the monitor's kernel, committed before the 200.
-    (Served by service.monitors.fastroute before FastAPI routes; this route documents it.)"""
-    body = await request.body()
-    status, payload, headers = await run_in_threadpool(record, request.app.state, name, request.scope, body)
-    return Response(payload, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
 
 @router.get("/monitors/{name}/windows", response_model=WindowList, responses={**NOT_FOUND, **INVALID})

@@ -11,7 +11,8 @@ from pydantic import TypeAdapter, ValidationError
 from kernels import REGISTRY, recommend
 from kernels.graph import GraphKey
 from kernels.spec import LossSpec, NotConfigured, UnknownChoice, structural_key
-from service.errors import ProblemError, from_validation_error, invalid, not_configured
+from service.errors import Kind, ServiceError, from_validation_error, invalid, not_configured
+from service.lookup import loss_named as lookup
 from service.responses import problems
 from service.schemas import DtypeName, LossCard, LossFilter, LossList, Recommendations, RecommendQuery, card
 
@@ -19,15 +20,6 @@ router = APIRouter(tags=["registry"])
 NOT_FOUND = problems({404: "No loss of that name; close matches are listed."})
 INVALID_QUERY = problems({422: "An invalid query parameter; `field` names it."})
 NOT_CONFIGURED = problems({409: "The loss needs something the operator has not configured."})
-
-
-def lookup(name: str) -> LossSpec:
-    spec = REGISTRY.get(name)
-    if spec is None:
-        matches = REGISTRY.close_matches(name)
-        hint = f"; did you mean {', '.join(matches)}?" if matches else "; GET /losses lists them all"
-        raise ProblemError(404, "Unknown loss", f"no loss named {name!r}{hint}", field="name", matches=matches)
-    return spec
 
 
 def card_here(request: Request, spec: LossSpec) -> dict[str, Any]:
@@ -111,7 +103,7 @@ async def get_onnx(request: Request, name: str, dtype: DtypeName = "float32", gr
             continue
         if key not in chosen:
             detail = f"unknown query parameter {key!r}; this loss's graph variants are chosen by {list(chosen)}"
-            raise ProblemError(422, "Invalid query", detail, field=key)
+            raise ServiceError(Kind.INVALID, "Invalid query", detail, field=key)
         parsed = parse_query_value(spec.params.model_fields[key].annotation, key, value)
         if key in spec.configured:
             try:

@@ -1,4 +1,5 @@
-"""The Open Inference Protocol (KServe V2 / Triton) endpoints; errors are ``{"error": ...}``."""
+"""The Open Inference Protocol (KServe V2 / Triton) endpoints but infer (a data-plane route,
+service.routing); errors are ``{"error": ...}``."""
 
 from __future__ import annotations
 
@@ -8,33 +9,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from kernels import REGISTRY
-from kernels.spec import LossSpec
 from service import v2
-from service.fastpath import v2_infer
+from service.lookup import model_named as model
 from service.responses import v2_errors
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 RESPONSES = v2_errors({404: "No model of that name."})
-INFER_ERRORS = v2_errors(
-    {
-        400: "An invalid request; the error says what is wrong.",
-        404: "No model of that name.",
-        409: "The loss needs something the operator has not configured.",
-        413: "Too many elements.",
-        415: "An unsupported Content-Encoding.",
-    }
-)
 EMPTY = {"description": "Yes (an empty body)."}
-
-
-def model(name: str) -> LossSpec:
-    spec = REGISTRY.get(name)
-    if spec is None or spec.name != name:
-        canonical = {s.name for s in REGISTRY}
-        matches = [m for m in REGISTRY.close_matches(name) if m in canonical]
-        hint = f"; did you mean {', '.join(matches)}?" if matches else ""
-        raise v2.V2Error(404, f"unknown model {name!r}{hint}")
-    return spec
 
 
 @router.get("")
@@ -78,29 +59,3 @@ async def model_ready(name: str) -> Response:
 @router.get("/models/{name}/versions/1/config", responses=RESPONSES, include_in_schema=False)
 async def model_config(name: str) -> Response:
     return JSONResponse(v2.model_config(model(name)))
-
-
-# The route reads the raw body (JSON, or a JSON header plus binary tensors), so the request
-# model is documented by reference; service.app.openapi adds it to the components.
-INFER_REQUEST = {"$ref": "#/components/schemas/InferRequest"}
-
-
-@router.post(
-    "/models/{name}/infer",
-    responses={
-        200: {
-            "model": v2.InferResponse,
-            "description": "JSON, or with binary outputs a JSON header of Inference-Header-Content-Length "
-            "bytes followed by the tensors.",
-        },
-        **INFER_ERRORS,
-    },
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": INFER_REQUEST}}}},
-)
-async def infer(request: Request, name: str) -> Response:
-    """Inputs are the loss's inputs (plus optional ``weights``); params and ``reduction``
-    go in the request ``parameters``; outputs are ``loss``, ``per_sample`` and
-    ``gradient_<input>``. The binary tensor data extension is supported both ways."""
-    spec = model(name)
-    status, body, headers = v2_infer(request.app.state, spec, request.scope, await request.body())
-    return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})

@@ -8,7 +8,8 @@ from typing import Any, Literal, cast
 
 from kernels import REGISTRY
 from kernels.features import FEATURE_MODELS, load_feature_models
-from kernels.runtime import Evaluation, Runtime
+from kernels.feeds import Evaluation
+from kernels.runtime import Runtime
 from tests.feature_models import write_extractors
 
 Result = Evaluation

@@ -11,7 +11,6 @@ import pytest
 import tritonclient.http as triton
 from fastapi.testclient import TestClient
 
-from kernels.composite_sessions import sessions_for
 from tests.server import running_server
 
 RNG = np.random.default_rng(8)
@@ -81,7 +80,7 @@ def test_mapped_inputs_and_integer_labels(client: TestClient) -> None:
 
 
 def test_a_repeated_composite_is_one_graph_and_one_run(client: TestClient) -> None:
-    sessions = sessions_for(client.app.state.runtime)  # type: ignore[attr-defined]
+    sessions = client.app.state.runtime.composites  # type: ignore[attr-defined]
     terms = [{"loss": "focal", "weight": 0.3}, {"loss": "tversky", "weight": 0.7}]
     post(client, "/loss/composite", {**MASKS, "terms": terms})
     builds, runs = sessions.builds, sessions.runs

@@ -1,0 +1,302 @@
+"""The route table of the data plane's POST endpoints: compute, composite, V2 infer and
+monitor observations. Built by ``create_app`` once the configured composites are registered;
+each entry carries its handler, its metrics and its OpenAPI operation, and the same table
+drives the raw-ASGI dispatch (FastAPI's routing costs about as much as a small request's whole
+computation) and the served document. Everything else is FastAPI's."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
+
+from kernels.spec import LossSpec
+from service import metrics, rest, v2
+from service.errors import Kind, ServiceError
+from service.limits import read_body
+from service.lookup import loss_named, model_named
+from service.monitors.ingest import find, observe
+from service.problems import refuse, render, routing_error
+from service.responses import problems, v2_errors
+from service.schemas import camel
+
+log = logging.getLogger("lossd.routing")
+Headers = list[tuple[bytes, bytes]]
+Reply = tuple[bytes, Headers]
+Handler = Callable[[Any, Scope, bytes], Reply]
+"""(app state, scope, body) -> (body, headers) of a 200; errors are raised as ServiceError."""
+JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Handler
+    metrics: metrics.RouteMetrics | None
+    """None where nothing is counted: a path that names no loss, monitor observations."""
+    offload: Callable[[Any], bool] = lambda state: False
+    """Run the handler in the threadpool (it waits on a network, e.g. PostgreSQL)."""
+
+
+@dataclass(frozen=True)
+class Template:
+    """Paths ``prefix + name + suffix``, one route per name (made on demand)."""
+
+    prefix: str
+    suffix: str
+    route: Callable[[str], Route]
+
+    def match(self, path: str) -> Route | None:
+        if path.startswith(self.prefix) and path.endswith(self.suffix):
+            name = path[len(self.prefix) : len(path) - len(self.suffix)]
+            if name and "/" not in name:
+                return self.route(name)
+        return None
+
+
+class RouteTable:
+    def __init__(self, exact: dict[str, Route], templates: Iterable[Template], paths: dict[str, Any]) -> None:
+        self.exact, self.templates = exact, tuple(templates)
+        self.paths = paths
+        """The OpenAPI paths of these routes."""
+
+    def match(self, path: str) -> Route | None:
+        route = self.exact.get(path)
+        if route is not None:
+            return route
+        for template in self.templates:
+            found = template.match(path)
+            if found is not None:
+                return found
+        return None
+
+
+# --- handlers ------------------------------------------------------------------------------------
+
+
+def rest_loss(spec: LossSpec) -> Handler:
+    def handle(state: Any, scope: Scope, body: bytes) -> Reply:
+        rest.check_content_type(scope["headers"])
+        return rest.compute(state.runtime, spec, body, state.settings.max_elements), JSON_HEADERS
+
+    return handle
+
+
+def rest_composite(state: Any, scope: Scope, body: bytes) -> Reply:
+    rest.check_content_type(scope["headers"])
+    return rest.compute_composite(state.runtime, body, state.settings.max_elements), JSON_HEADERS
+
+
+def v2_infer(spec: LossSpec) -> Handler:
+    def handle(state: Any, scope: Scope, body: bytes) -> Reply:
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        settings = state.settings
+        return v2.infer(state.runtime, spec, body, headers, settings.max_elements, settings.max_body_bytes)
+
+    return handle
+
+
+def observations(name: str) -> Handler:
+    def handle(state: Any, scope: Scope, body: bytes) -> Reply:
+        rest.check_content_type(scope["headers"])
+        monitor = find(state.monitors, name)
+        result = observe(state.runtime, state.monitors, monitor, body, state.settings.max_elements)
+        return orjson.dumps(result), JSON_HEADERS
+
+    return handle
+
+
+def unknown(lookup: Callable[[str], LossSpec]) -> Callable[[str], Route]:
+    """A route for a name that is not a loss: it answers not found with the close matches."""
+
+    def route(name: str) -> Route:
+        def handle(state: Any, scope: Scope, body: bytes) -> Reply:
+            lookup(name)
+            raise AssertionError(f"{name!r} names a loss without a route")
+
+        return Route(handle, None)
+
+    return route
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+LOSS_ERRORS = {400: "Malformed JSON.", 413: "Too many elements.", 415: "The body is not sent as JSON."}
+NOT_CONFIGURED = {409: "The loss needs something the operator has not configured."}
+INFER_ERRORS = v2_errors(
+    {
+        400: "An invalid request; the error says what is wrong.",
+        404: "No model of that name.",
+        409: "The loss needs something the operator has not configured.",
+        413: "Too many elements.",
+        415: "An unsupported Content-Encoding.",
+    }
+)
+NAME = [{"in": "path", "name": "name", "required": True, "schema": {"title": "Name", "type": "string"}}]
+
+
+def described(responses: dict[int | str, dict[str, Any]]) -> dict[str, Any]:
+    """Responses keyed as OpenAPI keys them: status codes as strings."""
+    return {str(status): response for status, response in responses.items()}
+
+
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def ok(model: str, description: str = "Successful Response") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ref(model)}}}
+
+
+def ref(model: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model}"}
+
+
+def loss_operation(spec: LossSpec) -> dict[str, Any]:
+    errors = {**LOSS_ERRORS, **(NOT_CONFIGURED if spec.configured else {}), 422: "Invalid input; `field` names it."}
+    return {
+        "tags": ["compute"],
+        "summary": spec.card.title,
+        "description": f"{spec.card.title}. {spec.card.summary}",
+        "operationId": f"compute_{spec.name}_loss_{spec.name}_post",
+        "requestBody": json_body(ref(f"{camel(spec.name)}Request")),
+        "responses": {"200": ok("LossResponse"), **described(problems(errors))},
+    }
+
+
+COMPOSITE_OPERATION = {
+    "tags": ["compute"],
+    "summary": "Weighted sum of catalog losses",
+    "description": "A weighted sum of catalog losses over shared inputs, computed as one graph (cached by the\n"
+    "terms' structure). The response adds each term's own reduced value under ``terms``.",
+    "operationId": "composite_loss_loss_composite_post",
+    "requestBody": json_body(ref("CompositeRequest")),
+    "responses": {
+        "200": ok("CompositeResponse"),
+        **described(
+            problems({**LOSS_ERRORS, 422: "Invalid composition or input; `field` names it (e.g. terms[1].loss)."})
+        ),
+    },
+}
+INFER_OPERATION = {
+    "tags": ["open inference protocol"],
+    "summary": "Infer",
+    "description": "Inputs are the loss's inputs (plus optional ``weights``); params and ``reduction``\n"
+    "go in the request ``parameters``; outputs are ``loss``, ``per_sample`` and\n"
+    "``gradient_<input>``. The binary tensor data extension is supported both ways.",
+    "operationId": "infer_v2_models__name__infer_post",
+    "parameters": NAME,
+    "requestBody": json_body(ref("InferRequest")),
+    "responses": {
+        "200": ok(
+            "InferResponse",
+            "JSON, or with binary outputs a JSON header of Inference-Header-Content-Length bytes followed by the "
+            "tensors.",
+        ),
+        **described(INFER_ERRORS),
+    },
+}
+OBSERVATIONS_OPERATION = {
+    "tags": ["monitors"],
+    "summary": "Post Observations",
+    "description": "Record a batch: per-sample losses from the monitor's kernel, committed before the 200.",
+    "operationId": "post_observations_monitors__name__observations_post",
+    "parameters": NAME,
+    "requestBody": json_body(
+        {
+            "type": "object",
+            "description": "The monitor's loss inputs (as for POST /loss/{name}), optional `weights`, and "
+            "`timestamp` (RFC 3339 or epoch seconds; default now) which picks the window.",
+            "properties": {"timestamp": {"anyOf": [{"type": "string"}, {"type": "number"}]}},
+        }
+    ),
+    "responses": {
+        "200": ok("Accepted"),
+        **described(
+            problems({**LOSS_ERRORS, 404: "No monitor of that name.", 422: "Invalid input; `field` names it."})
+        ),
+    },
+}
+
+
+def build(specs: Iterable[LossSpec]) -> RouteTable:
+    """Every loss (named composites included) under REST and V2, ad-hoc composites, and monitor
+    observations."""
+    exact = {"/loss/composite": Route(rest_composite, metrics.RouteMetrics("composite", "rest"))}
+    paths: dict[str, Any] = {"/loss/composite": {"post": COMPOSITE_OPERATION}}
+    for spec in specs:
+        rest_route = Route(rest_loss(spec), metrics.RouteMetrics(spec.name, "rest"))
+        for name in (spec.name, *spec.aliases):
+            exact[f"/loss/{name}"] = rest_route
+        paths[f"/loss/{spec.name}"] = {"post": loss_operation(spec)}
+        infer = Route(v2_infer(spec), metrics.RouteMetrics(spec.name, "v2"))
+        exact[f"/v2/models/{spec.name}/infer"] = exact[f"/v2/models/{spec.name}/versions/1/infer"] = infer
+    paths["/v2/models/{name}/infer"] = {"post": INFER_OPERATION}
+    paths["/monitors/{name}/observations"] = {"post": OBSERVATIONS_OPERATION}
+    templates = [
+        Template("/monitors/", "/observations", lambda name: Route(observations(name), None, network_store)),
+        Template("/loss/", "", unknown(loss_named)),
+        Template("/v2/models/", "/infer", unknown(model_named)),
+        Template("/v2/models/", "/versions/1/infer", unknown(model_named)),
+    ]
+    return RouteTable(exact, templates, dict(sorted(paths.items())))
+
+
+def network_store(state: Any) -> bool:
+    return bool(state.monitors.waits_on_network)
+
+
+def internal(route: Route) -> ServiceError:
+    """A bug or a failed dependency, not the client's fault (logged with its traceback)."""
+    what = "record these observations" if route.offload is network_store else "compute this request"
+    return ServiceError(Kind.INTERNAL, "Internal Server Error", f"the server failed to {what}")
+
+
+# --- dispatch ------------------------------------------------------------------------------------
+
+
+async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
+    """One request of the table: read the body under the limit, run the handler, record metrics."""
+    if scope["method"] != "POST":
+        await routing_error(scope["path"], HTTPException(405, headers={"Allow": "POST"}))(scope, receive, send)
+        return
+    try:
+        body = await read_body(receive, scope, max_body)
+    except ServiceError as error:
+        await refuse(scope, send, error)
+        return
+    if body is None:  # the client went away
+        return
+    start = time.perf_counter()
+    metrics.IN_FLIGHT.inc()
+    try:
+        if route.offload(state):
+            payload, headers = await run_in_threadpool(route.handler, state, scope, body)
+        else:
+            payload, headers = route.handler(state, scope, body)
+        status = 200
+    except ServiceError as error:
+        status, payload, media_type = render(scope["path"], error)
+        headers = [(b"content-type", media_type.encode())]
+    except Exception:
+        log.exception("%s %s failed", scope["method"], scope["path"])
+        status, payload, media_type = render(scope["path"], internal(route))
+        headers = [(b"content-type", media_type.encode())]
+    finally:
+        metrics.IN_FLIGHT.dec()
+    if route.metrics is not None:
+        route.metrics.record(status, time.perf_counter() - start, len(body), len(payload))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
