@@ -21,6 +21,7 @@ from service import __version__, docs, limits, problems, routing
 from service.auth import BearerAuth
 from service.composite import CompositeRequest, CompositeResponse, register_configured
 from service.errors import ServiceError
+from service.lifecycle import Drain
 from service.monitors.schemas import Accepted
 from service.monitors.store import open_store
 from service.routes import curves, health, metrics, monitors, registry, v2
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> LossdApp:
             resources=configured_resources(settings),
         )
         app.state.monitors = open_store(settings.database_url, settings.data_dir)
+        app.state.drain.install()
         # Start-up leaves a large heap of long-lived objects (sessions, specs, schemas). A JSON
         # body of a million numbers allocates ~100k lists, which triggers full collections;
         # frozen, the heap is not walked by them (1M-element JSON: ~1.3x -> see bench).
@@ -138,6 +140,7 @@ def create_app(settings: Settings | None = None) -> LossdApp:
         max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
+    app.state.drain = Drain(settings.drain_seconds)
     problems.install(app, limits.too_large(settings.max_body_bytes))
     if settings.docs:
         docs.install(app)

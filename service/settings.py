@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins allowed by CORS; unset: CORS off."
     )
+    drain_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="After SIGTERM: readiness answers 503 while requests are still served this long, then the "
+        "server stops gracefully (0: stop at once).",
+    )
     docs: bool = Field(True, description="Serve /docs and /redoc (assets served locally, no CDN).")
     log_level: str = "info"
     access_log: bool = Field(False, description="Log every request (uvicorn's access log; costs ~14 us each).")

@@ -30,6 +30,13 @@ class Server:
     """The server's process, leader of its own process group (workers included)."""
     returncode: int | None = None
     """Set when the server has stopped."""
+    process: subprocess.Popen[str] | None = None
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the server to stop by itself (e.g. after a drain); its exit status."""
+        assert self.process is not None
+        self.returncode = self.process.wait(timeout=timeout)
+        return self.returncode
 
 
 @contextmanager
@@ -39,7 +46,9 @@ def running_server(
     """Start ``lossd serve``, wait for /health, yield it, stop it with SIGTERM. With ``log``,
     the server's output goes to that file (readable while it runs)."""
     port = free_port()
-    environment = {**os.environ, "LOSSD_PORT": str(port), "LOSSD_HOST": "127.0.0.1", **(env or {})}
+    # No drain unless a test asks for one: every test server stops at once on SIGTERM.
+    defaults = {"LOSSD_PORT": str(port), "LOSSD_HOST": "127.0.0.1", "LOSSD_DRAIN_SECONDS": "0"}
+    environment = {**os.environ, **defaults, **(env or {})}
     output = log.open("w") if log is not None else subprocess.PIPE
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve"],
@@ -49,7 +58,7 @@ def running_server(
         text=True,
         start_new_session=True,  # a test may kill -9 the whole group: the server and its workers
     )
-    server = Server(f"http://127.0.0.1:{port}", process.pid)
+    server = Server(f"http://127.0.0.1:{port}", process.pid, process=process)
     url = server.url
     try:
         deadline = time.monotonic() + timeout
@@ -67,7 +76,8 @@ def running_server(
             time.sleep(0.2)
         yield server
     finally:
-        process.send_signal(signal.SIGTERM)
+        if process.poll() is None:  # not after it stopped: a late SIGTERM could meet its interpreter's exit
+            process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:

@@ -31,10 +31,12 @@ async def live() -> Response:
 @router.get(
     "/health/ready",
     response_class=Response,
-    responses={200: EMPTY, 503: {"description": "Not ready yet (an empty body)."}},
+    responses={200: EMPTY, 503: {"description": "Not ready yet, or draining after SIGTERM (an empty body)."}},
 )
 async def ready(request: Request) -> Response:
-    return Response(status_code=200 if getattr(request.app.state, "runtime", None) else 503)
+    state = request.app.state
+    serving = getattr(state, "runtime", None) is not None and not state.drain.draining
+    return Response(status_code=200 if serving else 503)
 
 
 @router.post("/repository/index")

@@ -1009,7 +1009,6 @@ export interface paths {
         /**
          * Post Observations
          * @description Record a batch: per-sample losses from the monitor's kernel, committed before the 200.
-         *     (Served by service.monitors.fastroute before FastAPI routes; this route documents it.)
          */
         post: operations["post_observations_monitors__name__observations_post"];
         delete?: never;
@@ -1577,6 +1576,7 @@ export interface components {
             /**
              * Gradients
              * @description d(loss)/d(input) per differentiable input.
+             * @default null
              */
             gradients?: {
                 [key: string]: unknown;
@@ -1589,6 +1589,7 @@ export interface components {
             /**
              * Per Sample
              * @description Loss of each sample, when requested.
+             * @default null
              */
             per_sample?: number[] | null;
             /**
@@ -2379,7 +2380,10 @@ export interface components {
         };
         /** InferResponse */
         InferResponse: {
-            /** Id */
+            /**
+             * Id
+             * @default null
+             */
             id?: string | null;
             /** Model Name */
             model_name: string;
@@ -2677,6 +2681,7 @@ export interface components {
             /**
              * Gradients
              * @description d(loss)/d(input) per differentiable input.
+             * @default null
              */
             gradients?: {
                 [key: string]: unknown;
@@ -2689,6 +2694,7 @@ export interface components {
             /**
              * Per Sample
              * @description Loss of each sample, when requested.
+             * @default null
              */
             per_sample?: number[] | null;
             /**
@@ -3671,6 +3677,7 @@ export interface components {
             /**
              * Data
              * @description The elements, flat and row-major, when sent as JSON.
+             * @default null
              */
             data?: number[] | null;
             /** Datatype */
@@ -3680,6 +3687,7 @@ export interface components {
             /**
              * Parameters
              * @description binary_data_size when the data follows the JSON.
+             * @default null
              */
             parameters?: {
                 [key: string]: unknown;
@@ -7269,15 +7277,6 @@ export interface operations {
                     "application/json": {
                         error: string;
                     };
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

@@ -1,0 +1,41 @@
+"""The drain an orchestrator expects: on SIGTERM, readiness turns 503 at once while requests,
+in flight and new, are still served for ``LOSSD_DRAIN_SECONDS``; then uvicorn's own
+graceful shutdown runs. Load balancers need those seconds to stop sending traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+log = logging.getLogger("lossd.lifecycle")
+
+
+class Drain:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.draining = False
+
+    def install(self) -> None:
+        """Take SIGTERM over from the server that runs the app (uvicorn's handler, installed
+        before the app starts, is called when the drain is over). Only in a server's main
+        thread: an app run by a test client in a thread of its own keeps the signal as it is."""
+        if self.seconds <= 0 or threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        stop: Any = signal.getsignal(signal.SIGTERM)
+
+        def begin(signum: int, frame: FrameType | None) -> None:
+            if self.draining:  # a second SIGTERM: stop now
+                stop(signum, frame)
+                return
+            self.draining = True
+            log.info("SIGTERM: not ready; serving for %g s more, then stopping", self.seconds)
+            # Signal handlers run between bytecodes of the loop's thread: wake the loop safely.
+            loop.call_soon_threadsafe(loop.call_later, self.seconds, stop, signum, None)
+
+        if callable(stop):
+            signal.signal(signal.SIGTERM, begin)
