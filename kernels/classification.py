@@ -6,7 +6,7 @@ from pydantic import Field
 
 from kernels.curves import log_probability_of_true_class, probability_of_target, probability_of_true_class
 from kernels.ops import LOSSD, binary_smoothed, clip_mask, log1p, logistic, row_sum, rows, spread
-from kernels.spec import Card, Input, Params, Properties, loss
+from kernels.spec import Card, Input, KernelFunction, Params, Properties, loss
 
 FROM_LOGITS = Field(False, description="Predictions are raw scores (logits) rather than probabilities.")
 EPS = Field(1e-7, gt=0, lt=0.5, description="Probabilities are clipped to [eps, 1 - eps] before a logarithm.")
@@ -107,7 +107,7 @@ def bce_probabilities_smoothed_weighted(predictions, targets, pos_weight, label_
     return elements, gradient
 
 
-BCE_KERNELS = {
+BCE_KERNELS: dict[tuple[bool, bool, bool], KernelFunction] = {
     (True, False, False): bce_logits,
     (True, False, True): bce_logits_weighted,
     (True, True, False): bce_logits_smoothed,
@@ -161,7 +161,7 @@ BCE_KERNELS = {
         references=("Cox, D. R. (1958). The regression analysis of binary sequences. JRSS B.",),
     ),
 )
-def binary_cross_entropy(from_logits: bool, label_smoothing: bool, pos_weight: bool):  # type: ignore[no-untyped-def]
+def binary_cross_entropy(from_logits: bool, label_smoothing: bool, pos_weight: bool) -> KernelFunction:
     return BCE_KERNELS[(from_logits, label_smoothing, pos_weight)]
 
 
@@ -258,7 +258,7 @@ CATEGORICAL_PREDICTIONS = Input(
         references=("Shannon, C. E. (1948). A Mathematical Theory of Communication.",),
     ),
 )
-def cross_entropy(from_logits: bool):  # type: ignore[no-untyped-def]
+def cross_entropy(from_logits: bool) -> KernelFunction:
     return cross_entropy_logits if from_logits else cross_entropy_probabilities
 
 
@@ -374,7 +374,7 @@ def sparse_nll_probabilities(predictions, targets, class_weights, ignore_index, 
         references=("Szegedy, C. et al. (2016). Rethinking the Inception Architecture (label smoothing).",),
     ),
 )
-def sparse_cross_entropy(from_logits: bool, label_smoothing: bool):  # type: ignore[no-untyped-def]
+def sparse_cross_entropy(from_logits: bool, label_smoothing: bool) -> KernelFunction:
     if label_smoothing:
         return sparse_cross_entropy_logits if from_logits else sparse_cross_entropy_probabilities
     return sparse_nll_logits if from_logits else sparse_nll_probabilities
@@ -527,7 +527,7 @@ def nll_kernel(predictions, targets, class_weights, ignore_index):  # type: igno
         references=("Fisher, R. A. (1922). On the mathematical foundations of theoretical statistics. Phil. Trans.",),
     ),
 )
-def nll():  # type: ignore[no-untyped-def]
+def nll() -> KernelFunction:
     return nll_kernel
 
 
@@ -619,5 +619,5 @@ def kl_logits(predictions, targets):  # type: ignore[no-untyped-def]
         ),
     ),
 )
-def kl_divergence(from_logits: bool):  # type: ignore[no-untyped-def]
+def kl_divergence(from_logits: bool) -> KernelFunction:
     return kl_logits if from_logits else kl_probabilities

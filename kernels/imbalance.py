@@ -17,7 +17,7 @@ from kernels.classification import (
 )
 from kernels.curves import probability_of_target, probability_of_true_class
 from kernels.ops import LOSSD, binary_smoothed, clip_mask, log1p, logistic
-from kernels.spec import Card, Input, Params, Properties, loss
+from kernels.spec import Card, Input, KernelFunction, Params, Properties, loss
 
 
 class FocalParams(Params):
@@ -125,7 +125,7 @@ def focal_probabilities_smoothed(predictions, targets, alpha, gamma, label_smoot
         ),
     ),
 )
-def focal(from_logits: bool, label_smoothing: bool):  # type: ignore[no-untyped-def]
+def focal(from_logits: bool, label_smoothing: bool) -> KernelFunction:
     if label_smoothing:
         return focal_logits_smoothed if from_logits else focal_probabilities_smoothed
     return focal_logits if from_logits else focal_probabilities
@@ -292,5 +292,5 @@ def categorical_focal_logits(predictions, targets, alpha, gamma, label_smoothing
         ),
     ),
 )
-def categorical_focal(from_logits: bool):  # type: ignore[no-untyped-def]
+def categorical_focal(from_logits: bool) -> KernelFunction:
     return categorical_focal_logits if from_logits else categorical_focal_probabilities
