@@ -7,16 +7,18 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
-from kernels.classification import (
-    CATEGORICAL_PREDICTIONS,
-    SparseCrossEntropyParams,
+from kernels.classification import CATEGORICAL_PREDICTIONS, SparseCrossEntropyParams, sparse_cross_entropy
+from kernels.curves import probability_of_target, probability_of_true_class
+from kernels.ops import (
+    LOSSD,
+    binary_smoothed,
+    clip_mask,
+    log1p,
+    logistic,
     renormalised,
     smoothed,
-    sparse_cross_entropy,
     through_renormalisation,
 )
-from kernels.curves import probability_of_target, probability_of_true_class
-from kernels.ops import LOSSD, binary_smoothed, clip_mask, log1p, logistic
 from kernels.spec import Card, Input, KernelFunction, Params, Properties, loss
 
 

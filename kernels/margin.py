@@ -10,9 +10,8 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
-from kernels.classification import one_hot_labels
 from kernels.curves import margin, true_class_score
-from kernels.ops import LOSSD
+from kernels.ops import LOSSD, one_hot_labels
 from kernels.spec import Card, Input, KernelFunction, NoParams, Params, Properties, loss
 
 SCORES = Input("predictions", ("N", "..."), "real", "Raw scores (decision values), any real.", differentiable=True)
