@@ -5,8 +5,19 @@ from onnxscript import script
 from pydantic import Field
 
 from kernels.curves import log_probability_of_true_class, probability_of_target, probability_of_true_class
-from kernels.ops import LOSSD, binary_smoothed, clip_mask, log1p, logistic, row_sum, rows, spread
-from kernels.spec import Card, Input, Params, Properties, loss
+from kernels.ops import (
+    LOSSD,
+    binary_smoothed,
+    clip_mask,
+    kept_one_hot,
+    log1p,
+    logistic,
+    row_sum,
+    rows,
+    smoothed,
+    spread,
+)
+from kernels.spec import Card, Input, KernelFunction, Params, Properties, loss
 
 FROM_LOGITS = Field(False, description="Predictions are raw scores (logits) rather than probabilities.")
 EPS = Field(1e-7, gt=0, lt=0.5, description="Probabilities are clipped to [eps, 1 - eps] before a logarithm.")
@@ -107,7 +118,7 @@ def bce_probabilities_smoothed_weighted(predictions, targets, pos_weight, label_
     return elements, gradient
 
 
-BCE_KERNELS = {
+BCE_KERNELS: dict[tuple[bool, bool, bool], KernelFunction] = {
     (True, False, False): bce_logits,
     (True, False, True): bce_logits_weighted,
     (True, True, False): bce_logits_smoothed,
@@ -161,7 +172,7 @@ BCE_KERNELS = {
         references=("Cox, D. R. (1958). The regression analysis of binary sequences. JRSS B.",),
     ),
 )
-def binary_cross_entropy(from_logits: bool, label_smoothing: bool, pos_weight: bool):  # type: ignore[no-untyped-def]
+def binary_cross_entropy(from_logits: bool, label_smoothing: bool, pos_weight: bool) -> KernelFunction:
     return BCE_KERNELS[(from_logits, label_smoothing, pos_weight)]
 
 
@@ -187,12 +198,6 @@ def xent_probabilities(probabilities, u, eps):  # type: ignore[no-untyped-def]
     g = op.Neg(t * inside / clipped)
     gradient = (g - spread(row_sum(g * q), p)) * inverse_total
     return op.Reshape(elements, op.Shape(probabilities, end=-1)), op.Reshape(gradient, op.Shape(probabilities))
-
-
-@script(LOSSD, default_opset=op)
-def smoothed(targets, label_smoothing):  # type: ignore[no-untyped-def]
-    classes = op.CastLike(op.Shape(targets, start=-1), targets)
-    return targets * (1.0 - label_smoothing) + label_smoothing / classes
 
 
 class CrossEntropyParams(Params):
@@ -258,7 +263,7 @@ CATEGORICAL_PREDICTIONS = Input(
         references=("Shannon, C. E. (1948). A Mathematical Theory of Communication.",),
     ),
 )
-def cross_entropy(from_logits: bool):  # type: ignore[no-untyped-def]
+def cross_entropy(from_logits: bool) -> KernelFunction:
     return cross_entropy_logits if from_logits else cross_entropy_probabilities
 
 
@@ -269,15 +274,10 @@ class SparseCrossEntropyParams(CrossEntropyParams):
 @script(LOSSD, default_opset=op)
 def sparse_targets(predictions, targets, label_smoothing, class_weights, ignore_index):  # type: ignore[no-untyped-def]
     """Weighted smoothed one-hot targets u, and the element mass w_y (0 where ignored)."""
-    keep = op.Not(op.Equal(targets, ignore_index))
-    labels = op.Where(keep, targets, op.CastLike(0, targets))
-    # OneHot has no float64 kernel in onnxruntime: compare against the class range instead.
-    classes = op.Range(op.CastLike(0, targets), op.Squeeze(op.Shape(predictions, start=-1)), op.CastLike(1, targets))
-    one_hot = op.CastLike(op.Equal(op.Unsqueeze(labels, op.Constant(value_ints=[-1])), classes), predictions)
-    keep_t = op.CastLike(keep, predictions)
-    weighted = class_weights * one_hot
-    mass = keep_t * op.ReduceSum(weighted, op.Constant(value_ints=[-1]), keepdims=0)
-    u = op.Unsqueeze(keep_t, op.Constant(value_ints=[-1])) * class_weights * smoothed(one_hot, label_smoothing)
+    keep, one_hot = kept_one_hot(predictions, targets, ignore_index)
+    weighted = keep * class_weights  # 0 where ignored
+    mass = op.ReduceSum(weighted * one_hot, op.Constant(value_ints=[-1]), keepdims=0)
+    u = weighted * smoothed(one_hot, label_smoothing)
     return u, mass
 
 
@@ -374,47 +374,10 @@ def sparse_nll_probabilities(predictions, targets, class_weights, ignore_index, 
         references=("Szegedy, C. et al. (2016). Rethinking the Inception Architecture (label smoothing).",),
     ),
 )
-def sparse_cross_entropy(from_logits: bool, label_smoothing: bool):  # type: ignore[no-untyped-def]
+def sparse_cross_entropy(from_logits: bool, label_smoothing: bool) -> KernelFunction:
     if label_smoothing:
         return sparse_cross_entropy_logits if from_logits else sparse_cross_entropy_probabilities
     return sparse_nll_logits if from_logits else sparse_nll_probabilities
-
-
-# -- building blocks of the losses below --------------------------------------------------
-
-
-@script(LOSSD, default_opset=op)
-def one_hot_labels(predictions, labels):  # type: ignore[no-untyped-def]
-    """Labels in [0, C) as one-hot rows over the predictions' last axis, in their dtype."""
-    # OneHot has no float64 kernel in onnxruntime: compare against the class range instead.
-    classes = op.Range(op.CastLike(0, labels), op.Squeeze(op.Shape(predictions, start=-1)), op.CastLike(1, labels))
-    return op.CastLike(op.Equal(op.Unsqueeze(labels, op.Constant(value_ints=[-1])), classes), predictions)
-
-
-@script(LOSSD, default_opset=op)
-def kept_one_hot(predictions, targets, ignore_index):  # type: ignore[no-untyped-def]
-    """1 where the label is not ignore_index (with a trailing unit axis), and the labels
-    one-hot (ignored labels as class 0: multiply by the first to drop them)."""
-    keep = op.Not(op.Equal(targets, ignore_index))
-    one_hot = one_hot_labels(predictions, op.Where(keep, targets, op.CastLike(0, targets)))
-    return op.Unsqueeze(op.CastLike(keep, predictions), op.Constant(value_ints=[-1])), one_hot
-
-
-@script(LOSSD, default_opset=op)
-def renormalised(probabilities, eps):  # type: ignore[no-untyped-def]
-    """Keras's categorical preprocessing (as in xent_probabilities): q = p / sum(p) over the
-    last axis, clipped to [eps, 1 - eps]; returns q, the clipped q, the clip's derivative
-    mask and sum(p)."""
-    total = op.ReduceSum(probabilities, op.Constant(value_ints=[-1]), keepdims=1)
-    q = probabilities / total
-    clipped, inside = clip_mask(q, eps)
-    return q, clipped, inside, total
-
-
-@script(LOSSD, default_opset=op)
-def through_renormalisation(g, q, total):  # type: ignore[no-untyped-def]
-    """d/dp from g = d/dq through q = p / sum(p): (g - sum(g q)) / sum(p)."""
-    return (g - op.ReduceSum(g * q, op.Constant(value_ints=[-1]), keepdims=1)) / total
 
 
 # -- label smoothing ----------------------------------------------------------------------
@@ -527,7 +490,7 @@ def nll_kernel(predictions, targets, class_weights, ignore_index):  # type: igno
         references=("Fisher, R. A. (1922). On the mathematical foundations of theoretical statistics. Phil. Trans.",),
     ),
 )
-def nll():  # type: ignore[no-untyped-def]
+def nll() -> KernelFunction:
     return nll_kernel
 
 
@@ -619,5 +582,5 @@ def kl_logits(predictions, targets):  # type: ignore[no-untyped-def]
         ),
     ),
 )
-def kl_divergence(from_logits: bool):  # type: ignore[no-untyped-def]
+def kl_divergence(from_logits: bool) -> KernelFunction:
     return kl_logits if from_logits else kl_probabilities

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from kernels.curves import Arrays, Curve
 from kernels.ops import LOSSD, logistic
-from kernels.spec import Card, Input, Params, Properties, loss
+from kernels.spec import Card, Input, KernelFunction, Params, Properties, loss
 
 F64 = TensorProto.DOUBLE
 
@@ -126,7 +126,7 @@ def _one_point(name: str, fixed: float) -> Curve:
     ),
     curve=_one_point("score", 1.0),
 )
-def wasserstein(mode: Mode):  # type: ignore[no-untyped-def]
+def wasserstein(mode: Mode) -> KernelFunction:
     return wasserstein_critic if mode == "critic" else wasserstein_generator
 
 
@@ -278,7 +278,7 @@ ADVERSARIAL_KERNELS = {
     ),
     curve=_one_point("logit", 2.0),
 )
-def adversarial(formulation: Formulation, mode: Role):  # type: ignore[no-untyped-def]
+def adversarial(formulation: Formulation, mode: Role) -> KernelFunction:
     return ADVERSARIAL_KERNELS[(formulation, mode)]
 
 
@@ -418,5 +418,5 @@ def _emd_inputs(x: np.ndarray) -> Arrays:
         direction=lambda x: {"predictions": _mass_at(x)[1]},
     ),
 )
-def earth_movers(p: Literal[1, 2]):  # type: ignore[no-untyped-def]
+def earth_movers(p: Literal[1, 2]) -> KernelFunction:
     return earth_movers_p1 if p == 1 else earth_movers_p2

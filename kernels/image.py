@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 
 from kernels.curves import Arrays, Curve
 from kernels.ops import LOSSD
-from kernels.spec import Card, Input, MinSize, Params, Properties, loss
+from kernels.spec import Card, Input, KernelFunction, MinSize, Params, Properties, loss
 
 F64 = TensorProto.DOUBLE
 I64 = TensorProto.INT64
@@ -143,7 +143,7 @@ def test_image(side: int = IMAGE_SIDE) -> np.ndarray:
     """A smooth deterministic test image in [0.2, 0.8] (a tilted ramp with a bump)."""
     u, v = np.meshgrid(np.linspace(0, 1, side), np.linspace(0, 1, side), indexing="ij")
     image: np.ndarray = 0.2 + 0.3 * u + 0.15 * v + 0.15 * np.exp(-((u - 0.6) ** 2 + (v - 0.4) ** 2) / 0.05)
-    return np.clip(image, 0.2, 0.8)
+    return image.clip(0.2, 0.8)
 
 
 def brightness_offset() -> Curve:
@@ -219,5 +219,5 @@ IMAGES = "Images, channel-first (N, C, H, W); H and W at least window_size."
         ),
     ),
 )
-def ssim():  # type: ignore[no-untyped-def]
+def ssim() -> KernelFunction:
     return ssim_kernel

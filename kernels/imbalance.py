@@ -7,17 +7,19 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
-from kernels.classification import (
-    CATEGORICAL_PREDICTIONS,
-    SparseCrossEntropyParams,
+from kernels.classification import CATEGORICAL_PREDICTIONS, SparseCrossEntropyParams, sparse_cross_entropy
+from kernels.curves import probability_of_target, probability_of_true_class
+from kernels.ops import (
+    LOSSD,
+    binary_smoothed,
+    clip_mask,
+    log1p,
+    logistic,
     renormalised,
     smoothed,
-    sparse_cross_entropy,
     through_renormalisation,
 )
-from kernels.curves import probability_of_target, probability_of_true_class
-from kernels.ops import LOSSD, binary_smoothed, clip_mask, log1p, logistic
-from kernels.spec import Card, Input, Params, Properties, loss
+from kernels.spec import Card, Input, KernelFunction, Params, Properties, loss
 
 
 class FocalParams(Params):
@@ -125,7 +127,7 @@ def focal_probabilities_smoothed(predictions, targets, alpha, gamma, label_smoot
         ),
     ),
 )
-def focal(from_logits: bool, label_smoothing: bool):  # type: ignore[no-untyped-def]
+def focal(from_logits: bool, label_smoothing: bool) -> KernelFunction:
     if label_smoothing:
         return focal_logits_smoothed if from_logits else focal_probabilities_smoothed
     return focal_logits if from_logits else focal_probabilities
@@ -292,5 +294,5 @@ def categorical_focal_logits(predictions, targets, alpha, gamma, label_smoothing
         ),
     ),
 )
-def categorical_focal(from_logits: bool):  # type: ignore[no-untyped-def]
+def categorical_focal(from_logits: bool) -> KernelFunction:
     return categorical_focal_logits if from_logits else categorical_focal_probabilities

@@ -10,10 +10,9 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
-from kernels.classification import one_hot_labels
 from kernels.curves import margin, true_class_score
-from kernels.ops import LOSSD
-from kernels.spec import Card, Input, NoParams, Params, Properties, loss
+from kernels.ops import LOSSD, one_hot_labels
+from kernels.spec import Card, Input, KernelFunction, NoParams, Params, Properties, loss
 
 SCORES = Input("predictions", ("N", "..."), "real", "Raw scores (decision values), any real.", differentiable=True)
 SIGNED_TARGETS = Input(
@@ -90,7 +89,7 @@ HINGE_REFERENCES = (
         references=HINGE_REFERENCES,
     ),
 )
-def hinge():  # type: ignore[no-untyped-def]
+def hinge() -> KernelFunction:
     return hinge_kernel
 
 
@@ -122,7 +121,7 @@ def hinge():  # type: ignore[no-untyped-def]
         references=HINGE_REFERENCES,
     ),
 )
-def squared_hinge():  # type: ignore[no-untyped-def]
+def squared_hinge() -> KernelFunction:
     return squared_hinge_kernel
 
 
@@ -182,7 +181,7 @@ def categorical_hinge_kernel(predictions, targets):  # type: ignore[no-untyped-d
         ),
     ),
 )
-def categorical_hinge():  # type: ignore[no-untyped-def]
+def categorical_hinge() -> KernelFunction:
     return categorical_hinge_kernel
 
 
@@ -265,5 +264,5 @@ def multi_margin_p2(predictions, targets, margin, class_weights):  # type: ignor
         ),
     ),
 )
-def multi_margin(p: Literal[1, 2]):  # type: ignore[no-untyped-def]
+def multi_margin(p: Literal[1, 2]) -> KernelFunction:
     return multi_margin_p2 if p == 2 else multi_margin_p1

@@ -1,4 +1,5 @@
-"""onnxscript building blocks shared by the kernels (stable forms of common pieces)."""
+"""onnxscript building blocks shared by the kernels (stable forms of common pieces, and the
+handling of categorical targets that several families share)."""
 
 from onnxscript import opset18 as op
 from onnxscript import script
@@ -79,3 +80,47 @@ def spread(v, like):  # type: ignore[no-untyped-def]
     """(rows, 1) -> (rows, C): each row's value repeated, as an outer product."""
     ones = op.Expand(op.CastLike(1.0, v), op.Concat(op.Constant(value_ints=[1]), op.Shape(like, start=-1), axis=0))
     return op.MatMul(v, ones)
+
+
+# -- categorical targets (class axis last) ------------------------------------------------
+
+
+@script(LOSSD, default_opset=op)
+def one_hot_labels(predictions, labels):  # type: ignore[no-untyped-def]
+    """Labels in [0, C) as one-hot rows over the predictions' last axis, in their dtype."""
+    # OneHot has no float64 kernel in onnxruntime: compare against the class range instead.
+    classes = op.Range(op.CastLike(0, labels), op.Squeeze(op.Shape(predictions, start=-1)), op.CastLike(1, labels))
+    return op.CastLike(op.Equal(op.Unsqueeze(labels, op.Constant(value_ints=[-1])), classes), predictions)
+
+
+@script(LOSSD, default_opset=op)
+def kept_one_hot(predictions, targets, ignore_index):  # type: ignore[no-untyped-def]
+    """1 where the label is not ignore_index (with a trailing unit axis), and the labels
+    one-hot (ignored labels as class 0: multiply by the first to drop them)."""
+    keep = op.Not(op.Equal(targets, ignore_index))
+    one_hot = one_hot_labels(predictions, op.Where(keep, targets, op.CastLike(0, targets)))
+    return op.Unsqueeze(op.CastLike(keep, predictions), op.Constant(value_ints=[-1])), one_hot
+
+
+@script(LOSSD, default_opset=op)
+def smoothed(targets, label_smoothing):  # type: ignore[no-untyped-def]
+    """Class distributions smoothed towards the uniform one (Keras, torch): y (1 - s) + s / C."""
+    classes = op.CastLike(op.Shape(targets, start=-1), targets)
+    return targets * (1.0 - label_smoothing) + label_smoothing / classes
+
+
+@script(LOSSD, default_opset=op)
+def renormalised(probabilities, eps):  # type: ignore[no-untyped-def]
+    """Keras's categorical preprocessing (as in classification's xent_probabilities): q = p / sum(p) over the
+    last axis, clipped to [eps, 1 - eps]; returns q, the clipped q, the clip's derivative
+    mask and sum(p)."""
+    total = op.ReduceSum(probabilities, op.Constant(value_ints=[-1]), keepdims=1)
+    q = probabilities / total
+    clipped, inside = clip_mask(q, eps)
+    return q, clipped, inside, total
+
+
+@script(LOSSD, default_opset=op)
+def through_renormalisation(g, q, total):  # type: ignore[no-untyped-def]
+    """d/dp from g = d/dq through q = p / sum(p): (g - sum(g q)) / sum(p)."""
+    return (g - op.ReduceSum(g * q, op.Constant(value_ints=[-1]), keepdims=1)) / total

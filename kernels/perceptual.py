@@ -10,7 +10,7 @@ so the loss has no differentiable inputs and returns no gradients.
 from __future__ import annotations
 
 import numpy as np
-from onnx import helper
+from onnx import TensorProto, helper
 from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
@@ -18,7 +18,7 @@ from pydantic import Field
 from kernels.curves import Arrays, Curve
 from kernels.features import FEATURE_MODELS, HOW_TO_CONFIGURE, OPSET, FeatureModel, extractor_nodes
 from kernels.ops import LOSSD
-from kernels.spec import Card, Configured, Input, Params, Properties, ProtoKernel, loss
+from kernels.spec import Card, Configured, Input, KernelFunction, Params, Properties, ProtoKernel, loss
 
 LPIPS_EPS_EXPONENT = -10.0
 """LPIPS's normalisation adds 1e-10 to the channel norm (``lpips.normalize_tensor``)."""
@@ -65,7 +65,7 @@ def perceptual_kernel(model: FeatureModel) -> ProtoKernel:
         nodes.append(helper.make_node("CastLike", [output, "predictions"], [f"feature_{k}"]))
         nodes.append(helper.make_node(layer_distance.name, [f"feature_{k}"], [f"distance_{k}"], domain=LOSSD.domain))
         distances.append(f"distance_{k}")
-    axes = helper.make_tensor("sample_axis", helper.TensorProto.INT64, [1], [1])
+    axes = helper.make_tensor("sample_axis", TensorProto.INT64, [1], [1])
     nodes += [
         helper.make_node("Sum", distances, ["distance"]),
         helper.make_node("Constant", [], ["sample_axis"], value=axes),
@@ -164,5 +164,5 @@ CURVE = Curve(
     ),
     curve=CURVE,
 )
-def perceptual(feature_model: FeatureModel):  # type: ignore[no-untyped-def]
+def perceptual(feature_model: FeatureModel) -> KernelFunction:
     return perceptual_kernel(feature_model)

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from kernels.curves import Arrays, Curve
 from kernels.ops import LOSSD
-from kernels.spec import Card, Input, Params, Properties, loss
+from kernels.spec import Card, Input, KernelFunction, Params, Properties, loss
 
 
 def pair(first: str, second: str, what: str) -> tuple[Input, Input]:
@@ -112,7 +112,7 @@ def _contrastive_inputs(x: np.ndarray) -> Arrays:
         direction=lambda x: {"x1": _unit(np.ones_like(x))},
     ),
 )
-def contrastive():  # type: ignore[no-untyped-def]
+def contrastive() -> KernelFunction:
     return contrastive_kernel
 
 
@@ -289,7 +289,7 @@ def _triplet_inputs(x: np.ndarray) -> Arrays:
         direction=lambda x: {"negative": _unit(np.ones_like(x))},
     ),
 )
-def triplet(swap: bool, squared: bool):  # type: ignore[no-untyped-def]
+def triplet(swap: bool, squared: bool) -> KernelFunction:
     if squared:
         return triplet_squared_swap if swap else triplet_squared
     return triplet_norm_swap if swap else triplet_norm
@@ -381,7 +381,7 @@ def _cosine_direction(x: np.ndarray) -> Arrays:
         direction=_cosine_direction,
     ),
 )
-def cosine_embedding():  # type: ignore[no-untyped-def]
+def cosine_embedding() -> KernelFunction:
     return cosine_embedding_kernel
 
 
@@ -447,5 +447,5 @@ def margin_ranking_kernel(x1, x2, targets, margin):  # type: ignore[no-untyped-d
         direction=lambda x: {"x1": np.ones(x.size)},
     ),
 )
-def margin_ranking():  # type: ignore[no-untyped-def]
+def margin_ranking() -> KernelFunction:
     return margin_ranking_kernel

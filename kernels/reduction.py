@@ -17,7 +17,7 @@ F64 = TensorProto.DOUBLE
 
 
 @script(LOSSD, default_opset=op)
-def reduce_loss(elements, weights, mean):
+def reduce_loss(elements, weights, mean):  # type: ignore[no-untyped-def]
     """(loss, per_sample, coef): ``mean`` divides by the weights' sum, else a plain sum."""
     per_sample = op.ReduceMean(op.Cast(elements, to=F64), op.Constant(value_ints=[1]), keepdims=0)
     count = op.Cast(op.Shape(elements, start=1, end=2), to=F64)
@@ -29,7 +29,7 @@ def reduce_loss(elements, weights, mean):
 
 
 @script(LOSSD, default_opset=op)
-def reduce_loss_mass(elements, mass, weights, mean):
+def reduce_loss_mass(elements, mass, weights, mean):  # type: ignore[no-untyped-def]
     """As reduce_loss, but ``mean`` divides by the weighted sum of the element masses."""
     axis = op.Constant(value_ints=[1])
     per_sample = op.ReduceMean(op.Cast(elements, to=F64), axis, keepdims=0)

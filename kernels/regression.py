@@ -11,7 +11,7 @@ from pydantic import Field
 
 from kernels.curves import Curve, prediction, residual
 from kernels.ops import LOSSD, log1p, softplus
-from kernels.spec import Card, Input, Params, Properties, loss
+from kernels.spec import Card, Input, KernelFunction, Params, Properties, loss
 
 
 def exact(name: str, value: float) -> object:
@@ -64,7 +64,7 @@ def mse_kernel(predictions, targets):  # type: ignore[no-untyped-def]
         references=("Gauss, C. F. (1809). Theoria motus corporum coelestium.",),
     ),
 )
-def mse():  # type: ignore[no-untyped-def]
+def mse() -> KernelFunction:
     return mse_kernel
 
 
@@ -100,7 +100,7 @@ def mae_kernel(predictions, targets):  # type: ignore[no-untyped-def]
         references=("Laplace, P.-S. (1774). Mémoire sur la probabilité des causes par les événements.",),
     ),
 )
-def mae():  # type: ignore[no-untyped-def]
+def mae() -> KernelFunction:
     return mae_kernel
 
 
@@ -147,7 +147,7 @@ def huber_kernel(predictions, targets, delta):  # type: ignore[no-untyped-def]
         references=("Huber, P. J. (1964). Robust Estimation of a Location Parameter. Ann. Math. Statist.",),
     ),
 )
-def huber():  # type: ignore[no-untyped-def]
+def huber() -> KernelFunction:
     return huber_kernel
 
 
@@ -188,7 +188,7 @@ def log_cosh_kernel(predictions, targets):  # type: ignore[no-untyped-def]
         ),
     ),
 )
-def log_cosh():  # type: ignore[no-untyped-def]
+def log_cosh() -> KernelFunction:
     return log_cosh_kernel
 
 
@@ -242,7 +242,7 @@ def smooth_l1_kernel(predictions, targets, beta):  # type: ignore[no-untyped-def
         references=("Girshick, R. (2015). Fast R-CNN. ICCV.",),
     ),
 )
-def smooth_l1():  # type: ignore[no-untyped-def]
+def smooth_l1() -> KernelFunction:
     return smooth_l1_kernel
 
 
@@ -299,7 +299,7 @@ def msle_kernel(predictions, targets):  # type: ignore[no-untyped-def]
         references=("Keras documentation: keras.losses.MeanSquaredLogarithmicError.",),
     ),
 )
-def msle():  # type: ignore[no-untyped-def]
+def msle() -> KernelFunction:
     return msle_kernel
 
 
@@ -346,7 +346,7 @@ def mape_kernel(predictions, targets):  # type: ignore[no-untyped-def]
         ),
     ),
 )
-def mape():  # type: ignore[no-untyped-def]
+def mape() -> KernelFunction:
     return mape_kernel
 
 
@@ -439,7 +439,7 @@ def poisson_rate_full(predictions, targets, eps):  # type: ignore[no-untyped-def
         references=("McCullagh, P., Nelder, J. A. (1989). Generalized Linear Models, 2nd ed. Chapman & Hall.",),
     ),
 )
-def poisson_nll(log_input: bool, full: bool):  # type: ignore[no-untyped-def]
+def poisson_nll(log_input: bool, full: bool) -> KernelFunction:
     if log_input:
         return poisson_log_rate_full if full else poisson_log_rate
     return poisson_rate_full if full else poisson_rate
@@ -538,7 +538,7 @@ def _unit_residual_variance(x: np.ndarray) -> dict[str, np.ndarray]:
         ),
     ),
 )
-def gaussian_nll(full: bool):  # type: ignore[no-untyped-def]
+def gaussian_nll(full: bool) -> KernelFunction:
     return gaussian_nll_full_kernel if full else gaussian_nll_kernel
 
 
@@ -598,5 +598,5 @@ def quantile_kernel(predictions, targets, quantile):  # type: ignore[no-untyped-
         ),
     ),
 )
-def quantile():  # type: ignore[no-untyped-def]
+def quantile() -> KernelFunction:
     return quantile_kernel

@@ -305,7 +305,7 @@ MONAI_COMMON = (
         ),
     ),
 )
-def dice(activation: str, squared_pred: bool, include_background: bool):  # type: ignore[no-untyped-def]
+def dice(activation: str, squared_pred: bool, include_background: bool) -> KernelFunction:
     return ratio_kernel(False, activation, squared_pred, include_background)
 
 
@@ -344,7 +344,7 @@ def dice(activation: str, squared_pred: bool, include_background: bool):  # type
         ),
     ),
 )
-def iou(activation: str, squared_pred: bool, include_background: bool):  # type: ignore[no-untyped-def]
+def iou(activation: str, squared_pred: bool, include_background: bool) -> KernelFunction:
     return ratio_kernel(True, activation, squared_pred, include_background)
 
 
@@ -383,5 +383,5 @@ def iou(activation: str, squared_pred: bool, include_background: bool):  # type:
         ),
     ),
 )
-def tversky(activation: str, include_background: bool):  # type: ignore[no-untyped-def]
+def tversky(activation: str, include_background: bool) -> KernelFunction:
     return tversky_kernel(activation, include_background)

@@ -39,7 +39,7 @@ from pydantic import Field
 
 from kernels.curves import Curve
 from kernels.ops import LOSSD
-from kernels.spec import Card, Input, InvalidInput, Params, Properties, loss
+from kernels.spec import Card, Input, InvalidInput, KernelFunction, Params, Properties, loss
 
 F64 = TensorProto.DOUBLE
 NEG_INF = -math.inf
@@ -368,7 +368,7 @@ PATH_MASS = Curve(
         ),
     ),
 )
-def ctc(from_logits: bool, zero_infinity: bool):  # type: ignore[no-untyped-def]
+def ctc(from_logits: bool, zero_infinity: bool) -> KernelFunction:
     if from_logits:
         return ctc_logits_zero_infinity if zero_infinity else ctc_logits
     return ctc_log_probs_zero_infinity if zero_infinity else ctc_log_probs

@@ -1,12 +1,15 @@
 """Large batches run in row blocks (kernels.blocks) give what one run gives.
 
 Every loss of the gradient table, each of its params, every reduction with and without
-weights, in float64: split into one-row blocks (the thresholds lowered) against one run.
+weights, in float64: a row-wise loss split into one-row blocks (the thresholds lowered)
+against one run; any other loss must run whole even then (its values are checked against
+references by the golden and gradient tests).
 """
 
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,42 +18,86 @@ from kernels import REGISTRY, blocks
 from tests.kernels.harness import evaluate, runtime
 from tests.kernels.test_gradients import CONFIGS, TABLE
 
+NOT_SPLIT = {
+    "adversarial": "batch-level",
+    "wasserstein": "batch-level",
+    "ctc": "reduces its own elements",
+    "label_smoothing_cross_entropy": "masses",
+    "nll": "masses",
+    "sparse_cross_entropy": "masses",
+    "weighted_cross_entropy": "masses",
+    "hinge": "not row-wise: the label rule looks at the whole batch",
+    "squared_hinge": "not row-wise: the label rule looks at the whole batch",
+    "dice_bce": "composite (its graph is not marked row-wise)",
+    "focal_dice": "composite (its graph is not marked row-wise)",
+}
+"""The losses of the gradient table that must never run in blocks, and why."""
 
-def blockable(loss: str) -> bool:
+
+def blockable(loss: str, params: dict[str, Any]) -> bool:
     spec = REGISTRY.get(loss)
     assert spec is not None
-    params = spec.params(**TABLE[loss].params[0])
-    return runtime().kernel(spec, params, "float64", True).model is not None
+    return runtime().kernel(spec, spec.params(**params), "float64", True).model is not None
+
+
+def count_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Blocks.run counted: one entry per blocked call, the number of blocks it ran."""
+    calls: list[int] = []
+    original = blocks.Blocks.run
+
+    def counting(self: blocks.Blocks, session: object, run: blocks.Run, *args: object) -> list[np.ndarray]:
+        calls.append(0)
+
+        def counted(s: object, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+            calls[-1] += 1
+            return run(s, feed)
+
+        return original(self, session, counted, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(blocks.Blocks, "run", counting)
+    return calls
 
 
 @pytest.mark.parametrize("loss", sorted(TABLE))
 def test_blocks_equal_one_run(loss: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row-wise losses, forced into one-row blocks, give what one run gives; the others
+    (NOT_SPLIT) run whole even when blocks are forced."""
     case, spec = TABLE[loss], REGISTRY.get(loss)
     assert spec is not None
+    calls = count_blocks(monkeypatch)
     rng = np.random.default_rng(zlib.crc32(loss.encode()))
     for params in case.params:
         arrays = case.inputs(rng, params)
         rows = next(iter(arrays.values())).shape[0]
+        assert rows >= 2, "one-row blocks of a one-row batch are one run"
+        split_expected = loss not in NOT_SPLIT
+        assert blockable(loss, params) == split_expected, f"{loss} {params}"
         for reduction, weighted in CONFIGS:
             weights = rng.uniform(0.2, 3.0, rows) if weighted and not spec.batch_level else None
+            where = f"{loss} {params} {reduction} weighted={weighted}"
             monkeypatch.setattr(blocks, "MIN_ELEMENTS", 1 << 62)
             whole = evaluate(loss, arrays, params, reduction=reduction, weights=weights)
+            assert calls == [], where
             monkeypatch.setattr(blocks, "MIN_ELEMENTS", 0)
             monkeypatch.setattr(blocks, "MIN_NODES", 0)
             monkeypatch.setattr(blocks, "BLOCK_ELEMENTS", 1)
             split = evaluate(loss, arrays, params, reduction=reduction, weights=weights)
-            where = f"{loss} {params} {reduction} weighted={weighted}"
+            if not split_expected:
+                assert calls == [], f"{where}: run in blocks ({NOT_SPLIT[loss]})"
+                continue
+            assert calls == [rows], f"{where}: expected one block per row, got {calls}"
+            calls.clear()
             np.testing.assert_allclose(split.loss, whole.loss, rtol=1e-12, atol=1e-15, err_msg=where)
             np.testing.assert_allclose(split.per_sample, whole.per_sample, rtol=1e-12, atol=1e-15, err_msg=where)
+            assert split.gradients.keys() == whole.gradients.keys() == set(spec.differentiable), where
             for name, gradient in whole.gradients.items():
                 np.testing.assert_allclose(split.gradients[name], gradient, rtol=1e-12, atol=1e-15, err_msg=where)
 
 
 def test_row_wise_losses_are_split_and_the_others_are_not() -> None:
-    split = {loss for loss in TABLE if blockable(loss)}
+    split = {loss for loss in TABLE if blockable(loss, TABLE[loss].params[0])}
+    assert split == set(TABLE) - set(NOT_SPLIT)
     assert {"mse", "focal", "cross_entropy", "binary_cross_entropy", "triplet", "dice"} <= split
-    # batch-level, masses, a kernel with its own reduction
-    assert not split & {"wasserstein", "adversarial", "sparse_cross_entropy", "nll", "ctc", "hinge"}
 
 
 def test_small_batches_and_cheap_graphs_run_whole() -> None:

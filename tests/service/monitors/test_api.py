@@ -253,9 +253,12 @@ def test_a_named_composite_can_be_monitored(client: TestClient) -> None:
 
 
 def test_metrics_show_each_monitor(client: TestClient) -> None:
+    compute = {"loss": "mse", "protocol": "rest", "status": "200"}
+    before = count(client.get("/metrics").text, "lossd_requests_total", **compute)
     name = new_monitor(client, baseline={"windows": 1})
     observe(client, name, [1.0, 3.0], timestamp=T0)
     observe(client, name, [5.0, 7.0, 9.0], timestamp=T0 + WINDOW)
+    assert client.post("/loss/mse", json={"predictions": [[1.0]], "targets": [[0.0]]}).status_code == 200
     text = client.get("/metrics").text
     labels = {"monitor": name, "loss": "mse"}
     assert count(text, "lossd_monitor_observations_total", **labels) == 5
@@ -263,4 +266,6 @@ def test_metrics_show_each_monitor(client: TestClient) -> None:
     assert count(text, "lossd_monitor_window_mean", **labels) == pytest.approx(7.0)
     assert count(text, "lossd_monitor_window_p90", **labels) == pytest.approx(7.0, rel=0.01)  # DDSketch: rank 0.9*(n-1)
     assert count(text, "lossd_monitor_alert", **labels) == 1.0
-    assert count(text, "lossd_requests_total", loss="mse") >= 0  # the compute metrics are still there
+    # The compute metrics are still there, and count the compute request alone: observations
+    # of an mse monitor are not requests of /loss/mse.
+    assert count(text, "lossd_requests_total", **compute) - before == 1
