@@ -1,6 +1,6 @@
 """Large batches run in row blocks (kernels.blocks) give what one run gives.
 
-Every loss of the gradient table, each of its params, every reduction with and without
+Every loss with finite-difference inputs (tests/kernels/catalog), each of its params, every reduction with and without
 weights, in float64: split into one-row blocks (the thresholds lowered) against one run.
 """
 
@@ -12,20 +12,21 @@ import numpy as np
 import pytest
 
 from kernels import REGISTRY, blocks
+from tests.kernels.catalog import GRADIENT_CASES
 from tests.kernels.harness import evaluate, runtime
-from tests.kernels.test_gradients import CONFIGS, TABLE
+from tests.kernels.test_gradients import CONFIGS
 
 
 def blockable(loss: str) -> bool:
     spec = REGISTRY.get(loss)
     assert spec is not None
-    params = spec.params(**TABLE[loss].params[0])
+    params = spec.params(**GRADIENT_CASES[loss].params[0])
     return runtime().kernel(spec, params, "float64", True).model is not None
 
 
-@pytest.mark.parametrize("loss", sorted(TABLE))
+@pytest.mark.parametrize("loss", sorted(GRADIENT_CASES))
 def test_blocks_equal_one_run(loss: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    case, spec = TABLE[loss], REGISTRY.get(loss)
+    case, spec = GRADIENT_CASES[loss], REGISTRY.get(loss)
     assert spec is not None
     rng = np.random.default_rng(zlib.crc32(loss.encode()))
     for params in case.params:
@@ -47,7 +48,7 @@ def test_blocks_equal_one_run(loss: str, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_row_wise_losses_are_split_and_the_others_are_not() -> None:
-    split = {loss for loss in TABLE if blockable(loss)}
+    split = {loss for loss in GRADIENT_CASES if blockable(loss)}
     assert {"mse", "focal", "cross_entropy", "binary_cross_entropy", "triplet", "dice"} <= split
     # batch-level, masses, a kernel with its own reduction
     assert not split & {"wasserstein", "adversarial", "sparse_cross_entropy", "nll", "ctc", "hinge"}
