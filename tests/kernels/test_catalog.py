@@ -42,6 +42,7 @@ def test_the_catalog_imports_no_reference_library() -> None:
     code = (
         "import sys\n"
         "import tests.kernels.catalog\n"
+        "import tests.kernels.catalog.golden\n"
         "from tests.kernels.catalog.reference import LIBRARIES\n"
         "print(sorted({m.partition('.')[0] for m in sys.modules} & set(LIBRARIES)))\n"
     )
