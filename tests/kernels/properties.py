@@ -10,7 +10,7 @@ along the line (step ``1e-9 * max(1, |t|)``, ``_difference_slopes``). That finds
 unbounded gradients (true counterexamples, far above the difference's error) and confirms bounded ones,
 but cannot confirm a continuous or Lipschitz gradient at the 1e-7 scale those checks probe, so such a
 loss may only claim ``differentiable`` and ``smooth_gradient`` false (test_properties enforces it).
-Each loss has a :class:`Domain` in ``LOSS_DOMAINS``
+Each loss's test declaration (``tests/kernels/catalog/``, ``LossInfo.domain``) has a :class:`Domain`
 describing its *default* form (default params: probabilities, not logits, for the cross-entropies and
 focal) and giving the lines to walk:
 
@@ -76,18 +76,6 @@ from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from kernels.classification import (
-    BinaryCrossEntropyParams,
-    CrossEntropyParams,
-    KlDivergenceParams,
-    LabelSmoothingCrossEntropyParams,
-    SparseCrossEntropyParams,
-)
-from kernels.imbalance import CategoricalFocalParams, FocalParams
-from kernels.margin import MultiMarginParams
-from kernels.ranking import ContrastiveParams, MarginRankingParams, TripletParams
-from kernels.regression import GaussianNLLParams, HuberParams, SmoothL1Params
-from kernels.sequence import CtcParams
 from kernels.spec import LossSpec
 from tests.feature_models import pointwise_kinks
 from tests.kernels.harness import evaluate
@@ -211,14 +199,12 @@ class Domain(ABC):
         return inputs_evaluator(spec, self.params)
 
 
-PROPERTY_PARAMS: dict[str, dict[str, Any]] = {
-    "weighted_cross_entropy": {"class_weights": [0.5, 2.0, 1.0]},
-}
-"""Params the claims are checked with, for losses with a required param (no default); three classes."""
-
-
 def property_params(spec: LossSpec) -> dict[str, Any]:
-    return PROPERTY_PARAMS.get(spec.name, {})
+    """Params the claims are checked with: those of the loss's declaration (``LossInfo.property_params``, for
+    a loss with a required param), else none."""
+    from tests.kernels.catalog import info  # the catalog declares its domains with the classes of this module
+
+    return dict(info(spec.name).property_params)
 
 
 def _default(spec: LossSpec, name: str) -> Any:
@@ -1502,65 +1488,8 @@ PROPERTY_CHECKS: dict[str, Check] = {
 """Each boolean field of ``kernels.spec.Properties`` -> its checker ``(spec) -> holds``."""
 
 
-# --- the per-loss input domains --------------------------------------------------------------------
-
-LOSS_DOMAINS: dict[str, Domain] = {
-    "mse": Real(),
-    "mae": Real(),
-    "huber": Real(kinks=(0.0, -HuberParams().delta, HuberParams().delta)),
-    "log_cosh": Real(),
-    "smooth_l1": Real(kinks=(0.0, -SmoothL1Params().beta, SmoothL1Params().beta)),
-    # Keras's clamp at eps = 1e-7 (predictions below it are flat); non-negative targets, what MSLE is for
-    "msle": Real(at=(1e-7,), targets=(0.0, 100.0)),
-    "mape": Real(),
-    "poisson_nll": LogRate(),
-    "gaussian_nll": MeanVariance(eps=GaussianNLLParams().eps),
-    "quantile": Real(),
-    "binary_cross_entropy": BinaryProbability(eps=BinaryCrossEntropyParams().eps),
-    "cross_entropy": Simplex(eps=CrossEntropyParams().eps),
-    "sparse_cross_entropy": Simplex(eps=SparseCrossEntropyParams().eps, labels=True),
-    "focal": BinaryProbability(eps=FocalParams().eps),
-    "perceptual": Images(),
-    "label_smoothing_cross_entropy": Simplex(eps=LabelSmoothingCrossEntropyParams().eps, labels=True),
-    "weighted_cross_entropy": Simplex(eps=SparseCrossEntropyParams().eps, labels=True),
-    "nll": LogProbability(),
-    "kl_divergence": Simplex(eps=KlDivergenceParams().eps),
-    "categorical_focal": Simplex(eps=CategoricalFocalParams().eps),
-    "hinge": SignedTargets(),
-    "squared_hinge": SignedTargets(),
-    # margin 1 against other scores of 0: the true class's kink at 1, a wrong class's at 0 (the
-    # floor of Keras's max) for categorical_hinge and at -1 (its own margin term) for multi_margin
-    "categorical_hinge": ClassScores(kinks=(0.0, 1.0)),
-    "multi_margin": ClassScores(kinks=(-MultiMarginParams().margin, MultiMarginParams().margin), labels=True),
-    "contrastive": Embeddings(
-        ("x1", "x2"), labels=(0.0, 1.0), kinks=(0.0, -ContrastiveParams().margin, ContrastiveParams().margin)
-    ),
-    "triplet": Embeddings(
-        ("anchor", "positive", "negative"),
-        offsets=((0.0,) * 3, (TripletParams().eps,) * 3, (TripletParams().eps,) * 3),
-        kinks=(0.0, -TripletParams().margin, TripletParams().margin),
-    ),
-    "cosine_embedding": Embeddings(("x1", "x2"), labels=(-1.0, 1.0), offsets=((0.0, 1.0, 0.0), (1.0, 0.0, 0.0))),
-    "margin_ranking": Embeddings(("x1", "x2"), labels=(-1.0, 1.0), dim=0, kinks=(MarginRankingParams().margin,)),
-    "wasserstein": BatchScores(("real_scores", "fake_scores")),
-    "adversarial": BatchScores(("real_logits", "fake_logits")),
-    "earth_movers": Bins(),
-    "ctc": LogProbabilitySequence(blank=CtcParams().blank),
-    "dice": ChannelMasks(),
-    "dice_bce": ChannelMasks(empty_class=True),
-    "focal_dice": ChannelMasks(empty_class=True),
-    "iou": ChannelMasks(),
-    "tversky": ChannelMasks(),
-    "ssim": NaturalImages(),
-}
-"""Each registered loss (canonical name) -> the inputs its default form takes, as lines."""
-
-
 def domain_of(spec: LossSpec) -> Domain:
-    domain = LOSS_DOMAINS.get(spec.name)
-    if domain is None:
-        raise KeyError(
-            f"loss {spec.name!r} has no entry in tests/kernels/properties.py LOSS_DOMAINS: add the domain of its "
-            "default form so that its card's properties are checked"
-        )
-    return domain
+    """The domain of the loss's default form, from its test declaration (``LossInfo.domain``)."""
+    from tests.kernels.catalog import info  # the catalog declares its domains with the classes of this module
+
+    return info(spec.name).domain

@@ -11,16 +11,18 @@ import pytest
 
 from kernels import REGISTRY
 from kernels.graph import graph_shape
+from tests.kernels.catalog import GRADIENT_CASES
 from tests.kernels.harness import runtime
-from tests.kernels.test_gradients import TABLE
 
 
-@pytest.mark.parametrize("loss", sorted(TABLE))
+@pytest.mark.parametrize("loss", sorted(GRADIENT_CASES))
 def test_bound_run_equals_plain_run(loss: str) -> None:
     spec = REGISTRY.get(loss)
     assert spec is not None
-    params = spec.params(**TABLE[loss].params[0])
-    natural = TABLE[loss].inputs(np.random.default_rng(zlib.crc32(loss.encode())), TABLE[loss].params[0])
+    params = spec.params(**GRADIENT_CASES[loss].params[0])
+    natural = GRADIENT_CASES[loss].inputs(
+        np.random.default_rng(zlib.crc32(loss.encode())), GRADIENT_CASES[loss].params[0]
+    )
     arrays = {
         i.name: np.asarray(natural[i.name], np.int64 if i.integer else np.float64).reshape(
             graph_shape(i, np.shape(natural[i.name]))

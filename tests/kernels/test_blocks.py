@@ -1,6 +1,6 @@
 """Large batches run in row blocks (kernels.blocks) give what one run gives.
 
-Every loss of the gradient table, each of its params, every reduction with and without
+Every loss with finite-difference inputs (tests/kernels/catalog), each of its params, every reduction with and without
 weights, in float64: a row-wise loss split into one-row blocks (the thresholds lowered)
 against one run; any other loss must run whole even then (its values are checked against
 references by the golden and gradient tests).
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from kernels import REGISTRY, blocks
+from tests.kernels.catalog import GRADIENT_CASES
 from tests.kernels.harness import evaluate, runtime
-from tests.kernels.test_gradients import CONFIGS, TABLE
+from tests.kernels.test_gradients import CONFIGS
 
 NOT_SPLIT = {
     "adversarial": "batch-level",
@@ -31,7 +32,7 @@ NOT_SPLIT = {
     "dice_bce": "composite (its graph is not marked row-wise)",
     "focal_dice": "composite (its graph is not marked row-wise)",
 }
-"""The losses of the gradient table that must never run in blocks, and why."""
+"""The losses with finite-difference inputs that must never run in blocks, and why."""
 
 
 def blockable(loss: str, params: dict[str, Any]) -> bool:
@@ -58,11 +59,11 @@ def count_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("loss", sorted(TABLE))
+@pytest.mark.parametrize("loss", sorted(GRADIENT_CASES))
 def test_blocks_equal_one_run(loss: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Row-wise losses, forced into one-row blocks, give what one run gives; the others
     (NOT_SPLIT) run whole even when blocks are forced."""
-    case, spec = TABLE[loss], REGISTRY.get(loss)
+    case, spec = GRADIENT_CASES[loss], REGISTRY.get(loss)
     assert spec is not None
     calls = count_blocks(monkeypatch)
     rng = np.random.default_rng(zlib.crc32(loss.encode()))
@@ -95,8 +96,8 @@ def test_blocks_equal_one_run(loss: str, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_row_wise_losses_are_split_and_the_others_are_not() -> None:
-    split = {loss for loss in TABLE if blockable(loss, TABLE[loss].params[0])}
-    assert split == set(TABLE) - set(NOT_SPLIT)
+    split = {loss for loss in GRADIENT_CASES if blockable(loss, GRADIENT_CASES[loss].params[0])}
+    assert split == set(GRADIENT_CASES) - set(NOT_SPLIT)
     assert {"mse", "focal", "cross_entropy", "binary_cross_entropy", "triplet", "dice"} <= split
 
 

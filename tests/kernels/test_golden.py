@@ -1,14 +1,14 @@
 """Kernels against golden values from the reference libraries (tests/golden/*.json).
 
-The files are written by ``make golden`` (scripts/make_golden.py, which needs torch and
-Keras); this test needs only numpy. Each golden case holds one set of inputs and the
-reference's loss and gradients for every reduction, with and without sample weights;
-the test runs each of those as its own parametrized case.
+The files are written by ``make golden`` (``python -m tests.kernels.catalog.golden``, which needs torch
+and Keras) from each loss's ``Golden`` declaration (tests/kernels/catalog/); this test needs only numpy.
+Each golden case holds one set of inputs and the reference's loss and gradients for every reduction,
+with and without sample weights; the test runs each of those as its own parametrized case.
 
-Tolerances: a value passes when ``|actual - expected| <= rtol * |expected| + atol * scale``,
-``scale`` being the largest magnitude in the expected array (the value itself for a
-scalar). The ``atol`` term only matters for entries far below the array's scale, e.g.
-the gradient of a saturated logit (~1e-18), where the reference formulas themselves
+Tolerances (``Golden.tolerance``, per loss and dtype): a value passes when
+``|actual - expected| <= rtol * |expected| + atol * scale``, ``scale`` being the largest magnitude in the
+expected array (the value itself for a scalar). The ``atol`` term only matters for entries far below the
+array's scale, e.g. the gradient of a saturated logit (~1e-18), where the reference formulas themselves
 lose relative accuracy to cancellation (torchvision's ``1 - p_t``).
 """
 
@@ -23,22 +23,17 @@ import numpy as np
 import pytest
 
 from kernels import REGISTRY
+from tests.kernels.catalog import CATALOG, Golden, GoldenElsewhere
+from tests.kernels.catalog.golden import case_ids
 from tests.kernels.harness import evaluate
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 TESTS = Path(__file__).resolve().parents[1]
-GOLDEN_ELSEWHERE: dict[str, tuple[str, str]] = {
-    "perceptual": (
-        "kernels/test_perceptual.py",
-        "no library computes it: the feature extractor is whatever ONNX model the operator configures. Its golden is "
-        "an independent float64 reference (the extractor run on its own by onnxruntime, LPIPS's normalisation and "
-        "distance in numpy) on extractors the test builds, for every reduction, with and without weights, both dtypes",
-    ),
+GOLDEN_ELSEWHERE: dict[str, GoldenElsewhere] = {
+    name: entry.golden for name, entry in CATALOG.items() if isinstance(entry.golden, GoldenElsewhere)
 }
 """Losses whose reference values cannot come from a library: the test module (under tests/)
 that checks them against an independent implementation instead, and why."""
-TOLERANCE = {"float64": (1e-10, 1e-12), "float32": (1e-5, 1e-6)}
-"""dtype: (rtol, atol relative to the array's scale)."""
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -64,8 +59,14 @@ def cases() -> list[Any]:
     return params
 
 
-def assert_close(what: str, actual: Any, expected: Any, dtype: str) -> None:
-    rtol, atol = TOLERANCE[dtype]
+def declared(loss: str) -> Golden:
+    golden_entry = CATALOG[loss].golden
+    assert isinstance(golden_entry, Golden), f"{loss} has a golden file but declares {golden_entry}"
+    return golden_entry
+
+
+def assert_close(what: str, actual: Any, expected: Any, tolerance: tuple[float, float]) -> None:
+    rtol, atol = tolerance
     actual_array = np.asarray(actual, dtype=np.float64)
     expected_array = np.asarray(expected, dtype=np.float64)
     assert actual_array.shape == expected_array.shape, f"{what}: shape {actual_array.shape} != {expected_array.shape}"
@@ -87,23 +88,26 @@ def test_golden(loss: str, index: int, result: int) -> None:
         dtype=dtype,
     )
     context = f"{loss} {case['id']} {expected['reduction']} weighted={expected['weighted']} ({case['reference']})"
-    assert_close(f"loss of {context}", got.loss, expected["loss"], dtype)
-    assert_close(f"per_sample of {context}", got.per_sample, case["per_sample"], dtype)
+    tolerance = declared(loss).tolerance[dtype]
+    assert_close(f"loss of {context}", got.loss, expected["loss"], tolerance)
+    assert_close(f"per_sample of {context}", got.per_sample, case["per_sample"], tolerance)
     assert set(got.gradients) == set(expected["gradients"]), context
     for name, gradient in expected["gradients"].items():
-        assert_close(f"gradient wrt {name} of {context}", got.gradients[name], gradient, dtype)
+        assert_close(f"gradient wrt {name} of {context}", got.gradients[name], gradient, tolerance)
 
 
 @pytest.mark.parametrize("loss", [spec.name for spec in REGISTRY])
 def test_every_loss_has_goldens(loss: str) -> None:
-    """Adding a loss without golden values (``make golden``) fails here, unless
-    ``GOLDEN_ELSEWHERE`` names the test that checks it against an independent reference."""
+    """Adding a loss without golden values (``make golden``) fails here, unless its declaration is
+    ``GoldenElsewhere``, naming the test that checks it against an independent reference."""
     if loss in GOLDEN_ELSEWHERE:
-        module, _ = GOLDEN_ELSEWHERE[loss]
-        assert not (GOLDEN / f"{loss}.json").exists(), f"{loss} has a golden file: remove it from GOLDEN_ELSEWHERE"
-        assert (TESTS / module).is_file(), f"{loss}: GOLDEN_ELSEWHERE names {module}, which does not exist"
+        module = GOLDEN_ELSEWHERE[loss].test
+        assert not (GOLDEN / f"{loss}.json").exists(), f"{loss} has a golden file: declare its Golden"
+        assert (TESTS / module).is_file(), f"{loss}: GoldenElsewhere names {module}, which does not exist"
         return
-    assert (GOLDEN / f"{loss}.json").exists(), f"no golden file for {loss}: add it to scripts/make_golden.py"
+    assert (GOLDEN / f"{loss}.json").exists(), (
+        f"no golden file for {loss}: declare its Golden in tests/kernels/catalog/ and run make golden"
+    )
     spec = REGISTRY.get(loss)
     assert spec is not None
     document = golden(loss)
@@ -131,6 +135,15 @@ def test_every_loss_has_goldens(loss: str) -> None:
     else:  # fixed shapes: at least two different sizes
         shapes = {tuple(case["shape"]) for case in document["cases"]}
         assert len(shapes) >= 2, f"{loss}: golden cases all have shape {shapes}"
+
+
+@pytest.mark.parametrize("loss", golden_losses())
+def test_golden_file_holds_the_declared_cases(loss: str) -> None:
+    """The file was made from the loss's current declaration: its cases are the declared combos, data
+    kinds, shapes and dtypes, in order (else: ``make golden``)."""
+    assert [case["id"] for case in golden(loss)["cases"]] == case_ids(declared(loss)), (
+        f"tests/golden/{loss}.json does not hold the cases its declaration makes: run make golden"
+    )
 
 
 def test_golden_files_are_registered_losses() -> None:

@@ -37,8 +37,9 @@ from tests.feature_models import (
     reference_per_sample,
     write_extractors,
 )
+from tests.kernels.catalog import CATALOG
 from tests.kernels.harness import evaluate, runtime
-from tests.kernels.properties import LOSS_DOMAINS, Images, _difference_slopes
+from tests.kernels.properties import Images, _difference_slopes
 
 
 def _spec(name: str) -> LossSpec:
@@ -346,7 +347,7 @@ def test_a_relu_kink_is_a_real_gradient_jump() -> None:
     """The counterexample behind ``differentiable: false``: along the property checks' first line, at a
     first-layer kink of the ReLU extractor, the one-sided slopes (central differences 1e-7 wide, on
     each side at 1e-5) differ by far more than the differences' error, and agree at smooth points."""
-    domain = LOSS_DOMAINS["perceptual"]
+    domain = CATALOG["perceptual"].domain
     assert isinstance(domain, Images)
     line = domain.canonical_lines()[0]
     evaluator = domain.evaluator(SPEC)

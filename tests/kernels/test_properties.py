@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from kernels import REGISTRY
 from kernels.spec import LossSpec, Properties
+from tests.kernels.catalog import CATALOG
 from tests.kernels.properties import (
-    LOSS_DOMAINS,
     PROPERTY_CHECKS,
     BinaryProbability,
     Domain,
@@ -70,15 +70,14 @@ def test_every_card_claim_has_a_checker() -> None:
 
 @pytest.mark.parametrize("spec", LOSSES, ids=_name)
 def test_every_loss_has_an_input_domain(spec: LossSpec) -> None:
-    assert spec.name in LOSS_DOMAINS, (
-        f"loss {spec.name!r} has no entry in LOSS_DOMAINS (tests/kernels/properties.py): its card's properties "
-        "are unchecked"
+    assert spec.name in CATALOG, (
+        f"loss {spec.name!r} has no test declaration (tests/kernels/catalog/): its card's properties are unchecked"
     )
-    assert LOSS_DOMAINS[spec.name].mismatch(spec) is None
+    assert CATALOG[spec.name].domain.mismatch(spec) is None
 
 
 def test_no_domain_for_an_unknown_loss() -> None:
-    assert set(LOSS_DOMAINS) <= {spec.name for spec in LOSSES}
+    assert set(CATALOG) <= {spec.name for spec in LOSSES}
 
 
 # --- the checkers themselves, on losses with known answers -----------------------------------------

@@ -1,0 +1,110 @@
+"""What the references share: the reference libraries, imported on first use, and the case context.
+
+The declarations (one module per kernel family) hold each loss's reference next to its inputs, but the
+suite needs only numpy: ``torch``, ``F``, ``keras``, ``monai``, ``scipy``, ``skimage`` and
+``pytorch_msssim`` here are stand-ins that import the library the first time a reference touches them,
+which only the golden generator does (``python -m tests.kernels.catalog.golden``, with the
+``reference`` extra). A reference therefore uses them only inside its body, never at module level.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+Tensor = Any
+"""A torch tensor (torch is not installed where the suite and mypy run)."""
+Tensors = dict[str, Tensor]
+"""A case's inputs as float64 tensors (integer inputs as int64), by input name."""
+
+DEFAULT_EPS = 1e-7
+"""The kernels' default probability clip."""
+KERAS_EPS = 1e-7
+"""``keras.config.epsilon()``, which the generator checks when it starts."""
+
+
+class Library:
+    """A module imported on first attribute access; a missing attribute is tried as a submodule
+    (``monai.losses``, ``scipy.stats``). Keras is imported with the torch backend."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._name.partition(".")[0] == "keras":
+            os.environ["KERAS_BACKEND"] = "torch"
+        module = importlib.import_module(self._name)
+        try:
+            value = getattr(module, attr)
+        except AttributeError:
+            value = importlib.import_module(f"{self._name}.{attr}")
+        setattr(self, attr, value)  # later lookups are plain attributes (references run in loops)
+        return value
+
+    def __repr__(self) -> str:
+        return f"Library({self._name!r})"
+
+
+torch: Any = Library("torch")
+F: Any = Library("torch.nn.functional")
+keras: Any = Library("keras")
+monai: Any = Library("monai")
+scipy: Any = Library("scipy")
+skimage: Any = Library("skimage")
+pytorch_msssim: Any = Library("pytorch_msssim")
+
+LIBRARIES = ("torch", "keras", "monai", "scipy", "skimage", "pytorch_msssim")
+"""The top-level modules the stand-ins import (a test checks the suite imports none of them)."""
+
+
+class Ctx:
+    """What a reference needs to know about the case besides its tensors."""
+
+    def __init__(self, dtype: str, params: dict[str, Any], checks: list[str]) -> None:
+        self.dtype = dtype
+        self.params = params
+        self.checks = checks
+
+    def f(self, name: str, default: Any = None) -> Any:
+        """A float param (or list of floats) rounded to the case dtype."""
+        value = self.params.get(name, default)
+        if value is None:
+            return None
+        return np.asarray(value, dtype=self.dtype).astype(np.float64).tolist()
+
+    def bounds(self) -> tuple[float, float]:
+        eps = np.asarray(self.params.get("eps", DEFAULT_EPS), dtype=self.dtype)
+        return float(eps), float(np.asarray(1, dtype=self.dtype) - eps)
+
+    def check(self, what: str, ours: Tensor, theirs: Tensor, rtol: float = 1e-12) -> None:
+        a = ours.detach().double().numpy()
+        b = theirs.detach().double().numpy()
+        scale = max(float(np.max(np.abs(b))), 1e-300)
+        err = float(np.max(np.abs(a - b)) / scale)
+        if not np.allclose(a, b, rtol=rtol, atol=rtol * scale):
+            raise AssertionError(f"cross-check failed: {what}: {a} vs {b}")
+        self.checks.append(f"{what}: max diff {err:.1e} (relative to max |value|)")
+
+
+def in_dtype(value: float, dtype: str) -> float:
+    """A constant as the kernel holds it in the case dtype (e.g. 1e-7 in float32)."""
+    return float(np.asarray(value, dtype=dtype))
+
+
+def keras_native(t: Tensors, c: Ctx) -> tuple[Tensor, Tensor]:
+    """Predictions and targets in the case dtype, for Keras functions that clip."""
+    x = t["predictions_native"]
+    return x, t["targets"].to(x.dtype) if t["targets"].is_floating_point() else t["targets"]
+
+
+def with_keras_eps(eps: float, fn: Callable[[], Tensor]) -> Tensor:
+    """``fn()`` with Keras's epsilon set to ``eps``."""
+    keras.config.set_epsilon(eps)
+    try:
+        return fn()
+    finally:
+        keras.config.set_epsilon(KERAS_EPS)

@@ -1,0 +1,269 @@
+"""Test declarations of the overlap losses (kernels/segmentation.py): Dice, IoU, Tversky (MONAI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tests.kernels.catalog.base import BOTH, ONE, Arrays, Combo, Golden, GradientCase, LossInfo
+from tests.kernels.catalog.reference import Ctx, Tensor, Tensors, keras, monai
+from tests.kernels.properties import ChannelMasks
+
+# -- references (run by the golden generator only) -------------------------------------------------
+
+
+def monai_activation(c: Ctx) -> dict[str, bool]:
+    activation = c.params.get("activation", "none")
+    return {"sigmoid": activation == "sigmoid", "softmax": activation == "softmax"}
+
+
+def monai_per_class(module: Any, x: Tensor, y: Tensor) -> Tensor:
+    """MONAI's reduction='none' output (N, C', 1, ...) as the (N, C') per-class losses."""
+    out: Tensor = module(x, y)
+    return out.reshape(x.shape[0], -1)
+
+
+def keras_single_sample(c: Ctx, what: str, ours: Tensor, keras_value: Tensor) -> None:
+    """Keras's one-value-per-batch overlap losses = ours on the batch sent as one sample of one channel."""
+    c.check(
+        f"{what} (axis=None: one value over the whole batch, smooth 0, eps 1e-7) = monai on shape (1, 1, -1) with "
+        "smooth_nr=0, smooth_dr=1e-7",
+        ours.reshape(1),
+        keras_value.reshape(1),
+    )
+
+
+def ref_dice(t: Tensors, c: Ctx, jaccard: bool = False) -> tuple[Tensor, None]:
+    x, y = t["predictions"], t["targets"]
+    kwargs = dict(
+        include_background=c.params.get("include_background", True),
+        squared_pred=c.params.get("squared_pred", False),
+        smooth_nr=c.f("smooth_nr", 1e-5),
+        smooth_dr=c.f("smooth_dr", 1e-5),
+        **monai_activation(c),
+    )
+    out = monai_per_class(monai.losses.DiceLoss(jaccard=jaccard, reduction="none", **kwargs), x, y)
+    c.check(
+        "monai reduction='mean' = our unweighted mean",
+        monai.losses.DiceLoss(jaccard=jaccard, reduction="mean", **kwargs)(x, y).reshape(1),
+        out.mean().reshape(1),
+    )
+    p = x if c.params.get("activation", "none") == "none" else None
+    if p is not None and not kwargs["squared_pred"] and c.dtype == "float64":
+        if jaccard:  # MONAI's Jaccard = the textbook soft IoU with halved smoothing
+            tp = (x * y).flatten(2).sum(-1)
+            union = x.flatten(2).sum(-1) + y.flatten(2).sum(-1) - tp
+            textbook = 1 - (tp + kwargs["smooth_nr"] / 2) / (union + kwargs["smooth_dr"] / 2)
+            kept = textbook if kwargs["include_background"] else textbook[:, 1:]
+            c.check("monai jaccard = 1 - (tp + s_nr/2) / (sum p + sum y - tp + s_dr/2)", out, kept)
+        else:
+            ours = monai.losses.DiceLoss(reduction="none", smooth_nr=0.0, smooth_dr=1e-7)(
+                x.reshape(1, 1, -1), y.reshape(1, 1, -1)
+            )
+            keras_single_sample(c, "keras.losses.dice", ours, keras.losses.dice(y, x))
+    return out, None
+
+
+def ref_iou(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
+    return ref_dice(t, c, jaccard=True)
+
+
+def ref_tversky(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
+    x, y = t["predictions"], t["targets"]
+    alpha, beta = c.f("alpha", 0.5), c.f("beta", 0.5)
+    smooth_nr, smooth_dr = c.f("smooth_nr", 1e-5), c.f("smooth_dr", 1e-5)
+    common = dict(include_background=c.params.get("include_background", True), **monai_activation(c))
+    out = monai_per_class(
+        monai.losses.TverskyLoss(
+            alpha=alpha, beta=beta, smooth_nr=smooth_nr, smooth_dr=smooth_dr, reduction="none", **common
+        ),
+        x,
+        y,
+    )
+    if alpha == beta and alpha in (0.5, 1.0):  # Tversky(1/2, 1/2) is Dice and Tversky(1, 1) MONAI's Jaccard, smooth x2
+        other = monai.losses.DiceLoss(
+            jaccard=alpha == 1.0, smooth_nr=2 * smooth_nr, smooth_dr=2 * smooth_dr, reduction="none", **common
+        )
+        name = "DiceLoss(jaccard=True)" if alpha == 1.0 else "DiceLoss"
+        c.check(
+            f"monai TverskyLoss(alpha=beta={alpha}, s) = monai {name}(2 s)",
+            out,
+            monai_per_class(other, x, y),
+        )
+    if c.params.get("activation", "none") == "none" and c.dtype == "float64":
+        # Keras multiplies alpha with sum y (1 - p) (false negatives): Keras(a, b) = ours(alpha=b, beta=a)
+        swapped = monai.losses.TverskyLoss(alpha=beta, beta=alpha, smooth_nr=0.0, smooth_dr=1e-7, reduction="none")
+        ours = swapped(x.reshape(1, 1, -1), y.reshape(1, 1, -1))
+        what = "keras.losses.tversky(alpha=a, beta=b) (alpha multiplies the false negatives) with alpha=b, beta=a"
+        keras_single_sample(c, what, ours, keras.losses.tversky(y, x, alpha=alpha, beta=beta))
+    return out, None
+
+
+# -- golden inputs ---------------------------------------------------------------------------------
+
+
+def mask_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """Channel-first probability maps (or logits) and masks: one-hot over the channels for softmax,
+    independent binary masks otherwise, a few soft target values. ``extreme``: saturated predictions,
+    a class absent from a sample's target, and a sample predicted perfectly."""
+    activation = params.get("activation", "none")
+    n, ch = shape[:2]
+    if activation == "softmax":
+        y = np.moveaxis(np.eye(ch)[rng.integers(0, ch, (n, *shape[2:]))], -1, 1)
+    else:
+        y = (rng.random(shape) < 0.4).astype(np.float64)
+    if kind == "random":
+        flat = y.reshape(-1)
+        flat[rng.permutation(flat.size)[:3]] = rng.uniform(0.1, 0.9, 3)
+        x = rng.normal(0.0, 2.0, shape) if activation != "none" else rng.uniform(0.02, 0.98, shape)
+        return {"predictions": x, "targets": y}
+    if activation == "sigmoid":
+        values = [-40.0, -5.0, 0.0, 5.0, 40.0]
+    elif activation == "softmax":
+        # torch's softmax backward p (g - sum g p) cancels for a saturated pixel (its float64 reference
+        # gradient there is rounding noise ~1e-16 |g|): logit gaps up to 24 keep it accurate
+        values = [-12.0, -4.0, 0.0, 4.0, 12.0]
+    else:
+        values = [0.0, 1e-9, 0.5, 1 - 1e-9, 1.0]
+    x = rng.choice(values, size=shape)
+    if activation != "none":
+        x.reshape(n, ch, -1)[:, :, 0] = 0.0  # one unsaturated pixel per sample sets the gradient's scale
+    y[0, -1] = 0.0  # a class absent from sample 0's target
+    if activation == "none":
+        x[-1] = y[-1]  # the last sample predicted perfectly: loss 0
+    return {"predictions": x, "targets": y}
+
+
+PER_CHANNEL = (
+    "inputs (N, C, ...) channel-first; the reference gives one loss per (sample, kept channel); per_sample = their "
+    "mean over the channels; mean = sum(w*l)/sum(w); sum = sum(w*l); none = per_sample, gradients of "
+    "per_sample.sum(). Reference evaluated in float64 on inputs (and float params) rounded to the case dtype; see "
+    "the script's docstring."
+)
+
+
+MASK_SHAPES: dict[str, tuple[int, ...]] = {"1d": (3, 2, 5), "2d": (2, 3, 2, 3)}
+
+
+OVERLAP_COMBOS: tuple[Combo, ...] = (
+    ({}, BOTH),
+    ({"activation": "sigmoid"}, BOTH),
+    ({"activation": "softmax"}, BOTH),
+    ({"include_background": False}, BOTH),
+    ({"activation": "sigmoid", "include_background": False}, ONE),
+    ({"activation": "softmax", "include_background": False}, BOTH),
+    ({"smooth_nr": 0.0, "smooth_dr": 1e-6}, BOTH),
+    ({"smooth_nr": 1.0, "smooth_dr": 1.0, "activation": "sigmoid"}, ONE),
+)
+
+
+SQUARED_COMBOS: tuple[Combo, ...] = (
+    ({"squared_pred": True, "include_background": False}, ONE),
+    ({"squared_pred": True, "activation": "sigmoid"}, ONE),
+    ({"squared_pred": True, "activation": "sigmoid", "include_background": False}, ONE),
+    ({"squared_pred": True, "activation": "softmax"}, BOTH),
+    ({"squared_pred": True, "activation": "softmax", "include_background": False}, ONE),
+)
+
+
+# -- finite-difference inputs ----------------------------------------------------------------------
+
+
+def fd_masks(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """Channel-first maps (N, C, H, W): probabilities inside (0, 1), or logits; masks with soft values and a
+    class absent from one sample (its loss stays smooth while sum p is far from 0)."""
+    shape = (2, 3, 2, 3)
+    logits = params.get("activation", "none") != "none"
+    x = rng.normal(0.0, 2.0, shape) if logits else rng.uniform(0.05, 0.95, shape)
+    y = (rng.random(shape) < 0.4).astype(np.float64)
+    y[0, 0, 0, :2] = [0.3, 0.8]
+    y[1, 2] = 0.0
+    return {"predictions": x, "targets": y}
+
+
+OVERLAP: tuple[dict[str, Any], ...] = (
+    {},
+    {"activation": "sigmoid", "squared_pred": True},
+    {"activation": "softmax", "include_background": False},
+    {"activation": "softmax", "squared_pred": True, "smooth_nr": 0.5, "smooth_dr": 1.0},
+    {"squared_pred": True, "include_background": False},
+)
+
+
+# -- declarations ----------------------------------------------------------------------------------
+
+LOSSES = (
+    LossInfo(
+        "dice",
+        golden=Golden(
+            reference=ref_dice,
+            data=mask_data,
+            shapes=MASK_SHAPES,
+            conventions=PER_CHANNEL,
+            describe=lambda p: (
+                "monai.losses.DiceLoss(reduction='none', sigmoid/softmax, squared_pred, include_background, "
+                "smooth_nr, smooth_dr): per-class losses (N, C')"
+            ),
+            combos=(
+                *OVERLAP_COMBOS,
+                ({"squared_pred": True}, BOTH),
+                *SQUARED_COMBOS,
+            ),
+            versions=("monai",),
+        ),
+        gradients=GradientCase(fd_masks, OVERLAP),
+        domain=ChannelMasks(),
+    ),
+    LossInfo(
+        "iou",
+        golden=Golden(
+            reference=ref_iou,
+            data=mask_data,
+            shapes=MASK_SHAPES,
+            conventions=PER_CHANNEL,
+            describe=lambda p: (
+                "monai.losses.DiceLoss(jaccard=True, reduction='none', sigmoid/softmax, squared_pred, "
+                "include_background, smooth_nr, smooth_dr): per-class losses (N, C')"
+            ),
+            combos=(
+                *OVERLAP_COMBOS,
+                ({"squared_pred": True}, BOTH),
+                *SQUARED_COMBOS,
+            ),
+            versions=("monai",),
+        ),
+        gradients=GradientCase(fd_masks, OVERLAP),
+        domain=ChannelMasks(),
+    ),
+    LossInfo(
+        "tversky",
+        golden=Golden(
+            reference=ref_tversky,
+            data=mask_data,
+            shapes=MASK_SHAPES,
+            conventions=PER_CHANNEL,
+            describe=lambda p: (
+                "monai.losses.TverskyLoss(alpha, beta, reduction='none', sigmoid/softmax, include_background, "
+                "smooth_nr, smooth_dr): per-class losses (N, C')"
+            ),
+            combos=(
+                *OVERLAP_COMBOS,
+                ({"alpha": 0.3, "beta": 0.7}, BOTH),
+                ({"alpha": 1.0, "beta": 1.0}, ONE),
+                ({"alpha": 0.8, "beta": 0.1, "activation": "softmax", "include_background": False}, ONE),
+                ({"alpha": 0.0, "beta": 2.0, "activation": "sigmoid"}, ONE),
+            ),
+            versions=("monai",),
+        ),
+        gradients=GradientCase(
+            fd_masks,
+            (
+                {},
+                {"alpha": 0.3, "beta": 0.7, "activation": "sigmoid"},
+                {"alpha": 0.8, "beta": 0.2, "activation": "softmax", "include_background": False},
+            ),
+        ),
+        domain=ChannelMasks(),
+    ),
+)
