@@ -28,7 +28,29 @@ from tests.server import free_port
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "docker"
+
+
+def shared_docker() -> Path:
+    """../shared/docker next to the repository; for a git worktree (elsewhere), next to the
+    main checkout, the one whose .git the worktree shares."""
+    roots = [REPO]
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):  # no git: the repository's own parent only
+        result = None
+    if result is not None and result.returncode == 0 and result.stdout.strip():
+        roots.append(Path(result.stdout.strip()).parent)
+    candidates = [root.parent / "shared" / "docker" for root in roots]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
+
+
+SHARED = shared_docker()
 ENGINE_TIMEOUT = 900  # engine.sh may first install the engine
 BUILD_TIMEOUT = 1500  # a cold build downloads and installs every dependency
 START_TIMEOUT = 300  # start-up builds ~400 ONNX sessions, on a machine shared with others
