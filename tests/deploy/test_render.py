@@ -30,8 +30,8 @@ def canonical(objects: list[Object]) -> list[str]:
 
 
 def test_every_kustomization_is_listed() -> None:
-    found = {str(path.parent.relative_to(DEPLOY)).replace(".", "") for path in DEPLOY.rglob("kustomization.yaml")}
-    assert found == set(KUSTOMIZATIONS)
+    found = {path.parent.relative_to(DEPLOY).as_posix() for path in DEPLOY.rglob("kustomization.yaml")}
+    assert found == {(relative or ".") for relative in KUSTOMIZATIONS}
 
 
 @pytest.mark.parametrize("relative", KUSTOMIZATIONS)
