@@ -1,14 +1,10 @@
-# lossd as a container. Targets:
-#   cpu (the default: the last stage is the CPU image)   docker build -t lossd .
-#   gpu (CUDA runtime base, onnxruntime-gpu)            docker build --target gpu -t lossd:gpu .
-# BuildKit (the default builder since Docker 23) builds only the stages a target needs.
-# The legacy builder builds every stage before its target, so there `--target cpu` keeps
-# it from pulling the CUDA base for a CPU image.
+# lossd's CPU image: docker build -t lossd .
+# One target and no other stage to skip, so Docker's legacy builder and BuildKit build the
+# same thing (the legacy builder builds every stage of a file, whatever the target). The
+# GPU image has a Dockerfile of its own: docker build -f Dockerfile.gpu -t lossd:gpu .
 # BASE must provide python3 (3.11+) with the venv module at the same path in both stages.
 ARG BASE=python:3.12-slim
-ARG GPU_BASE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 
-# ---------------------------------------------------------------- CPU
 FROM ${BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -36,11 +32,18 @@ COPY --from=build /opt/lossd /opt/lossd
 # re-executing itself; the server is PID 1 and handles SIGTERM from `docker stop`.
 # onnxruntime (1.29+) sends usage telemetry from Linux unless ORT_DISABLE_TELEMETRY is set;
 # a service image has no business phoning home (and no home to keep a device ID in).
+# A read-only root filesystem works (`docker run --read-only --tmpfs /tmp -v DATA:/var/lib/lossd`,
+# Kubernetes' readOnlyRootFilesystem): the server writes only to LOSSD_DATA_DIR and /tmp
+# (prometheus_client's per-worker files, under a fresh directory of /tmp); no bytecode
+# is written, and HOME and MPLCONFIGDIR (matplotlib, where an image adds the `plot`
+# extra) point into /tmp rather than at a home directory that does not exist.
 ENV PATH=/opt/lossd/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     MALLOC_MMAP_THRESHOLD_=33554432 \
     ORT_DISABLE_TELEMETRY=1 \
+    HOME=/tmp \
+    MPLCONFIGDIR=/tmp/matplotlib \
     LOSSD_HOST=0.0.0.0 \
     LOSSD_PORT=8000 \
     LOSSD_DATA_DIR=/var/lib/lossd
@@ -53,51 +56,3 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('LOSSD_PORT', '8000'), timeout=4)"]
 CMD ["lossd", "serve"]
-
-# ---------------------------------------------------------------- GPU
-# Not built by the test suite (no registry and no GPU there). Run with `--gpus all`;
-# GET /health lists CUDAExecutionProvider when the GPU is in use.
-FROM ${GPU_BASE} AS gpu-build
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv \
-    && rm -rf /var/lib/apt/lists/*
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /src
-# The `gpu` extra's onnxruntime-gpu in place of onnxruntime: both write the same
-# `onnxruntime` module, and pip would install both for `.[gpu]` (the base requirements
-# name onnxruntime), so the requirements are listed here without it.
-COPY pyproject.toml ./
-RUN python3 -m venv /opt/lossd \
-    && python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join([d for d in p['dependencies'] if not d.startswith('onnxruntime')] + p['optional-dependencies']['gpu']))" \
-       > requirements.txt \
-    && /opt/lossd/bin/pip install -r requirements.txt
-COPY README.md ./
-COPY kernels kernels
-COPY service service
-RUN /opt/lossd/bin/pip install --no-deps .
-
-FROM ${GPU_BASE} AS gpu
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 \
-    && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin lossd \
-    && install -d -o 10001 -g 10001 /var/lib/lossd
-COPY --from=gpu-build /opt/lossd /opt/lossd
-ENV PATH=/opt/lossd/bin:$PATH \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    MALLOC_MMAP_THRESHOLD_=33554432 \
-    ORT_DISABLE_TELEMETRY=1 \
-    LOSSD_HOST=0.0.0.0 \
-    LOSSD_PORT=8000 \
-    LOSSD_DATA_DIR=/var/lib/lossd
-USER 10001
-WORKDIR /var/lib/lossd
-EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('LOSSD_PORT', '8000'), timeout=4)"]
-CMD ["lossd", "serve"]
-
-# ---------------------------------------------------------------- default
-# Last, so a plain `docker build .` gives the CPU image.
-FROM cpu

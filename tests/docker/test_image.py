@@ -1,5 +1,8 @@
-"""The Docker image, built and run for real: it answers on the port it is given, computes
-the right loss, runs as a non-root user, turns healthy, and stops gracefully on `docker stop`.
+"""The Docker image, built and run for real: built with a plain `docker build` (whichever
+builder the CLI has: the legacy one here, which builds every stage of the Dockerfile), run
+with a read-only root filesystem (`--read-only`, a tmpfs on /tmp, a volume on the data
+directory, as Kubernetes runs it), it answers on the port it is given, computes the right
+loss, runs as a non-root user, turns healthy, and stops gracefully on `docker stop`.
 
 On these machines ../shared/docker (next to the repository) starts the engine and builds a
 local base image, since no registry can be reached; elsewhere a running engine and the
@@ -25,11 +28,34 @@ from tests.server import free_port
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "docker"
+
+
+def shared_docker() -> Path:
+    """../shared/docker next to the repository; for a git worktree (elsewhere), next to the
+    main checkout, the one whose .git the worktree shares."""
+    roots = [REPO]
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):  # no git: the repository's own parent only
+        result = None
+    if result is not None and result.returncode == 0 and result.stdout.strip():
+        roots.append(Path(result.stdout.strip()).parent)
+    candidates = [root.parent / "shared" / "docker" for root in roots]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
+
+
+SHARED = shared_docker()
 ENGINE_TIMEOUT = 900  # engine.sh may first install the engine
 BUILD_TIMEOUT = 1500  # a cold build downloads and installs every dependency
 START_TIMEOUT = 300  # start-up builds ~400 ONNX sessions, on a machine shared with others
 NOT_RUN = "DOCKER TEST NOT RUN"
+DATA_DIR = "/var/lib/lossd"  # LOSSD_DATA_DIR in the image
 
 
 def docker(*args: str, timeout: float = 60) -> str:
@@ -81,9 +107,9 @@ def base_image(engine: None) -> str | None:
 def image(base_image: str | None) -> Iterator[str]:
     """The CPU image, built under a tag of its own and removed afterwards."""
     tag = f"lossd-test:{uuid.uuid4().hex[:12]}"
-    # `--target cpu`: the legacy builder (no buildx, as here) builds every stage before
-    # the target, and the GPU stages need the CUDA base from a registry.
-    command = ["docker", "build", "--network", "host", "--target", "cpu", "-t", tag]
+    # No `--target`: the CPU image is all the Dockerfile holds (the GPU one is in
+    # Dockerfile.gpu), so the legacy builder, which builds every stage, needs no registry.
+    command = ["docker", "build", "--network", "host", "-t", tag]
     if base_image is not None:
         command += ["--build-arg", f"BASE={base_image}"]
     started = time.monotonic()
@@ -107,12 +133,17 @@ class Container:
 
 @pytest.fixture(scope="module")
 def container(image: str) -> Iterator[Container]:
-    """The image running on a free loopback port (`-e LOSSD_PORT`), once /health answers."""
+    """The image running on a free loopback port (`-e LOSSD_PORT`), once /health answers:
+    read-only, with a tmpfs on /tmp and a volume of its own on the data directory."""
     port = free_port()
     name = f"lossd-test-{uuid.uuid4().hex[:12]}"
+    volume = docker("volume", "create", f"{name}-data").strip()
     started = time.monotonic()
-    docker("run", "-d", "--name", name, "--network", "host", "-e", f"LOSSD_PORT={port}", image)
     try:
+        docker(
+            *("run", "-d", "--name", name, "--network", "host", "-e", f"LOSSD_PORT={port}"),
+            *("--read-only", "--tmpfs", "/tmp", "-v", f"{volume}:{DATA_DIR}", image),
+        )
         url = f"http://127.0.0.1:{port}"
         deadline = started + START_TIMEOUT
         while True:
@@ -130,6 +161,7 @@ def container(image: str) -> Iterator[Container]:
         yield Container(name, url)
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120, check=False)
+        subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True, timeout=120, check=False)
 
 
 def running(container: Container) -> None:
@@ -197,8 +229,24 @@ def test_monitors_store_in_the_data_directory(container: Container) -> None:
     observed = httpx.post(f"{container.url}/monitors/docker/observations", json=body, timeout=30.0)
     assert observed.status_code == 200, observed.text
     assert observed.json()["accepted"] == 2 and observed.json()["loss"] == 5.0
-    files = docker("exec", container.id, "ls", "/var/lib/lossd")
-    assert files.strip(), "no database file under /var/lib/lossd"
+    files = docker("exec", container.id, "ls", DATA_DIR)
+    assert "monitors.sqlite3" in files.split(), f"no database file under {DATA_DIR} (the volume): {files}"
+
+
+def test_root_filesystem_is_read_only(container: Container) -> None:
+    """The server ran its start-up and requests above on a read-only root filesystem: it
+    writes only to /tmp (the metric files of its workers) and the data directory."""
+    running(container)
+    assert inspect(container.id)["HostConfig"]["ReadonlyRootfs"] is True
+    result = subprocess.run(
+        ["docker", "exec", container.id, "touch", "/opt/lossd/written"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0 and "Read-only file system" in result.stderr, result
+    assert docker("exec", container.id, "ls", "/tmp").split(), "no metric files under /tmp"
 
 
 def test_server_is_pid_1_and_not_root(container: Container) -> None:
