@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 import service.cli
+from service.settings import Settings
 from tests.deploy.kustomize import Object, containers, env, one, pod_specs, runs_lossd
 
 PODS = dict(pod_specs())
 LOSSD_DATA_DIR = "/var/lib/lossd"
-DEFAULT_DRAIN_SECONDS = 10
-"""LOSSD_DRAIN_SECONDS when unset (API.md, Health for orchestrators)."""
+DEFAULT_DRAIN_SECONDS = Settings.model_fields["drain_seconds"].default
+"""LOSSD_DRAIN_SECONDS when unset."""
 
 
 def test_every_kind_of_pod_is_found() -> None:
@@ -108,7 +109,7 @@ def test_termination_grace_covers_the_drain_and_the_graceful_shutdown() -> None:
     pod = one("Deployment")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     drain_entry = env(container).get("LOSSD_DRAIN_SECONDS")
-    drain = int(drain_entry["value"]) if drain_entry else DEFAULT_DRAIN_SECONDS
+    drain = float(drain_entry["value"]) if drain_entry else DEFAULT_DRAIN_SECONDS
     grace = pod["terminationGracePeriodSeconds"]
     assert grace > drain
     assert grace > drain + graceful_shutdown_seconds(), (grace, drain, graceful_shutdown_seconds())
