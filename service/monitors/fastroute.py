@@ -44,7 +44,8 @@ def record(state: Any, name: str, scope: Scope, body: bytes) -> Reply:
     try:
         check_content_type(scope["headers"])
         monitor = find(state.monitors, name)
-        result = observe(state.runtime, state.monitors, monitor, body, state.settings.max_elements)
+        settings = state.settings
+        result = observe(state.runtime, state.monitors, monitor, body, settings.max_elements, settings.max_segments)
         return 200, orjson.dumps(result), JSON_HEADERS
     except ProblemError as problem:
         return problem_reply(problem)
