@@ -381,3 +381,15 @@ def test_retention_hides_and_refuses_windows_past_it(client: TestClient) -> None
     assert "retention_seconds" in response.json()["detail"]
     view = client.get(f"/monitors/{name}").json()
     assert view["retention_seconds"] == 10 * WINDOW and view["totals"]["count"] == 2
+
+
+def test_the_page_shows_each_segment(client: TestClient) -> None:
+    name = new_monitor(client, segments=["region"], baseline={"windows": 1})
+    observe(client, name, [1.0, 1.0, 1.1], timestamp=T0, tags={"region": "eu"})
+    observe(client, name, [2.0], timestamp=T0, tags={"region": "apac<&>"})
+    html = client.get("/ui/monitors").text
+    section = html[html.index(f"<h2>{name} ") :]
+    table = section[section.index("<table class='segments'>") : section.index("</table>")]
+    assert "<th>region</th><th>samples</th><th>mean</th><th>state</th>" in table
+    assert "<tr><td>eu</td><td>3</td><td>1.03333</td>" in table
+    assert "<td>apac&lt;&amp;&gt;</td><td>1</td><td>2</td>" in table  # tag values are escaped
