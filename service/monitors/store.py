@@ -26,6 +26,7 @@ its own connection.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.monitors.aggregate import Aggregate
+from service.monitors.aggregate import QUANTILES, Aggregate, merge
 from service.monitors.baseline import DEFAULT_WINDOWS
 from service.monitors.sketch import Sketch
 
@@ -135,6 +136,9 @@ CREATE TABLE IF NOT EXISTS lossd_windows (
     low DOUBLE PRECISION NOT NULL,
     high DOUBLE PRECISION NOT NULL,
     sketch {blob} NOT NULL,
+    p50 DOUBLE PRECISION,
+    p90 DOUBLE PRECISION,
+    p99 DOUBLE PRECISION,
     PRIMARY KEY (segment_id, window_start)
 );
 CREATE INDEX IF NOT EXISTS lossd_windows_monitor ON lossd_windows (monitor_id, window_start)
@@ -149,7 +153,7 @@ MONITOR_COLUMNS = "id, name, loss, params, window_seconds, baseline, created, se
 SEGMENT_COLUMNS = "id, monitor_id, tags, count, weight, total, squares, low, high, latest, frozen"
 SUMS = "SUM(count), SUM(weight), SUM(total), SUM(squares), MIN(low), MAX(high)"
 WINDOW_COLUMNS = "window_start, count, weight, total, squares, low, high, sketch"
-INSERTED_WINDOW_COLUMNS = f"segment_id, monitor_id, batches, {WINDOW_COLUMNS}"
+INSERTED_WINDOW_COLUMNS = f"segment_id, monitor_id, batches, {WINDOW_COLUMNS}, p50, p90, p99"
 
 
 def tags_key(tags: Mapping[str, str | None]) -> str:
@@ -259,7 +263,7 @@ class Store(ABC):
             )[0]
             for start, aggregate in per_monitor.items():
                 connection.execute(
-                    self.sql(f"INSERT INTO lossd_windows ({INSERTED_WINDOW_COLUMNS}) VALUES ({', '.join('?' * 11)})"),
+                    self.sql(f"INSERT INTO lossd_windows ({INSERTED_WINDOW_COLUMNS}) VALUES ({', '.join('?' * 14)})"),
                     (
                         segment_id,
                         monitor_id,
@@ -267,6 +271,7 @@ class Store(ABC):
                         start,
                         *sums(aggregate),
                         aggregate.sketch.encode(),
+                        *aggregate.sketch.quantiles(QUANTILES),
                     ),
                 )
         connection.execute("DROP TABLE lossd_observations")
@@ -343,12 +348,14 @@ class Store(ABC):
                 if segment is None:
                     return False
                 segment_id, segment_frozen = segment
-                row = (segment_id, monitor.id, 1, window_start, *sums(aggregate), aggregate.sketch.encode())
+                quantiles = aggregate.sketch.quantiles(QUANTILES)
+                row = (segment_id, monitor.id, 1, window_start, *sums(aggregate), aggregate.sketch.encode(), *quantiles)
                 batches, stored = run(
                     connection,
                     self.sql(
                         f"INSERT INTO lossd_windows ({INSERTED_WINDOW_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (segment_id, window_start) DO UPDATE SET "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (segment_id, window_start) DO UPDATE SET "
                         "batches = lossd_windows.batches + 1, count = lossd_windows.count + excluded.count, "
                         "weight = lossd_windows.weight + excluded.weight, "
                         "total = lossd_windows.total + excluded.total, "
@@ -362,8 +369,11 @@ class Store(ABC):
                 if batches > 1:  # the row existed and is locked: merge its sketch with this batch's
                     merged = Sketch.decode(bytes(stored)).merged(aggregate.sketch)
                     connection.execute(
-                        self.sql("UPDATE lossd_windows SET sketch = ? WHERE segment_id = ? AND window_start = ?"),
-                        (merged.encode(), segment_id, window_start),
+                        self.sql(
+                            "UPDATE lossd_windows SET sketch = ?, p50 = ?, p90 = ?, p99 = ? "
+                            "WHERE segment_id = ? AND window_start = ?"
+                        ),
+                        (merged.encode(), *merged.quantiles(QUANTILES), segment_id, window_start),
                     )
                 else:
                     self.settle(connection, monitor, segment_id, segment_frozen, now)
@@ -489,10 +499,12 @@ class Store(ABC):
         sketches: bool = True,
         segment_ids: Sequence[int] | None = None,
         first: int | None = None,
+        mergeable: bool = True,
     ) -> list[tuple[int, Aggregate]]:
         """Each window with data in ``[since, until)`` and the segments (None: all), by start,
         its segments merged (without ``sketches``: summed by the database, with empty
-        sketches); ``first``: only the first that many."""
+        sketches); ``first``: only the first that many. Without ``mergeable``, a window of
+        one row comes with its stored quantiles instead of its sketch (no decoding)."""
         where, args = self.selection(monitor, segment_ids, since, until)
         if not sketches:
             limit = "" if first is None else f" LIMIT {int(first)}"
@@ -503,12 +515,20 @@ class Store(ABC):
             )
             return [(int(r[0]), sums_of(r[1:])) for r in rows]
         assert first is None, "first windows come as sums"
-        rows = self.query(f"SELECT {WINDOW_COLUMNS} FROM lossd_windows WHERE {where} ORDER BY window_start", args)
-        windows: dict[int, Aggregate] = {}
-        for start, *values in rows:
-            aggregate = aggregate_of(values)
-            windows[start] = windows[start].merged(aggregate) if start in windows else aggregate
-        return sorted(windows.items())
+        columns = WINDOW_COLUMNS
+        if not mergeable and not monitor.segments:  # one row per window: its sketch is not needed
+            columns = columns.replace("sketch", "NULL")
+        rows = self.query(
+            f"SELECT {columns}, p50, p90, p99 FROM lossd_windows WHERE {where} ORDER BY window_start", args
+        )
+        result: list[tuple[int, Aggregate]] = []
+        for start, group in itertools.groupby(rows, key=lambda r: int(r[0])):
+            parts = list(group)
+            if len(parts) == 1 and not mergeable:
+                result.append((start, stored_of(parts[0][1:])))
+            else:
+                result.append((start, merge(aggregate_of(part[1:8]) for part in parts)))
+        return result
 
     def segment_windows(self, monitor: Monitor) -> dict[int, list[tuple[int, Aggregate]]]:
         """Every segment's windows as sums (no sketches), by segment id, each by start."""
@@ -524,12 +544,13 @@ class Store(ABC):
         return result
 
     def latest_windows(self) -> dict[int, tuple[int, Aggregate]]:
-        """Each segment's latest window (with its sketch), by segment id."""
+        """Each segment's latest window (its stored quantiles, not its sketch), by segment id."""
         rows = self.query(
-            "SELECT w.segment_id, w.window_start, w.count, w.weight, w.total, w.squares, w.low, w.high, w.sketch "
-            "FROM lossd_segments s JOIN lossd_windows w ON w.segment_id = s.id AND w.window_start = s.latest"
+            "SELECT w.segment_id, w.window_start, w.count, w.weight, w.total, w.squares, w.low, w.high, w.sketch, "
+            "w.p50, w.p90, w.p99 FROM lossd_segments s "
+            "JOIN lossd_windows w ON w.segment_id = s.id AND w.window_start = s.latest"
         )
-        return {int(r[0]): (int(r[1]), aggregate_of(r[2:])) for r in rows}
+        return {int(r[0]): (int(r[1]), stored_of(r[2:])) for r in rows}
 
 
 def run(connection: Any, statement: str, args: Sequence[Any] = ()) -> list[Row]:
@@ -586,6 +607,13 @@ def segment_of(row: Row) -> Segment:
 def sums_of(values: Sequence[Any]) -> Aggregate:
     count, weight, total, squares, low, high = values
     return Aggregate(int(count), float(weight), float(total), float(squares), float(low), float(high))
+
+
+def stored_of(values: Sequence[Any]) -> Aggregate:
+    """A window's sums and stored quantiles (its sketch column is not decoded)."""
+    count, weight, total, squares, low, high, _, *quantiles = values
+    stored = tuple(None if q is None else float(q) for q in quantiles)
+    return Aggregate(int(count), float(weight), float(total), float(squares), float(low), float(high), stored=stored)
 
 
 def aggregate_of(values: Sequence[Any]) -> Aggregate:

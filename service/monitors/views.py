@@ -59,7 +59,8 @@ def monitor_view(store: Store, monitor: Monitor, detail: bool, recent: int = REC
     """The definition, baseline and alert state (all segments merged); with ``detail``,
     totals and the ``recent`` latest windows."""
     every = store.segments(monitor)
-    windows = store.windows(monitor, sketches=False)
+    # Without segments a window is one row: read once, with its stored quantiles.
+    windows = store.windows(monitor, sketches=bool(detail and not monitor.segments), mergeable=False)
     base = selection_baseline(store, monitor, None, every)
     view: dict[str, Any] = {
         "name": monitor.name,
@@ -74,10 +75,11 @@ def monitor_view(store: Store, monitor: Monitor, detail: bool, recent: int = REC
     }
     if detail:
         view["totals"] = merge(s.totals for s in every).summary()
-        since = windows[-recent][0] if len(windows) >= recent else None
+        if monitor.segments:
+            since = windows[-recent][0] if len(windows) >= recent else None
+            windows = store.windows(monitor, since=since, mergeable=False)
         view["windows"] = [
-            window_view(start, monitor.window_seconds, w, base, quantiles=True)
-            for start, w in store.windows(monitor, since=since)
+            window_view(start, monitor.window_seconds, w, base, quantiles=True) for start, w in windows[-recent:]
         ]
     return view
 
@@ -128,7 +130,8 @@ def windows_view(
     high = None if until is None else -(-int(until) // length) * length
     ids = None if chosen is None else [s.id for s in chosen]
     coarse: dict[int, Aggregate] = {}
-    for start, window in store.windows(monitor, since=low, until=high, segment_ids=ids):
+    rows = store.windows(monitor, since=low, until=high, segment_ids=ids, mergeable=step != length)
+    for start, window in rows:
         key = start // step * step
         coarse[key] = coarse[key].merged(window) if key in coarse else window
     return {
