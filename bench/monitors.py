@@ -4,6 +4,13 @@ One ``lossd serve`` (a temporary SQLite database) answers, alternately on one ke
 connection each, ``POST /monitors/{name}/observations`` and a plain ``POST /loss/mse`` of the
 same batch (1,000 samples by default); the figure is the ratio of their median latencies
 (target: at most 2x). Observations carry a timestamp, so all land in one window.
+
+``--scale``: the reads at scale. ``--batches`` batches (default 100,000) of one monitor over
+720 hourly windows, and 1,000 other monitors of 24 windows each, are written through the
+store; then ``lossd serve`` on that database answers GET windows, GET /monitors/{name},
+/metrics and /ui/monitors (medians), the database's size is read, and the ingest ratio
+above is measured on the big monitor. Targets: windows <= 50 ms, monitor <= 30 ms,
+/metrics <= 200 ms, page <= 1 s, database <= 20 MiB.
 """
 
 from __future__ import annotations
@@ -35,49 +42,158 @@ def timed_post(connection: http.client.HTTPConnection, path: str, body: bytes) -
     return elapsed
 
 
+def timed_get(connection: http.client.HTTPConnection, path: str) -> float:
+    start = time.perf_counter()
+    connection.request("GET", path)
+    response = connection.getresponse()
+    payload = response.read()
+    elapsed = time.perf_counter() - start
+    if response.status != 200:
+        raise RuntimeError(f"{path} answered {response.status}: {payload[:300]!r}")
+    return elapsed
+
+
+def ingest_ratio(port: int, monitor: str, batch: int, rounds: int, timestamp: float) -> dict[str, float]:
+    """Median latencies of POST /loss/mse and of the same batch as an observation of ``monitor``."""
+    rng = np.random.default_rng(0)
+    values = {"predictions": rng.normal(size=batch).tolist(), "targets": rng.normal(size=batch).tolist()}
+    loss_body = orjson.dumps(values)
+    observation_body = orjson.dumps({**values, "timestamp": timestamp})
+    plain, observed = (http.client.HTTPConnection(HOST, port, timeout=60) for _ in range(2))
+    path = f"/monitors/{monitor}/observations"
+    for _ in range(10):  # warm-up: sessions, connections, the database file
+        timed_post(plain, "/loss/mse", loss_body)
+        timed_post(observed, path, observation_body)
+    loss_s, observe_s = [], []
+    for _ in range(rounds):
+        loss_s.append(timed_post(plain, "/loss/mse", loss_body))
+        observe_s.append(timed_post(observed, path, observation_body))
+    loss_ms, observe_ms = statistics.median(loss_s) * 1e3, statistics.median(observe_s) * 1e3
+    return {
+        "loss_mse_median_ms": round(loss_ms, 3),
+        "observations_median_ms": round(observe_ms, 3),
+        "ratio": round(observe_ms / loss_ms, 2),
+    }
+
+
+def serve(directory: Path, database: Path) -> ServerProcess:
+    env = {**os.environ, "LOSSD_DATABASE_URL": f"sqlite:///{database}"}
+    argv_serve = [sys.executable, "-m", "service.cli", "serve"]
+    return ServerProcess("service", argv_serve, env, directory / "server.log")
+
+
+def ingest(args: argparse.Namespace) -> None:
+    rng = np.random.default_rng(0)
+    loss_body = orjson.dumps({"predictions": rng.normal(size=4).tolist(), "targets": rng.normal(size=4).tolist()})
+    with (
+        tempfile.TemporaryDirectory(prefix="lossd-bench-") as directory,
+        serve(Path(directory), Path(directory) / "monitors.db") as server,
+    ):
+        server.wait_ready("/loss/mse", loss_body, timeout=300.0)
+        setup = http.client.HTTPConnection(HOST, server.port, timeout=60)
+        setup.request("POST", "/monitors", b'{"name": "bench", "loss": "mse"}', {"Content-Type": "application/json"})
+        created = setup.getresponse()
+        created.read()
+        if created.status != 201:
+            raise RuntimeError(f"creating the monitor answered {created.status}")
+        figures = ingest_ratio(server.port, "bench", args.batch, args.rounds, time.time())
+    result = {"batch": args.batch, "rounds": args.rounds, **figures, "target_ratio": 2.0}
+    print(
+        f"POST /loss/mse                  {figures['loss_mse_median_ms']:8.3f} ms "
+        f"(median of {args.rounds}, batch {args.batch})"
+    )
+    print(f"POST /monitors/../observations  {figures['observations_median_ms']:8.3f} ms")
+    print(f"ratio                           {figures['ratio']:8.2f}x (target <= 2x)")
+    print(json.dumps(result))
+
+
+WINDOWS, OTHERS, OTHER_WINDOWS, HOUR = 720, 1000, 24, 3600
+SCALE_TARGETS = {"windows_ms": 50.0, "monitor_ms": 30.0, "metrics_ms": 200.0, "page_ms": 1000.0, "database_mib": 20.0}
+
+
+def populate(database: Path, batches: int, samples: int) -> tuple[float, float]:
+    """The big monitor's batches over 720 hourly windows ending now, and the other
+    monitors, written through the store. Returns (seconds taken, the current window's start)."""
+    from service.monitors.aggregate import Aggregate
+    from service.monitors.store import open_store
+
+    rng = np.random.default_rng(1)
+    pool = [Aggregate.of(rng.gamma(2.0, 1.0, samples)) for _ in range(64)]  # batches to draw from
+    store = open_store(f"sqlite:///{database}", database.parent)
+    now = time.time()
+    current = now // HOUR * HOUR
+    first = current - (WINDOWS - 1) * HOUR
+    started = time.perf_counter()
+    big = store.create("big", "mse", {}, HOUR, {"windows": 24, "threshold": 3.0})
+    for i in range(batches):
+        store.record(big, int(first + (i * WINDOWS // batches) * HOUR), pool[i % len(pool)], now=now)
+    for m in range(OTHERS):
+        other = store.create(f"other-{m:04d}", "mse", {}, HOUR, {"windows": 3, "threshold": 3.0})
+        for w in range(OTHER_WINDOWS):
+            store.record(other, int(current - (OTHER_WINDOWS - 1 - w) * HOUR), pool[(m + w) % len(pool)], now=now)
+    store.query("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    return time.perf_counter() - started, current
+
+
+def median_ms(connection: http.client.HTTPConnection, path: str, rounds: int) -> tuple[float, float, float]:
+    """Median, min and max of ``rounds`` GETs (after one warm-up), in ms."""
+    timed_get(connection, path)
+    times = [timed_get(connection, path) * 1e3 for _ in range(rounds)]
+    return statistics.median(times), min(times), max(times)
+
+
+def scale(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="lossd-scale-") as directory:
+        database = Path(directory) / "monitors.db"
+        took, current = populate(database, args.batches, args.samples)
+        size_mib = sum(f.stat().st_size for f in Path(directory).glob("monitors.db*")) / 2**20
+        print(
+            f"written through the store: {args.batches} batches of {args.samples} samples over {WINDOWS} windows, "
+            f"{OTHERS} other monitors x {OTHER_WINDOWS} windows, in {took:.1f} s"
+        )
+        rng = np.random.default_rng(0)
+        ready_body = orjson.dumps({"predictions": rng.normal(size=4).tolist(), "targets": rng.normal(size=4).tolist()})
+        with serve(Path(directory), database) as server:
+            server.wait_ready("/loss/mse", ready_body, timeout=300.0)
+            connection = http.client.HTTPConnection(HOST, server.port, timeout=120)
+            figures: dict[str, tuple[float, float, float]] = {
+                "windows_ms": median_ms(connection, "/monitors/big/windows", args.reads),
+                "monitor_ms": median_ms(connection, "/monitors/big", args.reads),
+                "metrics_ms": median_ms(connection, "/metrics", max(args.reads // 4, 3)),
+                "page_ms": median_ms(connection, "/ui/monitors", max(args.reads // 10, 3)),
+            }
+            ratio = ingest_ratio(server.port, "big", args.batch, args.rounds, current + 1.0)
+    result: dict[str, object] = {"batches": args.batches, "samples": args.samples, "populate_s": round(took, 1)}
+    for name, (median, low, high) in figures.items():
+        verdict = "ok" if median <= SCALE_TARGETS[name] else "OVER"
+        print(f"{name:14s} {median:9.2f} (min {low:.2f}, max {high:.2f})  target <= {SCALE_TARGETS[name]:g}  {verdict}")
+        result[name] = round(median, 2)
+        result[name.replace("_ms", "_spread_ms")] = [round(low, 2), round(high, 2)]
+    verdict = "ok" if size_mib <= SCALE_TARGETS["database_mib"] else "OVER"
+    print(f"database_mib   {size_mib:9.2f}  target <= {SCALE_TARGETS['database_mib']:g}  {verdict}")
+    print(
+        f"ingest: POST /loss/mse {ratio['loss_mse_median_ms']:.3f} ms, "
+        f"observation {ratio['observations_median_ms']:.3f} ms, "
+        f"ratio {ratio['ratio']:.2f}x (batch {args.batch}; target <= 2x)"
+    )
+    result.update({"database_mib": round(size_mib, 2), **ratio, "targets": SCALE_TARGETS})
+    print(json.dumps(result))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.monitors", description=__doc__)
     parser.add_argument("--batch", type=int, default=1000, help="samples per request (default 1000)")
     parser.add_argument("--rounds", type=int, default=300, help="requests of each kind (default 300)")
+    parser.add_argument("--scale", action="store_true", help="the reads at scale (see above)")
+    parser.add_argument("--batches", type=int, default=100_000, help="--scale: the big monitor's batches")
+    parser.add_argument("--samples", type=int, default=100, help="--scale: samples per written batch (default 100)")
+    parser.add_argument("--reads", type=int, default=40, help="--scale: GETs of each kind (default 40)")
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(0)
-    batch = {"predictions": rng.normal(size=args.batch).tolist(), "targets": rng.normal(size=args.batch).tolist()}
-    loss_body = orjson.dumps(batch)
-    observation_body = orjson.dumps({**batch, "timestamp": time.time()})
-    with tempfile.TemporaryDirectory(prefix="lossd-bench-") as directory:
-        env = {**os.environ, "LOSSD_DATABASE_URL": f"sqlite:///{Path(directory) / 'monitors.db'}"}
-        argv_serve = [sys.executable, "-m", "service.cli", "serve"]
-        with ServerProcess("service", argv_serve, env, Path(directory) / "server.log") as server:
-            server.wait_ready("/loss/mse", loss_body, timeout=300.0)
-            setup = http.client.HTTPConnection(HOST, server.port, timeout=60)
-            setup.request(
-                "POST", "/monitors", b'{"name": "bench", "loss": "mse"}', {"Content-Type": "application/json"}
-            )
-            created = setup.getresponse()
-            created.read()
-            if created.status != 201:
-                raise RuntimeError(f"creating the monitor answered {created.status}")
-            plain, observed = (http.client.HTTPConnection(HOST, server.port, timeout=60) for _ in range(2))
-            for _ in range(10):  # warm-up: sessions, connections, the database file
-                timed_post(plain, "/loss/mse", loss_body)
-                timed_post(observed, "/monitors/bench/observations", observation_body)
-            loss_s, observe_s = [], []
-            for _ in range(args.rounds):
-                loss_s.append(timed_post(plain, "/loss/mse", loss_body))
-                observe_s.append(timed_post(observed, "/monitors/bench/observations", observation_body))
-    loss_ms, observe_ms = statistics.median(loss_s) * 1e3, statistics.median(observe_s) * 1e3
-    result = {
-        "batch": args.batch,
-        "rounds": args.rounds,
-        "loss_mse_median_ms": round(loss_ms, 3),
-        "observations_median_ms": round(observe_ms, 3),
-        "ratio": round(observe_ms / loss_ms, 2),
-        "target_ratio": 2.0,
-    }
-    print(f"POST /loss/mse                  {loss_ms:8.3f} ms (median of {args.rounds}, batch {args.batch})")
-    print(f"POST /monitors/../observations  {observe_ms:8.3f} ms")
-    print(f"ratio                           {observe_ms / loss_ms:8.2f}x (target <= 2x)")
-    print(json.dumps(result))
+    if args.scale:
+        scale(args)
+    else:
+        ingest(args)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,8 @@ def observations(name: str) -> Handler:
     def handle(state: Any, scope: Scope, body: bytes) -> Reply:
         rest.check_content_type(scope["headers"])
         monitor = find(state.monitors, name)
-        result = observe(state.runtime, state.monitors, monitor, body, state.settings.max_elements)
+        settings = state.settings
+        result = observe(state.runtime, state.monitors, monitor, body, settings.max_elements, settings.max_segments)
         return orjson.dumps(result), JSON_HEADERS
 
     return handle
@@ -211,9 +212,13 @@ OBSERVATIONS_OPERATION = {
     "requestBody": json_body(
         {
             "type": "object",
-            "description": "The monitor's loss inputs (as for POST /loss/{name}), optional `weights`, and "
-            "`timestamp` (RFC 3339 or epoch seconds; default now) which picks the window.",
-            "properties": {"timestamp": {"anyOf": [{"type": "string"}, {"type": "number"}]}},
+            "description": "The monitor's loss inputs (as for POST /loss/{name}), optional `weights`, "
+            "`timestamp` (RFC 3339 or epoch seconds; default now) which picks the window, and `tags` (the "
+            "monitor's segment keys; a key left out is null) which pick the segment.",
+            "properties": {
+                "timestamp": {"anyOf": [{"type": "string"}, {"type": "number"}]},
+                "tags": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+            },
         }
     ),
     "responses": {

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
         pattern=r"^(sqlite:///|postgresql://|postgres://)",
     )
     data_dir: Path = Field(Path("data"), description="Directory of the default SQLite database.")
+    max_segments: int = Field(
+        100, ge=1, description="Most segments (combinations of tag values) one monitor may have; beyond it a 422."
+    )
     feature_models: Annotated[dict[str, Path], NoDecode] = Field(
         default_factory=dict,
         description="Feature extractors for `perceptual`: `name=path.onnx,...` (local ONNX files; the first is the "

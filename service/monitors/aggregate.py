@@ -26,6 +26,9 @@ class Aggregate:
     min: float = math.inf
     max: float = -math.inf
     sketch: Sketch = field(default_factory=Sketch)
+    stored: tuple[float | None, ...] | None = None
+    """The quantiles (of QUANTILES) as stored with a window read without its sketch, which
+    then cannot be merged."""
 
     @classmethod
     def of(cls, losses: np.ndarray, weights: np.ndarray | None = None) -> Aggregate:
@@ -43,6 +46,8 @@ class Aggregate:
         )
 
     def merged(self, other: Aggregate) -> Aggregate:
+        if self.stored is not None or other.stored is not None:
+            raise ValueError("a window read without its sketch cannot be merged")
         return Aggregate(
             self.count + other.count,
             self.weight + other.weight,
@@ -77,7 +82,7 @@ class Aggregate:
         }
 
     def quantiles(self) -> dict[str, float | None]:
-        values = self.sketch.quantiles(QUANTILES)
+        values = self.sketch.quantiles(QUANTILES) if self.stored is None else self.stored
         return {f"p{round(q * 100)}": v for q, v in zip(QUANTILES, values, strict=True)}
 
 

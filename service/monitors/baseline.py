@@ -59,13 +59,19 @@ class Baseline:
         }
 
 
-def baseline(config: dict[str, Any], windows: list[tuple[int, Aggregate]]) -> Baseline:
-    """The baseline of a monitor from its configuration and its windows (sorted by start)."""
+def baseline(
+    config: dict[str, Any], windows: list[tuple[int, Aggregate]], frozen: dict[str, Any] | None = None
+) -> Baseline:
+    """The baseline of a monitor from its configuration and its first windows (sorted by
+    start), or ``frozen``: the sums of those windows stored once a later window existed."""
     size = int(config.get("windows", DEFAULT_WINDOWS))
     threshold = float(config.get("threshold", DEFAULT_THRESHOLD))
     reference = config.get("reference")
     if reference is not None:
         return Baseline("reference", size, threshold, reference["count"], reference["mean"], reference["std"], None)
+    if frozen is not None:
+        sums = Aggregate(frozen["count"], frozen["weight"], frozen["total"], frozen["squares"])
+        return Baseline("windows", size, threshold, sums.count, sums.mean, sums.std, int(frozen["until"]))
     if len(windows) < size:
         return Baseline("windows", size, threshold, sum(w.count for _, w in windows), None, None, None)
     first = merge(w for _, w in windows[:size])

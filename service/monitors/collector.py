@@ -1,23 +1,28 @@
 """Monitors in ``/metrics``: read from the database at scrape time, so every worker and
-replica reports the same totals (no per-process counters to merge)."""
+replica reports the same totals (no per-process counters to merge). A scrape reads the
+rolled-up rows: the monitors, their segments and each segment's latest window, a few
+queries whatever the number of batches or windows."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from service.monitors.store import Store
-from service.monitors.views import monitor_view
-
-LABELS = ["monitor", "loss"]
+from service.monitors.aggregate import Aggregate
+from service.monitors.baseline import Baseline, baseline
+from service.monitors.store import Monitor, Segment, Store
+from service.monitors.views import baseline_size
 
 
 class MonitorCollector:
-    """Per monitor: observation and loss-sum counters (``rate(sum)/rate(count)`` is the mean
-    of unweighted observations; ``lossd_monitor_weight_total`` is the divisor for weighted
-    ones), the latest window's mean and p90, and whether that window is flagged."""
+    """Per monitor and segment (labels ``monitor``, ``loss`` and the monitor's segment keys,
+    "" for a null tag): observation and loss-sum counters (``rate(sum)/rate(count)`` is the
+    mean of unweighted observations; ``lossd_monitor_weight_total`` is the divisor for
+    weighted ones), the latest window's mean and p90, and whether that window is flagged
+    against the segment's baseline."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -26,38 +31,48 @@ class MonitorCollector:
         return []  # nothing to check at registration: the families depend on the database
 
     def collect(self) -> Iterator[Metric]:
-        observations = CounterMetricFamily(
-            "lossd_monitor_observations", "Samples recorded by a monitor.", labels=LABELS
-        )
+        observations = CounterMetricFamily("lossd_monitor_observations", "Samples recorded by a monitor.")
         loss_sum = CounterMetricFamily(
-            "lossd_monitor_loss_sum", "Sum of the (weighted) per-sample losses recorded by a monitor.", labels=LABELS
+            "lossd_monitor_loss_sum", "Sum of the (weighted) per-sample losses recorded by a monitor."
         )
         weight = CounterMetricFamily(
-            "lossd_monitor_weight",
-            "Sum of the sample weights recorded by a monitor (1 per unweighted sample).",
-            labels=LABELS,
+            "lossd_monitor_weight", "Sum of the sample weights recorded by a monitor (1 per unweighted sample)."
         )
-        mean = GaugeMetricFamily(
-            "lossd_monitor_window_mean", "Mean loss of the latest window with data.", labels=LABELS
-        )
-        p90 = GaugeMetricFamily("lossd_monitor_window_p90", "90th percentile loss of the latest window.", labels=LABELS)
+        mean = GaugeMetricFamily("lossd_monitor_window_mean", "Mean loss of the latest window with data.")
+        p90 = GaugeMetricFamily("lossd_monitor_window_p90", "90th percentile loss of the latest window.")
         alert = GaugeMetricFamily(
-            "lossd_monitor_alert", "1 when the latest window's mean is flagged against the baseline.", labels=LABELS
+            "lossd_monitor_alert", "1 when the latest window's mean is flagged against the baseline."
         )
-        totals = self.store.totals()
-        latest = self.store.latest_window_starts()
+        segments: dict[int, list[Segment]] = {}
+        for segment in self.store.segments():
+            segments.setdefault(segment.monitor_id, []).append(segment)
+        latest = self.store.latest_windows()
+        now = time.time()
         for monitor in self.store.monitors():
-            labels = [monitor.name, monitor.loss]
-            total = totals.get(monitor.id)
-            observations.add_metric(labels, total.count if total else 0)
-            loss_sum.add_metric(labels, total.total if total else 0.0)
-            weight.add_metric(labels, total.weight if total else 0.0)
-            if monitor.id in latest:
-                windows = self.store.windows(monitor, since=latest[monitor.id])
-                if windows and windows[-1][1].mean is not None:
-                    window = windows[-1][1]
-                    mean.add_metric(labels, window.mean or 0.0)
-                    p90.add_metric(labels, window.quantiles()["p90"] or 0.0)
-            state = monitor_view(self.store, monitor, detail=False)["alert"]["state"]
-            alert.add_metric(labels, 1.0 if state == "alert" else 0.0)
+            every = segments.get(monitor.id, [])
+            if not every and not monitor.segments:
+                empty = Segment(0, monitor.id, {}, Aggregate(), 0, None)
+                every = [empty]  # a monitor without data still shows its zero counters
+            for segment in every:
+                labels = {"monitor": monitor.name, "loss": monitor.loss}
+                labels.update({key: segment.tags.get(key) or "" for key in monitor.segments})
+                observations.add_sample("lossd_monitor_observations_total", labels, segment.totals.count)
+                loss_sum.add_sample("lossd_monitor_loss_sum_total", labels, segment.totals.total)
+                weight.add_sample("lossd_monitor_weight_total", labels, segment.totals.weight)
+                window = latest.get(segment.id)
+                if window is None or monitor.expired(window[0], now):
+                    alert.add_sample("lossd_monitor_alert", labels, 0.0)
+                    continue
+                start, aggregate = window
+                if aggregate.mean is not None:
+                    mean.add_sample("lossd_monitor_window_mean", labels, aggregate.mean)
+                    p90.add_sample("lossd_monitor_window_p90", labels, aggregate.quantiles()["p90"] or 0.0)
+                flagged = self.baseline(monitor, segment).flagged(start, aggregate)
+                alert.add_sample("lossd_monitor_alert", labels, 1.0 if flagged else 0.0)
         yield from (observations, loss_sum, weight, mean, p90, alert)
+
+    def baseline(self, monitor: Monitor, segment: Segment) -> Baseline:
+        if segment.frozen is not None or "reference" in monitor.baseline:
+            return baseline(monitor.baseline, [], segment.frozen)
+        first = self.store.windows(monitor, sketches=False, segment_ids=[segment.id], first=baseline_size(monitor))
+        return baseline(monitor.baseline, first)

@@ -13,12 +13,15 @@ from pydantic import ValidationError
 from kernels.runtime import Runtime
 from kernels.spec import LossSpec
 from service.compute import Computation, evaluate, select_kernel
-from service.errors import from_validation_error, invalid_request, not_found
+from service.errors import from_validation_error, invalid, invalid_request, not_found
 from service.lookup import loss_named
 from service.monitors.aggregate import Aggregate
-from service.monitors.store import Monitor, Store
+from service.monitors.store import Monitor, Store, Tags, TooManySegments
 from service.monitors.timestamps import parse_time, rfc3339, window_start
+from service.monitors.views import segments_of
 from service.rest import parse_json, validate_envelope
+
+MAX_TAG_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ def compute_batch(
     allowed = {i.name for i in spec.inputs} | {"weights"}
     for key in data:
         if key not in allowed:
-            raise invalid_request(f"{key}: unknown field; send {', '.join(sorted(allowed))} and timestamp", field=key)
+            detail = f"{key}: unknown field; send {', '.join(sorted(allowed))}, timestamp and tags"
+            raise invalid_request(detail, field=key)
     envelope: Any = validate_envelope(spec, {**data, "params": monitor_params})
     request = Computation(
         params=envelope.params,
@@ -72,14 +76,50 @@ def compute_batch(
     return Batch(np.asarray(result.per_sample, dtype=np.float64).ravel(), weights, float(result.loss))
 
 
-def observe(runtime: Runtime, store: Store, monitor: Monitor, body: bytes, max_elements: int) -> dict[str, Any]:
+def checked_tags(monitor: Monitor, value: object) -> Tags:
+    """An observation's ``tags``: every declared segment key, null where left out."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise invalid("tags", f'expected an object of tag values, e.g. {{"region": "eu"}}, got {value!r}')
+    for key, tag in value.items():
+        if key not in monitor.segments:
+            raise invalid(
+                f"tags.{key}", f"{key!r} is not a segment of monitor {monitor.name!r}; {segments_of(monitor)}"
+            )
+        if tag is not None and (not isinstance(tag, str) or len(tag) > MAX_TAG_LENGTH):
+            raise invalid(
+                f"tags.{key}", f"expected a string of at most {MAX_TAG_LENGTH} characters or null, got {tag!r}"
+            )
+    return {key: value.get(key) for key in monitor.segments}
+
+
+def observe(
+    runtime: Runtime, store: Store, monitor: Monitor, body: bytes, max_elements: int, max_segments: int = 100
+) -> dict[str, Any]:
     """``POST /monitors/{name}/observations``: committed before this returns."""
     data = parse_json(body)
     stamp = data.pop("timestamp", None)
-    seconds = time.time() if stamp is None else parse_time(stamp, "timestamp")
+    tags = checked_tags(monitor, data.pop("tags", None))
+    now = time.time()
+    seconds = now if stamp is None else parse_time(stamp, "timestamp")
+    start = window_start(seconds, monitor.window_seconds)
+    if monitor.expired(start, now):
+        raise invalid(
+            "timestamp",
+            f"{stamp!r} is older than monitor {monitor.name!r} keeps windows (retention_seconds "
+            f"{monitor.retention_seconds}): its window is deleted",
+        )
     batch = compute_batch(runtime, loss_spec(monitor.loss), monitor.params, data, max_elements)
     aggregate = Aggregate.of(batch.losses, batch.weights)
-    start = window_start(seconds, monitor.window_seconds)
-    if not store.record(monitor, start, aggregate):
+    try:
+        recorded = store.record(monitor, start, aggregate, tags, max_segments, now)
+    except TooManySegments:
+        raise invalid(
+            "tags",
+            f"monitor {monitor.name!r} has {max_segments} segments, the most it may have (LOSSD_MAX_SEGMENTS); "
+            f"tags {tags} would open another",
+        ) from None
+    if not recorded:
         raise not_found("Unknown monitor", f"monitor {monitor.name!r} was deleted")
     return {"accepted": aggregate.count, "loss": batch.loss, "window": rfc3339(start)}

@@ -8,8 +8,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from service.monitors.store import Store
-from service.monitors.views import monitor_view, windows_view
+from service.monitors.store import Monitor, Store
+from service.monitors.views import monitor_view, segments_view
 
 WIDTH, HEIGHT, PAD_LEFT, PAD_RIGHT, PAD_Y = 760, 240, 64, 16, 28
 MEAN_COLOUR, P90_COLOUR, BAND_COLOUR, ALERT_COLOUR = "#2563eb", "#93c5fd", "#bbf7d0", "#dc2626"
@@ -25,12 +25,14 @@ h2 {{ font-size: 16px; margin: 0 0 6px; }}
 .meta {{ color: #4b5563; font-size: 12px; }}
 svg text {{ font-size: 11px; fill: #4b5563; }}
 .legend span {{ margin-right: 14px; font-size: 12px; }}
+table.segments {{ border-collapse: collapse; margin-top: 8px; font-size: 12px; }}
+table.segments th, table.segments td {{ padding: 2px 10px; border-bottom: 1px solid #e5e7eb; text-align: left; }}
 """
 
 
 def page(store: Store) -> str:
     monitors = store.monitors()
-    sections = [section(store, monitor_view(store, m, detail=True), m) for m in monitors]
+    sections = [section(store, monitor_view(store, m, detail=True, recent=MOST_WINDOWS), m) for m in monitors]
     body = "".join(sections) if sections else "<p>No monitors yet: POST /monitors creates one.</p>"
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
@@ -40,9 +42,9 @@ def page(store: Store) -> str:
     )
 
 
-def section(store: Store, view: dict[str, Any], monitor: Any) -> str:
-    totals, state, base = view["totals"], view["alert"]["state"], view["baseline"]
-    windows = windows_view(store, monitor, None, None, None)["windows"][-MOST_WINDOWS:]
+def section(store: Store, view: dict[str, Any], monitor: Monitor) -> str:
+    """A monitor: its state, totals and chart (all segments merged), then its segments."""
+    totals, state, base, windows = view["totals"], view["alert"]["state"], view["baseline"], view["windows"]
     mean = "n/a" if totals["mean"] is None else f"{totals['mean']:.6g}"
     baseline = "not ready" if not base["ready"] else f"{base['mean']:.6g} ± {base['std']:.3g} ({base['source']})"
     return (
@@ -52,7 +54,28 @@ def section(store: Store, view: dict[str, Any], monitor: Any) -> str:
         f"{view['alert']['flagged_windows']} flagged window(s)</div>{chart(windows, base)}"
         f"<div class='legend'><span style='color:{MEAN_COLOUR}'>━ mean</span>"
         f"<span style='color:{P90_COLOUR}'>━ p90</span><span style='color:#15803d'>▆ baseline band</span>"
-        f"<span style='color:{ALERT_COLOUR}'>● flagged</span></div></section>"
+        f"<span style='color:{ALERT_COLOUR}'>● flagged</span></div>{segments_table(store, monitor)}</section>"
+    )
+
+
+def segments_table(store: Store, monitor: Monitor) -> str:
+    """A table of a segmented monitor's segments: tags, samples, mean and alert state."""
+    if not monitor.segments:
+        return ""
+    rows = []
+    for entry in segments_view(store, monitor)["segments"]:
+        tags = "".join(f"<td>{'—' if v is None else escape(v)}</td>" for v in entry["tags"].values())
+        mean = "n/a" if entry["mean"] is None else f"{entry['mean']:.6g}"
+        state = entry["alert"]["state"]
+        rows.append(
+            f"<tr>{tags}<td>{entry['count']}</td><td>{mean}</td>"
+            f"<td><span class='state {state}'>{state}</span></td></tr>"
+        )
+    head = "".join(f"<th>{escape(key)}</th>" for key in monitor.segments)
+    body = "".join(rows) or f"<tr><td colspan='{len(monitor.segments) + 3}'>no observations yet</td></tr>"
+    return (
+        f"<table class='segments'><thead><tr>{head}<th>samples</th><th>mean</th><th>state</th></tr></thead>"
+        f"<tbody>{body}</tbody></table>"
     )
 
 

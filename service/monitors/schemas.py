@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from service.monitors.baseline import DEFAULT_THRESHOLD, DEFAULT_WINDOWS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+SEGMENT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+RESERVED_KEYS = ("monitor", "loss")
+MAX_SEGMENT_KEYS = 16
 
 
 class BaselineConfig(BaseModel):
@@ -41,6 +45,38 @@ class MonitorCreate(BaseModel):
         3600, ge=1, le=10 * 366 * 86400, description="Window length; windows align on the epoch."
     )
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    segments: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_SEGMENT_KEYS,
+        description="Tag keys observations may carry (e.g. model_version, region): windows, baselines and alerts "
+        "are kept per combination of their values. Letters, digits and '_', as Prometheus label names.",
+    )
+    retention_seconds: int | None = Field(
+        None,
+        ge=1,
+        le=100 * 366 * 86400,
+        description="Windows that ended longer ago than this are deleted (None: kept); at least window_seconds.",
+    )
+
+    @field_validator("segments")
+    @classmethod
+    def _check_segments(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if not SEGMENT_KEY.fullmatch(key) or key.startswith("__"):
+                raise ValueError(f"{key!r}: a segment key is letters, digits and '_' (not first a digit or '__')")
+            if key in RESERVED_KEYS:
+                raise ValueError(f"{key!r} is taken by the monitor's own labels ({', '.join(RESERVED_KEYS)})")
+        if len(set(value)) != len(value):
+            raise ValueError("a segment key is given twice")
+        return value
+
+    @field_validator("retention_seconds")
+    @classmethod
+    def _check_retention(cls, value: int | None, info: ValidationInfo) -> int | None:
+        window = info.data.get("window_seconds")
+        if value is not None and window is not None and value < window:
+            raise ValueError(f"must be at least window_seconds ({window}): every window would be deleted at once")
+        return value
 
 
 class Summary(BaseModel):
@@ -82,6 +118,8 @@ class MonitorView(BaseModel):
     loss: str
     params: dict[str, Any]
     window_seconds: int
+    segments: list[str] = Field(description="The tag keys its observations may carry.")
+    retention_seconds: int | None = Field(description="Windows older than this are deleted (None: kept).")
     created: str
     baseline: BaselineView
     alert: AlertView
@@ -103,3 +141,15 @@ class Accepted(BaseModel):
     accepted: int = Field(description="Samples recorded (1 for a loss that is one value per batch).")
     loss: float = Field(description="The batch's loss, reduced as POST /loss/{name} with reduction 'mean' does.")
     window: str = Field(description="Start of the window the batch landed in.")
+
+
+class SegmentView(BaseModel):
+    tags: dict[str, str | None] = Field(description="Each segment key's value (null: left out by the observations).")
+    count: int = Field(description="Samples recorded in this segment (also in windows since deleted).")
+    mean: float | None
+    alert: AlertView = Field(description="Its latest window against its own baseline.")
+
+
+class SegmentList(BaseModel):
+    name: str
+    segments: list[SegmentView]

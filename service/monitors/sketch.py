@@ -128,6 +128,31 @@ class Sketch:
         return cls(stores[0], stores[1], zero)
 
     def quantiles(self, qs: tuple[float, ...]) -> list[float | None]:
-        """Values at quantiles ``qs``, read by the ddsketch library; None for an empty sketch."""
+        """Values at quantiles ``qs``; None for an empty sketch.
+
+        The library's rule (``DDSketch.get_quantile_value`` and ``DenseStore.key_at_rank``)
+        on the bins' running sums in numpy, and the library's mapping for a key's value: a
+        test checks it against the library. Building the library's sketch from the protobuf
+        costs ~0.1 ms, which a page of thousands of windows cannot afford."""
+        negative, positive = np.cumsum(self.negative.counts), np.cumsum(self.positive.counts)
+        below = float(negative[-1]) if negative.size else 0.0
+        count = below + self.zero + (float(positive[-1]) if positive.size else 0.0)
+        if count == 0:
+            return [None for _ in qs]
+        values: list[float | None] = []
+        for q in qs:
+            rank = q * (count - 1)
+            if rank < below:
+                index = int(np.searchsorted(negative, below - rank - 1 + 1, side="left"))
+                values.append(-MAPPING.value(self.negative.offset + min(index, negative.size - 1)))
+            elif rank < below + self.zero:
+                values.append(0)
+            else:
+                index = int(np.searchsorted(positive, rank - self.zero - below, side="right"))
+                values.append(MAPPING.value(self.positive.offset + min(index, positive.size - 1)))
+        return values
+
+    def library_quantiles(self, qs: tuple[float, ...]) -> list[float | None]:
+        """The same, read by the ddsketch library from the protobuf form (the reference)."""
         sketch = DDSketchProto.from_proto(self.proto())  # type: ignore[no-untyped-call]
         return [sketch.get_quantile_value(q) for q in qs]

@@ -1,29 +1,51 @@
 """Monitors in a database: SQLite (a file, WAL mode) or PostgreSQL (psycopg 3).
 
-Observations are append-only: each acknowledged batch is one row, inserted in its own
-transaction and committed before the client gets its 200, so a killed process loses nothing
-it acknowledged, and several workers or replicas writing the same monitor never overwrite
-each other's counts. Windows are the rows merged at read time. Calls block: the routes that
-use them are sync and run in the threadpool. Each thread keeps its own connection.
+Rollups, maintained on write: each acknowledged batch is added, in one transaction
+committed before the client gets its 200, to
+
+- its segment's row (``lossd_segments``: the monitor's totals for one combination of tag
+  values; a monitor without segments has one, tags ``{}``), and
+- its window's row (``lossd_windows``, one per segment and window start): count, weight,
+  sums, sum of squares, extremes and the merged DDSketch.
+
+The sums are added by the database (``INSERT ... ON CONFLICT DO UPDATE``), which also locks
+the window's row; the sketch is merged in Python while that lock is held (PostgreSQL row
+locks; SQLite's ``BEGIN IMMEDIATE`` takes the database's write lock). So several workers or
+replicas writing one monitor never lose each other's counts, a killed process loses nothing
+it acknowledged, and a read costs O(windows) rows, a scrape O(segments), whatever the number
+of batches.
+
+Retention and baselines are settled when a batch opens a new window row (at most once per
+window and segment): windows older than ``retention_seconds`` are deleted, a bounded number
+per write, and a baseline made of the first windows is frozen once a window after it exists,
+so neither retention nor late data moves it afterwards.
+
+Calls block: the routes that use them are sync and run in the threadpool. Each thread keeps
+its own connection.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.monitors.aggregate import Aggregate
+from service.monitors.aggregate import QUANTILES, Aggregate, merge
+from service.monitors.baseline import DEFAULT_WINDOWS
 from service.monitors.sketch import Sketch
 
 Row = tuple[Any, ...]
+Tags = dict[str, str | None]
+EXPIRED_PER_WRITE = 64
+"""Most expired window rows one write deletes (retention's bounded work)."""
 
 
 @dataclass(frozen=True)
@@ -36,10 +58,43 @@ class Monitor:
     baseline: dict[str, Any]
     """The baseline's configuration (``windows``, ``threshold``) and, when given, ``reference`` stats."""
     created: float
+    segments: tuple[str, ...] = ()
+    """The tag keys observations may carry."""
+    retention_seconds: int | None = None
+    frozen: dict[str, Any] | None = None
+    """The baseline of all segments merged, once fixed (see ``Store.record``)."""
+
+    def cutoff(self, now: float) -> float | None:
+        """Windows starting at or before this are past retention (None: kept for ever)."""
+        if self.retention_seconds is None:
+            return None
+        return now - self.retention_seconds - self.window_seconds
+
+    def expired(self, window_start: int, now: float) -> bool:
+        cutoff = self.cutoff(now)
+        return cutoff is not None and window_start <= cutoff
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A monitor's totals for one combination of tag values (without sketch)."""
+
+    id: int
+    monitor_id: int
+    tags: Tags
+    totals: Aggregate
+    latest: int
+    """The start of its latest window with data."""
+    frozen: dict[str, Any] | None
+    """Its baseline, once fixed."""
 
 
 class Conflict(Exception):
     """A monitor of that name exists."""
+
+
+class TooManySegments(Exception):
+    """The monitor has as many segments as it may have; ``args[0]`` is the bound."""
 
 
 SCHEMA = """
@@ -50,31 +105,68 @@ CREATE TABLE IF NOT EXISTS lossd_monitors (
     params TEXT NOT NULL,
     window_seconds BIGINT NOT NULL,
     baseline TEXT NOT NULL,
-    created DOUBLE PRECISION NOT NULL
+    created DOUBLE PRECISION NOT NULL,
+    segments TEXT NOT NULL DEFAULT '[]',
+    retention_seconds BIGINT,
+    frozen TEXT
 );
-CREATE TABLE IF NOT EXISTS lossd_observations (
+CREATE TABLE IF NOT EXISTS lossd_segments (
     id {serial} PRIMARY KEY,
     monitor_id BIGINT NOT NULL REFERENCES lossd_monitors(id) ON DELETE CASCADE,
-    window_start BIGINT NOT NULL,
+    tags TEXT NOT NULL,
     count BIGINT NOT NULL,
     weight DOUBLE PRECISION NOT NULL,
     total DOUBLE PRECISION NOT NULL,
     squares DOUBLE PRECISION NOT NULL,
-    min DOUBLE PRECISION NOT NULL,
-    max DOUBLE PRECISION NOT NULL,
-    sketch {blob} NOT NULL,
-    recorded DOUBLE PRECISION NOT NULL
+    low DOUBLE PRECISION NOT NULL,
+    high DOUBLE PRECISION NOT NULL,
+    latest BIGINT NOT NULL,
+    frozen TEXT,
+    UNIQUE (monitor_id, tags)
 );
-CREATE INDEX IF NOT EXISTS lossd_observations_window ON lossd_observations (monitor_id, window_start);
+CREATE TABLE IF NOT EXISTS lossd_windows (
+    segment_id BIGINT NOT NULL REFERENCES lossd_segments(id) ON DELETE CASCADE,
+    window_start BIGINT NOT NULL,
+    monitor_id BIGINT NOT NULL,
+    batches BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    weight DOUBLE PRECISION NOT NULL,
+    total DOUBLE PRECISION NOT NULL,
+    squares DOUBLE PRECISION NOT NULL,
+    low DOUBLE PRECISION NOT NULL,
+    high DOUBLE PRECISION NOT NULL,
+    sketch {blob} NOT NULL,
+    p50 DOUBLE PRECISION,
+    p90 DOUBLE PRECISION,
+    p99 DOUBLE PRECISION,
+    PRIMARY KEY (segment_id, window_start)
+);
+CREATE INDEX IF NOT EXISTS lossd_windows_monitor ON lossd_windows (monitor_id, window_start)
 """
-MONITOR_COLUMNS = "id, name, loss, params, window_seconds, baseline, created"
-AGGREGATE_COLUMNS = "window_start, count, weight, total, squares, min, max, sketch"
+ADDED_MONITOR_COLUMNS = {
+    "segments": "TEXT NOT NULL DEFAULT '[]'",
+    "retention_seconds": "BIGINT",
+    "frozen": "TEXT",
+}
+"""Columns a database from before rollups lacks."""
+MONITOR_COLUMNS = "id, name, loss, params, window_seconds, baseline, created, segments, retention_seconds, frozen"
+SEGMENT_COLUMNS = "id, monitor_id, tags, count, weight, total, squares, low, high, latest, frozen"
+SUMS = "SUM(count), SUM(weight), SUM(total), SUM(squares), MIN(low), MAX(high)"
+WINDOW_COLUMNS = "window_start, count, weight, total, squares, low, high, sketch"
+INSERTED_WINDOW_COLUMNS = f"segment_id, monitor_id, batches, {WINDOW_COLUMNS}, p50, p90, p99"
+
+
+def tags_key(tags: Mapping[str, str | None]) -> str:
+    """The canonical text of a segment's tags (its identity in the database)."""
+    return json.dumps(tags, sort_keys=True, separators=(",", ":"))
 
 
 class Store(ABC):
-    """The monitors and their observation rows; subclasses connect to one kind of database."""
+    """The monitors, their segments and windows; subclasses connect to one kind of database."""
 
     placeholder = "?"
+    least, greatest = "MIN", "MAX"
+    for_update = ""
     waits_on_network = False
     """Whether a call may wait on a network round trip (then callers keep it off the event loop)."""
     integrity_errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
@@ -106,34 +198,114 @@ class Store(ABC):
         self._local = threading.local()
 
     def sql(self, statement: str) -> str:
-        return statement.replace("?", self.placeholder)
+        return (
+            statement.replace("?", self.placeholder)
+            .replace("LEAST(", f"{self.least}(")
+            .replace("GREATEST(", f"{self.greatest}(")
+            .replace(" FOR UPDATE", self.for_update)
+        )
 
     def query(self, statement: str, args: Sequence[Any] = ()) -> list[Row]:
-        cursor = self.connection().execute(self.sql(statement), tuple(args))
-        return list(cursor.fetchall()) if cursor.description else []
+        return run(self.connection(), self.sql(statement), args)
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[Any]:
         """A transaction on this thread's connection: committed on exit, rolled back on an error."""
 
     @abstractmethod
+    def table_exists(self, connection: Any, name: str) -> bool: ...
+
+    @abstractmethod
+    def schema(self) -> str: ...
+
     def initialise(self) -> None:
-        """Create the tables, where they do not exist."""
+        """Create the tables where they do not exist; bring a database from before rollups
+        (one row per batch in ``lossd_observations``) up to date, in one transaction."""
+        with self.transaction() as connection:
+            self.lock_schema(connection)
+            for statement in filter(str.strip, self.schema().split(";")):
+                connection.execute(statement)
+            columns = {d[0] for d in connection.execute("SELECT * FROM lossd_monitors WHERE 1 = 0").description}
+            for column, declaration in ADDED_MONITOR_COLUMNS.items():
+                if column not in columns:
+                    connection.execute(f"ALTER TABLE lossd_monitors ADD COLUMN {column} {declaration}")
+            if self.table_exists(connection, "lossd_observations"):
+                self.migrate_observations(connection)
+
+    def lock_schema(self, connection: Any) -> None:  # noqa: B027 (SQLite needs nothing)
+        """Serialise start-up across processes (SQLite: BEGIN IMMEDIATE already does)."""
+
+    def migrate_observations(self, connection: Any) -> None:
+        """Roll the rows of the schema before rollups up into windows, then drop them."""
+        rows = run(
+            connection,
+            "SELECT monitor_id, window_start, count, weight, total, squares, min, max, sketch "
+            "FROM lossd_observations ORDER BY monitor_id, window_start, id",
+        )
+        windows: dict[int, dict[int, Aggregate]] = {}
+        batches: dict[tuple[int, int], int] = {}
+        for monitor_id, start, *values in rows:
+            per_monitor = windows.setdefault(int(monitor_id), {})
+            aggregate = aggregate_of(values)
+            per_monitor[int(start)] = per_monitor[int(start)].merged(aggregate) if start in per_monitor else aggregate
+            batches[int(monitor_id), int(start)] = batches.get((int(monitor_id), int(start)), 0) + 1
+        for monitor_id, per_monitor in windows.items():
+            totals = Aggregate()
+            for aggregate in per_monitor.values():
+                totals = totals.merged(aggregate)
+            (segment_id,) = run(
+                connection,
+                self.sql(
+                    f"INSERT INTO lossd_segments ({SEGMENT_COLUMNS.removeprefix('id, ')}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) RETURNING id"
+                ),
+                (monitor_id, tags_key({}), *sums(totals), max(per_monitor)),
+            )[0]
+            for start, aggregate in per_monitor.items():
+                connection.execute(
+                    self.sql(f"INSERT INTO lossd_windows ({INSERTED_WINDOW_COLUMNS}) VALUES ({', '.join('?' * 14)})"),
+                    (
+                        segment_id,
+                        monitor_id,
+                        batches[monitor_id, start],
+                        start,
+                        *sums(aggregate),
+                        aggregate.sketch.encode(),
+                        *aggregate.sketch.quantiles(QUANTILES),
+                    ),
+                )
+        connection.execute("DROP TABLE lossd_observations")
 
     # -- monitors ----------------------------------------------------------------------
 
     def create(
-        self, name: str, loss: str, params: dict[str, Any], window_seconds: int, baseline: dict[str, Any]
+        self,
+        name: str,
+        loss: str,
+        params: dict[str, Any],
+        window_seconds: int,
+        baseline: dict[str, Any],
+        segments: Sequence[str] = (),
+        retention_seconds: int | None = None,
     ) -> Monitor:
         created = time.time()
         try:
             with self.transaction() as connection:
                 connection.execute(
                     self.sql(
-                        "INSERT INTO lossd_monitors (name, loss, params, window_seconds, baseline, created) "
-                        "VALUES (?, ?, ?, ?, ?, ?)"
+                        "INSERT INTO lossd_monitors (name, loss, params, window_seconds, baseline, created, "
+                        "segments, retention_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                     ),
-                    (name, loss, json.dumps(params), window_seconds, json.dumps(baseline), created),
+                    (
+                        name,
+                        loss,
+                        json.dumps(params),
+                        window_seconds,
+                        json.dumps(baseline),
+                        created,
+                        json.dumps(list(segments)),
+                        retention_seconds,
+                    ),
                 )
         except self.integrity_errors:
             raise Conflict(name) from None
@@ -149,90 +321,299 @@ class Store(ABC):
         return [monitor_of(r) for r in self.query(f"SELECT {MONITOR_COLUMNS} FROM lossd_monitors ORDER BY name")]
 
     def delete(self, name: str) -> bool:
-        """Remove a monitor and its observations (one transaction)."""
+        """Remove a monitor with its segments and windows (one transaction)."""
         with self.transaction() as connection:
             cursor = connection.execute(self.sql("DELETE FROM lossd_monitors WHERE name = ?"), (name,))
-            return bool(cursor.rowcount)
+            return bool(cursor.rowcount)  # its segments and their windows go by the foreign keys' cascade
 
     # -- observations ------------------------------------------------------------------
 
-    def record(self, monitor: Monitor, window_start: int, aggregate: Aggregate) -> bool:
-        """Commit one batch's row; False when the monitor is gone (deleted meanwhile)."""
-        row = (
-            monitor.id,
-            window_start,
-            aggregate.count,
-            aggregate.weight,
-            aggregate.total,
-            aggregate.squares,
-            aggregate.min,
-            aggregate.max,
-            aggregate.sketch.encode(),
-            time.time(),
-        )
-        try:  # one statement in autocommit mode: its own transaction, committed when it returns
-            self.connection().execute(
-                self.sql(
-                    f"INSERT INTO lossd_observations (monitor_id, {AGGREGATE_COLUMNS}, recorded) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ),
-                row,
-            )
-        except self.integrity_errors:  # the foreign key: the monitor was deleted
+    def record(
+        self,
+        monitor: Monitor,
+        window_start: int,
+        aggregate: Aggregate,
+        tags: Mapping[str, str | None] | None = None,
+        max_segments: int = 100,
+        now: float | None = None,
+    ) -> bool:
+        """Add one batch to its segment and window, committed when this returns; False when
+        the monitor is gone (deleted meanwhile). Raises TooManySegments when the batch would
+        open a segment beyond ``max_segments``."""
+        now = time.time() if now is None else now
+        key = tags_key(tags or {})
+        try:
+            with self.transaction() as connection:
+                segment = self.add_to_segment(connection, monitor, key, window_start, aggregate, max_segments)
+                if segment is None:
+                    return False
+                segment_id, segment_frozen = segment
+                quantiles = aggregate.sketch.quantiles(QUANTILES)
+                row = (segment_id, monitor.id, 1, window_start, *sums(aggregate), aggregate.sketch.encode(), *quantiles)
+                batches, stored = run(
+                    connection,
+                    self.sql(
+                        f"INSERT INTO lossd_windows ({INSERTED_WINDOW_COLUMNS}) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (segment_id, window_start) DO UPDATE SET "
+                        "batches = lossd_windows.batches + 1, count = lossd_windows.count + excluded.count, "
+                        "weight = lossd_windows.weight + excluded.weight, "
+                        "total = lossd_windows.total + excluded.total, "
+                        "squares = lossd_windows.squares + excluded.squares, "
+                        "low = LEAST(lossd_windows.low, excluded.low), "
+                        "high = GREATEST(lossd_windows.high, excluded.high) "
+                        "RETURNING batches, sketch"
+                    ),
+                    row,
+                )[0]
+                if batches > 1:  # the row existed and is locked: merge its sketch with this batch's
+                    merged = Sketch.decode(bytes(stored)).merged(aggregate.sketch)
+                    connection.execute(
+                        self.sql(
+                            "UPDATE lossd_windows SET sketch = ?, p50 = ?, p90 = ?, p99 = ? "
+                            "WHERE segment_id = ? AND window_start = ?"
+                        ),
+                        (merged.encode(), *merged.quantiles(QUANTILES), segment_id, window_start),
+                    )
+                else:
+                    self.settle(connection, monitor, segment_id, segment_frozen, now)
+        except self.integrity_errors:  # a foreign key: the monitor was deleted
             return False
         return True
 
-    def windows(
-        self, monitor: Monitor, since: int | None = None, until: int | None = None, sketches: bool = True
-    ) -> list[tuple[int, Aggregate]]:
-        """Each window with observations in ``[since, until)``, by start, its rows merged
-        (without ``sketches``: summed by the database, with empty sketches)."""
-        conditions, args = ["monitor_id = ?"], [monitor.id]
+    def add_to_segment(
+        self, connection: Any, monitor: Monitor, key: str, window_start: int, aggregate: Aggregate, max_segments: int
+    ) -> tuple[int, str | None] | None:
+        """Add the batch to its segment's totals (creating it, within the bound): its id and
+        frozen baseline, or None when the monitor is gone."""
+        update = self.sql(
+            "UPDATE lossd_segments SET count = count + ?, weight = weight + ?, total = total + ?, "
+            "squares = squares + ?, low = LEAST(low, ?), high = GREATEST(high, ?), latest = GREATEST(latest, ?) "
+            "WHERE monitor_id = ? AND tags = ? RETURNING id, frozen"
+        )
+        args = (*sums(aggregate), window_start, monitor.id, key)
+        rows = run(connection, update, args)
+        if rows:
+            return int(rows[0][0]), rows[0][1]
+        # A new segment: under the monitor's row lock, so that concurrent writers count the
+        # segments one after the other (and the first of two opening the same one wins).
+        if not run(connection, self.sql("SELECT id FROM lossd_monitors WHERE id = ? FOR UPDATE"), (monitor.id,)):
+            return None
+        rows = run(connection, update, args)
+        if rows:
+            return int(rows[0][0]), rows[0][1]
+        (existing,) = run(
+            connection, self.sql("SELECT COUNT(*) FROM lossd_segments WHERE monitor_id = ?"), (monitor.id,)
+        )[0]
+        if existing >= max_segments:
+            raise TooManySegments(max_segments)
+        rows = run(
+            connection,
+            self.sql(
+                f"INSERT INTO lossd_segments ({SEGMENT_COLUMNS.removeprefix('id, ')}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) RETURNING id"
+            ),
+            (monitor.id, key, *sums(aggregate), window_start),
+        )
+        return int(rows[0][0]), None
+
+    def settle(
+        self, connection: Any, monitor: Monitor, segment_id: int, segment_frozen: str | None, now: float
+    ) -> None:
+        """On a new window row: freeze the baselines that are complete, delete expired windows."""
+        if "reference" not in monitor.baseline:
+            size = int(monitor.baseline.get("windows", DEFAULT_WINDOWS))
+            if segment_frozen is None:
+                first = self.first_windows(connection, "segment_id = ?", [segment_id], size + 1)
+                if len(first) > size:
+                    connection.execute(
+                        self.sql("UPDATE lossd_segments SET frozen = ? WHERE id = ? AND frozen IS NULL"),
+                        (json.dumps(frozen_of(first[:size])), segment_id),
+                    )
+            if monitor.frozen is None:
+                first = self.first_windows(connection, "monitor_id = ?", [monitor.id], size + 1)
+                if len(first) > size:
+                    connection.execute(
+                        self.sql("UPDATE lossd_monitors SET frozen = ? WHERE id = ? AND frozen IS NULL"),
+                        (json.dumps(frozen_of(first[:size])), monitor.id),
+                    )
+        cutoff = monitor.cutoff(now)
+        if cutoff is not None:
+            connection.execute(
+                self.sql(
+                    "DELETE FROM lossd_windows WHERE (segment_id, window_start) IN (SELECT segment_id, window_start "
+                    "FROM lossd_windows WHERE monitor_id = ? AND window_start <= ? ORDER BY window_start LIMIT ?)"
+                ),
+                (monitor.id, cutoff, EXPIRED_PER_WRITE),
+            )
+
+    def first_windows(self, connection: Any, where: str, args: list[Any], limit: int) -> list[tuple[int, Aggregate]]:
+        rows = run(
+            connection,
+            self.sql(
+                f"SELECT window_start, {SUMS} FROM lossd_windows WHERE {where} "
+                "GROUP BY window_start ORDER BY window_start LIMIT ?"
+            ),
+            [*args, limit],
+        )
+        return [(int(r[0]), sums_of(r[1:])) for r in rows]
+
+    # -- reads -------------------------------------------------------------------------
+
+    def segments(self, monitor: Monitor | None = None) -> list[Segment]:
+        """A monitor's segments (every monitor's without one), by id."""
+        if monitor is None:
+            rows = self.query(f"SELECT {SEGMENT_COLUMNS} FROM lossd_segments ORDER BY id")
+        else:
+            rows = self.query(
+                f"SELECT {SEGMENT_COLUMNS} FROM lossd_segments WHERE monitor_id = ? ORDER BY id", (monitor.id,)
+            )
+        return [segment_of(r) for r in rows]
+
+    def selection(
+        self, monitor: Monitor, segment_ids: Sequence[int] | None, since: float | None, until: float | None
+    ) -> tuple[str, list[Any]]:
+        """The WHERE clause of a monitor's windows: in segments (None: all), in
+        ``[since, until)``, within retention."""
+        conditions, args = ["monitor_id = ?"], list[Any]([monitor.id])
+        if segment_ids is not None:
+            conditions.append(f"segment_id IN ({', '.join('?' for _ in segment_ids)})" if segment_ids else "1 = 0")
+            args.extend(segment_ids)
+        cutoff = monitor.cutoff(time.time())
+        if cutoff is not None:
+            conditions.append("window_start > ?")
+            args.append(cutoff)
         if since is not None:
             conditions.append("window_start >= ?")
             args.append(since)
         if until is not None:
             conditions.append("window_start < ?")
             args.append(until)
-        where = " AND ".join(conditions)
+        return " AND ".join(conditions), args
+
+    def windows(
+        self,
+        monitor: Monitor,
+        since: float | None = None,
+        until: float | None = None,
+        sketches: bool = True,
+        segment_ids: Sequence[int] | None = None,
+        first: int | None = None,
+        mergeable: bool = True,
+    ) -> list[tuple[int, Aggregate]]:
+        """Each window with data in ``[since, until)`` and the segments (None: all), by start,
+        its segments merged (without ``sketches``: summed by the database, with empty
+        sketches); ``first``: only the first that many. Without ``mergeable``, a window of
+        one row comes with its stored quantiles instead of its sketch (no decoding)."""
+        where, args = self.selection(monitor, segment_ids, since, until)
         if not sketches:
+            limit = "" if first is None else f" LIMIT {int(first)}"
             rows = self.query(
-                "SELECT window_start, SUM(count), SUM(weight), SUM(total), SUM(squares), MIN(min), MAX(max) "
-                f"FROM lossd_observations WHERE {where} GROUP BY window_start ORDER BY window_start",
+                f"SELECT window_start, {SUMS} FROM lossd_windows WHERE {where} "
+                f"GROUP BY window_start ORDER BY window_start{limit}",
                 args,
             )
             return [(int(r[0]), sums_of(r[1:])) for r in rows]
+        assert first is None, "first windows come as sums"
+        columns = WINDOW_COLUMNS
+        if not mergeable and not monitor.segments:  # one row per window: its sketch is not needed
+            columns = columns.replace("sketch", "NULL")
         rows = self.query(
-            f"SELECT {AGGREGATE_COLUMNS} FROM lossd_observations WHERE {where} ORDER BY window_start, id", args
+            f"SELECT {columns}, p50, p90, p99 FROM lossd_windows WHERE {where} ORDER BY window_start", args
         )
-        windows: dict[int, Aggregate] = {}
-        for start, *values in rows:
-            aggregate = aggregate_of(values)
-            windows[start] = windows[start].merged(aggregate) if start in windows else aggregate
-        return sorted(windows.items())
+        result: list[tuple[int, Aggregate]] = []
+        for start, group in itertools.groupby(rows, key=lambda r: int(r[0])):
+            parts = list(group)
+            if len(parts) == 1 and not mergeable:
+                result.append((start, stored_of(parts[0][1:])))
+            else:
+                result.append((start, merge(aggregate_of(part[1:8]) for part in parts)))
+        return result
 
-    def totals(self) -> dict[int, Aggregate]:
-        """Every monitor's totals, without sketches (by monitor id)."""
+    def segment_windows(self, monitor: Monitor) -> dict[int, list[tuple[int, Aggregate]]]:
+        """Every segment's windows as sums (no sketches), by segment id, each by start."""
+        where, args = self.selection(monitor, None, None, None)
         rows = self.query(
-            "SELECT monitor_id, SUM(count), SUM(weight), SUM(total), SUM(squares), MIN(min), MAX(max) "
-            "FROM lossd_observations GROUP BY monitor_id"
+            f"SELECT segment_id, window_start, count, weight, total, squares, low, high FROM lossd_windows "
+            f"WHERE {where} ORDER BY segment_id, window_start",
+            args,
         )
-        return {int(r[0]): sums_of(r[1:]) for r in rows}
+        result: dict[int, list[tuple[int, Aggregate]]] = {}
+        for segment_id, start, *values in rows:
+            result.setdefault(int(segment_id), []).append((int(start), sums_of(values)))
+        return result
 
-    def latest_window_starts(self) -> dict[int, int]:
-        """The start of each monitor's latest window with observations."""
-        rows = self.query("SELECT monitor_id, MAX(window_start) FROM lossd_observations GROUP BY monitor_id")
-        return {int(r[0]): int(r[1]) for r in rows}
+    def latest_windows(self) -> dict[int, tuple[int, Aggregate]]:
+        """Each segment's latest window (its stored quantiles, not its sketch), by segment id."""
+        rows = self.query(
+            "SELECT w.segment_id, w.window_start, w.count, w.weight, w.total, w.squares, w.low, w.high, w.sketch, "
+            "w.p50, w.p90, w.p99 FROM lossd_segments s "
+            "JOIN lossd_windows w ON w.segment_id = s.id AND w.window_start = s.latest"
+        )
+        return {int(r[0]): (int(r[1]), stored_of(r[2:])) for r in rows}
+
+
+def run(connection: Any, statement: str, args: Sequence[Any] = ()) -> list[Row]:
+    cursor = connection.execute(statement, tuple(args))
+    return list(cursor.fetchall()) if cursor.description else []
+
+
+def sums(aggregate: Aggregate) -> tuple[int, float, float, float, float, float]:
+    return aggregate.count, aggregate.weight, aggregate.total, aggregate.squares, aggregate.min, aggregate.max
+
+
+def frozen_of(windows: list[tuple[int, Aggregate]]) -> dict[str, Any]:
+    """A baseline of first windows as stored: their sums and the start after the last."""
+    merged = Aggregate()
+    for _, window in windows:
+        merged = merged.merged(window)
+    return {
+        "count": merged.count,
+        "weight": merged.weight,
+        "total": merged.total,
+        "squares": merged.squares,
+        "until": windows[-1][0] + 1,
+    }
 
 
 def monitor_of(row: Row) -> Monitor:
-    id_, name, loss, params, window_seconds, baseline, created = row
-    return Monitor(int(id_), name, loss, json.loads(params), int(window_seconds), json.loads(baseline), float(created))
+    id_, name, loss, params, window_seconds, baseline, created, segments, retention, frozen = row
+    return Monitor(
+        int(id_),
+        name,
+        loss,
+        json.loads(params),
+        int(window_seconds),
+        json.loads(baseline),
+        float(created),
+        tuple(json.loads(segments or "[]")),
+        None if retention is None else int(retention),
+        None if frozen is None else json.loads(frozen),
+    )
+
+
+def segment_of(row: Row) -> Segment:
+    id_, monitor_id, tags, *values, latest, frozen = row
+    return Segment(
+        int(id_),
+        int(monitor_id),
+        json.loads(tags),
+        sums_of(values),
+        int(latest),
+        None if frozen is None else json.loads(frozen),
+    )
 
 
 def sums_of(values: Sequence[Any]) -> Aggregate:
     count, weight, total, squares, low, high = values
     return Aggregate(int(count), float(weight), float(total), float(squares), float(low), float(high))
+
+
+def stored_of(values: Sequence[Any]) -> Aggregate:
+    """A window's sums and stored quantiles (its sketch column is not decoded)."""
+    count, weight, total, squares, low, high, _, *quantiles = values
+    stored = tuple(None if q is None else float(q) for q in quantiles)
+    return Aggregate(int(count), float(weight), float(total), float(squares), float(low), float(high), stored=stored)
 
 
 def aggregate_of(values: Sequence[Any]) -> Aggregate:
@@ -269,17 +650,19 @@ class SQLiteStore(Store):
             raise
         connection.execute("COMMIT")
 
-    def initialise(self) -> None:
-        schema = SCHEMA.format(serial="INTEGER", blob="BLOB")
-        with self.transaction() as connection:
-            for statement in filter(str.strip, schema.split(";")):
-                connection.execute(statement)
+    def schema(self) -> str:
+        return SCHEMA.format(serial="INTEGER", blob="BLOB")
+
+    def table_exists(self, connection: Any, name: str) -> bool:
+        return bool(run(connection, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
 
 
 class PostgresStore(Store):
     """PostgreSQL through psycopg 3, autocommit outside explicit transactions."""
 
     placeholder = "%s"
+    least, greatest = "LEAST", "GREATEST"
+    for_update = " FOR UPDATE"
     waits_on_network = True
 
     def __init__(self, url: str) -> None:
@@ -300,13 +683,15 @@ class PostgresStore(Store):
         with connection.transaction():
             yield connection
 
-    def initialise(self) -> None:
-        schema = SCHEMA.format(serial="BIGINT GENERATED BY DEFAULT AS IDENTITY", blob="BYTEA")
-        with self.transaction() as connection:
-            # Workers start together; CREATE ... IF NOT EXISTS is not safe against itself.
-            connection.execute("SELECT pg_advisory_xact_lock(7335581)")
-            for statement in filter(str.strip, schema.split(";")):
-                connection.execute(statement)
+    def schema(self) -> str:
+        return SCHEMA.format(serial="BIGINT GENERATED BY DEFAULT AS IDENTITY", blob="BYTEA")
+
+    def lock_schema(self, connection: Any) -> None:
+        # Workers start together; CREATE ... IF NOT EXISTS is not safe against itself.
+        connection.execute("SELECT pg_advisory_xact_lock(7335581)")
+
+    def table_exists(self, connection: Any, name: str) -> bool:
+        return bool(run(connection, "SELECT to_regclass(%s)", (name,))[0][0])
 
 
 def open_store(database_url: str | None, data_dir: Path) -> Store:

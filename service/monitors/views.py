@@ -1,4 +1,4 @@
-"""Monitors and windows as the API shows them."""
+"""Monitors, segments and windows as the API shows them."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 from service.errors import invalid
 from service.monitors.aggregate import Aggregate, merge
-from service.monitors.baseline import Baseline, baseline
-from service.monitors.store import Monitor, Store
+from service.monitors.baseline import DEFAULT_WINDOWS, Baseline, baseline
+from service.monitors.store import Monitor, Segment, Store, Tags
 from service.monitors.timestamps import rfc3339
 
 RECENT_WINDOWS = 10
@@ -23,41 +23,98 @@ def window_view(start: int, length: int, window: Aggregate, judged: Baseline | N
     return view
 
 
-def monitor_view(store: Store, monitor: Monitor, detail: bool) -> dict[str, Any]:
-    """The definition, baseline and alert state; with ``detail``, totals and the recent windows."""
-    windows = store.windows(monitor, sketches=False)
-    base = baseline(monitor.baseline, windows)
+def baseline_size(monitor: Monitor) -> int:
+    return int(monitor.baseline.get("windows", DEFAULT_WINDOWS))
+
+
+def selection_baseline(store: Store, monitor: Monitor, chosen: list[Segment] | None, every: list[Segment]) -> Baseline:
+    """The baseline of some segments merged (None: all): the stored one where it is fixed
+    (all segments, or one), else the selection's first windows."""
+    if "reference" in monitor.baseline:
+        return baseline(monitor.baseline, [])
+    if chosen is None or len(chosen) == len(every):
+        if monitor.frozen is not None:
+            return baseline(monitor.baseline, [], monitor.frozen)
+        return baseline(monitor.baseline, store.windows(monitor, sketches=False, first=baseline_size(monitor)))
+    if len(chosen) == 1 and chosen[0].frozen is not None:
+        return baseline(monitor.baseline, [], chosen[0].frozen)
+    ids = [s.id for s in chosen]
+    return baseline(
+        monitor.baseline, store.windows(monitor, sketches=False, segment_ids=ids, first=baseline_size(monitor))
+    )
+
+
+def alert_view(base: Baseline, windows: list[tuple[int, Aggregate]]) -> dict[str, Any]:
+    """The alert state of windows (sorted by start) against their baseline."""
     judged = [(start, base.flagged(start, w)) for start, w in windows if base.judges(start)]
     latest = judged[-1] if judged else None
-    state = "pending" if not base.ready else ("alert" if latest and latest[1] else "ok")
+    return {
+        "state": "pending" if not base.ready else ("alert" if latest and latest[1] else "ok"),
+        "window": rfc3339(latest[0]) if latest else None,
+        "flagged_windows": sum(1 for _, flagged in judged if flagged),
+    }
+
+
+def monitor_view(store: Store, monitor: Monitor, detail: bool, recent: int = RECENT_WINDOWS) -> dict[str, Any]:
+    """The definition, baseline and alert state (all segments merged); with ``detail``,
+    totals and the ``recent`` latest windows."""
+    every = store.segments(monitor)
+    # Without segments a window is one row: read once, with its stored quantiles.
+    windows = store.windows(monitor, sketches=bool(detail and not monitor.segments), mergeable=False)
+    base = selection_baseline(store, monitor, None, every)
     view: dict[str, Any] = {
         "name": monitor.name,
         "loss": monitor.loss,
         "params": monitor.params,
         "window_seconds": monitor.window_seconds,
+        "segments": list(monitor.segments),
+        "retention_seconds": monitor.retention_seconds,
         "created": rfc3339(monitor.created),
         "baseline": base.view(),
-        "alert": {
-            "state": state,
-            "window": rfc3339(latest[0]) if latest else None,
-            "flagged_windows": sum(1 for _, flagged in judged if flagged),
-        },
+        "alert": alert_view(base, windows),
     }
     if detail:
-        view["totals"] = merge(w for _, w in windows).summary()
-        recent = [start for start, _ in windows[-RECENT_WINDOWS:]]
-        since = recent[0] if recent else None
+        view["totals"] = merge(s.totals for s in every).summary()
+        if monitor.segments:
+            since = windows[-recent][0] if len(windows) >= recent else None
+            windows = store.windows(monitor, since=since, mergeable=False)
         view["windows"] = [
-            window_view(start, monitor.window_seconds, w, base, quantiles=True)
-            for start, w in store.windows(monitor, since=since)
+            window_view(start, monitor.window_seconds, w, base, quantiles=True) for start, w in windows[-recent:]
         ]
     return view
 
 
+def parse_tags(monitor: Monitor, text: str) -> Tags:
+    """``key:value,key:value`` (a query string's tag filter): keys must be segments."""
+    tags: Tags = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition(":")
+        if not sep:
+            raise invalid("tags", f"{part!r} is not key:value (e.g. ?tags=model_version:v3,region:eu)")
+        if key not in monitor.segments:
+            raise invalid("tags", f"{key!r} is not a segment of monitor {monitor.name!r}; {segments_of(monitor)}")
+        if key in tags:
+            raise invalid("tags", f"{key!r} is given twice")
+        tags[key] = value
+    return tags
+
+
+def segments_of(monitor: Monitor) -> str:
+    if not monitor.segments:
+        return "it has no segments"
+    return f"its segments are {', '.join(monitor.segments)}"
+
+
 def windows_view(
-    store: Store, monitor: Monitor, since: float | None, until: float | None, step: int | None
+    store: Store,
+    monitor: Monitor,
+    since: float | None,
+    until: float | None,
+    step: int | None,
+    tags: Tags | None = None,
 ) -> dict[str, Any]:
-    """Windows with data in ``[since, until)``, merged into windows of ``step`` seconds (a
+    """Windows with data in ``[since, until)`` of the segments ``tags`` picks (keys not
+    named are merged over; None: all segments), merged into windows of ``step`` seconds (a
     multiple of the monitor's window, aligned on the epoch). A merged window is judged
     against the baseline when all of it lies after the baseline."""
     length = monitor.window_seconds
@@ -66,11 +123,15 @@ def windows_view(
         raise invalid("step", f"must be a positive multiple of the monitor's window_seconds ({length}), got {step}")
     if since is not None and until is not None and until <= since:
         raise invalid("until", "must be after since")
-    base = baseline(monitor.baseline, store.windows(monitor, sketches=False))
+    every = store.segments(monitor)
+    chosen = None if not tags else [s for s in every if all(s.tags.get(k) == v for k, v in tags.items())]
+    base = selection_baseline(store, monitor, chosen, every)
     low = None if since is None else int(since // length) * length
     high = None if until is None else -(-int(until) // length) * length
+    ids = None if chosen is None else [s.id for s in chosen]
     coarse: dict[int, Aggregate] = {}
-    for start, window in store.windows(monitor, since=low, until=high):
+    rows = store.windows(monitor, since=low, until=high, segment_ids=ids, mergeable=step != length)
+    for start, window in rows:
         key = start // step * step
         coarse[key] = coarse[key].merged(window) if key in coarse else window
     return {
@@ -78,3 +139,21 @@ def windows_view(
         "step": step,
         "windows": [window_view(start, step, w, base, quantiles=True) for start, w in sorted(coarse.items())],
     }
+
+
+def segments_view(store: Store, monitor: Monitor) -> dict[str, Any]:
+    """Each segment: its tags, totals' count and mean, and its alert state against its own baseline."""
+    per_segment = store.segment_windows(monitor)
+    entries = []
+    for segment in store.segments(monitor):
+        windows = per_segment.get(segment.id, [])
+        base = baseline(monitor.baseline, windows[: baseline_size(monitor)], segment.frozen)
+        entries.append(
+            {
+                "tags": {key: segment.tags.get(key) for key in monitor.segments},
+                "count": segment.totals.count,
+                "mean": segment.totals.mean,
+                "alert": alert_view(base, windows),
+            }
+        )
+    return {"name": monitor.name, "segments": entries}

@@ -12,10 +12,10 @@ from service.errors import ServiceError, conflict
 from service.monitors.aggregate import Aggregate
 from service.monitors.ingest import checked_params, compute_batch, find, loss_spec
 from service.monitors.page import page
-from service.monitors.schemas import MonitorCreate, MonitorList, MonitorView, WindowList
+from service.monitors.schemas import MonitorCreate, MonitorList, MonitorView, SegmentList, WindowList
 from service.monitors.store import Conflict, Store
 from service.monitors.timestamps import parse_time
-from service.monitors.views import monitor_view, windows_view
+from service.monitors.views import monitor_view, parse_tags, segments_view, windows_view
 from service.responses import problems
 
 router = APIRouter(tags=["monitors"])
@@ -61,7 +61,9 @@ def create_monitor(request: Request, body: MonitorCreate) -> dict[str, Any]:
         config["reference"] = reference
     store = store_of(request)
     try:
-        monitor = store.create(body.name, spec.name, body.params, body.window_seconds, config)
+        monitor = store.create(
+            body.name, spec.name, body.params, body.window_seconds, config, body.segments, body.retention_seconds
+        )
     except Conflict:
         raise conflict("Monitor exists", f"a monitor named {body.name!r} exists", field="name") from None
     return monitor_view(store, monitor, detail=True)
@@ -91,15 +93,29 @@ def delete_monitor(request: Request, name: str) -> Response:
 
 @router.get("/monitors/{name}/windows", response_model=WindowList, responses={**NOT_FOUND, **INVALID})
 def get_windows(
-    request: Request, name: str, since: str | None = None, until: str | None = None, step: int | None = None
+    request: Request,
+    name: str,
+    since: str | None = None,
+    until: str | None = None,
+    step: int | None = None,
+    tags: str | None = None,
 ) -> dict[str, Any]:
     """Windows with data in ``[since, until)`` (RFC 3339 or epoch seconds), merged into
-    windows of ``step`` seconds, a multiple of the monitor's window."""
+    windows of ``step`` seconds, a multiple of the monitor's window; ``tags``
+    (``model_version:v3,region:eu``) picks the segments, keys not named merged over."""
     store = store_of(request)
     monitor = find(store, name)
     low = None if since is None else parse_time(since, "since")
     high = None if until is None else parse_time(until, "until")
-    return windows_view(store, monitor, low, high, step)
+    chosen = None if tags is None else parse_tags(monitor, tags)
+    return windows_view(store, monitor, low, high, step, chosen)
+
+
+@router.get("/monitors/{name}/segments", response_model=SegmentList, responses=NOT_FOUND)
+def get_segments(request: Request, name: str) -> dict[str, Any]:
+    """One entry per segment (combination of tag values): its tags, count, mean and alert state."""
+    store = store_of(request)
+    return segments_view(store, find(store, name))
 
 
 @router.get("/ui/monitors", response_class=HTMLResponse, tags=["ui"])

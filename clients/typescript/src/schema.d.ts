@@ -1017,6 +1017,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/monitors/{name}/segments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Segments
+         * @description One entry per segment (combination of tag values): its tags, count, mean and alert state.
+         */
+        get: operations["get_segments_monitors__name__segments_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/monitors/{name}/windows": {
         parameters: {
             query?: never;
@@ -1027,7 +1047,8 @@ export interface paths {
         /**
          * Get Windows
          * @description Windows with data in ``[since, until)`` (RFC 3339 or epoch seconds), merged into
-         *     windows of ``step`` seconds, a multiple of the monitor's window.
+         *     windows of ``step`` seconds, a multiple of the monitor's window; ``tags``
+         *     (``model_version:v3,region:eu``) picks the segments, keys not named merged over.
          */
         get: operations["get_windows_monitors__name__windows_get"];
         put?: never;
@@ -2867,6 +2888,16 @@ export interface components {
                 [key: string]: unknown;
             };
             /**
+             * Retention Seconds
+             * @description Windows that ended longer ago than this are deleted (None: kept); at least window_seconds.
+             */
+            retention_seconds?: number | null;
+            /**
+             * Segments
+             * @description Tag keys observations may carry (e.g. model_version, region): windows, baselines and alerts are kept per combination of their values. Letters, digits and '_', as Prometheus label names.
+             */
+            segments?: string[];
+            /**
              * Window Seconds
              * @description Window length; windows align on the epoch.
              * @default 3600
@@ -2892,6 +2923,16 @@ export interface components {
             params: {
                 [key: string]: unknown;
             };
+            /**
+             * Retention Seconds
+             * @description Windows older than this are deleted (None: kept).
+             */
+            retention_seconds: number | null;
+            /**
+             * Segments
+             * @description The tag keys its observations may carry.
+             */
+            segments: string[];
             totals?: components["schemas"]["Summary"] | null;
             /** Window Seconds */
             window_seconds: number;
@@ -3422,6 +3463,32 @@ export interface components {
              * @default 11
              */
             window_size?: number;
+        };
+        /** SegmentList */
+        SegmentList: {
+            /** Name */
+            name: string;
+            /** Segments */
+            segments: components["schemas"]["SegmentView"][];
+        };
+        /** SegmentView */
+        SegmentView: {
+            /** @description Its latest window against its own baseline. */
+            alert: components["schemas"]["AlertView"];
+            /**
+             * Count
+             * @description Samples recorded in this segment (also in windows since deleted).
+             */
+            count: number;
+            /** Mean */
+            mean: number | null;
+            /**
+             * Tags
+             * @description Each segment key's value (null: left out by the observations).
+             */
+            tags: {
+                [key: string]: string | null;
+            };
         };
         /** SmoothL1Params */
         SmoothL1Params: {
@@ -6926,6 +6993,9 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
+                    tags?: {
+                        [key: string]: string | null;
+                    };
                     timestamp?: string | number;
                 };
             };
@@ -6987,12 +7057,53 @@ export interface operations {
             };
         };
     };
+    get_segments_monitors__name__segments_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentList"];
+                };
+            };
+            /** @description No monitor of that name. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     get_windows_monitors__name__windows_get: {
         parameters: {
             query?: {
                 since?: string | null;
                 until?: string | null;
                 step?: number | null;
+                tags?: string | null;
             };
             header?: never;
             path: {
@@ -7107,7 +7218,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Not ready yet (an empty body). */
+            /** @description Not ready yet, or draining after SIGTERM (an empty body). */
             503: {
                 headers: {
                     [name: string]: unknown;

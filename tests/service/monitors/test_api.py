@@ -269,3 +269,132 @@ def test_metrics_show_each_monitor(client: TestClient) -> None:
     # The compute metrics are still there, and count the compute request alone: observations
     # of an mse monitor are not requests of /loss/mse.
     assert count(text, "lossd_requests_total", **compute) - before == 1
+
+
+def test_segments_keep_windows_baselines_and_alerts_of_their_own(client: TestClient) -> None:
+    name = new_monitor(client, segments=["model_version", "region"], baseline={"windows": 2, "threshold": 3.0})
+    rng = np.random.default_rng(11)
+    for i in range(4):
+        for version in ("v1", "v2"):
+            degraded = version == "v2" and i == 3
+            values = rng.uniform(0.5, 1.5, 100) * (2.0 if degraded else 1.0)
+            tags = {"model_version": version, "region": "eu"}
+            observe(client, name, values.tolist(), timestamp=T0 + i * WINDOW, tags=tags)
+    observe(client, name, [1.0], timestamp=T0, tags={"region": "us"})  # model_version left out: null
+    segments = client.get(f"/monitors/{name}/segments").json()["segments"]
+    by_tags = {(s["tags"]["model_version"], s["tags"]["region"]): s for s in segments}
+    assert set(by_tags) == {("v1", "eu"), ("v2", "eu"), (None, "us")}
+    assert by_tags["v1", "eu"]["count"] == by_tags["v2", "eu"]["count"] == 400 and by_tags[None, "us"]["count"] == 1
+    assert by_tags["v1", "eu"]["alert"]["state"] == "ok" and by_tags[None, "us"]["alert"]["state"] == "pending"
+    assert by_tags["v2", "eu"]["alert"] == {
+        "state": "alert",
+        "window": windows(client, name)[-1]["start"],
+        "flagged_windows": 1,
+    }
+    assert by_tags["v1", "eu"]["mean"] == pytest.approx(1.0, abs=0.1)
+    v2 = windows(client, name, tags="model_version:v2")
+    assert [w["count"] for w in v2] == [100] * 4 and [w["alert"] for w in v2] == [None, None, False, True]
+    eu = windows(client, name, tags="region:eu")  # model_version merged over
+    assert [w["count"] for w in eu] == [200] * 4
+    both = windows(client, name, tags="model_version:v2,region:eu")
+    assert [w["mean"] for w in both] == [w["mean"] for w in v2]
+    merged = windows(client, name)
+    assert [w["count"] for w in merged] == [201, 200, 200, 200]
+    assert windows(client, name, tags="region:asia") == []
+    assert sum(w["count"] for w in windows(client, name, tags="model_version:v1")) == 400
+    text = client.get("/metrics").text
+    labels = {"monitor": name, "loss": "mse"}
+    assert count(text, "lossd_monitor_observations_total", **labels, model_version="v2", region="eu") == 400
+    assert count(text, "lossd_monitor_observations_total", **labels, model_version="", region="us") == 1
+    assert count(text, "lossd_monitor_observations_total", **labels) == 801  # the segments add up
+    assert count(text, "lossd_monitor_alert", **labels, model_version="v2") == 1.0
+    assert count(text, "lossd_monitor_alert", **labels, model_version="v1") == 0.0
+    view = client.get(f"/monitors/{name}").json()
+    assert view["segments"] == ["model_version", "region"] and view["totals"]["count"] == 801
+
+
+@pytest.mark.parametrize(
+    ("tags", "field"),
+    [
+        ({"colour": "red"}, "tags.colour"),
+        ({"region": 3}, "tags.region"),
+        ({"region": "x" * 201}, "tags.region"),
+        (["region", "eu"], "tags"),
+    ],
+)
+def test_undeclared_or_bad_tags_are_422_naming_the_field(client: TestClient, tags: Any, field: str) -> None:
+    name = new_monitor(client, segments=["region"])
+    body = {"predictions": [[1.0]], "targets": [[0.0]], "tags": tags}
+    response = client.post(f"/monitors/{name}/observations", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert client.get(f"/monitors/{name}/segments").json()["segments"] == []
+    unsegmented = new_monitor(client)
+    response = client.post(f"/monitors/{unsegmented}/observations", json={**body, "tags": {"region": "eu"}})
+    assert response.status_code == 422 and "has no segments" in response.json()["detail"]
+
+
+def test_segments_are_bounded_per_monitor(client: TestClient) -> None:
+    name = new_monitor(client, segments=["user"])
+    for i in range(100):  # LOSSD_MAX_SEGMENTS, default 100
+        observe(client, name, [1.0], timestamp=T0, tags={"user": f"u{i}"})
+    body = {"predictions": [[1.0]], "targets": [[0.0]], "timestamp": T0, "tags": {"user": "one-too-many"}}
+    response = client.post(f"/monitors/{name}/observations", json=body)
+    assert response.status_code == 422 and response.json()["field"] == "tags"
+    assert "LOSSD_MAX_SEGMENTS" in response.json()["detail"]
+    observe(client, name, [1.0], timestamp=T0, tags={"user": "u7"})  # an existing segment is fine
+    assert len(client.get(f"/monitors/{name}/segments").json()["segments"]) == 100
+    assert windows(client, name)[0]["count"] == 101
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"segments": ["bad key"]}, "segments"),
+        ({"segments": ["monitor"]}, "segments"),
+        ({"segments": ["region", "region"]}, "segments"),
+        ({"segments": [f"k{i}" for i in range(17)]}, "segments"),
+        ({"retention_seconds": 30}, "retention_seconds"),  # shorter than the 60 s window
+        ({"retention_seconds": 0}, "retention_seconds"),
+    ],
+)
+def test_bad_segments_or_retention_are_422(client: TestClient, fields: dict[str, Any], field: str) -> None:
+    response = client.post("/monitors", json={"name": "bad", "loss": "mse", "window_seconds": WINDOW, **fields})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+
+
+def test_a_tag_filter_names_declared_keys(client: TestClient) -> None:
+    name = new_monitor(client, segments=["region"])
+    for query, detail in (("colour:red", "not a segment"), ("region", "not key:value"), ("region:a,region:b", "twice")):
+        response = client.get(f"/monitors/{name}/windows", params={"tags": query})
+        assert response.status_code == 422 and response.json()["field"] == "tags", query
+        assert detail in response.json()["detail"]
+
+
+def test_retention_hides_and_refuses_windows_past_it(client: TestClient) -> None:
+    import time
+
+    name = new_monitor(client, retention_seconds=10 * WINDOW)
+    now = time.time()
+    observe(client, name, [1.0], timestamp=now - 5 * WINDOW)
+    observe(client, name, [2.0], timestamp=now)
+    assert [w["count"] for w in windows(client, name)] == [1, 1]
+    body = {"predictions": [[1.0]], "targets": [[0.0]], "timestamp": now - 20 * WINDOW}
+    response = client.post(f"/monitors/{name}/observations", json=body)
+    assert response.status_code == 422 and response.json()["field"] == "timestamp"
+    assert "retention_seconds" in response.json()["detail"]
+    view = client.get(f"/monitors/{name}").json()
+    assert view["retention_seconds"] == 10 * WINDOW and view["totals"]["count"] == 2
+
+
+def test_the_page_shows_each_segment(client: TestClient) -> None:
+    name = new_monitor(client, segments=["region"], baseline={"windows": 1})
+    observe(client, name, [1.0, 1.0, 1.1], timestamp=T0, tags={"region": "eu"})
+    observe(client, name, [2.0], timestamp=T0, tags={"region": "apac<&>"})
+    html = client.get("/ui/monitors").text
+    section = html[html.index(f"<h2>{name} ") :]
+    table = section[section.index("<table class='segments'>") : section.index("</table>")]
+    assert "<th>region</th><th>samples</th><th>mean</th><th>state</th>" in table
+    assert "<tr><td>eu</td><td>3</td><td>1.03333</td>" in table
+    assert "<td>apac&lt;&amp;&gt;</td><td>1</td><td>2</td>" in table  # tag values are escaped

@@ -83,3 +83,16 @@ def test_the_library_reads_the_protobuf_form() -> None:
     sketch = DDSketchProto.from_proto(proto)  # type: ignore[no-untyped-call]
     assert sketch.count == 5000
     assert sketch.get_quantile_value(0.5) == pytest.approx(np.quantile(values, 0.5), rel=0.01)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_quantiles_follow_the_library(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(1, 3000))
+    values = rng.normal(0.0, 3.0, size) * rng.choice([0.0, 1.0], size, p=[0.1, 0.9])  # negatives, zeros, positives
+    weights = None if seed % 2 else rng.choice([0.5, 1.0, 2.0], size)
+    sketch = Sketch.of(values, weights)
+    merged = sketch.merged(Sketch.of(rng.lognormal(0.0, 2.0, 500)))
+    qs = (0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 1.0)
+    for each in (sketch, merged, Sketch.of(np.array([5.0])), Sketch.of(np.array([-5.0, 0.0]))):
+        assert each.quantiles(qs) == pytest.approx(each.library_quantiles(qs), rel=1e-12)  # the same keys
