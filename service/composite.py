@@ -15,7 +15,7 @@ from kernels.composite import TERM_LOSSES, TERM_PER_SAMPLE, CompositeSpec, field
 from kernels.composite_sessions import sessions_for
 from kernels.composites import composite, register
 from kernels.runtime import NUMPY_DTYPE, Runtime
-from kernels.spec import Task
+from kernels.spec import InvalidInput, Task
 from service import metrics
 from service.arrays import decode_weights
 from service.compute import JSON_OPTIONS, parse_json, undefined_loss
@@ -75,7 +75,10 @@ def compute_composite(runtime: Runtime, body: bytes, max_elements: int) -> bytes
     weights = decode_weights(request.weights, batch.count, dtype, mean)
     gradients = "gradients" in request.outputs
     sessions = sessions_for(runtime)
-    kernel = sessions.kernel(terms, request.dtype, gradients)
+    try:
+        kernel = sessions.kernel(terms, request.dtype, gradients)
+    except InvalidInput as error:  # a graph that cannot be built: the terms' fault, not a 500
+        raise invalid(error.field, error.detail) from None
     names = ["loss", "per_sample", TERM_LOSSES, TERM_PER_SAMPLE, *(f"grad_{f}" for f in kernel.gradients)]
     start = time.perf_counter()
     loss, per_sample, term_losses, term_per_sample, *grads = sessions.run(
