@@ -202,10 +202,9 @@ class Functions:
         for node in _subgraph_nodes(proto.node):
             node.domain, node.op_type = renames.get((node.domain, node.op_type), (node.domain, node.op_type))
         name = proto.name
-        proto.name, doc = "", proto.doc_string
-        proto.doc_string = ""
-        body = ((proto.domain, name), proto.SerializeToString(deterministic=True))
-        proto.name, proto.doc_string = name, doc
+        anonymous = onnx.FunctionProto.FromString(proto.SerializeToString())
+        anonymous.name = anonymous.doc_string = ""
+        body = ((proto.domain, name), anonymous.SerializeToString(deterministic=True))
         found = self._bodies.get(body)
         if found is not None:
             return found
