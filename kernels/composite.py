@@ -26,15 +26,14 @@ from kernels.graph import (
     OPSET,
     WEIGHTS,
     Dtype,
+    Functions,
     GraphInput,
-    called_functions,
-    function_proto,
     graph_dims,
     kernel_inputs,
 )
 from kernels.ops import LOSSD
 from kernels.reduction import reduce_loss, reduce_loss_mass
-from kernels.spec import Input, InvalidInput, KernelFunction, LossSpec, Params, ProtoKernel, Variant
+from kernels.spec import Input, InvalidInput, LossSpec, Params, ProtoKernel, Variant
 
 TERM_WEIGHTS = "term_weights"
 TERM_LOSSES, TERM_PER_SAMPLE = "term_losses", "term_per_sample"
@@ -183,12 +182,9 @@ class CompositeGraph:
     """Fields, then (ad hoc) term params and term weights; then weights and mean."""
     gradients: list[str]
     """Differentiable fields, whose gradients are ``grad_<field>``."""
-    roots: list[KernelFunction]
-    """The term kernels and reductions the nodes call."""
-
-    @property
-    def functions(self) -> list[onnx.FunctionProto]:
-        return called_functions(*self.roots)
+    functions: list[onnx.FunctionProto]
+    """The term kernels and reductions the nodes call, with their callees, each distinct
+    function under its own name (terms' kernels share names: see ``kernels.graph.Functions``)."""
 
 
 class _Nodes:
@@ -237,14 +233,13 @@ def build_graph(terms: Sequence[Term], dtype: Dtype, constants: bool) -> Composi
         for f, x in fields.items()
     ]
     param_inputs: list[GraphInput] = []
-    roots: list[KernelFunction] = [reduce_loss, reduce_loss_mass]
+    functions = Functions()
     term_losses, term_samples = [], []
     zero = nodes.ints("axis_zero", [0])
     for i, t in enumerate(terms):
         p = f"t{i}_"
         function = t.spec.function(t.spec.variant(t.params))
-        roots.append(function)
-        fn_proto = function_proto(function)
+        kernel_domain, kernel_name = functions.add(function)
         by_name = {x.name: x for x in t.spec.inputs}
         args = []
         for graph_input in kernel_inputs(t.spec, function, dtype):
@@ -267,19 +262,19 @@ def build_graph(terms: Sequence[Term], dtype: Dtype, constants: bool) -> Composi
         differentiable = t.spec.differentiable
         if WEIGHTS in args:  # the kernel reduces by itself
             outputs = [f"{p}loss", f"{p}per_sample", *(f"{p}grad_{n}" for n in differentiable)]
-            nodes.nodes.append(helper.make_node(fn_proto.name, args, outputs, domain=fn_proto.domain))
+            nodes.nodes.append(helper.make_node(kernel_name, args, outputs, domain=kernel_domain))
         else:
             element_grads = [f"{p}element_grad_{n}" for n in differentiable]
             outputs = [f"{p}elements", *element_grads, *([f"{p}mass"] if t.spec.mass else [])]
-            nodes.nodes.append(helper.make_node(fn_proto.name, args, outputs, domain=fn_proto.domain))
-            reduce = reduce_loss_mass if t.spec.mass else reduce_loss
+            nodes.nodes.append(helper.make_node(kernel_name, args, outputs, domain=kernel_domain))
+            reduce_domain, reduce_name = functions.add(reduce_loss_mass if t.spec.mass else reduce_loss)
             reduce_args = [f"{p}elements", f"{p}mass"] if t.spec.mass else [f"{p}elements"]
             nodes.nodes.append(
                 helper.make_node(
-                    reduce.name,
+                    reduce_name,
                     [*reduce_args, WEIGHTS, MEAN],
                     [f"{p}loss", f"{p}per_sample", f"{p}coef"],
-                    domain=LOSSD.domain,
+                    domain=reduce_domain,
                 )
             )
             for n in differentiable:
@@ -341,7 +336,7 @@ def build_graph(terms: Sequence[Term], dtype: Dtype, constants: bool) -> Composi
         GraphInput(WEIGHTS, elem_type, (batch,)),
         GraphInput(MEAN, TensorProto.BOOL, ()),
     ]
-    return CompositeGraph(nodes.nodes, all_inputs, list(users), roots)
+    return CompositeGraph(nodes.nodes, all_inputs, list(users), functions.protos)
 
 
 def _domains(functions: Sequence[onnx.FunctionProto]) -> list[onnx.OperatorSetIdProto]:
@@ -351,7 +346,17 @@ def _domains(functions: Sequence[onnx.FunctionProto]) -> list[onnx.OperatorSetId
 
 def build_model(terms: Sequence[Term], dtype: Dtype, gradients: bool) -> onnx.ModelProto:
     """An ad-hoc composite's checked model: fields, ``t<i>_<param>``, ``term_weights``, weights
-    and mean in; loss, per_sample, term_losses, term_per_sample and ``grad_<field>`` out."""
+    and mean in; loss, per_sample, term_losses, term_per_sample and ``grad_<field>`` out.
+    ``InvalidInput`` for terms that cannot be one graph, by the rules or because building it failed."""
+    try:
+        return _build_model(terms, dtype, gradients)
+    except InvalidInput:
+        raise
+    except Exception as error:  # the optimizer's and checker's errors share no base class but Exception
+        raise build_error(terms, error) from error
+
+
+def _build_model(terms: Sequence[Term], dtype: Dtype, gradients: bool) -> onnx.ModelProto:
     graph = build_graph(terms, dtype, constants=False)
     elem_type = ELEMENT_TYPE[dtype]
     batch = "batch" if terms[0].spec.batch_level else "N"
@@ -378,6 +383,16 @@ def build_model(terms: Sequence[Term], dtype: Dtype, gradients: bool) -> onnx.Mo
     return model
 
 
+def build_error(terms: Sequence[Term], error: Exception) -> InvalidInput:
+    """A composite graph that could not be built or loaded, as the request's fault (a 422
+    naming the terms) rather than a server error; the cause is chained."""
+    names = " + ".join(t.spec.name for t in terms)
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return InvalidInput(
+        "terms", f"the composite {names} cannot be built as one graph ({type(error).__name__}: {reason[:300]})"
+    )
+
+
 def proto_kernel(name: str, terms: Sequence[Term]) -> ProtoKernel:
     """A named composite as a self-reducing kernel (``kernels.graph.build_model`` takes it like
     any loss's): fields, weights and mean in; loss, per_sample and gradients out. Its term
@@ -392,11 +407,10 @@ def proto_kernel(name: str, terms: Sequence[Term]) -> ProtoKernel:
         nodes=graph.nodes,
         opset_imports=_domains(graph.functions),
     )
-    calls = tuple(r for r in graph.roots if not isinstance(r, ProtoKernel))
-    if len(calls) != len(graph.roots):
-        raise ValueError(f"{name}: a term assembled from ONNX protos cannot be part of a named composite")
     return ProtoKernel(
-        function, calls=calls, input_dims={i.name: tuple(d for d in i.dims if d is not None) for i in fields}
+        function,
+        functions=tuple(graph.functions),
+        input_dims={i.name: tuple(d for d in i.dims if d is not None) for i in fields},
     )
 
 

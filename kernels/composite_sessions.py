@@ -18,6 +18,7 @@ from kernels.composite import (
     TERM_WEIGHTS,
     Structure,
     Term,
+    build_error,
     build_model,
     field_inputs,
     structure,
@@ -57,6 +58,8 @@ class CompositeSessions:
         return len(self._cache)
 
     def kernel(self, terms: Sequence[Term], dtype: Dtype, gradients: bool) -> CompositeKernel:
+        """The composite's session, built on first use; ``InvalidInput`` (field ``terms``)
+        when its graph cannot be built or loaded."""
         key = (structure(terms), dtype, gradients)
         with self._lock:
             found = self._cache.get(key)
@@ -64,7 +67,10 @@ class CompositeSessions:
                 self._cache.move_to_end(key)
                 return found
         model = build_model(terms, dtype, gradients)
-        session = ort.InferenceSession(model.SerializeToString(), self._options, providers=self._providers)
+        try:
+            session = ort.InferenceSession(model.SerializeToString(), self._options, providers=self._providers)
+        except Exception as error:  # onnxruntime's errors share no base class but Exception
+            raise build_error(terms, error) from error
         params = []
         for graph_input in session.get_inputs():
             head, _, param = graph_input.name.partition("_")

@@ -11,6 +11,8 @@ from typing import Literal
 import onnx
 import onnxscript.optimizer
 from onnx import TensorProto, helper
+from onnxscript import ir
+from onnxscript.values import OnnxFunction
 
 from kernels.reduction import reduce_loss, reduce_loss_mass
 from kernels.spec import NO_RESOURCES, Input, KernelFunction, LossSpec, Params, ProtoKernel, Resources, Variant
@@ -111,34 +113,122 @@ def _value_info(name: str, elem_type: int, dims: tuple[str | int | None, ...]) -
     return helper.make_tensor_value_info(name, elem_type, list(dims))
 
 
-def function_proto(function: KernelFunction) -> onnx.FunctionProto:
-    return function.function if isinstance(function, ProtoKernel) else function.to_function_proto()
+Identity = tuple[str, str]
+"""A function's (domain, name): what a node calls it by."""
 
 
-def called_functions(*roots: KernelFunction) -> list[onnx.FunctionProto]:
-    found: dict[tuple[str, str], onnx.FunctionProto] = {}
-    for root in roots:
-        if isinstance(root, ProtoKernel):
-            found[(root.function.domain, root.function.name)] = root.function
-            scripted = list(root.calls)
-        else:
-            scripted = [root]
-        for script_root in scripted:
-            for fn in [script_root, *script_root.function_ir.get_called_functions().values()]:
-                proto = fn.to_function_proto()
-                found[(proto.domain, proto.name)] = proto
-    return list(found.values())
+def _subgraph_nodes(nodes: typing.Iterable[onnx.NodeProto]) -> typing.Iterator[onnx.NodeProto]:
+    """Nodes and, recursively, the nodes of their graph attributes (If, Loop, Scan bodies)."""
+    for node in nodes:
+        yield node
+        for attribute in node.attribute:
+            for graph in [attribute.g, *attribute.graphs] if attribute.HasField("g") else attribute.graphs:
+                yield from _subgraph_nodes(graph.node)
 
 
-def _reduction_nodes(spec: LossSpec) -> tuple[list[onnx.NodeProto], list[str], KernelFunction]:
-    """The shared reduction after the kernel, and the names the kernel's outputs take."""
+class Functions:
+    """The function protos of one model, each distinct function under its own (domain, name).
+
+    Kernels are onnxscript functions named after their Python definitions, so different
+    functions share a name: the factories' closures (``overlap_kernel`` of Dice and of
+    Tversky, ``probabilities`` of each activation) and the shared pieces of different
+    variants. A model holds one function per (domain, name), so gathering several kernels'
+    functions by name alone lets one replace another: calls then reach the wrong body (a
+    wrong value, or a checker or inliner failure when the arities differ). Here a function
+    keeps its name unless a different one already holds it; then it gets the next free
+    ``<name>_<k>`` and its callers' nodes are rewritten to it. The same function reached
+    twice (the shared reduction, ``log1p``) is one proto: same name and same body after its
+    callees are resolved.
+    """
+
+    def __init__(self) -> None:
+        self._protos: dict[Identity, onnx.FunctionProto] = {}
+        self._bodies: dict[tuple[Identity, bytes], Identity] = {}
+        self._scripted: dict[int, tuple[OnnxFunction[..., typing.Any], Identity]] = {}
+
+    @property
+    def protos(self) -> list[onnx.FunctionProto]:
+        return list(self._protos.values())
+
+    def add(self, function: KernelFunction) -> Identity:
+        """Add a kernel with everything it calls; the (domain, name) a node calls it by."""
+        if isinstance(function, ProtoKernel):
+            renames = self.merge(function.functions)
+            for call in function.calls:
+                original = (call.domain, call.name)
+                resolved = self._scripted_identity(call)
+                if renames.setdefault(original, resolved) != resolved:
+                    raise ValueError(f"{function.function.name} calls two different functions named {original}")
+            return self._place(function.function, renames)
+        return self._scripted_identity(function)
+
+    def merge(self, protos: typing.Iterable[onnx.FunctionProto]) -> dict[Identity, Identity]:
+        """Add protos that call each other by their (domain, name), each unique among them (as
+        ``Functions.protos`` gives them); returns where each now is."""
+        library = {(p.domain, p.name): p for p in protos}
+        placed: dict[Identity, Identity] = {}
+
+        def visit(identity: Identity) -> Identity:
+            if identity not in placed:
+                proto = library[identity]
+                callees = {(n.domain, n.op_type) for n in _subgraph_nodes(proto.node)} & library.keys()
+                placed[identity] = self._place(proto, {c: visit(c) for c in callees - {identity}})
+            return placed[identity]
+
+        for identity in library:
+            visit(identity)
+        return placed
+
+    def _scripted_identity(self, function: OnnxFunction[..., typing.Any]) -> Identity:
+        found = self._scripted.get(id(function))
+        if found is not None:
+            return found[1]
+        renames: dict[Identity, Identity] = {}
+        for node in ir.traversal.RecursiveGraphIterator(function.function_ir.graph):
+            callee = node.meta.get("callee")
+            if isinstance(callee, OnnxFunction):
+                original = (callee.domain, callee.name)
+                resolved = self._scripted_identity(callee)
+                if renames.setdefault(original, resolved) != resolved:
+                    raise ValueError(f"{function.name} calls two different functions named {original}")
+        identity = self._place(function.to_function_proto(), renames)
+        self._scripted[id(function)] = (function, identity)  # the reference keeps the id unique
+        return identity
+
+    def _place(self, proto: onnx.FunctionProto, renames: dict[Identity, Identity]) -> Identity:
+        """Where ``proto``, its calls rewritten by ``renames``, lives: an identical function's
+        place, else its own name, else the next free ``<name>_<k>``."""
+        proto = onnx.FunctionProto.FromString(proto.SerializeToString())
+        for node in _subgraph_nodes(proto.node):
+            node.domain, node.op_type = renames.get((node.domain, node.op_type), (node.domain, node.op_type))
+        name = proto.name
+        anonymous = onnx.FunctionProto.FromString(proto.SerializeToString())
+        anonymous.name = anonymous.doc_string = ""
+        body = ((proto.domain, name), anonymous.SerializeToString(deterministic=True))
+        found = self._bodies.get(body)
+        if found is not None:
+            return found
+        k = 1
+        while (proto.domain, proto.name) in self._protos:
+            k += 1
+            proto.name = f"{name}_{k}"
+        identity = (proto.domain, proto.name)
+        self._protos[identity] = proto
+        self._bodies[body] = identity
+        return identity
+
+
+def _reduction_nodes(spec: LossSpec, functions: Functions) -> tuple[list[onnx.NodeProto], list[str]]:
+    """The shared reduction after the kernel (added to ``functions``), and the names the
+    kernel's outputs take."""
     elements, mass = "elements", "mass"
     kernel_outputs = [elements, *(f"element_grad_{n}" for n in spec.differentiable)]
     kernel_outputs += [mass] if spec.mass else []
     reduce = reduce_loss_mass if spec.mass else reduce_loss
     reduce_args = [elements, mass] if spec.mass else [elements]
-    node = helper.make_node(reduce.name, [*reduce_args, WEIGHTS, MEAN], ["loss", "per_sample", "coef"], domain="lossd")
-    return [node], kernel_outputs, reduce
+    domain, name = functions.add(reduce)
+    node = helper.make_node(name, [*reduce_args, WEIGHTS, MEAN], ["loss", "per_sample", "coef"], domain=domain)
+    return [node], kernel_outputs
 
 
 def _scale_gradient(name: str, rank: int) -> list[onnx.NodeProto]:
@@ -160,19 +250,20 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     function = spec.function(key.variant, resources)
     elem_type = ELEMENT_TYPE[key.dtype]
     inputs = kernel_inputs(spec, function, key.dtype)
-    fn_proto = function_proto(function)
+    functions = Functions()
+    kernel_domain, kernel_name = functions.add(function)
     self_reducing = WEIGHTS in {i.name for i in inputs}
     grads = [f"grad_{n}" for n in spec.differentiable]
     reduction: list[onnx.NodeProto] = []
     if self_reducing:
-        kernel_outputs, functions = ["loss", "per_sample", *grads], [function]
+        kernel_outputs = ["loss", "per_sample", *grads]
     else:
-        reduction, kernel_outputs, reduce = _reduction_nodes(spec)
-        functions = [function, reduce]
-    if len(fn_proto.output) != len(kernel_outputs):
-        raise ValueError(f"{spec.name}: kernel returns {len(fn_proto.output)} values, expected {len(kernel_outputs)}")
+        reduction, kernel_outputs = _reduction_nodes(spec, functions)
+    returned = len(next(p for p in functions.protos if (p.domain, p.name) == (kernel_domain, kernel_name)).output)
+    if returned != len(kernel_outputs):
+        raise ValueError(f"{spec.name}: kernel returns {returned} values, expected {len(kernel_outputs)}")
 
-    kernel_node = helper.make_node(fn_proto.name, [i.name for i in inputs], kernel_outputs, domain=fn_proto.domain)
+    kernel_node = helper.make_node(kernel_name, [i.name for i in inputs], kernel_outputs, domain=kernel_domain)
     nodes = [kernel_node, *reduction]
     batch = "batch" if spec.batch_level else "N"
     outputs = [_value_info("loss", elem_type, ()), _value_info("per_sample", elem_type, (batch,))]
@@ -188,7 +279,7 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     graph = helper.make_graph(nodes, key.stem, graph_inputs, outputs)
     model = helper.make_model(
         graph,
-        functions=called_functions(*functions),
+        functions=functions.protos,
         opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("lossd", 1)],
         producer_name="lossd",
         doc_string=f"lossd kernel {key.stem}",

@@ -142,10 +142,14 @@ class ProtoKernel:
     """A kernel assembled as ONNX protos rather than written in onnxscript, e.g. around a
     model the operator configures. ``function`` plays the part of the onnxscript
     function (same inputs and outputs contract); ``calls`` are the onnxscript functions
-    it calls (added to the model with their own callees)."""
+    it calls by their own names (added to the model with their own callees)."""
 
     function: onnx.FunctionProto
     calls: tuple[OnnxFunction[..., Any], ...] = ()
+    functions: tuple[onnx.FunctionProto, ...] = ()
+    """Function protos it calls besides ``calls``, with their callees, each under its own
+    (domain, name) among them (e.g. a named composite's terms, as ``kernels.graph.Functions``
+    gives them)."""
     input_dims: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
     """Graph dims of inputs where the kernel fixes some sizes (e.g. the channels an
     extractor takes); the service checks requests against them."""

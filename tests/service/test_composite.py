@@ -187,6 +187,41 @@ def test_bad_compositions_are_422_naming_the_field(
     assert problem["field"] == field and words in problem["detail"], problem
 
 
+def test_terms_sharing_kernel_functions_are_the_sum_of_their_terms(client: TestClient) -> None:
+    """Issue 18: dice + tversky (their kernels share function names) on a channel-first input was a 500."""
+    rng = np.random.default_rng(18)
+    masks = {
+        "predictions": rng.uniform(0.05, 0.95, (1, 4, 5, 10)).tolist(),
+        "targets": (rng.uniform(size=(1, 4, 5, 10)) > 0.6).astype(float).tolist(),
+    }
+    result = one(client, "composite", {**masks, "terms": [{"loss": "dice"}, {"loss": "tversky"}]})
+    dice, tversky = one(client, "dice", masks), one(client, "tversky", masks)
+    np.testing.assert_allclose(result["loss"], dice["loss"] + tversky["loss"], rtol=1e-12)
+    gradient = np.add(dice["gradients"]["predictions"], tversky["gradients"]["predictions"])
+    np.testing.assert_allclose(result["gradients"]["predictions"], gradient, rtol=1e-12, atol=1e-15)
+
+
+def test_a_composite_graph_that_cannot_be_built_is_a_422_naming_the_terms(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(model: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the optimizer gave up\nmore detail")
+
+    monkeypatch.setattr("kernels.composite.onnxscript.optimizer.optimize", broken)
+    x = RNG.normal(size=(3, 4)).tolist()
+    terms = [
+        {"loss": "log_cosh", "weight": 0.5},
+        {"loss": "smooth_l1"},
+        {"loss": "mape"},
+    ]  # a structure built nowhere else
+    response = client.post("/loss/composite", json={"terms": terms, "predictions": x, "targets": x})
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["field"] == "terms", problem
+    assert "log_cosh + smooth_l1 + mape cannot be built as one graph" in problem["detail"], problem
+    assert "the optimizer gave up" in problem["detail"] and "more detail" not in problem["detail"], problem
+
+
 START = 240.0
 """Seconds a server may take to start: it builds every graph, on a shared machine."""
 CONFIGURED = {
