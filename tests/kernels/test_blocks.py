@@ -15,24 +15,12 @@ import numpy as np
 import pytest
 
 from kernels import REGISTRY, blocks
-from tests.kernels.catalog import GRADIENT_CASES
+from tests.kernels.catalog import CATALOG, GRADIENT_CASES
 from tests.kernels.harness import evaluate, runtime
 from tests.kernels.test_gradients import CONFIGS
 
-NOT_SPLIT = {
-    "adversarial": "batch-level",
-    "wasserstein": "batch-level",
-    "ctc": "reduces its own elements",
-    "label_smoothing_cross_entropy": "masses",
-    "nll": "masses",
-    "sparse_cross_entropy": "masses",
-    "weighted_cross_entropy": "masses",
-    "hinge": "not row-wise: the label rule looks at the whole batch",
-    "squared_hinge": "not row-wise: the label rule looks at the whole batch",
-    "dice_bce": "composite (its graph is not marked row-wise)",
-    "focal_dice": "composite (its graph is not marked row-wise)",
-}
-"""The losses with finite-difference inputs that must never run in blocks, and why."""
+NOT_SPLIT = {info.name: info.whole for info in CATALOG.values() if info.whole is not None}
+"""The losses that must never run in blocks, and why (declared in tests/kernels/catalog)."""
 
 
 def blockable(loss: str, params: dict[str, Any]) -> bool:

@@ -35,13 +35,12 @@ from kernels.segmentation import ratio_kernel, tversky_kernel
 from kernels.spec import Input, InvalidInput, LossSpec, Params
 from service.errors import ServiceError
 from service.terms import decode_terms
+from tests.kernels.catalog import info
 from tests.kernels.harness import on_demand
 from tests.kernels.test_composite import TOLERANCE, spec_term
 
 Arrays = dict[str, np.ndarray]
 
-PARAMS: dict[str, dict[str, Any]] = {"weighted_cross_entropy": {"class_weights": [1.0, 2.0, 0.5]}}
-"""Params a loss needs besides its defaults (required ones); per-class lists for C = 3."""
 SIZES = {"N": 3, "C": 3, "K": 4, "D": 3, "M": 4, "T": 4, "S": 4, "H": 11, "W": 11}
 """Shape symbols' sizes (others: 3). T = S: a loss that reads CTC's (N, T, C) predictions and
 (N, S) targets with one "..." (sparse cross-entropy) needs them equal; H, W: SSIM's window."""
@@ -51,7 +50,7 @@ DRAWS = 20
 
 def default_params(spec: LossSpec) -> Params | None:
     try:
-        return spec.params(**PARAMS.get(spec.name, {}))
+        return spec.params(**info(spec.name).property_params)
     except ValidationError:
         return None
 
@@ -222,7 +221,7 @@ def check_sum(terms: list[Term], fields: Arrays, dtype: Any, reduction: Any = "m
 
 def test_every_loss_has_default_params() -> None:
     missing = [s.name for s in REGISTRY if default_params(s) is None]
-    assert not missing, f"add the params these losses need to PARAMS in {__name__}: {missing}"
+    assert not missing, f"declare the params these losses need (property_params in tests/kernels/catalog): {missing}"
 
 
 def test_the_pairs_cover_the_catalog() -> None:

@@ -138,4 +138,7 @@ class LossInfo:
     gradients: GradientCase | NoGradients
     domain: Domain
     property_params: Mapping[str, Any] = field(default_factory=dict)
-    """Params the card's claims are checked with, for a loss with a required param (no default)."""
+    """Params the card's claims are checked with, for a loss with a required param (no default);
+    also the composite pair tests' params (per-class lists for C = 3)."""
+    whole: str | None = None
+    """Why the loss never runs in row blocks (batch-level, masses, a batch-wide rule); None: row-wise."""

@@ -471,6 +471,7 @@ LOSSES = (
     ),
     LossInfo(
         "sparse_cross_entropy",
+        whole="masses",
         golden=Golden(
             reference=ref_sparse,
             data=sparse_data,
@@ -510,6 +511,7 @@ LOSSES = (
     ),
     LossInfo(
         "label_smoothing_cross_entropy",
+        whole="masses",
         golden=Golden(
             reference=ref_label_smoothing,
             data=sparse_data,
@@ -545,6 +547,7 @@ LOSSES = (
     ),
     LossInfo(
         "nll",
+        whole="masses",
         golden=Golden(
             reference=ref_nll,
             data=log_probability_data,

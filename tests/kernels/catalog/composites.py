@@ -43,6 +43,7 @@ def ref_focal_dice(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
 LOSSES = (
     LossInfo(
         "dice_bce",
+        whole="composite (its graph is not marked row-wise)",
         golden=Golden(
             reference=ref_dice_bce,
             data=mask_data,
@@ -60,6 +61,7 @@ LOSSES = (
     ),
     LossInfo(
         "focal_dice",
+        whole="composite (its graph is not marked row-wise)",
         golden=Golden(
             reference=ref_focal_dice,
             data=mask_data,

@@ -156,6 +156,7 @@ def fd_distributions(rng: np.random.Generator, params: dict[str, Any]) -> Arrays
 LOSSES = (
     LossInfo(
         "wasserstein",
+        whole="batch-level",
         golden=Golden(
             reference=ref_wasserstein,
             data=scores_data("scores"),
@@ -177,6 +178,7 @@ LOSSES = (
     ),
     LossInfo(
         "adversarial",
+        whole="batch-level",
         golden=Golden(
             reference=ref_adversarial,
             data=scores_data("logits"),

@@ -173,6 +173,7 @@ LOSSES = (
     ),
     LossInfo(
         "weighted_cross_entropy",
+        whole="masses",
         golden=Golden(
             reference=ref_sparse,
             data=sparse_data,

@@ -170,6 +170,7 @@ def fd_class_margins(rng: np.random.Generator, params: dict[str, Any]) -> Arrays
 LOSSES = (
     LossInfo(
         "hinge",
+        whole="not row-wise: the label rule looks at the whole batch",
         golden=Golden(
             reference=ref_hinge,
             data=signed_data,
@@ -185,6 +186,7 @@ LOSSES = (
     ),
     LossInfo(
         "squared_hinge",
+        whole="not row-wise: the label rule looks at the whole batch",
         golden=Golden(
             reference=ref_squared_hinge,
             data=signed_data,

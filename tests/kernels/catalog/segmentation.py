@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.kernels.catalog.base import BOTH, ONE, Arrays, Combo, Golden, GradientCase, LossInfo
+from tests.kernels.catalog.base import BOTH, ONE, Arrays, Combo, Golden, GradientCase, LossInfo, Reference
 from tests.kernels.catalog.reference import Ctx, Tensor, Tensors, keras, monai
 from tests.kernels.properties import ChannelMasks
 
@@ -193,48 +193,41 @@ OVERLAP: tuple[dict[str, Any], ...] = (
 
 # -- declarations ----------------------------------------------------------------------------------
 
+
+def dice_like(name: str, reference: Reference, description: str) -> LossInfo:
+    """Dice and IoU share their inputs, variants and checks; only the reference differs."""
+    return LossInfo(
+        name,
+        golden=Golden(
+            reference=reference,
+            data=mask_data,
+            shapes=MASK_SHAPES,
+            conventions=PER_CHANNEL,
+            describe=lambda p: description,
+            combos=(
+                *OVERLAP_COMBOS,
+                ({"squared_pred": True}, BOTH),
+                *SQUARED_COMBOS,
+            ),
+            versions=("monai",),
+        ),
+        gradients=GradientCase(fd_masks, OVERLAP),
+        domain=ChannelMasks(),
+    )
+
+
 LOSSES = (
-    LossInfo(
+    dice_like(
         "dice",
-        golden=Golden(
-            reference=ref_dice,
-            data=mask_data,
-            shapes=MASK_SHAPES,
-            conventions=PER_CHANNEL,
-            describe=lambda p: (
-                "monai.losses.DiceLoss(reduction='none', sigmoid/softmax, squared_pred, include_background, "
-                "smooth_nr, smooth_dr): per-class losses (N, C')"
-            ),
-            combos=(
-                *OVERLAP_COMBOS,
-                ({"squared_pred": True}, BOTH),
-                *SQUARED_COMBOS,
-            ),
-            versions=("monai",),
-        ),
-        gradients=GradientCase(fd_masks, OVERLAP),
-        domain=ChannelMasks(),
+        ref_dice,
+        "monai.losses.DiceLoss(reduction='none', sigmoid/softmax, squared_pred, include_background, "
+        "smooth_nr, smooth_dr): per-class losses (N, C')",
     ),
-    LossInfo(
+    dice_like(
         "iou",
-        golden=Golden(
-            reference=ref_iou,
-            data=mask_data,
-            shapes=MASK_SHAPES,
-            conventions=PER_CHANNEL,
-            describe=lambda p: (
-                "monai.losses.DiceLoss(jaccard=True, reduction='none', sigmoid/softmax, squared_pred, "
-                "include_background, smooth_nr, smooth_dr): per-class losses (N, C')"
-            ),
-            combos=(
-                *OVERLAP_COMBOS,
-                ({"squared_pred": True}, BOTH),
-                *SQUARED_COMBOS,
-            ),
-            versions=("monai",),
-        ),
-        gradients=GradientCase(fd_masks, OVERLAP),
-        domain=ChannelMasks(),
+        ref_iou,
+        "monai.losses.DiceLoss(jaccard=True, reduction='none', sigmoid/softmax, squared_pred, "
+        "include_background, smooth_nr, smooth_dr): per-class losses (N, C')",
     ),
     LossInfo(
         "tversky",

@@ -164,6 +164,7 @@ def fd_sequences(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
 LOSSES = (
     LossInfo(
         "ctc",
+        whole="reduces its own elements",
         golden=Golden(
             reference=ref_ctc,
             data=ctc_data,
