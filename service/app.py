@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None) -> LossdApp:
         )
         app.state.monitors = open_store(settings.database_url, settings.data_dir)
         app.state.drain.install()
+        app.state.compute_threads = routing.compute_threads()
         # Start-up leaves a large heap of long-lived objects (sessions, specs, schemas). A JSON
         # body of a million numbers allocates ~100k lists, which triggers full collections;
         # frozen, the heap is not walked by them (1M-element JSON: ~1.3x -> see bench).

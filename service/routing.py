@@ -6,14 +6,17 @@ computation) and the served document. Everything else is FastAPI's."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import orjson
-from starlette.concurrency import run_in_threadpool
+from anyio import CapacityLimiter
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
@@ -33,6 +36,10 @@ Reply = tuple[bytes, Headers]
 Handler = Callable[[Any, Scope, bytes], Reply]
 """(app state, scope, body) -> (body, headers) of a 200; errors are raised as ServiceError."""
 JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
+OFF_LOOP_BYTES = 1 << 20
+"""Bodies this large are decoded and computed in a worker thread, so that a burst of large
+requests leaves the event loop free for health probes, scrapes and small requests (a small
+request stays on the loop: the hand-off would cost more than its computation)."""
 
 
 @dataclass(frozen=True)
@@ -257,6 +264,12 @@ def network_store(state: Any) -> bool:
     return bool(state.monitors.waits_on_network)
 
 
+def compute_threads() -> CapacityLimiter:
+    """Threads for work off the loop (one per core: onnxruntime and numpy release the GIL);
+    made in the app's lifespan, on its event loop."""
+    return CapacityLimiter(os.cpu_count() or 1)
+
+
 def internal(route: Route) -> ServiceError:
     """A bug or a failed dependency, not the client's fault (logged with its traceback)."""
     what = "record these observations" if route.offload is network_store else "compute this request"
@@ -281,8 +294,9 @@ async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send:
     start = time.perf_counter()
     metrics.IN_FLIGHT.inc()
     try:
-        if route.offload(state):
-            payload, headers = await run_in_threadpool(route.handler, state, scope, body)
+        if route.offload(state) or len(body) >= OFF_LOOP_BYTES:
+            call = functools.partial(route.handler, state, scope, body)
+            payload, headers = await anyio.to_thread.run_sync(call, limiter=state.compute_threads)
         else:
             payload, headers = route.handler(state, scope, body)
         status = 200

@@ -1,4 +1,7 @@
-"""``GET /metrics``: Prometheus text exposition."""
+"""``GET /metrics``: Prometheus text exposition. Concurrent scrapes share one read: the
+monitors' figures come from the database, and fifty scrapers must not cost fifty reads."""
+
+import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -15,6 +18,10 @@ async def metrics(request: Request) -> Response:
     """Request counts by loss, protocol and status; request and kernel duration
     histograms; request and response sizes; requests in flight; per monitor, observation
     and loss-sum counters, the latest window's mean and p90, and its alert."""
-    # The monitors' figures come from the database: a blocking read, off the event loop.
-    body, content_type = await run_in_threadpool(exposition, MonitorCollector(request.app.state.monitors))
+    state = request.app.state
+    pending: asyncio.Future[tuple[bytes, str]] | None = getattr(state, "scrape", None)
+    if pending is None or pending.done() or pending.get_loop() is not asyncio.get_running_loop():
+        # A blocking read of the database: off the event loop.
+        pending = state.scrape = asyncio.ensure_future(run_in_threadpool(exposition, MonitorCollector(state.monitors)))
+    body, content_type = await asyncio.shield(pending)
     return Response(body, media_type=content_type)
