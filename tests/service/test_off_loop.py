@@ -48,7 +48,7 @@ def test_concurrent_scrapes_share_one_read(client: TestClient, monkeypatch: pyte
     from service.routes import metrics
 
     reads, release = [], threading.Event()
-    exposition = metrics.exposition
+    exposition = metrics.exposition  # type: ignore[attr-defined]
 
     def counted(*collectors: Any) -> tuple[bytes, str]:
         reads.append(1)
