@@ -45,10 +45,11 @@ def test_a_large_request_leaves_the_loop_free(client: TestClient, monkeypatch: p
 
 
 def test_concurrent_scrapes_share_one_read(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service import metrics as service_metrics
     from service.routes import metrics
 
     reads, release = [], threading.Event()
-    exposition = metrics.exposition  # type: ignore[attr-defined]
+    exposition = service_metrics.exposition
 
     def counted(*collectors: Any) -> tuple[bytes, str]:
         reads.append(1)
