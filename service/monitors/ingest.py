@@ -17,7 +17,7 @@ from service.errors import from_validation_error, invalid, invalid_request, not_
 from service.lookup import loss_named
 from service.monitors.aggregate import Aggregate
 from service.monitors.store import Monitor, Store, Tags, TooManySegments
-from service.monitors.timestamps import parse_time, rfc3339, window_start
+from service.monitors.timestamps import parse_time, rfc3339, window_of
 from service.monitors.views import segments_of
 from service.rest import parse_json, validate_envelope
 
@@ -103,7 +103,7 @@ def observe(
     tags = checked_tags(monitor, data.pop("tags", None))
     now = time.time()
     seconds = now if stamp is None else parse_time(stamp, "timestamp")
-    start = window_start(seconds, monitor.window_seconds)
+    start = window_of(stamp, seconds, monitor.window_seconds, "timestamp")
     if monitor.expired(start, now):
         raise invalid(
             "timestamp",
