@@ -87,6 +87,7 @@ def test_a_taken_name_is_409(client: TestClient) -> None:
         ({"name": "x", "loss": "msee"}, "loss"),
         ({"name": "x", "loss": "huber", "params": {"delta": -1}}, "params.delta"),
         ({"name": "x", "loss": "huber", "params": {"gamma": 1}}, "params.gamma"),
+        ({"name": "x", "loss": "focal", "params": {"gamma": 1e308}}, "params.gamma"),  # monitors run in float32
         ({"name": "x", "loss": "mse", "window_seconds": 0}, "window_seconds"),
         ({"name": "x", "loss": "mse", "baseline": {"threshold": 0}}, "baseline.threshold"),
         ({"name": "x", "loss": "mse", "colour": "red"}, "colour"),
