@@ -581,3 +581,9 @@ def test_an_ad_hoc_composite_term_param_beyond_the_dtype_is_422_naming_it(client
     response = client.post("/loss/composite", json={**FOCAL, "terms": [{"loss": "bce", "weight": 1e39}]})
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "terms[0].weight"
+
+
+def test_an_int_param_beyond_int64_is_422_naming_it(client: TestClient) -> None:
+    response = client.post("/loss/sparse_cross_entropy", json={**SPARSE, "params": {"ignore_index": 2**63}})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "params.ignore_index" and "int64" in response.json()["detail"]
