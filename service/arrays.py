@@ -19,6 +19,13 @@ def to_array(field: str, value: Any, dtype: type[np.generic]) -> np.ndarray:
         if value.size == 0:
             raise invalid(field, "is empty; send at least one sample")
         integers = dtype is np.int64 and value.dtype.kind in "iu"
+        if integers and value.dtype == np.uint64 and value.max() > np.iinfo(np.int64).max:  # as int64 it would wrap
+            index = first_bad_index(value, value > np.iinfo(np.int64).max)
+            raise invalid(
+                field,
+                f"{value[tuple(index)].item()} at index {index} is beyond the int64 range of lossd's integers "
+                f"(at most {np.iinfo(np.int64).max})",
+            )
         return value.astype(np.int64 if integers else np.float64 if dtype is np.int64 else dtype, copy=False)
     if not isinstance(value, list):
         raise invalid(field, f"expected a (nested) list of numbers, got {type(value).__name__}")
@@ -70,6 +77,39 @@ def check_nonnegative(field: str, array: np.ndarray) -> None:
     if not array.min() >= 0:
         index = first_bad_index(array, array < 0)
         raise invalid(field, f"values must be non-negative; got {array[tuple(index)].item()!r} at index {index}")
+
+
+INT64 = np.iinfo(np.int64)
+
+
+def check_number(field: str, value: object, dtype: type[np.floating[Any]], where: str = "") -> None:
+    """A number the graph takes in ``dtype`` (a float) or int64 (an int): a 422 where it
+    would silently become inf there or fail to convert."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not INT64.min <= value <= INT64.max:
+        raise invalid(field, f"{value}{where} is beyond int64 (at most {INT64.max} in magnitude)")
+    if not isinstance(value, float):
+        return
+    name = np.dtype(dtype).name
+    if not math.isfinite(value):
+        raise invalid(field, f"must be a finite number in {name}, got {value!r}{where}")
+    largest = float(np.finfo(dtype).max)
+    if abs(value) > largest:
+        hint = "; send dtype float64" if abs(value) <= float(np.finfo(np.float64).max) else ""
+        raise invalid(field, f"{value!r}{where} is beyond the range of {name} (magnitude at most {largest:.6g}){hint}")
+
+
+def check_params(params: Params, dtype: type[np.floating[Any]], prefix: str = "params") -> None:
+    """Every numeric param (a number or a list of them, e.g. per-class weights) fits the
+    dtype the graph takes it in (``kernels.feeds.param_feed``)."""
+    for name in type(params).model_fields:
+        value = getattr(params, name)
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                check_number(f"{prefix}.{name}", item, dtype, f" (at index {index})")
+        else:
+            check_number(f"{prefix}.{name}", value, dtype)
 
 
 def relaxed(spec_input: Input, params: Params) -> bool:

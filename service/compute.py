@@ -16,7 +16,7 @@ from kernels.feeds import NUMPY_DTYPE
 from kernels.runtime import Kernel, OperatorModelError, Runtime
 from kernels.spec import InvalidInput, LossSpec, NoParams, NotConfigured, Params, UnknownChoice
 from service import metrics
-from service.arrays import decode_inputs, decode_weights
+from service.arrays import check_number, check_params, decode_inputs, decode_weights
 from service.errors import Kind, ServiceError, from_kernel, invalid, not_configured
 from service.terms import decode_terms
 
@@ -73,6 +73,10 @@ def _evaluate(runtime: Runtime, spec: LossSpec | None, request: Computation, max
     if request.reduction == "none" and request.weights is not None:
         raise invalid("weights", "sample weights apply to reductions 'mean' and 'sum', not 'none'")
     dtype = NUMPY_DTYPE[request.dtype]
+    check_params(request.params, dtype)  # the graph takes params in the request's dtype
+    for index, term in enumerate(terms):
+        check_params(term.params, dtype, f"terms[{index}].params")
+        check_number(f"terms[{index}].weight", term.weight, dtype)
     if spec is None:
         batch = decode_terms(terms, request.values, dtype, max_elements)
         composite = runtime.composite(terms, request.dtype, request.gradients)

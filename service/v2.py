@@ -164,10 +164,14 @@ def model_config(spec: LossSpec) -> dict[str, Any]:
 def _decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     """The body as sent, inflated: at most ``limit`` bytes (LOSSD_MAX_BODY_BYTES), so that a
     small compressed body cannot inflate without bound."""
-    if encoding in (None, "identity"):
+    if encoding is None:
         return body
-    if encoding not in ("gzip", "deflate"):
+    coding = encoding.strip().lower()  # content codings are case-insensitive (RFC 9110, 8.4.1)
+    if coding == "identity":
+        return body
+    if coding not in ("gzip", "deflate"):
         raise unsupported(f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
+    encoding = coding
     inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)  # 31: gzip framing; 15: zlib's
     try:
         data = inflater.decompress(body, limit + 1)

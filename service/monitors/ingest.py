@@ -12,12 +12,13 @@ from pydantic import ValidationError
 
 from kernels.runtime import Runtime
 from kernels.spec import LossSpec
+from service.arrays import check_params
 from service.compute import Computation, evaluate, select_kernel
 from service.errors import from_validation_error, invalid, invalid_request, not_found
 from service.lookup import loss_named
 from service.monitors.aggregate import Aggregate
 from service.monitors.store import Monitor, Store, Tags, TooManySegments
-from service.monitors.timestamps import parse_time, rfc3339, window_start
+from service.monitors.timestamps import parse_time, rfc3339, window_of
 from service.monitors.views import segments_of
 from service.rest import parse_json, validate_envelope
 
@@ -45,11 +46,13 @@ def loss_spec(name: str) -> LossSpec:
 
 
 def checked_params(runtime: Runtime, spec: LossSpec, params: dict[str, Any]) -> None:
-    """422 for params the loss does not take, 409 for a loss that is not configured here."""
+    """422 for params the loss does not take (or that do not fit float32, the dtype a monitor
+    computes in), 409 for a loss that is not configured here."""
     try:
         model = spec.params.model_validate(params)
     except ValidationError as exc:
         raise from_validation_error([{**e, "loc": ("params", *e["loc"])} for e in exc.errors()]) from None
+    check_params(model, np.float32)
     select_kernel(runtime, spec, model, "float32", False)
 
 
@@ -103,7 +106,7 @@ def observe(
     tags = checked_tags(monitor, data.pop("tags", None))
     now = time.time()
     seconds = now if stamp is None else parse_time(stamp, "timestamp")
-    start = window_start(seconds, monitor.window_seconds)
+    start = window_of(stamp, seconds, monitor.window_seconds, "timestamp")
     if monitor.expired(start, now):
         raise invalid(
             "timestamp",

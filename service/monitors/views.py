@@ -8,7 +8,7 @@ from service.errors import invalid
 from service.monitors.aggregate import Aggregate, merge
 from service.monitors.baseline import DEFAULT_WINDOWS, Baseline, baseline
 from service.monitors.store import Monitor, Segment, Store, Tags
-from service.monitors.timestamps import rfc3339
+from service.monitors.timestamps import LAST, LATEST, rfc3339
 
 RECENT_WINDOWS = 10
 
@@ -121,6 +121,8 @@ def windows_view(
     step = length if step is None else step
     if step <= 0 or step % length:
         raise invalid("step", f"must be a positive multiple of the monitor's window_seconds ({length}), got {step}")
+    if step >= LATEST:
+        raise invalid("step", f"must be less than {LATEST} s: a window of {step} s would end after {LAST}")
     if since is not None and until is not None and until <= since:
         raise invalid("until", "must be after since")
     every = store.segments(monitor)
@@ -134,6 +136,12 @@ def windows_view(
     for start, window in rows:
         key = start // step * step
         coarse[key] = coarse[key].merged(window) if key in coarse else window
+    if step != length and coarse and max(coarse) + step >= LATEST:  # (one window: its own end, checked on write)
+        raise invalid(
+            "step",
+            f"the window of {step} s from {rfc3339(max(coarse))} would end after {LAST}, the last time RFC 3339 "
+            "can write: a smaller step",
+        )
     return {
         "name": monitor.name,
         "step": step,

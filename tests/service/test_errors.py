@@ -3,8 +3,10 @@
 import gzip
 import logging
 import zlib
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -509,3 +511,79 @@ def test_activation_decides_whether_predictions_are_probabilities(client: TestCl
     for activation in ("sigmoid", "softmax"):
         response = client.post("/loss/dice", json={**logits, "params": {"activation": activation}})
         assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("encoding", ["GZIP", "Gzip", " gzip ", "DEFLATE", "Identity"])
+def test_content_encodings_are_case_insensitive(client: TestClient, encoding: str) -> None:
+    packs: dict[str, Callable[[bytes], bytes]] = {"gzip": gzip.compress, "deflate": zlib.compress, "identity": bytes}
+    packed = packs[encoding.strip().lower()](JSON_BODY)
+    response = client.post("/v2/models/mse/infer", content=packed, headers={"Content-Encoding": encoding})
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["data"] == [0.125]
+
+
+def v2_sparse(labels: list[int], datatype: str, binary: bool) -> tuple[bytes, dict[str, str]]:
+    """sparse_cross_entropy on two samples whose labels come as ``datatype``."""
+    scores = {"name": "predictions", "shape": [2, 3], "datatype": "FP32", "data": [0.2, 0.5, 0.3, 0.1, 0.1, 0.8]}
+    targets: dict[str, Any] = {"name": "targets", "shape": [2], "datatype": datatype}
+    if not binary:
+        header = orjson.dumps({"inputs": [scores, {**targets, "data": labels}]})
+        return header, {}
+    blob = np.array(labels, dtype={"UINT64": np.uint64, "UINT32": np.uint32, "INT64": np.int64}[datatype]).tobytes()
+    header = orjson.dumps({"inputs": [scores, {**targets, "parameters": {"binary_data_size": len(blob)}}]})
+    return header + blob, {"Inference-Header-Content-Length": str(len(header))}
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_unsigned_labels_beyond_int64_are_400_not_ignore_index(client: TestClient, binary: bool) -> None:
+    """2**64 - 100 as int64 is -100, sparse_cross_entropy's ignore_index: refused, not ignored."""
+    body, headers = v2_sparse([2**64 - 100, 0], "UINT64", binary)
+    response = client.post("/v2/models/sparse_cross_entropy/infer", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert "targets" in error and "18446744073709551516" in error and "[0]" in error
+    for datatype in ("UINT64", "UINT32", "INT64"):  # labels in range still count, whatever their type
+        body, headers = v2_sparse([2, 0], datatype, binary)
+        response = client.post("/v2/models/sparse_cross_entropy/infer", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["outputs"][0]["data"][0] == pytest.approx(-(np.log(0.3) + np.log(0.1)) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("params", "dtype", "field"),
+    [
+        ({"gamma": 1e308}, "float32", "params.gamma"),
+        ({"gamma": "inf"}, "float64", "params.gamma"),
+        ({"alpha": -1e39}, "float32", "params.alpha"),
+        ({"alpha": [0.5, 1e39]}, "float32", "params.alpha"),  # categorical_focal: one per class
+    ],
+)
+def test_a_float_param_beyond_the_dtype_is_422_naming_it(
+    client: TestClient, params: dict[str, Any], dtype: str, field: str
+) -> None:
+    name = "categorical_focal" if isinstance(params.get("alpha"), list) else "focal"
+    response = client.post(f"/loss/{name}", json={**FOCAL, "params": params, "dtype": dtype})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field and dtype in response.json()["detail"]
+
+
+def test_a_float_param_within_float64_is_taken_there(client: TestClient) -> None:
+    response = client.post("/loss/focal", json={**FOCAL, "params": {"gamma": 1e300}, "dtype": "float64"})
+    assert response.status_code == 200, response.text
+    assert client.post("/loss/focal", json={**FOCAL, "params": {"gamma": 1e300}}).json()["field"] == "params.gamma"
+
+
+def test_an_ad_hoc_composite_term_param_beyond_the_dtype_is_422_naming_it(client: TestClient) -> None:
+    terms = [{"loss": "focal", "params": {"gamma": 1e308}}, {"loss": "bce", "weight": 0.5}]
+    response = client.post("/loss/composite", json={**FOCAL, "terms": terms})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "terms[0].params.gamma"
+    response = client.post("/loss/composite", json={**FOCAL, "terms": [{"loss": "bce", "weight": 1e39}]})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "terms[0].weight"
+
+
+def test_an_int_param_beyond_int64_is_422_naming_it(client: TestClient) -> None:
+    response = client.post("/loss/sparse_cross_entropy", json={**SPARSE, "params": {"ignore_index": 2**63}})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "params.ignore_index" and "int64" in response.json()["detail"]

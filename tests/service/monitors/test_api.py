@@ -87,6 +87,7 @@ def test_a_taken_name_is_409(client: TestClient) -> None:
         ({"name": "x", "loss": "msee"}, "loss"),
         ({"name": "x", "loss": "huber", "params": {"delta": -1}}, "params.delta"),
         ({"name": "x", "loss": "huber", "params": {"gamma": 1}}, "params.gamma"),
+        ({"name": "x", "loss": "focal", "params": {"gamma": 1e308}}, "params.gamma"),  # monitors run in float32
         ({"name": "x", "loss": "mse", "window_seconds": 0}, "window_seconds"),
         ({"name": "x", "loss": "mse", "baseline": {"threshold": 0}}, "baseline.threshold"),
         ({"name": "x", "loss": "mse", "colour": "red"}, "colour"),
@@ -398,3 +399,91 @@ def test_the_page_shows_each_segment(client: TestClient) -> None:
     assert "<th>region</th><th>samples</th><th>mean</th><th>state</th>" in table
     assert "<tr><td>eu</td><td>3</td><td>1.03333</td>" in table
     assert "<td>apac&lt;&amp;&gt;</td><td>1</td><td>2</td>" in table  # tag values are escaped
+
+
+def reads_answer(client: TestClient, name: str) -> None:
+    """Every read of a monitor answers (none is a 500)."""
+    for path in (f"/monitors/{name}", f"/monitors/{name}/windows", f"/monitors/{name}/segments", "/monitors"):
+        assert client.get(path).status_code == 200, path
+    assert client.get("/ui/monitors").status_code == 200
+    assert client.get("/metrics").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("window_seconds", "timestamp"),
+    [
+        (3600, "9999-12-31T23:30:00Z"),  # its window would end at 10000-01-01T00:00:00Z
+        (60, "9999-12-31T23:59:30Z"),
+        (60, 253402300799.5),
+        (60, "253402300799"),
+        (10 * 366 * 86400, "9999-06-01T00:00:00Z"),  # from 9996-08: ends in 10006
+        (60, "9999-12-31T23:59:59-00:01"),  # 10000-01-01T00:00:59Z
+    ],
+)
+def test_a_window_that_would_end_after_9999_is_422(client: TestClient, window_seconds: int, timestamp: Any) -> None:
+    name = new_monitor(client, window_seconds=window_seconds)
+    body = {"predictions": [[1.0]], "targets": [[0.0]], "timestamp": timestamp}
+    response = client.post(f"/monitors/{name}/observations", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "timestamp" and "9999" in response.json()["detail"]
+    reads_answer(client, name)
+    assert client.get(f"/monitors/{name}").json()["totals"]["count"] == 0
+    assert client.delete(f"/monitors/{name}").status_code == 204
+
+
+def test_the_last_window_before_10000_is_kept(client: TestClient) -> None:
+    name = new_monitor(client)
+    assert observe(client, name, [1.0], timestamp="9999-12-31T23:58:59.5Z")["window"] == "9999-12-31T23:58:00Z"
+    [window] = windows(client, name, since="9999-12-31T23:58:00Z")
+    assert (window["start"], window["end"]) == ("9999-12-31T23:58:00Z", "9999-12-31T23:59:00Z")
+    reads_answer(client, name)
+    bad = client.get(f"/monitors/{name}/windows", params={"step": 120})  # its window would end at 10000
+    assert bad.status_code == 422 and bad.json()["field"] == "step" and "9999" in bad.json()["detail"]
+    assert client.delete(f"/monitors/{name}").status_code == 204
+
+
+@pytest.mark.parametrize("step", [36_000_000_000_000, 253402300800, 60 * 10**30])
+def test_a_step_beyond_what_a_time_can_be_is_422(client: TestClient, step: int) -> None:
+    name = new_monitor(client)
+    observe(client, name, [1.0], timestamp=T0)
+    response = client.get(f"/monitors/{name}/windows", params={"step": step})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "step"
+    assert client.get(f"/monitors/{name}/windows", params={"step": 60 * 10**8}).status_code == 200  # 190 years
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"since": "1e400"}, "since"),
+        ({"until": "9" * 400}, "until"),
+        ({"since": "10000-01-01T00:00:00Z"}, "since"),
+        ({"until": "0001-01-01T00:00:00+01:00"}, "until"),
+        ({"since": "nan"}, "since"),
+    ],
+)
+def test_since_and_until_beyond_what_a_time_can_be_are_422(
+    client: TestClient, query: dict[str, str], field: str
+) -> None:
+    name = new_monitor(client)
+    observe(client, name, [1.0], timestamp=T0)
+    response = client.get(f"/monitors/{name}/windows", params=query)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+
+
+def test_windows_stored_beyond_9999_do_not_break_reads(client: TestClient) -> None:
+    """A window a database kept from before timestamps were checked: reads still answer."""
+    from service.monitors.aggregate import Aggregate
+    from service.monitors.store import Store
+
+    name = new_monitor(client, window_seconds=3600, baseline={"windows": 1})
+    store: Store = client.app.state.monitors  # type: ignore[attr-defined]
+    monitor = store.get(name)
+    assert monitor is not None
+    assert store.record(monitor, T0 - T0 % 3600, Aggregate.of(np.array([1.0])))
+    assert store.record(monitor, 253402300800 - 3600, Aggregate.of(np.array([2.0])))
+    reads_answer(client, name)
+    got = windows(client, name)
+    assert [w["end"] for w in got][-1] == "+10000-01-01T00:00:00Z"  # ISO 8601's expanded year
+    assert client.delete(f"/monitors/{name}").status_code == 204

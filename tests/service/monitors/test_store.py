@@ -8,6 +8,7 @@ import itertools
 import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +258,52 @@ def test_sketches_stored_per_window_stay_small(store: Store) -> None:
     assert int(size) < 16_000  # 200,000 samples: the bins of their range, not the samples
     [(_, window)] = store.windows(monitor)
     assert window.count == 200_000 and Sketch.decode(Sketch.encode(window.sketch)).zero == 0.0
+
+
+def test_a_batch_for_a_deleted_monitor_is_never_recorded_in_its_successor(store: Store) -> None:
+    """A batch in flight while its monitor is deleted and re-created under the same name
+    (the highest id, the one SQLite would hand out again): not recorded, the new monitor empty."""
+    store.create("other", "mse", {}, 60, BASELINE)
+    stale = store.create("m", "mse", {}, 60, BASELINE)
+    assert store.record(stale, 0, Aggregate.of(np.array([1.0, 2.0])))
+    assert store.delete("m")
+    fresh = store.create("m", "mae", {}, 120, BASELINE)
+    assert not store.record(stale, 0, Aggregate.of(np.array([5.0])))  # the route makes it a 404
+    assert not store.record(stale, 60, Aggregate.of(np.array([5.0])), {"region": "eu"})  # a new segment too
+    assert store.windows(fresh) == [] and store.segments(fresh) == []
+    assert fresh.id != stale.id
+    store.close()
+    store.initialise()  # opening again: ids still never reused
+    assert store.delete("m")
+    assert store.create("m", "mse", {}, 60, BASELINE).id > fresh.id
+
+
+def test_a_sqlite_database_whose_ids_could_be_reused_is_rebuilt(tmp_path: Path) -> None:
+    """A database of the schema before AUTOINCREMENT: its monitors, segments and windows are
+    kept on open, and its ids are never handed out again from then on."""
+    url = f"sqlite:///{tmp_path / 'monitors.db'}"
+    connection = sqlite3.connect(tmp_path / "monitors.db", isolation_level=None)
+    connection.executescript(SQLiteStore(tmp_path).schema().replace(" AUTOINCREMENT", ""))
+    connection.close()
+    previous = SQLiteStore(tmp_path / "monitors.db")
+    kept = previous.create("kept", "mse", {}, 60, BASELINE, segments=["region"])
+    doomed = previous.create("doomed", "mse", {}, 60, BASELINE)
+    for start in (0, 60, 120, 180, 240):
+        assert previous.record(kept, start, Aggregate.of(np.array([1.0, float(start)])), {"region": "eu"})
+    assert previous.record(doomed, 0, Aggregate.of(np.array([3.0])))
+    previous.close()
+    store = open_store(url, tmp_path)
+    (declaration,) = store.query("SELECT sql FROM sqlite_master WHERE name = 'lossd_monitors'")[0]
+    assert "AUTOINCREMENT" in declaration
+    reopened = store.get("kept")
+    assert reopened is not None and reopened.frozen is not None  # the baseline fixed before the rebuild
+    assert replace(reopened, frozen=None) == kept
+    assert [(s, w.count) for s, w in store.windows(kept)] == [(s, 2) for s in (0, 60, 120, 180, 240)]
+    [segment] = store.segments(kept)
+    assert segment.tags == {"region": "eu"} and segment.totals.count == 10
+    assert store.delete("doomed")  # the cascade still holds
+    assert int(store.query("SELECT COUNT(*) FROM lossd_segments")[0][0]) == 1
+    again = store.create("doomed", "mae", {}, 60, BASELINE)
+    assert again.id > doomed.id and not store.record(doomed, 0, Aggregate.of(np.array([3.0])))
+    assert store.windows(again) == []
+    store.close()
