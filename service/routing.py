@@ -284,8 +284,6 @@ async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send:
         return
     start = time.perf_counter()
     metrics.IN_FLIGHT.inc()
-    clock = stats.CLOCK
-    clock.kernel_start = 0.0
     try:
         if route.offload(state):
             payload, headers = await run_in_threadpool(route.handler, state, scope, body)
@@ -307,6 +305,7 @@ async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send:
     counted = route.stats
     if counted is not None:
         if status == 200:
+            clock = stats.CLOCK
             counted.success(start, end, clock.kernel_start, clock.kernel_end)
         else:
             counted.failure(start, end)

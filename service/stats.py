@@ -23,8 +23,9 @@ from typing import Any
 
 
 class Clock(threading.local):
-    """The onnxruntime run of the request this thread computes (perf_counter seconds),
-    set by service.compute.evaluate; 0.0 when the request has not reached the kernel."""
+    """The latest onnxruntime run on this thread (perf_counter seconds), set by
+    service.compute.evaluate. A request ran the kernel when ``kernel_start`` is not before
+    its own start (perf_counter is monotonic, so a stale run is earlier): nothing to reset."""
 
     kernel_start: float = 0.0
     kernel_end: float = 0.0
@@ -34,64 +35,69 @@ CLOCK = Clock()
 
 
 class ModelStats:
-    """One model's counters, cumulative since the worker started."""
+    """One model's counters, cumulative since the worker started: floats of perf_counter
+    seconds on the hot path (no conversion per request), nanoseconds when read."""
 
     __slots__ = (
         "fail_count",
-        "fail_ns",
-        "infer_ns",
-        "input_ns",
-        "last_inference",
+        "fail_seconds",
+        "infer_seconds",
+        "input_seconds",
+        "last_end",
         "name",
-        "output_ns",
+        "output_seconds",
         "success_count",
-        "success_ns",
+        "success_seconds",
     )
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.success_count = self.success_ns = self.fail_count = self.fail_ns = 0
-        self.input_ns = self.infer_ns = self.output_ns = 0
-        self.last_inference = 0
-        """Milliseconds since the epoch of the latest success (0: none yet)."""
+        self.success_count = self.fail_count = 0
+        self.success_seconds = self.fail_seconds = 0.0
+        self.input_seconds = self.infer_seconds = self.output_seconds = 0.0
+        self.last_end: float | None = None
+        """perf_counter at the end of the latest success."""
 
     def success(self, start: float, end: float, kernel_start: float, kernel_end: float) -> None:
-        """A 200 answered between ``start`` and ``end`` (perf_counter seconds), its kernel
-        run between ``kernel_start`` and ``kernel_end`` (0.0: the request ran none)."""
+        """A 200 answered between ``start`` and ``end`` (perf_counter seconds); the thread's
+        latest kernel run, which is this request's where it does not begin before ``start``."""
         self.success_count += 1
-        self.success_ns += int((end - start) * 1e9)
-        if kernel_start:
-            self.input_ns += int((kernel_start - start) * 1e9)
-            self.infer_ns += int((kernel_end - kernel_start) * 1e9)
-            self.output_ns += int((end - kernel_end) * 1e9)
-        else:
-            self.input_ns += int((end - start) * 1e9)
-        self.last_inference = int(time.time() * 1000)
+        self.success_seconds += end - start
+        if kernel_start >= start:
+            self.input_seconds += kernel_start - start
+            self.infer_seconds += kernel_end - kernel_start
+            self.output_seconds += end - kernel_end
+        else:  # no kernel run (none of today's routes answers a 200 without one)
+            self.input_seconds += end - start
+        self.last_end = end
 
     def failure(self, start: float, end: float) -> None:
         self.fail_count += 1
-        self.fail_ns += int((end - start) * 1e9)
+        self.fail_seconds += end - start
 
     def json(self) -> dict[str, Any]:
         """The model's entry of Triton's ``model_stats``."""
         count = self.success_count
+        last = 0
+        if self.last_end is not None:  # perf_counter to the wall clock
+            last = int((time.time() - (time.perf_counter() - self.last_end)) * 1000)
 
-        def duration(ns: int, of: int = count) -> dict[str, int]:
-            return {"count": of, "ns": ns}
+        def duration(seconds: float, of: int = count) -> dict[str, int]:
+            return {"count": of, "ns": round(seconds * 1e9)}
 
         return {
             "name": self.name,
             "version": "1",
-            "last_inference": self.last_inference,
+            "last_inference": last,
             "inference_count": count,
             "execution_count": count,
             "inference_stats": {
-                "success": duration(self.success_ns),
-                "fail": duration(self.fail_ns, self.fail_count),
-                "queue": duration(0),
-                "compute_input": duration(self.input_ns),
-                "compute_infer": duration(self.infer_ns),
-                "compute_output": duration(self.output_ns),
+                "success": duration(self.success_seconds),
+                "fail": duration(self.fail_seconds, self.fail_count),
+                "queue": duration(0.0),
+                "compute_input": duration(self.input_seconds),
+                "compute_infer": duration(self.infer_seconds),
+                "compute_output": duration(self.output_seconds),
             },
             "batch_stats": [],
         }
