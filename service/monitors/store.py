@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import select
 import sqlite3
 import threading
 import time
@@ -726,6 +727,17 @@ class PostgresStore(Store):
         import psycopg
 
         return psycopg.connect(self.url, autocommit=True)
+
+    def connection(self) -> Any:
+        """This thread's connection, made anew where the server has gone away meanwhile (e.g.
+        restarted). An idle connection has nothing to read unless the server sent something
+        unasked, i.e. its FATAL goodbye and end of stream: a poll of the socket (no wait)
+        tells, so such a connection is replaced before a statement fails on it."""
+        connection = super().connection()
+        if select.select([connection.pgconn.socket], [], [], 0)[0]:
+            connection.close()
+            connection = super().connection()
+        return connection
 
     def probe(self) -> bool:
         """``SELECT 1`` on a connection of its own (kept between probes, made anew after a
