@@ -18,6 +18,7 @@ from kernels.spec import InvalidInput, LossSpec, NoParams, NotConfigured, Params
 from service import metrics
 from service.arrays import check_number, check_params, decode_inputs, decode_weights
 from service.errors import Kind, ServiceError, from_kernel, invalid, not_configured
+from service.stats import CLOCK
 from service.terms import decode_terms
 
 COMPOSITE = "composite"
@@ -101,7 +102,9 @@ def _evaluate(runtime: Runtime, spec: LossSpec | None, request: Computation, max
             result = runtime.compute(kernel, request.params, batch.arrays, weights, mean)
         except OperatorModelError as exc:
             raise invalid(spec.inputs[0].name, f"the configured model could not process the inputs: {exc}") from None
-    metrics.kernel_seconds(spec.name if spec is not None else COMPOSITE).observe(time.perf_counter() - start)
+    end = time.perf_counter()
+    metrics.kernel_seconds(spec.name if spec is not None else COMPOSITE).observe(end - start)
+    CLOCK.kernel_start, CLOCK.kernel_end = start, end
     if not np.isfinite(result.loss):
         raise undefined_loss(spec or terms[0].spec, result.loss, result.per_sample, request.dtype)
     loss = result.per_sample if request.reduction == "none" else result.loss

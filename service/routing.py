@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from kernels.spec import LossSpec
-from service import metrics, rest, v2
+from service import metrics, rest, stats, v2
 from service.errors import Kind, ServiceError
 from service.limits import read_body
 from service.lookup import loss_named, model_named
@@ -49,6 +49,9 @@ class Route:
     """None where nothing is counted: a path that names no loss, monitor observations."""
     offload: Callable[[Any], bool] = lambda state: False
     """Run the handler in the threadpool (it waits on a network, e.g. PostgreSQL)."""
+    stats: stats.ModelStats | None = None
+    """The model whose statistics count these requests (Triton's statistics extension); None
+    where nothing is counted. Such handlers run on the event loop's thread (not offloaded)."""
 
 
 @dataclass(frozen=True)
@@ -243,11 +246,12 @@ def build(specs: Iterable[LossSpec]) -> RouteTable:
     exact = {"/loss/composite": Route(rest_composite, metrics.RouteMetrics("composite", "rest"))}
     paths: dict[str, Any] = {"/loss/composite": {"post": COMPOSITE_OPERATION}}
     for spec in specs:
-        rest_route = Route(rest_loss(spec), metrics.RouteMetrics(spec.name, "rest"))
+        counted = stats.of(spec.name)
+        rest_route = Route(rest_loss(spec), metrics.RouteMetrics(spec.name, "rest"), stats=counted)
         for name in (spec.name, *spec.aliases):
             exact[f"/loss/{name}"] = rest_route
         paths[f"/loss/{spec.name}"] = {"post": loss_operation(spec)}
-        infer = Route(v2_infer(spec), metrics.RouteMetrics(spec.name, "v2"))
+        infer = Route(v2_infer(spec), metrics.RouteMetrics(spec.name, "v2"), stats=counted)
         exact[f"/v2/models/{spec.name}/infer"] = exact[f"/v2/models/{spec.name}/versions/1/infer"] = infer
     paths["/v2/models/{name}/infer"] = {"post": INFER_OPERATION}
     paths["/monitors/{name}/observations"] = {"post": OBSERVATIONS_OPERATION}
@@ -309,8 +313,16 @@ async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send:
         headers = [(b"content-type", media_type.encode())]
     finally:
         metrics.IN_FLIGHT.dec()
+    end = time.perf_counter()
     if route.metrics is not None:
-        route.metrics.record(status, time.perf_counter() - start, len(body), len(payload))
+        route.metrics.record(status, end - start, len(body), len(payload))
+    counted = route.stats
+    if counted is not None:
+        if status == 200:
+            clock = stats.CLOCK
+            counted.success(start, end, clock.kernel_start, clock.kernel_end)
+        else:
+            counted.failure(start, end)
     await send(
         {
             "type": "http.response.start",

@@ -47,7 +47,7 @@ RESERVED = {
     "priority",
     "timeout",
 }
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "parameters"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "parameters", "statistics"]
 
 
 def bad_request(message: str) -> ServiceError:
@@ -97,6 +97,35 @@ class InferResponse(BaseModel):
     model_version: str
     id: str | None = None
     outputs: list[TensorOutput]
+
+
+# Triton's statistics extension, as service.stats writes it, for the OpenAPI document.
+class StatisticDuration(BaseModel):
+    count: int
+    ns: int = Field(description="Cumulative nanoseconds.")
+
+
+class InferStatistics(BaseModel):
+    success: StatisticDuration = Field(description="Requests answered with a 200, whole answer (body read excluded).")
+    fail: StatisticDuration = Field(description="Requests answered with an error.")
+    queue: StatisticDuration = Field(description="Always 0 ns: lossd queues nothing.")
+    compute_input: StatisticDuration = Field(description="Parsing and checking the inputs.")
+    compute_infer: StatisticDuration = Field(description="The onnxruntime run.")
+    compute_output: StatisticDuration = Field(description="Encoding the response.")
+
+
+class ModelStatistics(BaseModel):
+    name: str
+    version: str
+    last_inference: int = Field(description="Milliseconds since the epoch of the latest success; 0: none yet.")
+    inference_count: int = Field(description="Successful requests (lossd batches nothing: one inference each).")
+    execution_count: int
+    inference_stats: InferStatistics
+    batch_stats: list[dict[str, Any]] = Field(description="Always empty (max_batch_size is 0).")
+
+
+class ModelStatisticsResponse(BaseModel):
+    model_stats: list[ModelStatistics]
 
 
 def output_names(spec: LossSpec) -> list[str]:

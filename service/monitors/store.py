@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import select
 import sqlite3
 import threading
 import time
@@ -46,6 +48,11 @@ Row = tuple[Any, ...]
 Tags = dict[str, str | None]
 EXPIRED_PER_WRITE = 64
 """Most expired window rows one write deletes (retention's bounded work)."""
+REACHABLE_SECONDS = 1.0
+"""How long ``Store.reachable``'s answer is reused: readiness probes do not hammer the database."""
+PROBE_TIMEOUT_SECONDS = 2
+"""PostgreSQL: how long connecting for a reachability probe may take; a probe still running
+after it counts as unreachable."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +182,37 @@ class Store(ABC):
         self._local = threading.local()
         self._connections: list[Any] = []
         self._lock = threading.Lock()
+        self._reachable = (False, -REACHABLE_SECONDS)
+        """The last probe's answer and when it was taken (monotonic seconds)."""
+        self._probing: float | None = None
+        """When the probe now running began."""
+
+    # -- reachability, for readiness -----------------------------------------------------
+
+    def reachable(self) -> bool:
+        """Whether the database can be used now: the last probe's answer when it is under
+        REACHABLE_SECONDS old, else a new probe (one at a time: a call meanwhile gets the last
+        answer, or False once the running probe is past PROBE_TIMEOUT_SECONDS). Blocks while
+        probing where ``waits_on_network``."""
+        now = time.monotonic()
+        with self._lock:
+            answer, taken = self._reachable
+            if now - taken < REACHABLE_SECONDS:
+                return answer
+            if self._probing is not None:
+                return answer and now - self._probing < PROBE_TIMEOUT_SECONDS
+            self._probing = now
+        try:
+            answer = self.probe()
+        except Exception:
+            answer = False
+        with self._lock:
+            self._reachable, self._probing = (answer, time.monotonic()), None
+        return answer
+
+    @abstractmethod
+    def probe(self) -> bool:
+        """Check the database is usable (may raise: unreachable)."""
 
     # -- connections, one per thread --------------------------------------------------
 
@@ -184,6 +222,10 @@ class Store(ABC):
 
     def connection(self) -> Any:
         connection = getattr(self._local, "connection", None)
+        if connection is not None and getattr(connection, "closed", False):  # psycopg's, after the server went away
+            with self._lock:
+                self._connections.remove(connection)
+            connection = None
         if connection is None:
             connection = self._local.connection = self.connect()
             with self._lock:
@@ -686,6 +728,14 @@ class SQLiteStore(Store):
         if run(connection, "PRAGMA foreign_key_check"):
             raise RuntimeError("lossd_monitors rebuilt with AUTOINCREMENT: rows refer to no monitor; rolled back")
 
+    def probe(self) -> bool:
+        """The file and its directory can be read and written (where the file is missing, the
+        directory allows creating it)."""
+        directory = self.path.parent
+        if not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
+            return False
+        return not self.path.exists() or os.access(self.path, os.R_OK | os.W_OK)
+
     def table_exists(self, connection: Any, name: str) -> bool:
         return bool(run(connection, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
 
@@ -704,11 +754,52 @@ class PostgresStore(Store):
         super().__init__()
         self.url = url
         self.integrity_errors = (psycopg.errors.IntegrityError,)
+        self._probe_connection: Any = None
 
     def connect(self) -> Any:
         import psycopg
 
         return psycopg.connect(self.url, autocommit=True)
+
+    def connection(self) -> Any:
+        """This thread's connection, made anew where the server has gone away meanwhile (e.g.
+        restarted). An idle connection has nothing to read unless the server sent something
+        unasked, i.e. its FATAL goodbye and end of stream: a poll of the socket (no wait)
+        tells, so such a connection is replaced before a statement fails on it."""
+        connection = super().connection()
+        if select.select([connection.pgconn.socket], [], [], 0)[0]:
+            connection.close()
+            connection = super().connection()
+        return connection
+
+    def probe(self) -> bool:
+        """``SELECT 1`` on a connection of its own (kept between probes, made anew after a
+        failure), bounded by PROBE_TIMEOUT_SECONDS to connect and on the server."""
+        import psycopg
+
+        connection = self._probe_connection
+        try:
+            if connection is None or connection.closed:
+                connection = self._probe_connection = psycopg.connect(
+                    self.url,
+                    autocommit=True,
+                    connect_timeout=PROBE_TIMEOUT_SECONDS,
+                    options=f"-c statement_timeout={PROBE_TIMEOUT_SECONDS * 1000}",
+                )
+            connection.execute("SELECT 1").fetchone()
+        except psycopg.Error:
+            if connection is not None:
+                connection.close()
+            self._probe_connection = None
+            return False
+        return True
+
+    def close(self) -> None:
+        connection = self._probe_connection
+        if connection is not None:
+            connection.close()
+            self._probe_connection = None
+        super().close()
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:

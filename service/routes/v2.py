@@ -7,9 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from kernels import REGISTRY
-from service import v2
+from service import stats, v2
 from service.lookup import model_named as model
 from service.responses import v2_errors
 
@@ -31,17 +32,50 @@ async def live() -> Response:
 @router.get(
     "/health/ready",
     response_class=Response,
-    responses={200: EMPTY, 503: {"description": "Not ready yet, or draining after SIGTERM (an empty body)."}},
+    responses={
+        200: EMPTY,
+        503: {
+            "description": "Not ready yet, draining after SIGTERM, or the monitor database cannot be reached "
+            "(an empty body)."
+        },
+    },
 )
 async def ready(request: Request) -> Response:
     state = request.app.state
     serving = getattr(state, "runtime", None) is not None and not state.drain.draining
+    if serving:
+        store = state.monitors
+        # PostgreSQL: a probe waits on the network (at most once a second, see Store.reachable).
+        serving = await run_in_threadpool(store.reachable) if store.waits_on_network else store.reachable()
     return Response(status_code=200 if serving else 503)
 
 
 @router.post("/repository/index")
 async def repository_index() -> list[dict[str, str]]:
     return [{"name": spec.name, "version": "1", "state": "READY"} for spec in REGISTRY]
+
+
+STATS_DESCRIPTION = (
+    "Triton's statistics extension: counts and cumulative nanoseconds of the requests the data plane "
+    "answered for the model, REST (`POST /loss/{name}`) and V2 infer alike. Per worker process: with "
+    "LOSSD_WORKERS > 1 each worker reports what it answered itself."
+)
+
+
+@router.get("/models/stats", response_model=v2.ModelStatisticsResponse, description=STATS_DESCRIPTION)
+async def all_model_statistics() -> Response:
+    return JSONResponse(stats.model_stats([spec.name for spec in REGISTRY]))
+
+
+@router.get(
+    "/models/{name}/stats",
+    response_model=v2.ModelStatisticsResponse,
+    responses=RESPONSES,
+    description=STATS_DESCRIPTION,
+)
+@router.get("/models/{name}/versions/1/stats", responses=RESPONSES, include_in_schema=False)
+async def model_statistics(name: str) -> Response:
+    return JSONResponse(stats.model_stats([model(name).name]))
 
 
 @router.get("/models/{name}", responses=RESPONSES)

@@ -1,6 +1,7 @@
 """The Open Inference Protocol, spoken by tritonclient (unchanged) to a real server."""
 
 import gzip
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -197,4 +198,61 @@ def test_gzip_request_and_json_only_response(server: Server) -> None:
 
 def test_unknown_v2_path_has_the_protocol_error_shape(server: Server) -> None:
     response = httpx.get(f"{server.url}/v2/models/focal/nothing")
+    assert response.status_code == 404 and response.json().keys() == {"error"}
+
+
+def inference_stats(client: triton.InferenceServerClient, model: str = "") -> dict[str, dict[str, Any]]:
+    """Each model's entry of the statistics extension, by name."""
+    result = client.get_inference_statistics(model_name=model)
+    return {entry["name"]: entry for entry in result["model_stats"]}
+
+
+def test_statistics_count_each_models_requests(client: triton.InferenceServerClient, server: Server) -> None:
+    assert "statistics" in client.get_server_metadata()["extensions"]
+    before = inference_stats(client)
+    assert set(before) >= {"huber", "log_cosh", "focal"} and "l2" not in before  # canonical names only
+    started = time.time() * 1000
+    good = [tensor("predictions", LOGITS, True), tensor("targets", LOGITS + 0.5, True)]
+    bad = [tensor("predictions", LOGITS, True), tensor("targets", LOGITS[:, :2], True)]
+    for _ in range(3):
+        client.infer("huber", good)
+    for _ in range(2):
+        with pytest.raises(InferenceServerException):
+            client.infer("huber", bad)
+    rest(server, "huber", {"predictions": LOGITS.tolist(), "targets": LOGITS.tolist()})  # REST counts too
+    client.infer("log_cosh", good, model_version="1")
+
+    (huber,) = client.get_inference_statistics(model_name="huber")["model_stats"]
+    assert (huber["name"], huber["version"]) == ("huber", "1")
+    stats = huber["inference_stats"]
+    old = before["huber"]["inference_stats"]
+    assert stats["success"]["count"] - old["success"]["count"] == 4
+    assert stats["fail"]["count"] - old["fail"]["count"] == 2
+    assert huber["inference_count"] - before["huber"]["inference_count"] == 4
+    assert huber["execution_count"] == huber["inference_count"] == stats["success"]["count"]
+    assert stats["fail"]["ns"] > old["fail"]["ns"]
+    for phase in ("compute_input", "compute_infer", "compute_output"):
+        assert stats[phase]["count"] == stats["success"]["count"]
+        assert stats[phase]["ns"] > old[phase]["ns"]
+    parts = sum(stats[phase]["ns"] for phase in ("compute_input", "compute_infer", "compute_output"))
+    assert parts <= stats["success"]["ns"] + 1000  # the phases make up the answer (rounding aside)
+    assert stats["queue"]["ns"] == 0 and huber["batch_stats"] == []
+    assert started - 1000 <= huber["last_inference"] <= time.time() * 1000 + 1000
+
+    after = inference_stats(client)  # every model: this test's requests, only where they went
+    assert set(after) == set(before)
+    assert after["huber"]["inference_stats"]["success"]["count"] == stats["success"]["count"]
+    versioned = client.get_inference_statistics(model_name="log_cosh", model_version="1")["model_stats"]
+    assert versioned == [after["log_cosh"]]
+    assert after["log_cosh"]["inference_count"] - before["log_cosh"]["inference_count"] == 1
+    assert after["log_cosh"]["inference_stats"]["fail"] == before["log_cosh"]["inference_stats"]["fail"]
+    untouched = [n for n in after if n not in ("huber", "log_cosh", "focal", "sparse_cross_entropy", "mse")]
+    assert all(after[n]["inference_count"] == before[n]["inference_count"] for n in untouched)
+
+
+def test_statistics_of_an_unknown_model(client: triton.InferenceServerClient, server: Server) -> None:
+    with pytest.raises(InferenceServerException) as caught:
+        client.get_inference_statistics(model_name="hubr")
+    assert caught.value.status() == "404" and "did you mean huber" in caught.value.message()
+    response = httpx.get(f"{server.url}/v2/models/l2/stats")  # an alias is not a model name
     assert response.status_code == 404 and response.json().keys() == {"error"}

@@ -1130,6 +1130,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v2/models/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * All Model Statistics
+         * @description Triton's statistics extension: counts and cumulative nanoseconds of the requests the data plane answered for the model, REST (`POST /loss/{name}`) and V2 infer alike. Per worker process: with LOSSD_WORKERS > 1 each worker reports what it answered itself.
+         */
+        get: operations["all_model_statistics_v2_models_stats_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v2/models/{name}": {
         parameters: {
             query?: never;
@@ -1195,6 +1215,26 @@ export interface paths {
         };
         /** Model Ready */
         get: operations["model_ready_v2_models__name__ready_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/{name}/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Model Statistics
+         * @description Triton's statistics extension: counts and cumulative nanoseconds of the requests the data plane answered for the model, REST (`POST /loss/{name}`) and V2 infer alike. Per worker process: with LOSSD_WORKERS > 1 each worker reports what it answered itself.
+         */
+        get: operations["model_statistics_v2_models__name__stats_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2413,6 +2453,21 @@ export interface components {
             /** Outputs */
             outputs: components["schemas"]["TensorOutput"][];
         };
+        /** InferStatistics */
+        InferStatistics: {
+            /** @description The onnxruntime run. */
+            compute_infer: components["schemas"]["StatisticDuration"];
+            /** @description Parsing and checking the inputs. */
+            compute_input: components["schemas"]["StatisticDuration"];
+            /** @description Encoding the response. */
+            compute_output: components["schemas"]["StatisticDuration"];
+            /** @description Requests answered with an error. */
+            fail: components["schemas"]["StatisticDuration"];
+            /** @description Always 0 ns: lossd queues nothing. */
+            queue: components["schemas"]["StatisticDuration"];
+            /** @description Requests answered with a 200, whole answer (body read excluded). */
+            success: components["schemas"]["StatisticDuration"];
+        };
         /** InputCard */
         InputCard: {
             /** Description */
@@ -2866,6 +2921,38 @@ export interface components {
              * @description Score of the second item of each pair. Shape (N).
              */
             x2: (number | unknown[])[];
+        };
+        /** ModelStatistics */
+        ModelStatistics: {
+            /**
+             * Batch Stats
+             * @description Always empty (max_batch_size is 0).
+             */
+            batch_stats: {
+                [key: string]: unknown;
+            }[];
+            /** Execution Count */
+            execution_count: number;
+            /**
+             * Inference Count
+             * @description Successful requests (lossd batches nothing: one inference each).
+             */
+            inference_count: number;
+            inference_stats: components["schemas"]["InferStatistics"];
+            /**
+             * Last Inference
+             * @description Milliseconds since the epoch of the latest success; 0: none yet.
+             */
+            last_inference: number;
+            /** Name */
+            name: string;
+            /** Version */
+            version: string;
+        };
+        /** ModelStatisticsResponse */
+        ModelStatisticsResponse: {
+            /** Model Stats */
+            model_stats: components["schemas"]["ModelStatistics"][];
         };
         /** MonitorCreate */
         MonitorCreate: {
@@ -3703,6 +3790,16 @@ export interface components {
              * @default null
              */
             weights?: number[];
+        };
+        /** StatisticDuration */
+        StatisticDuration: {
+            /** Count */
+            count: number;
+            /**
+             * Ns
+             * @description Cumulative nanoseconds.
+             */
+            ns: number;
         };
         /** Summary */
         Summary: {
@@ -7218,12 +7315,32 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Not ready yet, or draining after SIGTERM (an empty body). */
+            /** @description Not ready yet, draining after SIGTERM, or the monitor database cannot be reached (an empty body). */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    all_model_statistics_v2_models_stats_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelStatisticsResponse"];
+                };
             };
         };
     };
@@ -7409,6 +7526,48 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No model of that name. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: string;
+                    };
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    model_statistics_v2_models__name__stats_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelStatisticsResponse"];
+                };
             };
             /** @description No model of that name. */
             404: {
