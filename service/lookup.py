@@ -28,5 +28,7 @@ def model_named(name: str) -> LossSpec:
     if spec is not None and spec.name == name:
         return spec
     canonical = {s.name for s in REGISTRY}
-    matches = [m for m in REGISTRY.close_matches(name) if m in canonical]
+    # An alias names its loss, but a model only by its canonical name: point there first.
+    matches = [spec.name] if spec is not None else []
+    matches += [m for m in REGISTRY.close_matches(name) if m in canonical and m not in matches]
     raise not_found("Unknown model", f"unknown model {name!r}{close_match_hint(matches)}")

@@ -121,6 +121,7 @@ def test_reduction_none(client: triton.InferenceServerClient) -> None:
     ("model", "inputs", "params", "message"),
     [
         ("focall", [("predictions", LOGITS)], {}, "unknown model 'focall'; did you mean focal"),
+        ("bce", [("predictions", LOGITS)], {}, "unknown model 'bce'; did you mean binary_cross_entropy"),
         (
             "focal",
             [("predictions", LOGITS), ("targets", BINARY[:, :2])],
