@@ -49,6 +49,8 @@ class Route:
     """None where nothing is counted: a path that names no loss, monitor observations."""
     offload: Callable[[Any], bool] = lambda state: False
     """Run the handler in the threadpool (it waits on a network, e.g. PostgreSQL)."""
+    failure: str = "compute this request"
+    """What the server failed to do, for the 500 of a bug or a failed dependency."""
     stats: stats.ModelStats | None = None
     """The model whose statistics count these requests (Triton's statistics extension); None
     where nothing is counted. Such handlers run on the event loop's thread (not offloaded)."""
@@ -256,12 +258,20 @@ def build(specs: Iterable[LossSpec]) -> RouteTable:
     paths["/v2/models/{name}/infer"] = {"post": INFER_OPERATION}
     paths["/monitors/{name}/observations"] = {"post": OBSERVATIONS_OPERATION}
     templates = [
-        Template("/monitors/", "/observations", lambda name: Route(observations(name), None, network_store)),
+        Template(
+            "/monitors/",
+            "/observations",
+            lambda name: Route(observations(name), None, network_store, "record these observations"),
+        ),
         Template("/loss/", "", unknown(loss_named)),
         Template("/v2/models/", "/infer", unknown(model_named)),
         Template("/v2/models/", "/versions/1/infer", unknown(model_named)),
     ]
     return RouteTable(exact, templates, dict(sorted(paths.items())))
+
+
+def observations_route(name: str) -> Route:
+    return Route(observations(name), None, offload=network_store, failure="record these observations")
 
 
 def network_store(state: Any) -> bool:
@@ -276,11 +286,17 @@ def compute_threads() -> CapacityLimiter:
 
 def internal(route: Route) -> ServiceError:
     """A bug or a failed dependency, not the client's fault (logged with its traceback)."""
-    what = "record these observations" if route.offload is network_store else "compute this request"
-    return ServiceError(Kind.INTERNAL, "Internal Server Error", f"the server failed to {what}")
+    return ServiceError(Kind.INTERNAL, "Internal Server Error", f"the server failed to {route.failure}")
 
 
 # --- dispatch ------------------------------------------------------------------------------------
+
+
+def run(handler: Handler, state: Any, scope: Scope, body: bytes) -> tuple[Reply, tuple[float, float]]:
+    """The handler's reply, and the latest kernel run of the thread it ran on (read there:
+    the clock is per thread, and a large request runs on a worker thread)."""
+    reply = handler(state, scope, body)
+    return reply, (stats.CLOCK.kernel_start, stats.CLOCK.kernel_end)
 
 
 async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
@@ -298,11 +314,11 @@ async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send:
     start = time.perf_counter()
     metrics.IN_FLIGHT.inc()
     try:
+        call = functools.partial(run, route.handler, state, scope, body)
         if route.offload(state) or len(body) >= OFF_LOOP_BYTES:
-            call = functools.partial(route.handler, state, scope, body)
-            payload, headers = await anyio.to_thread.run_sync(call, limiter=state.compute_threads)
+            (payload, headers), kernel = await anyio.to_thread.run_sync(call, limiter=state.compute_threads)
         else:
-            payload, headers = route.handler(state, scope, body)
+            (payload, headers), kernel = call()
         status = 200
     except ServiceError as error:
         status, payload, media_type = render(scope["path"], error)
@@ -319,8 +335,7 @@ async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send:
     counted = route.stats
     if counted is not None:
         if status == 200:
-            clock = stats.CLOCK
-            counted.success(start, end, clock.kernel_start, clock.kernel_end)
+            counted.success(start, end, *kernel)
         else:
             counted.failure(start, end)
     await send(

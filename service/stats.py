@@ -4,8 +4,9 @@ answers, REST and V2 alike, counted by service.routing.answer.
 
 Per worker process: with ``LOSSD_WORKERS`` > 1 each worker counts what it answered, and a
 stats request reports the figures of the worker that answers it (Prometheus' ``/metrics``
-is the merged view). Recording costs a few attribute updates per request, no lock: the
-compute routes run on the event loop's thread, one request after the other.
+is the merged view). Recording costs a few attribute updates per request, no lock:
+service.routing.answer records on the event loop's thread, one request after the other,
+also for a large request computed on a worker thread.
 
 Timings are those Triton reports, in nanoseconds: ``success``/``fail`` the whole answer
 (body read excluded), ``compute_input`` parsing and checking the inputs, ``compute_infer``
