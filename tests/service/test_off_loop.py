@@ -72,3 +72,17 @@ def test_concurrent_scrapes_share_one_read(client: TestClient, monkeypatch: pyte
     assert len(bodies) == 5 and len(set(bodies)) == 1
     assert len(reads) == 1, f"{len(reads)} reads of the database for 5 concurrent scrapes"
     assert len(client.get("/metrics").content) > 0 and len(reads) == 2  # a later scrape reads afresh
+
+
+def test_a_large_request_counts_its_kernel_run_in_the_statistics(client: TestClient) -> None:
+    """Its kernel runs on a worker thread: the statistics still see that run."""
+
+    def infer_ns() -> int:
+        entry = client.get("/v2/models/mse/stats").json()["model_stats"][0]
+        return int(entry["inference_stats"]["compute_infer"]["ns"])
+
+    values = np.linspace(0.0, 1.0, LARGE).round(6).tolist()
+    client.post("/loss/mse", json={"predictions": [1.0], "targets": [0.0]})  # a kernel run on the loop's thread
+    before = infer_ns()
+    assert client.post("/loss/mse", json={"predictions": values, "targets": values}).status_code == 200
+    assert infer_ns() > before
