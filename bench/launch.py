@@ -1,7 +1,9 @@
-"""Serve a benchmark app with the uvicorn configuration ``lossd serve`` uses.
+"""Serve a benchmark app exactly as ``lossd serve`` serves the service.
 
-``python -m bench.launch bench.servers:floor_app`` (host, port and log level from the
-``LOSSD_*`` environment, as for the service).
+``python -m bench.launch bench.servers:floor_app``: the same allocator setting (the
+process re-executes itself as ``lossd serve`` does) and the same uvicorn configuration
+(``service.cli.server_options``: access log, loop, HTTP parser, workers, log level),
+from the same ``LOSSD_*`` environment.
 """
 
 from __future__ import annotations
@@ -10,24 +12,14 @@ import sys
 
 import uvicorn
 
-from service.settings import Settings
+from service.cli import checked_settings, server_options, with_allocator
 
 
 def main(argv: list[str]) -> None:
     if len(argv) != 1:
         raise SystemExit("usage: python -m bench.launch MODULE:FACTORY")
-    settings = Settings()
-    uvicorn.run(
-        argv[0],
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=1,
-        log_level=settings.log_level,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=30,
-    )
+    with_allocator(["-m", "bench.launch", *argv])
+    uvicorn.run(argv[0], **server_options(checked_settings()))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import onnx
 import onnxscript.optimizer
 from onnx import TensorProto, helper, numpy_helper
 
+from kernels.broadcast import equalize_ranks
 from kernels.feeds import param_feed
 from kernels.graph import (
     ELEMENT_TYPE,
@@ -377,7 +378,7 @@ def _build_model(terms: Sequence[Term], dtype: Dtype, gradients: bool) -> onnx.M
         producer_name="lossd",
         doc_string="lossd composite: " + " + ".join(f"{t.weight:g} {t.spec.name}" for t in terms),
     )
-    model = onnxscript.optimizer.optimize(model)
+    model = equalize_ranks(onnxscript.optimizer.optimize(model))
     model.ir_version = 10
     onnx.checker.check_model(model, full_check=True)
     return model

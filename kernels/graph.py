@@ -14,6 +14,7 @@ from onnx import TensorProto, helper
 from onnxscript import ir
 from onnxscript.values import OnnxFunction
 
+from kernels.broadcast import equalize_ranks
 from kernels.reduction import reduce_loss, reduce_loss_mass
 from kernels.spec import NO_RESOURCES, Input, KernelFunction, LossSpec, Params, ProtoKernel, Resources, Variant
 
@@ -286,8 +287,10 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     )
     model = onnxscript.optimizer.optimize(model)
     model.ir_version = 10
+    nodes_count = len(model.graph.node)
+    model = equalize_ranks(model)
     row_wise = spec.row_wise and not (self_reducing or spec.batch_level or spec.mass)
     row_wise = row_wise and all(i.shape[0] == "N" for i in spec.inputs)
-    helper.set_model_props(model, {ROW_WISE: str(row_wise).lower(), NODES: str(len(model.graph.node))})
+    helper.set_model_props(model, {ROW_WISE: str(row_wise).lower(), NODES: str(nodes_count)})
     onnx.checker.check_model(model, full_check=True)
     return model

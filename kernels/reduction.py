@@ -17,9 +17,21 @@ F64 = TensorProto.DOUBLE
 
 
 @script(LOSSD, default_opset=op)
+def sample_means(elements):  # type: ignore[no-untyped-def]
+    """Per-sample means in float64. One element per sample (a ``(N,)`` request) is a reshape:
+    onnxruntime reduces an axis of size 1 row by row (2.4 ms against 0.9 ms at 1M rows)."""
+    # Each branch makes its own float64 array: an If that returned a view of an outer value would copy it.
+    if op.Equal(op.Squeeze(op.Shape(elements, start=1, end=2)), op.Constant(value_int=1)):
+        means = op.Cast(op.Reshape(elements, op.Constant(value_ints=[-1])), to=F64)
+    else:
+        means = op.ReduceMean(op.Cast(elements, to=F64), op.Constant(value_ints=[1]), keepdims=0)
+    return means
+
+
+@script(LOSSD, default_opset=op)
 def reduce_loss(elements, weights, mean):  # type: ignore[no-untyped-def]
     """(loss, per_sample, coef): ``mean`` divides by the weights' sum, else a plain sum."""
-    per_sample = op.ReduceMean(op.Cast(elements, to=F64), op.Constant(value_ints=[1]), keepdims=0)
+    per_sample = sample_means(elements)
     count = op.Cast(op.Shape(elements, start=1, end=2), to=F64)
     w = op.Cast(weights, to=F64)
     denom = op.Where(mean, op.ReduceSum(w, keepdims=0), op.CastLike(1.0, w))
@@ -31,9 +43,8 @@ def reduce_loss(elements, weights, mean):  # type: ignore[no-untyped-def]
 @script(LOSSD, default_opset=op)
 def reduce_loss_mass(elements, mass, weights, mean):  # type: ignore[no-untyped-def]
     """As reduce_loss, but ``mean`` divides by the weighted sum of the element masses."""
-    axis = op.Constant(value_ints=[1])
-    per_sample = op.ReduceMean(op.Cast(elements, to=F64), axis, keepdims=0)
-    per_sample_mass = op.ReduceMean(op.Cast(mass, to=F64), axis, keepdims=0)
+    per_sample = sample_means(elements)
+    per_sample_mass = sample_means(mass)
     count = op.Cast(op.Shape(elements, start=1, end=2), to=F64)
     w = op.Cast(weights, to=F64)
     denom = op.Where(mean, op.ReduceSum(w * per_sample_mass, keepdims=0), op.CastLike(1.0, w))

@@ -1,4 +1,4 @@
-"""onnxruntime sessions for every graph, created once, and the one call that runs them."""
+"""onnxruntime sessions for every graph, each created on first use, and the one call that runs them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,8 @@ import onnxruntime as ort
 
 from kernels.binding import run_bound
 from kernels.blocks import Blocks
-from kernels.composite import Term
+from kernels.cache import GraphCache
+from kernels.composite import CompositeSpec, Term
 from kernels.composite_sessions import CompositeKernel, CompositeSessions
 from kernels.feeds import NUMPY_DTYPE, Evaluation, from_graph, param_feed, to_graph
 from kernels.graph import DTYPES, MEAN, NODES, ROW_WISE, WEIGHTS, GraphKey, build_model, graph_dims, graph_shape
@@ -130,7 +132,7 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
 
 
 class Runtime:
-    """Every graph of every loss as a ready session."""
+    """Every graph of every loss, as a session once first asked for."""
 
     def __init__(
         self,
@@ -139,8 +141,10 @@ class Runtime:
         intra_op_threads: int = 0,
         model_repository: Path | None = None,
         resources: Resources = NO_RESOURCES,
+        cache: GraphCache | None = None,
     ) -> None:
-        """``resources``: what the operator configured, by collection and name (e.g.
+        """Graphs are built on first use (see ``kernels.cache``: ``cache`` keeps them across
+        starts). ``resources``: what the operator configured, by collection and name (e.g.
         ``{"feature_models": kernels.features.load_feature_models(paths)}``)."""
         # onnxruntime sends usage telemetry from Linux by default; a service running users' data says no.
         ort.disable_telemetry_events()
@@ -150,24 +154,39 @@ class Runtime:
         self._options = session_options(intra_op_threads)
         self._blocks = Blocks(intra_op_threads or os.cpu_count() or 1, lambda: session_options(1), [CPU])
         self._kernels: dict[GraphKey, Kernel] = {}
-        files = read_manifest(model_repository) if model_repository else None
+        self._building = threading.Lock()
+        self._cache = cache
+        self._repository = model_repository
+        self._files = read_manifest(model_repository) if model_repository else None
+        first: Kernel | None = None
         for spec, key in all_keys(specs, resources):
-            if files is not None:
-                model_bytes = repository_graph(files, model_repository, spec, key, resources)
-            try:
-                if files is None:
-                    model_bytes = build_model(spec, key, resources).SerializeToString()
-                self._kernels[key] = self._load(spec, key, model_bytes)
-            except Exception as exc:
-                if not spec.configured:
-                    raise
-                raise ConfigurationError(f"cannot build the graph {key.stem} around what is configured: {exc}") from exc
+            if self._files is not None:
+                repository_graph(self._files, model_repository, spec, key, resources, read=False)
+            # A graph around what the operator configured is built now: a bad configuration
+            # stops start-up instead of failing the first request.
+            if spec.configured or first is None:
+                first = self._kernels[key] = self._build(spec, key)
         self.composites = CompositeSessions(self._options, self.requested_providers)
         """Ad-hoc composite graphs, built on first use (named composites are among the kernels)."""
-        first = next(iter(self._kernels.values()))
+        assert first is not None, "a runtime serves at least one loss"
         self.providers: list[str] = first.session.get_providers()
         if provider == "cuda" and CUDA not in self.providers:
             raise ProviderUnavailable("LOSSD_PROVIDER=cuda, but onnxruntime could not start CUDA on this machine.")
+
+    def _build(self, spec: LossSpec, key: GraphKey) -> Kernel:
+        """One graph's session: from the model repository, else the cache, else built."""
+        try:
+            if self._files is not None:
+                model_bytes = repository_graph(self._files, self._repository, spec, key, self.resources)
+            elif self._cache is not None and cacheable(spec):
+                model_bytes = self._cache.fetch(key.stem, lambda: self.model_bytes(key))
+            else:
+                model_bytes = self.model_bytes(key)
+            return self._load(spec, key, model_bytes)
+        except Exception as exc:
+            if not spec.configured:
+                raise
+            raise ConfigurationError(f"cannot build the graph {key.stem} around what is configured: {exc}") from exc
 
     def _load(self, spec: LossSpec, key: GraphKey, model_bytes: bytes) -> Kernel:
         session = ort.InferenceSession(model_bytes, self._options, providers=self.requested_providers)
@@ -214,7 +233,13 @@ class Runtime:
         name a configured object that is not there."""
         variant = spec.variant(params, self.resources)
         key = GraphKey(spec.name, variant, dtype, gradients and bool(spec.differentiable))  # type: ignore[arg-type]
-        return self._kernels[key]
+        found = self._kernels.get(key)
+        if found is None:
+            with self._building:  # first use: one thread builds, the others wait for it
+                found = self._kernels.get(key)
+                if found is None:
+                    found = self._kernels[key] = self._build(spec, key)
+        return found
 
     def check_dims(self, kernel: Kernel, arrays: Mapping[str, np.ndarray]) -> None:
         """Sizes the chosen graph fixes (e.g. the channels a configured extractor takes), as
@@ -310,6 +335,21 @@ class Runtime:
         return data
 
 
+def cacheable(spec: LossSpec) -> bool:
+    """Whether a loss's graphs follow from the sources alone (not from what is configured)."""
+    return not spec.configured and not isinstance(spec, CompositeSpec)
+
+
+def prebuild(specs: Registry, cache: GraphCache) -> int:
+    """Build every graph that ``cache`` can keep and does not hold yet; how many were built."""
+    built = 0
+    for spec, key in all_keys(specs):
+        if cacheable(spec) and cache.get(key.stem) is None:
+            cache.put(key.stem, build_model(spec, key).SerializeToString())
+            built += 1
+    return built
+
+
 def export(specs: Registry, directory: Path, resources: Resources = NO_RESOURCES) -> Path:
     """Write every graph as ``<stem>.onnx`` plus a manifest; returns the manifest path.
     Graphs around configured objects (e.g. ``perceptual`` per feature model) are written
@@ -360,9 +400,10 @@ def repository_graph(
     spec: LossSpec,
     key: GraphKey,
     resources: Resources,
+    read: bool = True,
 ) -> bytes:
-    """One graph from a model repository; a graph around configured objects must have
-    been exported with the very objects configured now."""
+    """One graph from a model repository (``read=False``: only checks that it is there); a
+    graph around configured objects must have been exported with the very objects configured now."""
     if key.stem not in files:
         raise FileNotFoundError(
             f"model repository {directory} has no graph {key.stem}; re-export it with `lossd export`"
@@ -375,4 +416,4 @@ def repository_graph(
             f"model repository graph {path.name} was exported with a different {', '.join(expected)} than the one "
             "configured now; re-export it with `lossd export` under the current configuration"
         )
-    return path.read_bytes()
+    return path.read_bytes() if read else b""

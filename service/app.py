@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kernels import REGISTRY
+from kernels.cache import GraphCache
 from kernels.features import FEATURE_MODELS, load_feature_models
 from kernels.runtime import Runtime
 from kernels.spec import Resources
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> LossdApp:
             settings.intra_op_threads,
             settings.model_repository,
             resources=configured_resources(settings),
+            cache=GraphCache(settings.graph_cache) if settings.graph_cache else None,
         )
         app.state.monitors = open_store(settings.database_url, settings.data_dir)
         app.state.drain.install()

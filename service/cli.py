@@ -1,4 +1,4 @@
-"""The ``lossd`` command: ``lossd serve`` and ``lossd export DIR``."""
+"""The ``lossd`` command: ``lossd serve``, ``lossd export DIR`` and ``lossd prebuild``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -17,15 +17,37 @@ if TYPE_CHECKING:
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432"}
 
 
+def with_allocator(argv: list[str]) -> None:
+    """Re-execute this interpreter with ``argv`` unless the allocator is already set as
+    ``MALLOC_ENV`` says (glibc reads it at process start)."""
+    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()) and not os.environ.get("LOSSD_NO_REEXEC"):
+        os.environ.update(MALLOC_ENV)
+        os.environ["LOSSD_NO_REEXEC"] = "1"
+        os.execv(sys.executable, [sys.executable, *argv])
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's configuration for ``lossd serve``: the bench's floors run with exactly
+    these (``bench.launch``), so a floor never gains from a setting the service lacks."""
+    return {
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "log_level": settings.log_level,
+        "access_log": settings.access_log,
+        "loop": "uvloop",
+        "http": "httptools",
+        "timeout_graceful_shutdown": 30,
+    }
+
+
 def serve(args: argparse.Namespace) -> None:
     overrides = {"host": args.host, "port": args.port, "workers": args.workers, "provider": args.provider}
     for name, value in overrides.items():
         if value is not None:
             os.environ[f"LOSSD_{name.upper()}"] = str(value)
-    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()) and not os.environ.get("LOSSD_NO_REEXEC"):
-        os.environ.update(MALLOC_ENV)
-        os.environ["LOSSD_NO_REEXEC"] = "1"
-        os.execv(sys.executable, [sys.executable, "-m", "service.cli", "serve"])
+    with_allocator(["-m", "service.cli", "serve"])
 
     import tempfile
 
@@ -38,18 +60,7 @@ def serve(args: argparse.Namespace) -> None:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the handler it
     # found installed: make that one a no-op, so a requested stop exits with status 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=30,
-    )
+    uvicorn.run("service.app:create_app", **server_options(settings))
 
 
 def checked_settings() -> Settings:
@@ -84,6 +95,19 @@ def export(args: argparse.Namespace) -> None:
     print(f"wrote {manifest}")
 
 
+def prebuild(args: argparse.Namespace) -> None:
+    from kernels import REGISTRY
+    from kernels.cache import GraphCache
+    from kernels.runtime import prebuild as prebuild_graphs
+
+    settings = checked_settings()
+    if settings.graph_cache is None:
+        sys.exit("lossd prebuild: LOSSD_GRAPH_CACHE is empty; set it to the directory to fill")
+    cache = GraphCache(settings.graph_cache)
+    built = prebuild_graphs(REGISTRY, cache)
+    print(f"built {built} graphs into {cache.directory}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lossd", description="Loss functions as a service.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     export_parser.add_argument("directory", help="target directory (a model repository: LOSSD_MODEL_REPOSITORY)")
     export_parser.set_defaults(run=export)
+    prebuild_parser = commands.add_parser(
+        "prebuild", help="build every graph into LOSSD_GRAPH_CACHE now, so no request waits for one"
+    )
+    prebuild_parser.set_defaults(run=prebuild)
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from kernels.cache import default_directory
 from kernels.features import NAME
 
 
@@ -59,6 +60,11 @@ class Settings(BaseSettings):
     provider: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per session; 0: one per core.")
     model_repository: Path | None = Field(None, description="Serve graphs exported by `lossd export` from here.")
+    graph_cache: Path | None = Field(
+        default_factory=default_directory,
+        description="Graphs are built on first use and kept here across starts, checked by hash (default "
+        "~/.cache/lossd/graphs); empty: build in memory only.",
+    )
     max_elements: int = Field(50_000_000, ge=1, description="Most array elements one request may carry.")
     max_body_bytes: int = Field(
         64 * 1024 * 1024, ge=1, description="Largest request body, checked while it streams in (413 above)."
@@ -103,6 +109,11 @@ class Settings(BaseSettings):
         '"weight": 0.5, "params": {}, "inputs": {}}, ...], "title"?, "task"?, "summary"?, "aliases"?, '
         '"use_cases"?}}`; each is served like any loss.',
     )
+
+    @field_validator("graph_cache", mode="before")
+    @classmethod
+    def _no_cache(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("composites", mode="before")
     @classmethod

@@ -249,6 +249,14 @@ def test_root_filesystem_is_read_only(container: Container) -> None:
     assert docker("exec", container.id, "ls", "/tmp").split(), "no metric files under /tmp"
 
 
+def test_graphs_are_prebuilt_in_the_image(container: Container) -> None:
+    """The image holds every graph its sources declare: nothing is left to build (a
+    container with a read-only root could not keep one it built)."""
+    running(container)
+    out = docker("exec", container.id, "lossd", "prebuild")
+    assert out.startswith("built 0 graphs into /opt/lossd/graphs/"), out
+
+
 def test_server_is_pid_1_and_not_root(container: Container) -> None:
     running(container)
     status = docker("exec", container.id, "cat", "/proc/1/status")

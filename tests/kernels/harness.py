@@ -9,9 +9,7 @@ from typing import Any, Literal, cast
 from kernels import REGISTRY
 from kernels.features import FEATURE_MODELS, load_feature_models
 from kernels.feeds import Evaluation
-from kernels.graph import GraphKey, build_model
-from kernels.runtime import Kernel, Runtime
-from kernels.spec import LossSpec, Params, Registry
+from kernels.runtime import Runtime
 from tests.feature_models import write_extractors
 
 Result = Evaluation
@@ -19,7 +17,7 @@ _RUNTIME: Runtime | None = None
 
 
 def runtime() -> Runtime:
-    """One CPU runtime per test session (building every graph takes a few seconds), with
+    """One CPU runtime per test session (each graph built on first use), with
     the test feature extractors of tests/feature_models.py configured (``conv`` first,
     so it is the default of ``perceptual``; ``pointwise64``)."""
     global _RUNTIME
@@ -58,31 +56,12 @@ def evaluate(
     )
 
 
-class OnDemand(Runtime):
-    """A CPU runtime that builds each graph on first use, for tests that need a few of the
-    catalog's graphs (``runtime()`` builds all of them, a few minutes on a loaded machine)."""
-
-    def __init__(self) -> None:
-        mse = REGISTRY.get("mse")
-        assert mse is not None
-        cheap = Registry()
-        cheap.add(mse)  # Runtime starts with at least one graph (its providers come from it)
-        super().__init__(cheap, provider="cpu", intra_op_threads=1)
-        self.specs = REGISTRY
-
-    def kernel(self, spec: LossSpec, params: Params, dtype: str, gradients: bool) -> Kernel:
-        key = GraphKey(spec.name, spec.variant(params), dtype, gradients and bool(spec.differentiable))  # type: ignore[arg-type]
-        found = self._kernels.get(key)
-        if found is None:
-            found = self._kernels[key] = self._load(spec, key, build_model(spec, key).SerializeToString())
-        return found
+_ON_DEMAND: Runtime | None = None
 
 
-_ON_DEMAND: OnDemand | None = None
-
-
-def on_demand() -> OnDemand:
+def on_demand() -> Runtime:
+    """A single-threaded CPU runtime without configured extractors."""
     global _ON_DEMAND
     if _ON_DEMAND is None:
-        _ON_DEMAND = OnDemand()
+        _ON_DEMAND = Runtime(REGISTRY, provider="cpu", intra_op_threads=1)
     return _ON_DEMAND
