@@ -15,7 +15,7 @@ from onnxscript import ir
 from onnxscript.values import OnnxFunction
 
 from kernels.broadcast import equalize_ranks
-from kernels.reduction import reduce_loss, reduce_loss_mass
+from kernels.reduction import reduce_loss, reduce_loss_mass, scale_gradient
 from kernels.spec import NO_RESOURCES, Input, KernelFunction, LossSpec, Params, ProtoKernel, Resources, Variant
 
 Dtype = Literal["float32", "float64"]
@@ -232,16 +232,12 @@ def _reduction_nodes(spec: LossSpec, functions: Functions) -> tuple[list[onnx.No
     return [node], kernel_outputs
 
 
-def _scale_gradient(name: str, rank: int) -> list[onnx.NodeProto]:
+def _scale_gradient(name: str, rank: int, functions: Functions) -> list[onnx.NodeProto]:
     """grad = element gradient x coef, coef (N,) given the gradient's rank."""
     if rank == 1:
         return [helper.make_node("Mul", [f"element_grad_{name}", "coef"], [f"grad_{name}"])]
-    axes = helper.make_tensor(f"axes_{name}", TensorProto.INT64, [rank - 1], list(range(1, rank)))
-    return [
-        helper.make_node("Constant", [], [f"axes_{name}"], value=axes),
-        helper.make_node("Unsqueeze", ["coef", f"axes_{name}"], [f"coef_{name}"]),
-        helper.make_node("Mul", [f"element_grad_{name}", f"coef_{name}"], [f"grad_{name}"]),
-    ]
+    domain, function = functions.add(scale_gradient)
+    return [helper.make_node(function, [f"element_grad_{name}", "coef"], [f"grad_{name}"], domain=domain)]
 
 
 def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURCES) -> onnx.ModelProto:
@@ -272,7 +268,7 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     if key.gradients:
         for name in spec.differentiable:
             if not self_reducing:
-                nodes += _scale_gradient(name, len(dims[name]))
+                nodes += _scale_gradient(name, len(dims[name]), functions)
             outputs.append(_value_info(f"grad_{name}", elem_type, dims[name]))
 
     graph_inputs = [_value_info(i.name, i.elem_type, i.dims) for i in inputs if i.name not in (WEIGHTS, MEAN)]

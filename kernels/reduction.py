@@ -51,3 +51,19 @@ def reduce_loss_mass(elements, mass, weights, mean):  # type: ignore[no-untyped-
     loss = op.ReduceSum(w * per_sample, keepdims=0) / denom
     coef = w / (denom * count)
     return op.CastLike(loss, elements), op.CastLike(per_sample, elements), op.CastLike(coef, elements)
+
+
+@script(LOSSD, default_opset=op)
+def scale_gradient(element_grad, coef):  # type: ignore[no-untyped-def]
+    """Each sample's element gradients (N, ...) times its coefficient (N,). onnxruntime
+    broadcasts a column over short rows one row at a time (2 elements a row: 17.7 ms at 1M
+    elements); an outer product with a row of ones spreads the column in 0.85 ms, exactly."""
+    rows = op.Reshape(element_grad, op.Constant(value_ints=[0, -1]))
+    width = op.Shape(rows, start=1, end=2)
+    column = op.Unsqueeze(coef, op.Constant(value_ints=[1]))
+    if op.Less(op.Squeeze(width), op.Constant(value_int=16)):
+        ones = op.Expand(op.CastLike(1.0, coef), op.Concat(op.Constant(value_ints=[1]), width, axis=0))
+        scaled = rows * op.MatMul(column, ones)
+    else:
+        scaled = rows * column
+    return op.Reshape(scaled, op.Shape(element_grad))

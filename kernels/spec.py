@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -290,6 +291,7 @@ class LossSpec:
         return self.kernel(**args)
 
 
+@functools.cache  # every request selects its graph by these
 def _choices(params: type[Params], name: str) -> tuple[Any, ...] | None:
     """The values of a bool or Literal param; None for any other type."""
     annotation = params.model_fields[name].annotation
@@ -306,8 +308,12 @@ def structural_key(params: type[Params], name: str, value: Any) -> Any:
     if _choices(params, name) is not None:
         return value
     # An optional param is off when None (pos_weight=0 is a weight); a plain number when 0.
-    optional = type(None) in typing.get_args(params.model_fields[name].annotation)
-    return value is not None and (optional or not (isinstance(value, int | float) and value == 0))
+    return value is not None and (_optional(params, name) or not (isinstance(value, int | float) and value == 0))
+
+
+@functools.cache
+def _optional(params: type[Params], name: str) -> bool:
+    return type(None) in typing.get_args(params.model_fields[name].annotation)
 
 
 def _variant_domain(params: type[Params], name: str) -> tuple[Any, ...]:

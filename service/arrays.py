@@ -80,6 +80,7 @@ def check_nonnegative(field: str, array: np.ndarray) -> None:
 
 
 INT64 = np.iinfo(np.int64)
+LARGEST: dict[type[np.floating[Any]], float] = {t: float(np.finfo(t).max) for t in (np.float32, np.float64)}
 
 
 def check_number(field: str, value: object, dtype: type[np.floating[Any]], where: str = "") -> None:
@@ -89,7 +90,7 @@ def check_number(field: str, value: object, dtype: type[np.floating[Any]], where
         return
     if isinstance(value, int) and not INT64.min <= value <= INT64.max:
         raise invalid(field, f"{value}{where} is beyond int64 (at most {INT64.max} in magnitude)")
-    if not isinstance(value, float):
+    if not isinstance(value, float) or abs(value) <= LARGEST[dtype]:  # NaN fails the comparison
         return
     name = np.dtype(dtype).name
     if not math.isfinite(value):
