@@ -50,7 +50,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=8, help="concurrent keep-alive connections (default 8)")
     parser.add_argument("--generator", choices=["auto", "wrk", "builtin"], default="auto", help="default: wrk if found")
     parser.add_argument("--server-threads", type=int, default=1, help="LOSSD_INTRA_OP_THREADS of the servers")
-    parser.add_argument("--extra", action="store_true", help="also the floor and the service without access log")
     parser.add_argument("--threads", type=int, default=2, help="ORT intra-op and torch threads for kernels (default 2)")
     parser.add_argument(
         "--losses", default="", help="kernels: only these comma-separated losses (e.g. focal,cross_entropy,mse)"
@@ -73,7 +72,6 @@ def http_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
         warmup=args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0),
         repeats=args.repeats,
         threads=args.server_threads,
-        extra=args.extra,
     )
     with tempfile.TemporaryDirectory(prefix="lossd-bench-load-") as tmp:
         load = generator(args.generator, args.connections, Path(tmp))
