@@ -66,7 +66,10 @@ class FocalKernel:
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> np.float32:
         # The graph takes (N, features), as the service lays a (N,) request out: a view.
         rows = predictions.shape[0]
-        feed = {"predictions": predictions.reshape(rows, -1), "targets": targets.reshape(rows, -1)}
+        feed: dict[str, np.ndarray] = {
+            "predictions": predictions.reshape(rows, -1),
+            "targets": targets.reshape(rows, -1),
+        }
         for name in self.param_names:
             feed[name] = param_feed(getattr(self.params, name), False, np.float32)
         feed[WEIGHTS] = np.ones(predictions.shape[0], dtype=np.float32)
