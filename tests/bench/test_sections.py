@@ -19,10 +19,11 @@ from bench.asgi import ASGIApp, lifespan, one_request
 from bench.large_requests import json_request
 from bench.minimal_graph import LOSS_RTOL, focal_graph, reference_loss
 from bench.payload import PATH, small_request
+from bench.peer_models import FocalGraph
 from bench.servers import LARGE_JSON_PATH, FocalKernel, floor_app, large_floor_app, minimal_app
 from bench.small_requests import disagreements
 from kernels import REGISTRY
-from kernels.runtime import Runtime
+from kernels.runtime import Runtime, session_options
 
 
 async def answer(app: ASGIApp, path: str, body: bytes) -> dict[str, float]:
@@ -98,3 +99,21 @@ def test_the_peers_request_is_the_small_request() -> None:
     for name in ("predictions", "targets"):
         assert tensors[name]["shape"] == [32, 10]
         assert tensors[name]["data"] == np.asarray(small[name]).reshape(-1).tolist()
+
+
+def test_the_peers_run_lossds_graph_as_lossd_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the peers load (exported here, read by bench/peer_models.py in their venvs):
+    the same loss, and a session configured as lossd's."""
+    peers.export_focal(tmp_path)
+    monkeypatch.setenv("LOSSD_INTRA_OP_THREADS", "3")
+    graph = FocalGraph(tmp_path)
+    document = orjson.loads(small_request())
+    predictions = np.asarray(document["predictions"], np.float32)
+    targets = np.asarray(document["targets"], np.float32)
+    assert graph.loss(predictions, targets) == pytest.approx(service_loss(predictions, targets), rel=1e-6)
+    theirs, ours = graph.session.get_session_options(), session_options(3)
+    for option in ("intra_op_num_threads", "inter_op_num_threads", "graph_optimization_level"):
+        assert getattr(theirs, option) == getattr(ours, option), option
+    entry = "session.intra_op.allow_spinning"
+    assert theirs.get_session_config_entry(entry) == ours.get_session_config_entry(entry)
+    assert graph.session.get_providers() == ["CPUExecutionProvider"]
