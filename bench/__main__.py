@@ -3,11 +3,16 @@
 1. Small requests: requests/s of a 32x10 ``POST /loss/focal`` through the service, the
    floor (bare ASGI + orjson + numpy + one onnxruntime run) and a naive FastAPI app,
    each a uvicorn subprocess under ``wrk`` (or a built-in generator).
-1b. The same three apps called in process through ASGI: their own CPU cost per request.
-2. Large requests: latency of a 1M-element focal as V2 binary tensors and as JSON,
-   each against its floor (bare ASGI + frombuffer + ORT; bare ASGI + orjson + numpy).
+   Two floors: the same graph, and a minimal hand-written focal graph (bench.minimal_graph).
+1b. The same apps called in process through ASGI: their own CPU cost per request.
+2. Large requests: latency of a 1M-element focal as V2 binary tensors and as JSON in two
+   layouts, each against its floor (bare ASGI + frombuffer + ORT; bare ASGI + simdjson + ORT).
 3. Kernels: elements/s of every registered loss in process, against numpy (the floor)
    and PyTorch eager when torch is installed.
+4. Peers: requests/s of lossd's V2 JSON endpoint against KServe's ModelServer and MLServer
+   serving the same exported graph. Each peer runs from a venv of its own under
+   bench/.peers (or $LOSSD_BENCH_PEERS); one not installed there is skipped with the reason
+   unless --peers is given, which installs it (pip, about 500 MB and a few minutes each).
 
 ``--quick`` takes about a minute, the default run two to four. ``python -m bench.breakdown``
 times the small request's steps one by one (a diagnostic that follows the service's
@@ -27,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from bench import in_process, kernels, large_requests, small_requests
+from bench import in_process, kernels, large_requests, peers, small_requests
 from bench.load import generator
 from bench.machine import MALLOC_ENV, MALLOC_VALUE, Interference, idle_check, versions
 
@@ -38,7 +43,7 @@ FULL_SIZES = (1_000_000, 10_000_000)
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about one minute: shorter runs, 1M elements only")
-    parser.add_argument("--only", choices=["http", "asgi", "large", "kernels"], help="run one section")
+    parser.add_argument("--only", choices=["http", "asgi", "large", "kernels", "peers"], help="run one section")
     parser.add_argument(
         "--seconds",
         type=float,
@@ -50,7 +55,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=8, help="concurrent keep-alive connections (default 8)")
     parser.add_argument("--generator", choices=["auto", "wrk", "builtin"], default="auto", help="default: wrk if found")
     parser.add_argument("--server-threads", type=int, default=1, help="LOSSD_INTRA_OP_THREADS of the servers")
-    parser.add_argument("--extra", action="store_true", help="also the floor and the service without access log")
     parser.add_argument("--threads", type=int, default=2, help="ORT intra-op and torch threads for kernels (default 2)")
     parser.add_argument(
         "--losses", default="", help="kernels: only these comma-separated losses (e.g. focal,cross_entropy,mse)"
@@ -59,6 +63,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--fused", action="store_true", help="kernels: also torch.compile's fused single pass (focal, CE, mse)"
     )
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is installed")
+    parser.add_argument(
+        "--peers", action="store_true", help="install the peers (KServe, MLServer) into bench/.peers when missing"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON here")
     return parser.parse_args(argv)
 
@@ -73,7 +80,6 @@ def http_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
         warmup=args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0),
         repeats=args.repeats,
         threads=args.server_threads,
-        extra=args.extra,
     )
     with tempfile.TemporaryDirectory(prefix="lossd-bench-load-") as tmp:
         load = generator(args.generator, args.connections, Path(tmp))
@@ -122,6 +128,22 @@ def kernel_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
     return kernels.report(rows, floors, settings, version)
 
 
+def peer_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
+    settings = peers.Settings(
+        seconds=args.seconds or (2.0 if args.quick else 5.0),
+        warmup=args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0),
+        repeats=args.repeats,
+        threads=args.server_threads,
+        install=args.peers,
+    )
+    with tempfile.TemporaryDirectory(prefix="lossd-bench-load-") as tmp:
+        load = generator(args.generator, args.connections, Path(tmp))
+        log(f"peers: {load.name}, servers starting")
+        measured = peers.run(load, settings)
+    results["peers"] = peers.json(measured, settings)
+    return peers.report(measured, load, settings)
+
+
 def ensure_malloc_env() -> None:
     """The kernels run under the allocator setting the service runs with: set it, re-exec."""
     if MALLOC_ENV not in os.environ:
@@ -147,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         ("asgi", asgi_section),
         ("large", large_section),
         ("kernels", kernel_section),
+        ("peers", peer_section),
     ]
     for name, section in sections:
         if args.only not in (None, name):

@@ -1,4 +1,4 @@
-"""Section 1b: the same three apps called in process through ASGI (no sockets, no
+"""Section 1b: the same apps called in process through ASGI (no sockets, no
 uvicorn, no access log): the app's own CPU cost per request, which the HTTP numbers
 bury under the load generator, uvicorn and other processes' noise."""
 
@@ -12,7 +12,7 @@ import uvloop
 
 from bench.asgi import ASGIApp, lifespan, one_request, seconds_per_request
 from bench.payload import PATH, small_request
-from bench.servers import floor_app, naive_app
+from bench.servers import floor_app, minimal_app, naive_app
 from bench.stats import Spread
 from bench.table import number, ratio, render, spread
 
@@ -35,6 +35,7 @@ def service_app(threads: int) -> ASGIApp:
 
 APPS: dict[str, tuple[str, Callable[[int], ASGIApp]]] = {
     "floor": ("floor: bare ASGI + orjson + numpy + ORT", floor_app),
+    "minimal": ("minimal floor: same, hand-written focal graph", minimal_app),
     "service": ("service: service.app.create_app()", service_app),
     "naive": ("naive: FastAPI + pydantic list[list[float]]", naive_app),
 }

@@ -1,9 +1,11 @@
-"""The reference servers of the small-request benchmark, as uvicorn app factories.
+"""The reference servers of the benchmark, as uvicorn app factories.
 
 ``floor_app``: no framework, a raw ASGI callable that does only what a focal request
 needs (read the body, orjson, ``np.asarray``, one onnxruntime run of the same graph the
-service runs, orjson out). ``naive_app``: the textbook FastAPI endpoint, a pydantic model
-with ``list[list[float]]`` fields, then the same onnxruntime run.
+service runs, orjson out). ``minimal_app``: the same, with the smallest focal graph that
+computes the same loss (``bench.minimal_graph``). ``naive_app``: the textbook FastAPI
+endpoint, a pydantic model with ``list[list[float]]`` fields, then the same onnxruntime run.
+``large_floor_app``: the floors of the large requests.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import orjson
+import simdjson
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from bench.minimal_graph import focal_graph
 from bench.payload import PATH
 from kernels import REGISTRY
 from kernels.feeds import param_feed
@@ -60,7 +64,12 @@ class FocalKernel:
         self.param_names = tuple(n for n in spec.params.model_fields if n in names)
 
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> np.float32:
-        feed: dict[str, np.ndarray] = {"predictions": predictions, "targets": targets}
+        # The graph takes (N, features), as the service lays a (N,) request out: a view.
+        rows = predictions.shape[0]
+        feed: dict[str, np.ndarray] = {
+            "predictions": predictions.reshape(rows, -1),
+            "targets": targets.reshape(rows, -1),
+        }
         for name in self.param_names:
             feed[name] = param_feed(getattr(self.params, name), False, np.float32)
         feed[WEIGHTS] = np.ones(predictions.shape[0], dtype=np.float32)
@@ -136,6 +145,37 @@ def floor_app(threads: int | None = None) -> ASGIApp:
     return bare(handle)
 
 
+class MinimalKernel:
+    """One onnxruntime session of the hand-written focal graph: two inputs, one output."""
+
+    def __init__(self, threads: int) -> None:
+        model = focal_graph().SerializeToString()
+        self.session = ort.InferenceSession(model, session_options(threads), providers=[CPU])
+
+    def loss(self, predictions: np.ndarray, targets: np.ndarray) -> np.float32:
+        (loss,) = self.session.run(["loss"], {"predictions": predictions, "targets": targets})
+        value: np.float32 = loss[()]
+        return value
+
+
+def minimal_app(threads: int | None = None) -> ASGIApp:
+    """The minimal floor: bare ASGI + orjson + numpy + one run of the smallest focal graph."""
+    kernel = MinimalKernel(intra_op_threads() if threads is None else threads)
+    frozen_heap()
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] != PATH or scope["method"] != "POST":
+            await respond(send, 404, b'{"detail":"not found"}')
+            return
+        data = orjson.loads(await read_body(receive))
+        predictions = np.asarray(data["predictions"], dtype=np.float32)
+        targets = np.asarray(data["targets"], dtype=np.float32)
+        loss = kernel.loss(predictions, targets)
+        await respond(send, 200, response_body(loss, predictions.shape[0]))
+
+    return bare(handle)
+
+
 class FocalRequest(BaseModel):
     predictions: list[list[float]]
     targets: list[list[float]]
@@ -178,11 +218,33 @@ def binary_inputs(body: bytes, length: int) -> dict[str, np.ndarray]:
     return arrays
 
 
+def simdjson_arrays(parser: simdjson.Parser, body: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``predictions`` and ``targets`` of a JSON body as float32 arrays: simdjson parses the
+    numbers straight into one buffer per array, with no Python object per number. A nested
+    array comes back flat; its length gives the rows back. Nothing of the document outlives
+    this call, so ``parser`` can take the next body."""
+    document = parser.parse(body)
+    if not isinstance(document, simdjson.Object):
+        raise ValueError("the body is not a JSON object")
+    found = []
+    for name in ("predictions", "targets"):
+        array = document[name]
+        if not isinstance(array, simdjson.Array):
+            raise ValueError(f"{name} is not an array")
+        flat = np.frombuffer(array.as_buffer(of_type="d"), np.float64).astype(np.float32)
+        rows = len(array)
+        found.append(flat if flat.size == rows else flat.reshape(rows, -1))
+        del array
+    del document
+    return found[0], found[1]
+
+
 def large_floor_app(threads: int | None = None) -> ASGIApp:
     """The floors of the large requests. ``/floor/v2``: bare ASGI, the V2 binary tensors by
     ``np.frombuffer``, one onnxruntime run of the service's focal graph. ``/floor/json``:
-    read the body, orjson-parse it, convert to numpy; nothing else."""
+    read the body, simdjson-parse it into numpy buffers, the same onnxruntime run."""
     kernel = FocalKernel(intra_op_threads() if threads is None else threads)
+    parser = simdjson.Parser()
     frozen_heap()
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
@@ -193,10 +255,9 @@ def large_floor_app(threads: int | None = None) -> ASGIApp:
             outputs = [{"name": "loss", "datatype": "FP32", "shape": [], "data": [loss]}]
             await respond(send, 200, orjson.dumps({"outputs": outputs}, option=orjson.OPT_SERIALIZE_NUMPY))
         elif scope["path"] == LARGE_JSON_PATH:
-            data = orjson.loads(await read_body(receive))
-            predictions = np.asarray(data["predictions"], dtype=np.float32)
-            targets = np.asarray(data["targets"], dtype=np.float32)
-            await respond(send, 200, orjson.dumps({"count": len(predictions), "targets": len(targets)}))
+            predictions, targets = simdjson_arrays(parser, await read_body(receive))
+            loss = kernel.loss(predictions, targets)
+            await respond(send, 200, response_body(loss, predictions.shape[0]))
         else:
             await respond(send, 404, b'{"detail":"not found"}')
 
