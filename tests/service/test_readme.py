@@ -33,7 +33,7 @@ def test_every_block_that_talks_to_the_service_is_an_example() -> None:
 
 
 def test_readme_examples_give_the_documented_output(tmp_path: Path) -> None:
-    # A fresh monitors database; start-up builds ~400 graphs on a machine that may be shared.
+    # A fresh monitors database; graphs are built on first use on a machine that may be shared.
     with running_server({"LOSSD_DATA_DIR": str(tmp_path / "data")}, timeout=180) as server:
         address = server.url.removeprefix("http://")
         for example in filter(run_here, examples()):
@@ -45,3 +45,15 @@ def test_readme_examples_give_the_documented_output(tmp_path: Path) -> None:
                 example.check(result.stdout)
             except AssertionError as exc:
                 pytest.fail(f"README example drifted: {exc}\n{example.command}\ngot: {result.stdout}")
+
+
+def test_the_settings_table_lists_every_setting() -> None:
+    """Each row of the README's settings table names real settings, and every setting has a row."""
+    import re
+
+    from service.settings import Settings
+
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `LOSSD_")]
+    documented = {name for row in rows for name in re.findall(r"`(LOSSD_[A-Z_]+)`", row.split("|")[1])}
+    assert documented == {f"LOSSD_{name.upper()}" for name in Settings.model_fields}
