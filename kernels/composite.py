@@ -33,7 +33,7 @@ from kernels.graph import (
     kernel_inputs,
 )
 from kernels.ops import LOSSD
-from kernels.reduction import reduce_loss, reduce_loss_mass
+from kernels.reduction import reduce_loss, reduce_loss_mass, scale_gradient
 from kernels.spec import Input, InvalidInput, LossSpec, Params, ProtoKernel, Variant
 
 TERM_WEIGHTS = "term_weights"
@@ -279,13 +279,12 @@ def build_graph(terms: Sequence[Term], dtype: Dtype, constants: bool) -> Composi
                 )
             )
             for n in differentiable:
-                rank = len(graph_dims(by_name[n].shape))
-                coef = f"{p}coef"
-                if rank > 1:
-                    coef = nodes.add(
-                        "Unsqueeze", [coef, nodes.ints(f"{p}axes_{n}", list(range(1, rank)))], f"{p}coef_{n}"
-                    )
-                nodes.add("Mul", [f"{p}element_grad_{n}", coef], f"{p}grad_{n}")
+                scaled = [f"{p}element_grad_{n}", f"{p}coef"]
+                if len(graph_dims(by_name[n].shape)) == 1:
+                    nodes.add("Mul", scaled, f"{p}grad_{n}")
+                else:  # as kernels.graph does: short rows are scaled by an outer product
+                    scale_domain, scale_name = functions.add(scale_gradient)
+                    nodes.nodes.append(helper.make_node(scale_name, scaled, [f"{p}grad_{n}"], domain=scale_domain))
         term_losses.append(nodes.add("Unsqueeze", [f"{p}loss", zero], f"{p}loss_1"))
         term_samples.append(nodes.add("Unsqueeze", [f"{p}per_sample", zero], f"{p}per_sample_1"))
 
