@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from bench import in_process, kernels, large_requests, peers, small_requests
+from bench import in_process, kernels, large_requests, layouts, peers, small_requests
 from bench.load import generator
 from bench.machine import MALLOC_ENV, MALLOC_VALUE, Interference, idle_check, versions
 
@@ -43,7 +43,8 @@ FULL_SIZES = (1_000_000, 10_000_000)
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about one minute: shorter runs, 1M elements only")
-    parser.add_argument("--only", choices=["http", "asgi", "large", "kernels", "peers"], help="run one section")
+    sections = ["http", "asgi", "large", "kernels", "layouts", "peers"]
+    parser.add_argument("--only", choices=sections, help="run one section")
     parser.add_argument(
         "--seconds",
         type=float,
@@ -128,6 +129,15 @@ def kernel_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
     return kernels.report(rows, floors, settings, version)
 
 
+def layout_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
+    wanted = tuple(filter(None, args.losses.split(",")))
+    settings = layouts.Settings(repeats=5 if args.quick else 7, threads=args.threads, losses=wanted)
+    log("layouts: every loss at 1M elements in each layout it takes")
+    rows = layouts.run(settings, log)
+    results["layouts"] = {"elements": settings.elements, "threads": settings.threads, "rows": [r.json() for r in rows]}
+    return layouts.report(rows, settings.elements)
+
+
 def peer_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
     settings = peers.Settings(
         seconds=args.seconds or (2.0 if args.quick else 5.0),
@@ -169,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         ("asgi", asgi_section),
         ("large", large_section),
         ("kernels", kernel_section),
+        ("layouts", layout_section),
         ("peers", peer_section),
     ]
     for name, section in sections:

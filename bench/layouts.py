@@ -15,10 +15,12 @@ import argparse
 import functools
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from bench.stats import Spread, time_calls
 from bench.table import number, render
@@ -30,27 +32,42 @@ TARGET = 1.25
 """The worst layout's time over the best's, at most."""
 Binding = dict[str, Any]
 """A size per shape symbol; "..." binds a tuple of axes."""
-SYMBOLS = {"N", "M", "C", "D", "..."}
+SYMBOLS = {"N", "M", "C", "D", "K", "..."}
 
 
 def layouts(spec: LossSpec, elements: int) -> dict[str, Binding]:
     """The layouts a loss's first input can take at ``elements`` elements, by name. Losses
-    with other symbols (sequence lengths, image sides) or one value per batch keep one layout."""
+    with other symbols (sequence lengths, image sides), one value per batch or without default
+    params are left out."""
     declared = spec.inputs[0].shape
-    if spec.batch_level or not {d for i in spec.inputs for d in i.shape} <= SYMBOLS:
+    if spec.batch_level or not {d for i in spec.inputs for d in i.shape} <= SYMBOLS or not defaults(spec):
         return {}
     found: dict[str, Binding] = {}
     if declared == ("N", "..."):
         for axes in [(), (2,), (10,), (1000,), (4, 16, 16)]:
             rows = elements // math.prod(axes)
             found[str((rows, *axes))] = {"N": rows, "M": rows, "...": axes}
-    elif declared[:2] in (("N", "C"), ("N", "D")):
+    elif declared == ("N", "...", "C"):  # classes last: (N, C), images (N, H, W, C)
+        for width in (2, 10, 1000):
+            for axes in [()] + ([(16, 16)] if width <= 10 else []):
+                rows = elements // (width * math.prod(axes))
+                found[str((rows, *axes, width))] = {"N": rows, "C": width, "...": axes}
+    elif declared[:2] in (("N", "C"), ("N", "D"), ("N", "K")):
         for width in (2, 10, 1000):
             for axes in [()] + ([(16, 16)] if len(declared) == 3 and width <= 10 else []):
                 rows = elements // (width * math.prod(axes))
                 symbol = declared[1]
                 found[str((rows, width, *axes))] = {"N": rows, "M": rows, symbol: width, "...": axes}
     return found
+
+
+def defaults(spec: LossSpec) -> bool:
+    """Whether the loss runs on default params (weighted_cross_entropy needs its class weights)."""
+    try:
+        spec.params()
+    except ValidationError:
+        return False
+    return True
 
 
 def shape_of(spec_input: Input, binding: Binding) -> tuple[int, ...]:
@@ -80,8 +97,9 @@ def make_inputs(spec: LossSpec, binding: Binding, rng: np.random.Generator) -> d
         elif kind == "score":
             arrays[spec_input.name] = rng.random(shape, dtype=np.float32) * np.float32(0.98) + np.float32(0.01)
         elif spec_input.normalized or (kind == "probability" and "C" in spec_input.shape):
-            # A distribution over the class axis (axis 1): one-hot along it.
-            axis = spec_input.shape.index("C")
+            # A distribution over the class axis (else the last): one-hot along it, counted from the end after "...".
+            at = spec_input.shape.index("C") if "C" in spec_input.shape else len(spec_input.shape) - 1
+            axis = (at if "..." not in spec_input.shape[:at] else at - len(spec_input.shape)) % len(shape)
             labels = rng.integers(0, shape[axis], shape[:axis] + shape[axis + 1 :])
             one_hot = np.moveaxis(np.eye(shape[axis], dtype=np.float32)[labels], -1, axis)
             arrays[spec_input.name] = np.ascontiguousarray(one_hot)
@@ -165,6 +183,28 @@ def report(rows: list[Row], elements: int) -> str:
     return "\n".join([head, render(header, table), foot])
 
 
+@dataclass(frozen=True)
+class Settings:
+    elements: int = 1_000_000
+    repeats: int = 7
+    threads: int = 2
+    losses: tuple[str, ...] = ()
+    """Only these (every loss with several layouts when empty)."""
+
+
+def run(settings: Settings, log: Callable[[str], None] = print) -> list[Row]:
+    runtime = Runtime(REGISTRY, provider="cpu", intra_op_threads=settings.threads)
+    rng = np.random.default_rng(0)
+    rows: list[Row] = []
+    for spec in REGISTRY:
+        if (not settings.losses or spec.name in settings.losses) and not spec.configured:
+            found = measure(runtime, spec, settings.elements, settings.repeats, rng)
+            if found:
+                log(f"  layouts {spec.name}: " + ", ".join(f"{r.ratio:.2f}" for r in found))
+            rows += found
+    return rows
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.layouts")
     parser.add_argument("--elements", type=int, default=1_000_000)
@@ -172,15 +212,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--losses", default="", help="comma-separated (default: every loss with several layouts)")
     args = parser.parse_args(argv)
-    runtime = Runtime(REGISTRY, provider="cpu", intra_op_threads=args.threads)
-    rng = np.random.default_rng(0)
-    wanted = set(filter(None, args.losses.split(",")))
-    rows = []
-    for spec in REGISTRY:
-        if (not wanted or spec.name in wanted) and not spec.configured:
-            rows += measure(runtime, spec, args.elements, args.repeats, rng)
-            if rows and rows[-1].loss == spec.name:
-                print(f"  {spec.name}: {', '.join(f'{r.ratio:.2f}' for r in rows if r.loss == spec.name)}", flush=True)
+    wanted = tuple(filter(None, args.losses.split(",")))
+    rows = run(Settings(args.elements, args.repeats, args.threads, wanted))
     print(report(rows, args.elements))
 
 

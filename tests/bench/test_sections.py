@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from bench import __main__ as bench_main
-from bench import peers
+from bench import layouts, peers
 from bench.asgi import ASGIApp, lifespan, one_request
 from bench.large_requests import json_request
 from bench.minimal_graph import LOSS_RTOL, focal_graph, reference_loss
@@ -24,6 +24,9 @@ from bench.servers import LARGE_JSON_PATH, FocalKernel, floor_app, large_floor_a
 from bench.small_requests import disagreements
 from kernels import REGISTRY
 from kernels.runtime import Runtime, session_options
+from kernels.spec import LossSpec
+from service.arrays import decode_inputs
+from tests.kernels.harness import on_demand
 
 
 async def answer(app: ASGIApp, path: str, body: bytes) -> dict[str, float]:
@@ -117,3 +120,25 @@ def test_the_peers_run_lossds_graph_as_lossd_does(tmp_path: Path, monkeypatch: p
     entry = "session.intra_op.allow_spinning"
     assert theirs.get_session_config_entry(entry) == ours.get_session_config_entry(entry)
     assert graph.session.get_providers() == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("spec", [s for s in REGISTRY if layouts.layouts(s, 64_000)], ids=lambda s: s.name)
+def test_every_layout_the_bench_times_is_a_valid_request_of_the_same_size(spec: LossSpec) -> None:
+    """Each layout holds about the same number of elements and passes the service's checks, and
+    the loss is finite: the section compares like work, not an error path."""
+    found = layouts.layouts(spec, 64_000)
+    assert len(found) >= 3
+    rng = np.random.default_rng(0)
+    for name, binding in found.items():
+        arrays = layouts.make_inputs(spec, binding, rng)
+        first = arrays[spec.inputs[0].name]
+        assert 0.95 * 64_000 <= first.size <= 64_000, name
+        batch = decode_inputs(spec, spec.params(), arrays, np.float32, 10**8)
+        result = on_demand().compute(
+            on_demand().kernel(spec, spec.params(), "float32", False),
+            spec.params(),
+            batch.arrays,
+            np.ones(batch.count, np.float32),
+            True,
+        )
+        assert np.isfinite(result.loss), name
