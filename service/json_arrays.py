@@ -46,6 +46,8 @@ _local = threading.local()
 def _parser() -> Any:
     # One parser per thread (large bodies are decoded on worker threads): reusing it keeps its
     # buffers, which halves the time for a large body; a parser is not safe across threads.
+    # It keeps ~2.7x the largest body it read, until its thread ends (anyio's workers end
+    # after 10 s idle; the event loop's thread only reads bodies below OFF_LOOP_BYTES).
     parser = getattr(_local, "parser", None)
     if parser is None:
         parser = _local.parser = simdjson.Parser()
@@ -104,14 +106,15 @@ def _unique_keys(document: Any) -> list[str] | None:
     return keys if len(set(keys)) == len(keys) else None
 
 
-def _top_level_arrays(result: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str, str]]:
-    for key, value in result.items():
+def _top_level_arrays(result: Any) -> Iterator[tuple[dict[str, Any], str, str]]:
+    for key, value in result.items() if isinstance(result, dict) else ():
         if isinstance(value, np.ndarray):
             yield result, key, key
 
 
-def _tensor_arrays(result: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str, str]]:
-    for index, tensor in enumerate(result.get("inputs", [])):
+def _tensor_arrays(result: Any) -> Iterator[tuple[dict[str, Any], str, str]]:
+    inputs = result.get("inputs") if isinstance(result, dict) else None
+    for index, tensor in enumerate(inputs if isinstance(inputs, list) else ()):
         if isinstance(tensor, dict) and isinstance(tensor.get("data"), np.ndarray):
             yield tensor, "data", f"inputs[{index}].data"
 

@@ -97,6 +97,7 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("not-utf8", "mse", b'{"predictions": "\xff\xfe"}', 400, None, "UTF-8"),
     ("trailing-content", "mse", b'{"predictions": [[1]], "targets": [[1]]} {}', 400, None, "after document"),
     ("not-an-object", "focal", b"[1, 2]", 422, None, "JSON object"),
+    ("not-an-object-bracket-string", "focal", b'["[", [1, 2]]', 422, None, "JSON object"),
     ("missing-input", "focal", {"predictions": [[0.5]]}, 422, "targets", "required"),
     ("unknown-field", "focal", {**FOCAL, "colour": 1}, 422, "colour", "Extra inputs"),
     ("unknown-param", "focal", {**FOCAL, "params": {"gama": 1}}, 422, "params.gama", "Extra inputs"),
@@ -557,6 +558,8 @@ V2_CASES: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("minus-infinity", JSON_BODY.replace(b"1.0]", b"-Infinity]", 1), {}, 400, "non-finite value -inf at index [0, 1]"),
     ("nan-and-malformed", JSON_BODY.replace(b"0.5", b"NaN")[:-1], {}, 400, "not valid JSON"),
     ("deep-nesting", b"[" * 100_000, {}, 400, "depth limit"),
+    ("header-not-an-object", b'["[", {"inputs": 1}]', {}, 400, "Input should be a valid dictionary"),
+    ("inputs-not-a-list", b'{"inputs": {"name": "[,]"}}', {}, 400, "inputs: Input should be a valid list"),
     ("data-nested-deep", JSON_BODY.replace(b"[0.5,1.0]", b"[" * 500 + b"0" + b"]" * 500), {}, 400, "list of numbers"),
     ("data-nested-65", JSON_BODY.replace(b"[0.5,1.0]", b"[" * 65 + b"0" + b"]" * 65), {}, 400, "64 axes"),
     (
