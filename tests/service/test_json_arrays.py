@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 import simdjson
+from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -122,3 +123,53 @@ def test_threads_parse_at_once() -> None:
     for thread in threads:
         thread.join(timeout=60)
     assert not failures, failures
+
+
+INFER: dict[str, Any] = {
+    "id": "r1",
+    "parameters": {"reduction": "sum", "alpha": 0.5},
+    "inputs": [
+        {"name": "predictions", "shape": [2, 3], "datatype": "FP32", "data": [[0.1, 0.5, 0.9], [0.2, 0.3, 0.4]]},
+        {"name": "targets", "shape": [2, 3], "datatype": "INT64", "data": [1, 0, 1, 9007199254740993, 0, 1]},
+        {"name": "weights", "shape": [2], "datatype": "FP64", "data": [1.5, 2], "parameters": {"x": "[,]"}},
+    ],
+    "outputs": [{"name": "loss", "parameters": {"binary_data": False}}, {"name": "per_sample"}],
+}
+
+
+def test_an_inference_header_is_what_orjson_reads_with_its_data_as_arrays() -> None:
+    original = json_arrays.SMALL_BODY
+    json_arrays.SMALL_BODY = 0
+    try:
+        decoded = json_arrays.loads_infer_header(orjson.dumps(INFER), lambda t: "i" if t == "INT64" else "d")
+    finally:
+        json_arrays.SMALL_BODY = original
+    for tensor, expected in zip(decoded["inputs"], INFER["inputs"], strict=True):
+        data = tensor.pop("data")
+        assert isinstance(data, np.ndarray)
+        assert data.tolist() == expected["data"]  # int64 kept exact (2**53 + 1)
+        assert tensor == {k: v for k, v in expected.items() if k != "data"}
+    assert {k: v for k, v in decoded.items() if k != "inputs"} == {k: v for k, v in INFER.items() if k != "inputs"}
+
+
+@pytest.mark.parametrize("small_body", [0, 1 << 30], ids=["simdjson", "orjson"])
+def test_both_paths_compute_the_same(client: TestClient, monkeypatch: pytest.MonkeyPatch, small_body: int) -> None:
+    monkeypatch.setattr(json_arrays, "SMALL_BODY", small_body)
+    rng = np.random.default_rng(0)
+    predictions, targets = rng.uniform(0.01, 0.99, (64, 5)), rng.integers(0, 2, (64, 5))
+    body = {"predictions": predictions.tolist(), "targets": targets.tolist(), "weights": [1.0] * 64}
+    rest = client.post("/loss/focal", json={**body, "outputs": ["loss", "per_sample"], "dtype": "float64"})
+    assert rest.status_code == 200, rest.text
+    flat = client.post("/loss/mse", json={"predictions": predictions.ravel().tolist(), "targets": [0.5] * 320})
+    assert flat.status_code == 200, flat.text
+    infer = {
+        "inputs": [
+            {"name": "predictions", "shape": [64, 5], "datatype": "FP64", "data": predictions.tolist()},
+            {"name": "targets", "shape": [64, 5], "datatype": "FP64", "data": targets.ravel().tolist()},
+        ]
+    }
+    v2 = client.post("/v2/models/focal/infer", json=infer)
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["outputs"][0]["data"] == [pytest.approx(rest.json()["loss"], rel=1e-12)]
+    expected = float(np.mean((predictions.ravel() - 0.5) ** 2))
+    assert flat.json()["loss"] == pytest.approx(expected, rel=1e-6)
