@@ -11,11 +11,14 @@ import numpy as np
 
 from kernels.spec import Input, LossSpec, Params
 from service.errors import ServiceError, invalid, too_many_elements
+from service.json_arrays import BadArray, from_list
 
 
 def to_array(field: str, value: Any, dtype: type[np.generic]) -> np.ndarray:
     """A (nested) JSON list as an array; ragged or non-numeric lists are a 422."""
-    if isinstance(value, np.ndarray):  # binary tensors (Open Inference Protocol)
+    if isinstance(value, BadArray):
+        raise value.error
+    if isinstance(value, np.ndarray):  # read from JSON (service.json_arrays) or binary tensors
         if value.size == 0:
             raise invalid(field, "is empty; send at least one sample")
         integers = dtype is np.int64 and value.dtype.kind in "iu"
@@ -26,25 +29,15 @@ def to_array(field: str, value: Any, dtype: type[np.generic]) -> np.ndarray:
                 f"{value[tuple(index)].item()} at index {index} is beyond the int64 range of lossd's integers "
                 f"(at most {np.iinfo(np.int64).max})",
             )
-        return value.astype(np.int64 if integers else np.float64 if dtype is np.int64 else dtype, copy=False)
-    if not isinstance(value, list):
-        raise invalid(field, f"expected a (nested) list of numbers, got {type(value).__name__}")
-    try:
         # Values beyond the dtype's range become inf here; check_finite then names them.
         with np.errstate(over="ignore"):
-            array = np.asarray(value, dtype=np.float64 if dtype is np.int64 else dtype)
-    except (ValueError, TypeError) as exc:
-        raise invalid(field, f"must be a rectangular nested list of numbers ({_reason(exc)})") from None
+            return value.astype(np.int64 if integers else np.float64 if dtype is np.int64 else dtype, copy=False)
+    if not isinstance(value, list):
+        raise invalid(field, f"expected a (nested) list of numbers, got {type(value).__name__}")
+    array = from_list(field, value, np.float64 if dtype is np.int64 else dtype)
     if array.size == 0:
         raise invalid(field, "is empty; send at least one sample")
     return array
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).split("\n")[0]
-    if "maximum number of dimension" in text:
-        return "nested deeper than numpy's limit of 64 axes"
-    return "ragged: sublists differ in length" if "inhomogeneous" in text or "sequence" in text else text
 
 
 def first_bad_index(array: np.ndarray, bad: np.ndarray) -> list[int]:

@@ -4,6 +4,8 @@ service.errors values (service.problems renders them)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import orjson
@@ -12,9 +14,10 @@ from pydantic import BaseModel, ValidationError
 from kernels.composite import field_inputs
 from kernels.runtime import Runtime
 from kernels.spec import LossSpec
+from service import json_arrays
 from service.composite import CompositeRequest
 from service.compute import Computation, composite_request, evaluate
-from service.errors import from_validation_error, invalid, invalid_request, malformed, unsupported
+from service.errors import from_validation_error, invalid, invalid_request, unsupported
 from service.schemas import request_model
 from service.terms import resolve_terms
 
@@ -34,14 +37,23 @@ def check_content_type(headers: list[tuple[bytes, bytes]]) -> None:
             return
 
 
-def parse_json(body: bytes) -> dict[str, Any]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise malformed(f"the body is not valid JSON: {exc}") from None
+def parse_json(
+    body: bytes, numeric: Callable[[str], bool] = lambda key: False, limit: int | None = None
+) -> dict[str, Any]:
+    """The body's object; its members that ``numeric`` names hold ndarrays (service.json_arrays)."""
+    data = json_arrays.loads(body, numeric, limit)
     if not isinstance(data, dict):
         raise invalid_request(f"the body must be a JSON object, got {type(data).__name__}")
     return data
+
+
+@cache
+def numeric_fields(spec: LossSpec) -> Callable[[str], bool]:
+    """The members of a request for ``spec`` that hold arrays: its inputs and ``weights``."""
+    return frozenset([*(i.name for i in spec.inputs), "weights"]).__contains__
+
+
+COMPOSITE_FIELDS = frozenset(CompositeRequest.model_fields) - {"weights"}
 
 
 def validate_envelope(spec: LossSpec, data: dict[str, Any]) -> BaseModel:
@@ -53,7 +65,7 @@ def validate_envelope(spec: LossSpec, data: dict[str, Any]) -> BaseModel:
 
 def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) -> bytes:
     """``POST /loss/{name}``: the raw JSON body in, the JSON response out."""
-    envelope: Any = validate_envelope(spec, parse_json(body))
+    envelope: Any = validate_envelope(spec, parse_json(body, numeric_fields(spec), max_elements))
     request = Computation(
         params=envelope.params,
         values={i.name: getattr(envelope, i.name) for i in spec.inputs},
@@ -75,7 +87,7 @@ def compute(runtime: Runtime, spec: LossSpec, body: bytes, max_elements: int) ->
 
 def compute_composite(runtime: Runtime, body: bytes, max_elements: int) -> bytes:
     """``POST /loss/composite``: the raw JSON body in, the JSON response out."""
-    data = parse_json(body)
+    data = parse_json(body, lambda key: key not in COMPOSITE_FIELDS, max_elements)
     try:
         envelope = CompositeRequest.model_validate(data)
     except ValidationError as exc:

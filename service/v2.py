@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from kernels.graph import graph_dims
 from kernels.runtime import Runtime
 from kernels.spec import Input, LossSpec
-from service import __version__
+from service import __version__, json_arrays
 from service.compute import Computation, Computed, evaluate
 from service.errors import Kind, ServiceError, location, malformed, unsupported
 from service.limits import inflated_too_large
@@ -215,7 +215,18 @@ def _decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     return data
 
 
-def split_body(body: bytes, headers: Mapping[str, str], max_body: int) -> tuple[InferRequest, memoryview]:
+def buffer_type(datatype: Any) -> str:
+    """How simdjson reads a tensor's JSON data: as double, int64 or uint64."""
+    if isinstance(datatype, str) and datatype.startswith("INT"):
+        return "i"
+    if isinstance(datatype, str) and datatype.startswith("UINT"):
+        return "u"
+    return "d"
+
+
+def split_body(
+    body: bytes, headers: Mapping[str, str], max_body: int, max_elements: int | None = None
+) -> tuple[InferRequest, memoryview]:
     body = _decompress(body, headers.get("content-encoding"), max_body)
     length_header = headers.get(HEADER_LENGTH)
     if length_header is None:
@@ -229,9 +240,7 @@ def split_body(body: bytes, headers: Mapping[str, str], max_body: int) -> tuple[
             raise bad_request(f"Inference-Header-Content-Length {length} does not fit a body of {len(body)} bytes")
         header, binary = body[:length], memoryview(body)[length:]
     try:
-        request = InferRequest.model_validate(orjson.loads(header))
-    except orjson.JSONDecodeError as exc:
-        raise malformed(f"the inference header is not valid JSON: {exc}") from None
+        request = InferRequest.model_validate(json_arrays.loads_infer_header(header, buffer_type, max_elements))
     except ValidationError as exc:
         first = exc.errors()[0]
         raise bad_request(f"{location(tuple(first['loc']))}: {first['msg']}") from None
@@ -259,13 +268,22 @@ def decode_tensor(tensor: TensorInput, binary: memoryview, offset: int) -> tuple
         if offset + size > len(binary):
             raise bad_request(f"input {tensor.name}: the body ends before its {size} bytes of binary data")
         return np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(tensor.shape), offset + size
-    if tensor.data is None:
+    data = tensor.data
+    if data is None:
         raise bad_request(f"input {tensor.name}: no data and no binary_data_size")
+    if isinstance(data, json_arrays.BadArray):
+        if data.error.kind is not Kind.INVALID:  # LOSSD_MAX_ELEMENTS
+            raise data.error
+        raise bad_request(f"input {tensor.name}: data {data.error.detail.split(': ', 1)[1]}")
+    problem = json_arrays.list_problem(data) if isinstance(data, list) else None  # small or slow-path bodies
+    if problem is not None:
+        raise bad_request(f"input {tensor.name}: data {problem}")
     try:
-        with np.errstate(over="ignore"):
-            array = np.asarray(tensor.data, dtype=dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            array = np.asarray(data, dtype=dtype)
     except (ValueError, TypeError, OverflowError):
-        raise bad_request(f"input {tensor.name}: data must be a (nested) list of numbers") from None
+        problem = json_arrays.first_problem(data) if isinstance(data, list) else None
+        raise bad_request(f"input {tensor.name}: data {problem or 'must be a (nested) list of numbers'}") from None
     if array.size != count:
         raise bad_request(f"input {tensor.name}: shape {tensor.shape} needs {count} values, data has {array.size}")
     return array.reshape(tensor.shape), offset
@@ -294,7 +312,7 @@ def parse_params(spec: LossSpec, parameters: Mapping[str, Any]) -> Any:
 def infer(
     runtime: Runtime, spec: LossSpec, body: bytes, headers: Mapping[str, str], max_elements: int, max_body: int
 ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    request, binary = split_body(body, headers, max_body)
+    request, binary = split_body(body, headers, max_body, max_elements)
     names = {i.name for i in spec.inputs} | {"weights"}
     values: dict[str, np.ndarray] = {}
     datatypes: dict[str, str] = {}

@@ -20,7 +20,7 @@ from service.monitors.aggregate import Aggregate
 from service.monitors.store import Monitor, Store, Tags, TooManySegments
 from service.monitors.timestamps import parse_time, rfc3339, window_of
 from service.monitors.views import segments_of
-from service.rest import parse_json, validate_envelope
+from service.rest import numeric_fields, parse_json, validate_envelope
 
 MAX_TAG_LENGTH = 200
 
@@ -101,7 +101,8 @@ def observe(
     runtime: Runtime, store: Store, monitor: Monitor, body: bytes, max_elements: int, max_segments: int = 100
 ) -> dict[str, Any]:
     """``POST /monitors/{name}/observations``: committed before this returns."""
-    data = parse_json(body)
+    spec = loss_spec(monitor.loss)
+    data = parse_json(body, numeric_fields(spec), max_elements)
     stamp = data.pop("timestamp", None)
     tags = checked_tags(monitor, data.pop("tags", None))
     now = time.time()
@@ -113,7 +114,7 @@ def observe(
             f"{stamp!r} is older than monitor {monitor.name!r} keeps windows (retention_seconds "
             f"{monitor.retention_seconds}): its window is deleted",
         )
-    batch = compute_batch(runtime, loss_spec(monitor.loss), monitor.params, data, max_elements)
+    batch = compute_batch(runtime, spec, monitor.params, data, max_elements)
     aggregate = Aggregate.of(batch.losses, batch.weights)
     try:
         recorded = store.record(monitor, start, aggregate, tags, max_segments, now)

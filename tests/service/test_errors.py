@@ -11,6 +11,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from service import json_arrays
+
 FOCAL = {"predictions": [[0.2, 0.7], [0.9, 0.1]], "targets": [[0, 1], [1, 0]]}
 SPARSE = {"predictions": [[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]], "targets": [2, 0]}
 IMAGES = {"predictions": [[[[0.1, 0.2]]]], "targets": [[[[0.3, 0.4]]]]}
@@ -41,9 +43,50 @@ for _ in range(100):
 # (id, loss, body (dict, or raw bytes), status, field, words the detail must contain)
 CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("malformed-json", "focal", b'{"predictions": [[0.2', 400, None, "not valid JSON"),
-    ("nan-literal", "focal", b'{"predictions": [[NaN]], "targets": [[0]]}', 400, None, "not valid JSON"),
-    ("infinity-literal", "focal", b'{"predictions": [[Infinity]], "targets": [[0]]}', 400, None, "not valid JSON"),
-    ("minus-infinity", "focal", b'{"predictions": [[-Infinity]], "targets": [[0]]}', 400, None, "not valid JSON"),
+    # Not JSON, but what numpy and Python write for non-finite floats: named like an overflow.
+    ("nan-literal", "focal", b'{"predictions": [[NaN]], "targets": [[0]]}', 422, "predictions", "nan at index [0, 0]"),
+    (
+        "infinity-literal",
+        "focal",
+        b'{"predictions": [[0.5, Infinity]], "targets": [[0, 1]]}',
+        422,
+        "predictions",
+        "inf at index [0, 1]",
+    ),
+    (
+        "minus-infinity",
+        "focal",
+        b'{"predictions": [[-Infinity]], "targets": [[0]]}',
+        422,
+        "predictions",
+        "-inf at index [0, 0]",
+    ),
+    (
+        "nan-flat",
+        "mse",
+        b'{"predictions": [0.5, 1, NaN], "targets": [0, 1, 2]}',
+        422,
+        "predictions",
+        "nan at index [2]",
+    ),
+    ("nan-in-targets", "mse", b'{"predictions": [[1], [2]], "targets": [[0], [NaN]]}', 422, "targets", "index [1, 0]"),
+    (
+        "nan-in-weights",
+        "mse",
+        b'{"predictions": [1, 2], "targets": [0, 1], "weights": [NaN, 1]}',
+        422,
+        "weights",
+        "index [0]",
+    ),
+    (
+        "nan-in-params",
+        "focal",
+        b'{"predictions": [[0.5]], "targets": [[0]], "params": {"gamma": NaN}}',
+        422,
+        "params.gamma",
+        "",
+    ),
+    ("nan-and-malformed", "focal", b'{"predictions": [[NaN]], "targets": [[0]]', 400, None, "not valid JSON"),
     ("number-beyond-double", "mse", b'{"predictions": [[1e999]], "targets": [[0]]}', 400, None, "infinity"),
     ("deep-nesting", "focal", b"[" * 100_000, 400, None, "depth limit"),
     ("deep-nesting-in-field", "focal", b'{"predictions": ' + b"[" * 100_000, 400, None, "depth limit"),
@@ -54,6 +97,7 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("not-utf8", "mse", b'{"predictions": "\xff\xfe"}', 400, None, "UTF-8"),
     ("trailing-content", "mse", b'{"predictions": [[1]], "targets": [[1]]} {}', 400, None, "after document"),
     ("not-an-object", "focal", b"[1, 2]", 422, None, "JSON object"),
+    ("not-an-object-bracket-string", "focal", b'["[", [1, 2]]', 422, None, "JSON object"),
     ("missing-input", "focal", {"predictions": [[0.5]]}, 422, "targets", "required"),
     ("unknown-field", "focal", {**FOCAL, "colour": 1}, 422, "colour", "Extra inputs"),
     ("unknown-param", "focal", {**FOCAL, "params": {"gama": 1}}, 422, "params.gama", "Extra inputs"),
@@ -65,7 +109,93 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("shape-mismatch", "focal", {**FOCAL, "targets": [[0, 1, 1], [1, 0, 0]]}, 422, "targets", "expected shape"),
     ("batch-mismatch", "focal", {**FOCAL, "targets": [[0, 1]]}, 422, "targets", "N=2"),
     ("ragged", "focal", {**FOCAL, "predictions": [[0.2, 0.7], [0.9]]}, 422, "predictions", "ragged"),
+    # As many numbers as the first row's shape says, but not rectangular.
+    (
+        "ragged-same-count",
+        "mse",
+        {"predictions": [[1, 2], [3], [4, 5, 6]], "targets": [[0, 0]] * 3},
+        422,
+        "predictions",
+        "ragged: the sublist at index [1] has 1",
+    ),
+    (
+        "ragged-deeper",
+        "focal",
+        {**FOCAL, "predictions": [[0.2, [0.7]], [0.9, 0.1]]},
+        422,
+        "predictions",
+        "a list at index [0, 1]",
+    ),
+    (
+        "ragged-balanced",
+        "focal",
+        {**FOCAL, "predictions": [[0.2, [0.7, 0.1]], [[], 0.1]]},
+        422,
+        "predictions",
+        "a list at index [0, 1]",
+    ),
+    (
+        "ragged-shallower",
+        "focal",
+        {**FOCAL, "predictions": [[0.2, 0.7], 0.9]},
+        422,
+        "predictions",
+        "a number at index [1]",
+    ),
+    (
+        "ragged-flat",
+        "mse",
+        {"predictions": [0.5, [1.0], []], "targets": [0, 1, 2]},
+        422,
+        "predictions",
+        "a list at index [1]",
+    ),
+    ("ragged-empty-row", "focal", {**FOCAL, "predictions": [[], [0.9, 0.1]]}, 422, "predictions", "index [1] has 2"),
+    (
+        "ragged-weights",
+        "mse",
+        {"predictions": [1, 2], "targets": [0, 1], "weights": [1, [1]]},
+        422,
+        "weights",
+        "index [1]",
+    ),
     ("strings", "focal", {**FOCAL, "predictions": [["a", "b"], ["c", "d"]]}, 422, "predictions", "numbers"),
+    (
+        "string-number",
+        "focal",
+        {**FOCAL, "predictions": [[0.2, "0.7"], [0.9, 0.1]]},
+        422,
+        "predictions",
+        "'0.7' at index [0, 1]",
+    ),
+    (
+        "boolean",
+        "focal",
+        {**FOCAL, "predictions": [[0.2, 0.7], [True, 0.1]]},
+        422,
+        "predictions",
+        "true at index [1, 0]",
+    ),
+    ("boolean-flat", "mse", {"predictions": [1.0, False], "targets": [0, 1]}, 422, "predictions", "false at index [1]"),
+    ("null", "focal", {**FOCAL, "targets": [[0, 1], [1, None]]}, 422, "targets", "null at index [1, 1]"),
+    (
+        "object",
+        "mse",
+        {"predictions": [[1.0], [{}]], "targets": [[0], [1]]},
+        422,
+        "predictions",
+        "an object at index [1, 0]",
+    ),
+    (
+        "null-in-weights",
+        "mse",
+        {"predictions": [1, 2], "targets": [0, 1], "weights": [1, None]},
+        422,
+        "weights",
+        "null at index [1]",
+    ),
+    ("bracket-in-a-string", "focal", {**FOCAL, "params": {"gamma": "[2"}}, 422, "params.gamma", ""),
+    ("bracket-in-a-key", "focal", {**FOCAL, "[": [[1]]}, 422, "[", "Extra inputs"),
     ("scalar", "focal", {**FOCAL, "predictions": 0.5}, 422, "predictions", "list"),
     ("empty", "focal", {"predictions": [], "targets": []}, 422, "predictions", "empty"),
     ("probability-range", "focal", {**FOCAL, "predictions": [[0.2, 1.5], [0.9, 0.1]]}, 422, "predictions", "[0, 1]"),
@@ -352,11 +482,20 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
 ]
 
 
+@pytest.fixture(params=["orjson", "simdjson"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each table runs through both JSON paths: orjson for small bodies, simdjson above SMALL_BODY."""
+    if request.param == "simdjson":
+        monkeypatch.setattr(json_arrays, "SMALL_BODY", 0)
+    return str(request.param)
+
+
 @pytest.mark.parametrize(
     ("loss", "body", "status", "field", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_bad_input_is_a_clear_4xx(
     client: TestClient,
+    decoder: str,
     caplog: pytest.LogCaptureFixture,
     loss: str,
     body: Any,
@@ -414,10 +553,54 @@ BOMB = gzip.compress(bytes(65 * 1024 * 1024), compresslevel=9)
 # (id, body, headers, status, words the error must contain)
 V2_CASES: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("malformed-json", b'{"inputs": [', {}, 400, "not valid JSON"),
-    ("nan-literal", JSON_BODY.replace(b"0.5", b"NaN"), {}, 400, "not valid JSON"),
-    ("infinity-literal", JSON_BODY.replace(b"0.5", b"Infinity"), {}, 400, "not valid JSON"),
+    ("nan-literal", JSON_BODY.replace(b"0.5", b"NaN"), {}, 400, "predictions: non-finite value nan at index [0, 0]"),
+    ("infinity-literal", JSON_BODY.replace(b"0.5", b"Infinity"), {}, 400, "non-finite value inf at index [0, 0]"),
+    ("minus-infinity", JSON_BODY.replace(b"1.0]", b"-Infinity]", 1), {}, 400, "non-finite value -inf at index [0, 1]"),
+    ("nan-and-malformed", JSON_BODY.replace(b"0.5", b"NaN")[:-1], {}, 400, "not valid JSON"),
     ("deep-nesting", b"[" * 100_000, {}, 400, "depth limit"),
+    ("header-not-an-object", b'["[", {"inputs": 1}]', {}, 400, "Input should be a valid dictionary"),
+    ("inputs-not-a-list", b'{"inputs": {"name": "[,]"}}', {}, 400, "inputs: Input should be a valid list"),
     ("data-nested-deep", JSON_BODY.replace(b"[0.5,1.0]", b"[" * 500 + b"0" + b"]" * 500), {}, 400, "list of numbers"),
+    ("data-nested-65", JSON_BODY.replace(b"[0.5,1.0]", b"[" * 65 + b"0" + b"]" * 65), {}, 400, "64 axes"),
+    (
+        "data-ragged",
+        JSON_BODY.replace(b"[0.5,1.0]", b"[[0.5],[1.0,2.0]]"),
+        {},
+        400,
+        "ragged: the sublist at index [1] has 2",
+    ),
+    ("data-ragged-deeper", JSON_BODY.replace(b"[0.5,1.0]", b"[0.5,[1.0]]"), {}, 400, "a list at index [1]"),
+    (
+        "data-ragged-balanced",
+        JSON_BODY.replace(b"[0.5,1.0]", b"[[0.5,[1.0]],[[],2.0]]"),
+        {},
+        400,
+        "a list at index [0, 1]",
+    ),
+    ("data-string", JSON_BODY.replace(b"[0.5,1.0]", b'[0.5,"1.0"]'), {}, 400, "input predictions: data must be"),
+    ("data-boolean", JSON_BODY.replace(b"[0.5,1.0]", b"[0.5,true]"), {}, 400, "true at index [1]"),
+    (
+        "data-null",
+        JSON_BODY.replace(b"[0.0,1.0]", b"[null,1.0]"),
+        {},
+        400,
+        "input targets: data must be a rectangular nested list of numbers; got null at index [0]",
+    ),
+    (
+        "data-int-beyond-int64",
+        JSON_BODY.replace(b'"FP32","data":[0.5,1.0]', b'"INT64","data":[1,18446744073709551616]'),
+        {},
+        400,
+        "list of numbers",
+    ),
+    (
+        "data-int-string",
+        JSON_BODY.replace(b'"FP32","data":[0.5,1.0]', b'"INT64","data":[1,"2"]'),
+        {},
+        400,
+        "the string '2' at index [1]",
+    ),
+    ("data-nan-nested", JSON_BODY.replace(b"[0.5,1.0]", b"[[0.5,NaN]]"), {}, 400, "nan at index [0, 1]"),
     ("header-length-past-body", JSON_BODY, {"Inference-Header-Content-Length": "100000"}, 400, "does not fit"),
     ("header-length-zero", JSON_BODY, {"Inference-Header-Content-Length": "0"}, 400, "does not fit"),
     ("header-length-negative", JSON_BODY, {"Inference-Header-Content-Length": "-5"}, 400, "does not fit"),
@@ -443,7 +626,13 @@ V2_CASES: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("body", "headers", "status", "words"), [c[1:] for c in V2_CASES], ids=[c[0] for c in V2_CASES]
 )
 def test_bad_v2_input_is_a_clear_4xx(
-    client: TestClient, caplog: pytest.LogCaptureFixture, body: bytes, headers: dict[str, str], status: int, words: str
+    client: TestClient,
+    decoder: str,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    words: str,
 ) -> None:
     caplog.set_level(logging.INFO)
     response = client.post("/v2/models/mse/infer", content=body, headers=headers)
