@@ -23,7 +23,7 @@ def run_bound(
     allocated there, then copied to host memory."""
     binding = session.io_binding()
     for name, value in feed.items():
-        array: Any = np.ascontiguousarray(value)
+        array: Any = np.asarray(value, order="C")  # ascontiguousarray would make a 0-d param 1-d
         binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, device, 0))
     for name in outputs:
         binding.bind_output(name, device, 0)

@@ -41,6 +41,11 @@ def to_graph(layouts: Iterable[Input], arrays: Mapping[str, np.ndarray]) -> dict
     return {x.name: arrays[x.name].reshape(graph_shape(x, arrays[x.name].shape)) for x in layouts}
 
 
+def one_per_sample(layouts: Iterable[Input], arrays: Mapping[str, np.ndarray]) -> bool:
+    """Every input holds one value per sample (``(N,)``, or ``(N, 1, ...)``): the column layout."""
+    return all(arrays[x.name].ndim >= 1 and arrays[x.name].size == arrays[x.name].shape[0] for x in layouts)
+
+
 def from_graph(
     names: Iterable[str], outputs: Iterable[np.ndarray], arrays: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:

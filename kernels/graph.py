@@ -15,7 +15,7 @@ from onnxscript import ir
 from onnxscript.values import OnnxFunction
 
 from kernels.broadcast import equalize_ranks
-from kernels.reduction import reduce_loss, reduce_loss_mass, scale_gradient
+from kernels.reduction import reduce_column, reduce_loss, reduce_loss_mass, scale_gradient
 from kernels.spec import NO_RESOURCES, Input, KernelFunction, LossSpec, Params, ProtoKernel, Resources, Variant
 
 Dtype = Literal["float32", "float64"]
@@ -36,13 +36,25 @@ class GraphKey:
     variant: Variant
     dtype: Dtype
     gradients: bool
+    column: bool = False
+    """The column layout: every input one value per sample, ``(N,)`` (see ``columnable``)."""
 
     @property
     def stem(self) -> str:
         """A file-name-safe identifier, e.g. ``focal.from_logits=true.float32.grad``."""
         parts = [self.loss, *(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in self.variant)]
         parts.append(self.dtype)
-        return ".".join([*parts, "grad" if self.gradients else "fwd"])
+        return ".".join([*parts, "grad" if self.gradients else "fwd", *(["column"] if self.column else [])])
+
+
+def columnable(spec: LossSpec) -> bool:
+    """Whether the loss has a column layout: its inputs are all element-wise ``(N, ...)`` and
+    the shared reduction reduces it. A request of one value per sample (``(N,)``, the most
+    common) then runs a graph that takes ``(N,)`` and feeds the kernel the batch as one row
+    ``(1, N)``: as ``(N, 1)`` it would pay onnxruntime's slow paths for a last axis of size 1
+    (broadcasting row by row, reducing an axis of one), 2-10x at 1M elements."""
+    element_wise = all(i.shape == ("N", "...") for i in spec.inputs)
+    return element_wise and not (spec.batch_level or spec.mass or spec.configured)
 
 
 @dataclass(frozen=True)
@@ -88,8 +100,9 @@ def _input_names(function: KernelFunction) -> list[str]:
     return [str(param.name) for param in function.function_ir.inputs]
 
 
-def kernel_inputs(spec: LossSpec, function: KernelFunction, dtype: Dtype) -> list[GraphInput]:
-    """The graph inputs a kernel function consumes, in its declared order."""
+def kernel_inputs(spec: LossSpec, function: KernelFunction, dtype: Dtype, column: bool = False) -> list[GraphInput]:
+    """The graph inputs a kernel function consumes, in its declared order (``column``: the
+    inputs as ``(N,)``)."""
     elem_type = ELEMENT_TYPE[dtype]
     by_name = {i.name: i for i in spec.inputs}
     fixed = function.input_dims if isinstance(function, ProtoKernel) else {}
@@ -98,7 +111,8 @@ def kernel_inputs(spec: LossSpec, function: KernelFunction, dtype: Dtype) -> lis
         if name in by_name:
             spec_input = by_name[name]
             kind = TensorProto.INT64 if spec_input.integer else elem_type
-            result.append(GraphInput(name, kind, fixed.get(name, graph_dims(spec_input.shape))))
+            dims = ("N",) if column else fixed.get(name, graph_dims(spec_input.shape))
+            result.append(GraphInput(name, kind, dims))
         elif name in spec.params.model_fields:
             result.append(_param_input(spec.params, name, elem_type))
         elif name == WEIGHTS:
@@ -219,13 +233,13 @@ class Functions:
         return identity
 
 
-def _reduction_nodes(spec: LossSpec, functions: Functions) -> tuple[list[onnx.NodeProto], list[str]]:
+def _reduction_nodes(spec: LossSpec, functions: Functions, column: bool) -> tuple[list[onnx.NodeProto], list[str]]:
     """The shared reduction after the kernel (added to ``functions``), and the names the
     kernel's outputs take."""
     elements, mass = "elements", "mass"
     kernel_outputs = [elements, *(f"element_grad_{n}" for n in spec.differentiable)]
     kernel_outputs += [mass] if spec.mass else []
-    reduce = reduce_loss_mass if spec.mass else reduce_loss
+    reduce = reduce_column if column else reduce_loss_mass if spec.mass else reduce_loss
     reduce_args = [elements, mass] if spec.mass else [elements]
     domain, name = functions.add(reduce)
     node = helper.make_node(name, [*reduce_args, WEIGHTS, MEAN], ["loss", "per_sample", "coef"], domain=domain)
@@ -246,28 +260,55 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     ``resources`` holds what the key's configured params name (e.g. feature models)."""
     function = spec.function(key.variant, resources)
     elem_type = ELEMENT_TYPE[key.dtype]
-    inputs = kernel_inputs(spec, function, key.dtype)
+    inputs = kernel_inputs(spec, function, key.dtype, key.column)
     functions = Functions()
     kernel_domain, kernel_name = functions.add(function)
     self_reducing = WEIGHTS in {i.name for i in inputs}
+    if key.column and (self_reducing or not columnable(spec)):
+        raise ValueError(f"{spec.name} has no column layout")
     grads = [f"grad_{n}" for n in spec.differentiable]
     reduction: list[onnx.NodeProto] = []
     if self_reducing:
         kernel_outputs = ["loss", "per_sample", *grads]
     else:
-        reduction, kernel_outputs = _reduction_nodes(spec, functions)
+        reduction, kernel_outputs = _reduction_nodes(spec, functions, key.column)
     returned = len(next(p for p in functions.protos if (p.domain, p.name) == (kernel_domain, kernel_name)).output)
     if returned != len(kernel_outputs):
         raise ValueError(f"{spec.name}: kernel returns {returned} values, expected {len(kernel_outputs)}")
 
-    kernel_node = helper.make_node(kernel_name, [i.name for i in inputs], kernel_outputs, domain=kernel_domain)
-    nodes = [kernel_node, *reduction]
+    declared = {i.name for i in spec.inputs}
+    nodes: list[onnx.NodeProto] = []
+    args = [i.name for i in inputs]
+    if key.column:  # the batch as one row: (N,) -> (1, N)
+        nodes.append(
+            helper.make_node(
+                "Constant", [], ["row_axis"], value=helper.make_tensor("row_axis", TensorProto.INT64, [1], [0])
+            )
+        )
+        for i in inputs:
+            if i.name in declared:
+                nodes.append(helper.make_node("Unsqueeze", [i.name, "row_axis"], [f"{i.name}_row"]))
+        args = [f"{a}_row" if a in declared else a for a in args]
+    nodes += [helper.make_node(kernel_name, args, kernel_outputs, domain=kernel_domain), *reduction]
     batch = "batch" if spec.batch_level else "N"
     outputs = [_value_info("loss", elem_type, ()), _value_info("per_sample", elem_type, (batch,))]
     dims = {i.name: i.dims for i in inputs}
     if key.gradients:
         for name in spec.differentiable:
-            if not self_reducing:
+            if key.column:
+                nodes.append(
+                    helper.make_node(
+                        "Constant",
+                        [],
+                        [f"flat_{name}"],
+                        value=helper.make_tensor(f"flat_{name}", TensorProto.INT64, [1], [-1]),
+                    )
+                )
+                nodes.append(
+                    helper.make_node("Reshape", [f"element_grad_{name}", f"flat_{name}"], [f"element_grad_{name}_flat"])
+                )
+                nodes.append(helper.make_node("Mul", [f"element_grad_{name}_flat", "coef"], [f"grad_{name}"]))
+            elif not self_reducing:
                 nodes += _scale_gradient(name, len(dims[name]), functions)
             outputs.append(_value_info(f"grad_{name}", elem_type, dims[name]))
 

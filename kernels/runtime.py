@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -21,8 +22,19 @@ from kernels.blocks import Blocks
 from kernels.cache import GraphCache
 from kernels.composite import CompositeSpec, Term
 from kernels.composite_sessions import CompositeKernel, CompositeSessions
-from kernels.feeds import NUMPY_DTYPE, Evaluation, from_graph, param_feed, to_graph
-from kernels.graph import DTYPES, MEAN, NODES, ROW_WISE, WEIGHTS, GraphKey, build_model, graph_dims, graph_shape
+from kernels.feeds import NUMPY_DTYPE, Evaluation, from_graph, one_per_sample, param_feed, to_graph
+from kernels.graph import (
+    DTYPES,
+    MEAN,
+    NODES,
+    ROW_WISE,
+    WEIGHTS,
+    GraphKey,
+    build_model,
+    columnable,
+    graph_dims,
+    graph_shape,
+)
 from kernels.spec import (
     NO_RESOURCES,
     Input,
@@ -72,12 +84,14 @@ class ConfigurationError(RuntimeError):
 
 def all_keys(specs: Registry, resources: Resources = NO_RESOURCES) -> Iterator[tuple[LossSpec, GraphKey]]:
     """Every graph: each loss's variants (given what is configured) x dtype x with and
-    without gradients (only without for a loss that has no differentiable inputs)."""
+    without gradients (only without for a loss that has no differentiable inputs) x layout
+    (rows, and the column layout where the loss has one)."""
     for spec in specs:
         for variant in spec.variants_for(resources):
             for dtype in DTYPES:
                 for gradients in (False, True) if spec.differentiable else (False,):
-                    yield spec, GraphKey(spec.name, variant, dtype, gradients)
+                    for column in (False, True) if columnable(spec) else (False,):
+                        yield spec, GraphKey(spec.name, variant, dtype, gradients, column)
 
 
 def fingerprints(spec: LossSpec, variant: Variant, resources: Resources) -> dict[str, str]:
@@ -112,6 +126,8 @@ class Kernel:
     """The graph's node count (a cheap graph gains nothing from row blocks)."""
     layouts: tuple[Input, ...] = ()
     """The inputs as declared, in order: their "..." axes are collapsed for the graph."""
+    columnable: bool = False
+    """A request of one value per sample runs the loss's column graph instead (kernels.graph.columnable)."""
 
     @property
     def outputs(self) -> list[str]:
@@ -206,8 +222,21 @@ class Runtime:
         device = "cuda" if session.get_providers()[0] == CUDA else None
         configured = bool(spec.configured)
         nodes = int(meta.get(NODES, "0"))
+        column = columnable(spec) and not key.column
         return Kernel(
-            key, session, names, param_names, int_params, vectors, fixed, configured, model, device, nodes, spec.inputs
+            key,
+            session,
+            names,
+            param_names,
+            int_params,
+            vectors,
+            fixed,
+            configured,
+            model,
+            device,
+            nodes,
+            spec.inputs,
+            column,
         )
 
     @property
@@ -233,6 +262,9 @@ class Runtime:
         name a configured object that is not there."""
         variant = spec.variant(params, self.resources)
         key = GraphKey(spec.name, variant, dtype, gradients and bool(spec.differentiable))  # type: ignore[arg-type]
+        return self._kernel(spec, key)
+
+    def _kernel(self, spec: LossSpec, key: GraphKey) -> Kernel:
         found = self._kernels.get(key)
         if found is None:
             with self._building:  # first use: one thread builds, the others wait for it
@@ -266,7 +298,14 @@ class Runtime:
         """One run on arrays at their natural shapes, in the graph's dtype; gradients come back
         at the shapes of their inputs."""
         names = kernel.outputs
-        loss, per_sample, *grads = self.run(kernel, params, to_graph(kernel.layouts, arrays), weights, mean, names)
+        if kernel.columnable and one_per_sample(kernel.layouts, arrays):
+            spec = self.specs.get(kernel.key.loss)
+            assert spec is not None
+            kernel = self._kernel(spec, dataclasses.replace(kernel.key, column=True))
+            graph = {x.name: arrays[x.name].reshape(-1) for x in kernel.layouts}
+        else:
+            graph = to_graph(kernel.layouts, arrays)
+        loss, per_sample, *grads = self.run(kernel, params, graph, weights, mean, names)
         differentiable = [name.removeprefix("grad_") for name in names[2:]]
         return Evaluation(loss, per_sample, from_graph(differentiable, grads, arrays))
 
@@ -330,7 +369,7 @@ class Runtime:
     def model_bytes(self, key: GraphKey) -> bytes:
         spec = self.specs.get(key.loss)
         assert spec is not None
-        key = GraphKey(key.loss, key.variant, key.dtype, key.gradients and bool(spec.differentiable))
+        key = dataclasses.replace(key, gradients=key.gradients and bool(spec.differentiable))
         data: bytes = build_model(spec, key, self.resources).SerializeToString()
         return data
 

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 
 from kernels import REGISTRY
 from kernels.broadcast import BROADCASTING, equalize_ranks
-from kernels.graph import GraphKey, build_model
+from kernels.graph import GraphKey, build_model, columnable
 from kernels.spec import LossSpec
 
 
@@ -47,8 +47,13 @@ def test_a_scalar_meets_a_column_at_its_rank_and_the_values_stay() -> None:
     np.testing.assert_array_equal(ort.InferenceSession(model.SerializeToString()).run(None, {"x": data})[0], before)
 
 
-@pytest.mark.parametrize("spec", [s for s in REGISTRY if not s.configured], ids=lambda s: s.name)
-def test_every_graph_broadcasts_at_equal_rank(spec: LossSpec) -> None:
-    """Each loss's first variant, with gradients (graphs around configured models are left out)."""
-    key = GraphKey(spec.name, spec.variants[0], "float32", bool(spec.differentiable))
+LAYOUTS = [(s, False) for s in REGISTRY if not s.configured] + [(s, True) for s in REGISTRY if columnable(s)]
+
+
+@pytest.mark.parametrize(
+    ("spec", "column"), LAYOUTS, ids=lambda x: x.name if isinstance(x, LossSpec) else ("column" if x else "rows")
+)
+def test_every_graph_broadcasts_at_equal_rank(spec: LossSpec, column: bool) -> None:
+    """Each loss's first variant, with gradients, in each layout (graphs around configured models are left out)."""
+    key = GraphKey(spec.name, spec.variants[0], "float32", bool(spec.differentiable), column)
     assert unequal(build_model(spec, key)) == []

@@ -6,17 +6,25 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
+import kernels.graph
 import kernels.runtime
 from kernels import REGISTRY
 from kernels.cache import DIGEST, GraphCache, generation
 from kernels.graph import GraphKey
 from kernels.runtime import Runtime, all_keys, cacheable, prebuild
-from kernels.spec import Registry
+from kernels.spec import NO_RESOURCES, LossSpec, Registry, Resources
 
-MSE, FOCAL = REGISTRY.get("mse"), REGISTRY.get("focal")
-assert MSE is not None and FOCAL is not None
+
+def named(name: str) -> LossSpec:
+    spec = REGISTRY.get(name)
+    assert spec is not None
+    return spec
+
+
+MSE, FOCAL = named("mse"), named("focal")
 
 
 def two_losses() -> Registry:
@@ -38,11 +46,11 @@ def focal(runtime: Runtime) -> float:
 def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The stems of the graphs built from source from now on."""
     built: list[str] = []
-    real = kernels.runtime.build_model
+    real = kernels.graph.build_model
 
-    def counting(spec, key, resources=None):  # type: ignore[no-untyped-def]
+    def counting(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURCES) -> onnx.ModelProto:
         built.append(key.stem)
-        return real(spec, key, resources or {})
+        return real(spec, key, resources)
 
     monkeypatch.setattr(kernels.runtime, "build_model", counting)
     return built
@@ -109,6 +117,8 @@ def test_prebuild_fills_the_cache_with_every_declared_graph(tmp_path: Path) -> N
     cache = GraphCache(tmp_path)
     registry = two_losses()
     expected = {key.stem for spec, key in all_keys(registry) if cacheable(spec)}
-    assert prebuild(registry, cache) == len(expected) == 4 + 16  # mse; focal: 4 variants, x 2 dtypes x fwd/grad
+    assert (
+        prebuild(registry, cache) == len(expected) == 8 + 32
+    )  # mse; focal: 4 variants, x 2 dtypes x fwd/grad x 2 layouts
     assert {p.name.removesuffix(".onnx") for p in cache.directory.glob("*.onnx")} == expected
     assert prebuild(registry, cache) == 0

@@ -46,9 +46,11 @@ Combo = tuple[dict[str, Any], tuple[str, ...]]
 """Params (``"per_class"``, ``"per_class_with_zero"``: one value per class, drawn per case) and the data
 kinds each is generated with."""
 
-SHAPES: dict[str, tuple[int, ...]] = {"2d": (4, 5), "3d": (3, 2, 4), "2d-wide": (3, 7)}
+SHAPES: dict[str, tuple[int, ...]] = {"1d": (9,), "2d": (4, 5), "3d": (3, 2, 4), "2d-wide": (3, 7)}
 """Named golden shapes for losses whose inputs share one shape (a :class:`Golden`'s ``shapes`` names them)."""
 DEFAULT_SHAPES = ("2d", "3d")
+ELEMENT_SHAPES = ("1d", "2d", "3d")
+"""Element-wise losses also take one value per sample, ``(N,)``: the runtime's column layout."""
 ONE = ("random",)
 BOTH = ("random", "extreme")
 ALL = ("random", "extreme", "confident")

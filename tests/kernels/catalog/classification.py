@@ -14,7 +14,7 @@ from kernels.classification import (
     LabelSmoothingCrossEntropyParams,
     SparseCrossEntropyParams,
 )
-from tests.kernels.catalog.base import ALL, BOTH, ONE, Arrays, Golden, GradientCase, LossInfo
+from tests.kernels.catalog.base import ALL, BOTH, ELEMENT_SHAPES, ONE, Arrays, Golden, GradientCase, LossInfo
 from tests.kernels.catalog.reference import (
     DEFAULT_EPS,
     KERAS_EPS,
@@ -401,6 +401,7 @@ LOSSES = (
     LossInfo(
         "binary_cross_entropy",
         golden=Golden(
+            shapes=ELEMENT_SHAPES,
             reference=ref_bce,
             data=binary_data,
             describe=lambda p: (

@@ -9,7 +9,7 @@ import numpy as np
 
 from kernels.classification import SparseCrossEntropyParams
 from kernels.imbalance import CategoricalFocalParams, FocalParams
-from tests.kernels.catalog.base import ALL, BOTH, ONE, Arrays, Golden, GradientCase, LossInfo
+from tests.kernels.catalog.base import ALL, BOTH, ELEMENT_SHAPES, ONE, Arrays, Golden, GradientCase, LossInfo
 from tests.kernels.catalog.classification import (
     CLASS_WEIGHTS,
     binary_data,
@@ -38,20 +38,25 @@ from tests.kernels.properties import BinaryProbability, Simplex
 
 
 def ref_focal(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
-    """torchvision.ops.sigmoid_focal_loss (v0.2x source), reduction='none', copied exactly;
-    targets smoothed first; on probabilities the same with clipped p and BCE on p."""
+    """torchvision.ops.sigmoid_focal_loss (v0.2x source), reduction='none', copied exactly but for
+    two cancellations on logits, which cost its float64 losses up to 1.3% at |x| = 30 (checked
+    against 50-digit arithmetic): 1 - p_t is formed as (1 - p) y + p (1 - y) with
+    1 - p = sigmoid(-x), and the cross-entropy as (1 - y) softplus(x) + y softplus(-x) (torch's
+    binary_cross_entropy_with_logits takes log(1 + e^-30) as a log of a sum near 1). Targets
+    smoothed first; on probabilities the same with clipped p and BCE on p."""
     x, y0 = t["predictions"], t["targets"]
     alpha, gamma = c.f("alpha", 0.25), c.f("gamma", 2.0)
     y = smooth_binary(y0, c.f("label_smoothing", 0.0))
     if c.params.get("from_logits", False):
         p = torch.sigmoid(x)
-        ce_loss = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+        ce_loss = (1 - y) * F.softplus(x) + y * F.softplus(-x)
     else:
         lo, hi = c.bounds()
         p = torch.clamp(x, lo, hi)
         ce_loss = F.binary_cross_entropy(p, y, reduction="none")
     p_t = p * y + (1 - p) * (1 - y)
-    loss = ce_loss * ((1 - p_t) ** gamma)
+    one_minus_p_t = torch.sigmoid(-x) * y + p * (1 - y) if c.params.get("from_logits", False) else 1 - p_t
+    loss = ce_loss * (one_minus_p_t**gamma)
     if alpha >= 0:
         alpha_t = alpha * y + (1 - alpha) * (1 - y)
         loss = alpha_t * loss
@@ -141,6 +146,7 @@ LOSSES = (
     LossInfo(
         "focal",
         golden=Golden(
+            shapes=ELEMENT_SHAPES,
             reference=ref_focal,
             data=binary_data,
             describe=lambda p: (

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from kernels.margin import MultiMarginParams
-from tests.kernels.catalog.base import BOTH, Arrays, Golden, GradientCase, LossInfo
+from tests.kernels.catalog.base import BOTH, ELEMENT_SHAPES, Arrays, Golden, GradientCase, LossInfo
 from tests.kernels.catalog.classification import CLASS_WEIGHTS
 from tests.kernels.catalog.reference import Ctx, F, Tensor, Tensors, keras, torch
 from tests.kernels.properties import ClassScores, SignedTargets
@@ -173,6 +173,7 @@ LOSSES = (
         whole="not row-wise: the label rule looks at the whole batch",
         golden=Golden(
             reference=ref_hinge,
+            shapes=ELEMENT_SHAPES,
             data=signed_data,
             describe=lambda p: (
                 "keras.losses.hinge formula relu(1 - y x) in torch float64, labels 2y-1 only when every label is 0 "
@@ -189,6 +190,7 @@ LOSSES = (
         whole="not row-wise: the label rule looks at the whole batch",
         golden=Golden(
             reference=ref_squared_hinge,
+            shapes=ELEMENT_SHAPES,
             data=signed_data,
             describe=lambda p: (
                 "keras.losses.squared_hinge formula relu(1 - y x)^2 in torch float64, labels 2y-1 only when every "

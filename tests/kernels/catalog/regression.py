@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from kernels.regression import GaussianNLLParams, HuberParams, SmoothL1Params
-from tests.kernels.catalog.base import BOTH, ONE, Arrays, FdData, Golden, GradientCase, LossInfo
+from tests.kernels.catalog.base import BOTH, ELEMENT_SHAPES, ONE, Arrays, FdData, Golden, GradientCase, LossInfo
 from tests.kernels.catalog.reference import KERAS_EPS, Ctx, F, Tensor, Tensors, in_dtype, keras, torch
 from tests.kernels.properties import LogRate, MeanVariance, Real
 
@@ -317,6 +317,7 @@ LOSSES = (
     LossInfo(
         "mse",
         golden=Golden(
+            shapes=ELEMENT_SHAPES,
             reference=ref_mse,
             data=regression_data,
             describe=lambda p: "torch.nn.functional.mse_loss(reduction='none')",
@@ -328,6 +329,7 @@ LOSSES = (
     LossInfo(
         "mae",
         golden=Golden(
+            shapes=ELEMENT_SHAPES,
             reference=ref_mae,
             data=regression_data,
             describe=lambda p: "torch.nn.functional.l1_loss(reduction='none')",
@@ -339,6 +341,7 @@ LOSSES = (
     LossInfo(
         "huber",
         golden=Golden(
+            shapes=ELEMENT_SHAPES,
             reference=ref_huber,
             data=regression_data,
             describe=lambda p: "torch.nn.functional.huber_loss(reduction='none', delta)",
@@ -354,6 +357,7 @@ LOSSES = (
     LossInfo(
         "log_cosh",
         golden=Golden(
+            shapes=ELEMENT_SHAPES,
             reference=ref_log_cosh,
             data=regression_data,
             describe=lambda p: (
@@ -369,6 +373,7 @@ LOSSES = (
     LossInfo(
         "smooth_l1",
         golden=Golden(
+            shapes=ELEMENT_SHAPES,
             reference=ref_smooth_l1,
             data=regression_data,
             describe=lambda p: "torch.nn.functional.smooth_l1_loss(reduction='none', beta)",
@@ -387,6 +392,7 @@ LOSSES = (
     LossInfo(
         "msle",
         golden=Golden(
+            shapes=ELEMENT_SHAPES,
             reference=ref_msle,
             data=msle_data,
             describe=lambda p: (
@@ -405,6 +411,7 @@ LOSSES = (
     LossInfo(
         "mape",
         golden=Golden(
+            shapes=ELEMENT_SHAPES,
             reference=ref_mape,
             data=mape_data,
             describe=lambda p: (
@@ -420,6 +427,7 @@ LOSSES = (
     LossInfo(
         "poisson_nll",
         golden=Golden(
+            shapes=ELEMENT_SHAPES,
             reference=ref_poisson,
             data=poisson_data,
             describe=lambda p: "torch.nn.functional.poisson_nll_loss(log_input, full, eps, reduction='none')",
@@ -446,6 +454,7 @@ LOSSES = (
     LossInfo(
         "gaussian_nll",
         golden=Golden(
+            shapes=ELEMENT_SHAPES,
             reference=ref_gaussian_nll,
             also_differentiable=("variance",),
             data=gaussian_data,
@@ -465,6 +474,7 @@ LOSSES = (
     LossInfo(
         "quantile",
         golden=Golden(
+            shapes=ELEMENT_SHAPES,
             reference=ref_quantile,
             data=regression_data,
             describe=lambda p: (
