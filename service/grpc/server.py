@@ -13,9 +13,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from service.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.grpc.health import Health
-from service.grpc.inference import Host, InferenceService
+from service.grpc.inference import Host, InferenceService, handlers
 
 log = logging.getLogger("lossd.grpc")
 GRACE_SECONDS = 30.0
@@ -52,7 +51,7 @@ async def start(host: Host) -> Running | None:
             ("grpc.max_send_message_length", -1),
         ]
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(host), server)  # type: ignore[no-untyped-call]
+    server.add_generic_rpc_handlers((handlers(InferenceService(host)),))
     health = Health(host.state)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     port = server.add_insecure_port(address(settings.host, settings.grpc_port))
