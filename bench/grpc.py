@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -61,6 +61,9 @@ class Measured:
     """Requests/s, one per repeat."""
     small_http: Spread
     small_ratios: Spread
+    small_grpc_cpu_us: Spread
+    """The server's CPU microseconds per request, one per repeat."""
+    small_http_cpu_us: Spread
     large_grpc: Spread
     """Seconds per request, all requests."""
     large_http: Spread
@@ -76,6 +79,8 @@ class Measured:
             "small_http_json_rps": self.small_http.json(),
             "small_grpc_over_http": self.small_ratios.json(),
             "small_target": SMALL_TARGET,
+            "small_grpc_server_cpu_us": self.small_grpc_cpu_us.json(),
+            "small_http_server_cpu_us": self.small_http_cpu_us.json(),
             "large_grpc_seconds": self.large_grpc.json(),
             "large_http_binary_seconds": self.large_http.json(),
             "large_grpc_over_http": self.large_ratios.json(),
@@ -142,9 +147,9 @@ async def grpc_load(address: str, payload: bytes, concurrency: int, seconds: flo
     return sum(c[0] for c in counts), elapsed, sum(c[1] for c in counts)
 
 
-def grpc_rate(address: str, payload: bytes, concurrency: int, seconds: float) -> tuple[float, int]:
-    done, elapsed, failed = asyncio.run(grpc_load(address, payload, concurrency, seconds))
-    return done / elapsed, failed
+def grpc_rate(address: str, payload: bytes, concurrency: int, seconds: float) -> float:
+    done, elapsed, _ = asyncio.run(grpc_load(address, payload, concurrency, seconds))
+    return done / elapsed
 
 
 def grpc_latencies(address: str, payload: bytes, count: int) -> tuple[list[float], bytes]:
@@ -160,20 +165,36 @@ def grpc_latencies(address: str, payload: bytes, count: int) -> tuple[list[float
     return times, answer
 
 
-def small(load: Generator, settings: Settings, address: str, port: int) -> tuple[list[float], list[float], int]:
-    """Requests/s of each binding, one per repeat, round-robin after a warm-up; errors."""
+@dataclass
+class Small:
+    """Per repeat: requests/s and the server's CPU microseconds per request, each binding."""
+
+    grpc_rps: list[float] = field(default_factory=list)
+    http_rps: list[float] = field(default_factory=list)
+    grpc_cpu_us: list[float] = field(default_factory=list)
+    http_cpu_us: list[float] = field(default_factory=list)
+    errors: int = 0
+
+
+def small(load: Generator, settings: Settings, address: str, server: ServerProcess) -> Small:
+    """Both bindings round-robin after a warm-up, each repeat."""
     payload, body = infer_request(*small_arrays()), v2_json(*small_arrays())
-    target = Target(HOST, port, V2_PATH, body)
+    target = Target(HOST, server.port, V2_PATH, body)
     grpc_rate(address, payload, settings.concurrency, settings.warmup)
     load.run(target, settings.warmup)
-    over_grpc, over_http, errors = [], [], 0
+    found = Small()
     for _ in range(settings.repeats):
-        rate, failed = grpc_rate(address, payload, settings.concurrency, settings.seconds)
+        before = server.cpu_seconds()
+        done, elapsed, failed = asyncio.run(grpc_load(address, payload, settings.concurrency, settings.seconds))
+        middle = server.cpu_seconds()
         result = load.run(target, settings.seconds)
-        over_grpc.append(rate)
-        over_http.append(result.rps)
-        errors += failed + result.errors
-    return over_grpc, over_http, errors
+        after = server.cpu_seconds()
+        found.grpc_rps.append(done / elapsed)
+        found.http_rps.append(result.rps)
+        found.grpc_cpu_us.append((middle - before) / max(done, 1) * 1e6)
+        found.http_cpu_us.append((after - middle) / max(result.requests, 1) * 1e6)
+        found.errors += failed + result.errors
+    return found
 
 
 def large(settings: Settings, address: str, port: int) -> tuple[list[float], list[float], list[float], bool]:
@@ -215,16 +236,18 @@ def run(load: Generator, settings: Settings) -> Measured:
         http_answer = server.wait_ready(V2_PATH, v2_json(*small_arrays()), timeout=180)
         _, grpc_answer = grpc_latencies(address, infer_request(*small_arrays()), 1)
         agree = bool(np.isclose(grpc_loss(grpc_answer), http_answer["outputs"][0]["data"][0], rtol=1e-6))
-        small_grpc, small_http, errors = small(load, settings, address, server.port)
+        found = small(load, settings, address, server)
         large_grpc, large_http, large_ratios, large_agree = large(settings, address, server.port)
     return Measured(
-        Spread.of(small_grpc),
-        Spread.of(small_http),
-        Spread.of([g / h for g, h in zip(small_grpc, small_http, strict=True)]),
+        Spread.of(found.grpc_rps),
+        Spread.of(found.http_rps),
+        Spread.of([g / h for g, h in zip(found.grpc_rps, found.http_rps, strict=True)]),
+        Spread.of(found.grpc_cpu_us),
+        Spread.of(found.http_cpu_us),
         Spread.of(large_grpc),
         Spread.of(large_http),
         Spread.of(large_ratios),
-        errors,
+        found.errors,
         agree and large_agree,
     )
 
@@ -244,6 +267,13 @@ def report(measured: Measured, load: Generator, settings: Settings) -> str:
             spread(m.small_http),
             f"{m.small_ratios.median:.2f}x ({m.small_ratios.low:.2f}-{m.small_ratios.high:.2f})",
             verdict(m.small_ratios.median, SMALL_TARGET, at_least=True),
+        ],
+        [
+            "small focal, server CPU us per request",
+            spread(m.small_grpc_cpu_us),
+            spread(m.small_http_cpu_us),
+            f"{m.small_grpc_cpu_us.median / m.small_http_cpu_us.median:.2f}x",
+            "",
         ],
         [
             "1M-element focal, ms (gRPC raw vs HTTP binary)",
