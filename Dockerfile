@@ -49,12 +49,14 @@ ENV PATH=/opt/lossd/bin:$PATH \
     MPLCONFIGDIR=/tmp/matplotlib \
     LOSSD_HOST=0.0.0.0 \
     LOSSD_PORT=8000 \
+    LOSSD_GRPC_PORT=8001 \
     LOSSD_DATA_DIR=/var/lib/lossd \
     LOSSD_GRAPH_CACHE=/opt/lossd/graphs
 # Numeric, so that runtimes enforcing runAsNonRoot can verify it.
 USER 10001
 WORKDIR /var/lib/lossd
-EXPOSE 8000
+# HTTP, and the Open Inference Protocol over gRPC (HTTP/2 without TLS).
+EXPOSE 8000 8001
 # No curl in slim bases: python's urllib, on whatever LOSSD_PORT the server uses. Start-up
 # takes a few seconds (imports; the graphs are prebuilt above).
 HEALTHCHECK --interval=5s --timeout=5s --start-period=30s --retries=3 \

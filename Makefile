@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 
-.PHONY: serve test system-deps lint types pytest openapi clients bench golden export clean
+.PHONY: serve test system-deps lint types pytest openapi clients grpc bench golden export clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ clients: openapi $(TS)/node_modules/.package-lock.json
 
 $(TS)/node_modules/.package-lock.json: $(TS)/package-lock.json
 	cd $(TS) && npm ci --no-audit --no-fund
+
+# After editing service/grpc/grpc_predict_v2.proto: its committed stubs (a test checks them).
+grpc: $(STAMP)
+	$(BIN)/python -m service.grpc.generate
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -7,6 +7,8 @@
 1b. The same apps called in process through ASGI: their own CPU cost per request.
 2. Large requests: latency of a 1M-element focal as V2 binary tensors and as JSON in two
    layouts, each against its floor (bare ASGI + frombuffer + ORT; bare ASGI + simdjson + ORT).
+2b. gRPC: small focal requests/s over gRPC against the HTTP V2 JSON path, and 1M-element
+   raw tensors over gRPC against HTTP binary tensors, one server serving both (bench.grpc).
 3. Kernels: elements/s of every registered loss in process, against numpy (the floor)
    and PyTorch eager when torch is installed.
 4. Peers: requests/s of lossd's V2 JSON endpoint against KServe's ModelServer and MLServer
@@ -32,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from bench import in_process, kernels, large_requests, layouts, peers, small_requests
+from bench import grpc, in_process, kernels, large_requests, layouts, peers, small_requests
 from bench.load import generator
 from bench.machine import MALLOC_ENV, MALLOC_VALUE, Interference, idle_check, versions
 
@@ -43,7 +45,7 @@ FULL_SIZES = (1_000_000, 10_000_000)
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about one minute: shorter runs, 1M elements only")
-    sections = ["http", "asgi", "large", "kernels", "layouts", "peers"]
+    sections = ["http", "asgi", "large", "grpc", "kernels", "layouts", "peers"]
     parser.add_argument("--only", choices=sections, help="run one section")
     parser.add_argument(
         "--seconds",
@@ -104,6 +106,23 @@ def large_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
     measured = large_requests.run(settings)
     results["large_requests"] = large_requests.json(measured, settings)
     return large_requests.report(measured, settings)
+
+
+def grpc_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
+    settings = grpc.Settings(
+        seconds=args.seconds or (2.0 if args.quick else 5.0),
+        warmup=args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0),
+        repeats=args.repeats,
+        threads=args.server_threads,
+        concurrency=args.connections,
+        large_requests=3 if args.quick else 7,
+    )
+    with tempfile.TemporaryDirectory(prefix="lossd-bench-load-") as tmp:
+        load = generator(args.generator, args.connections, Path(tmp))
+        log(f"gRPC against HTTP V2: {load.name}, server starting")
+        measured = grpc.run(load, settings)
+    results["grpc"] = measured.json()
+    return grpc.report(measured, load, settings)
 
 
 def kernel_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
@@ -178,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         ("http", http_section),
         ("asgi", asgi_section),
         ("large", large_section),
+        ("grpc", grpc_section),
         ("kernels", kernel_section),
         ("layouts", layout_section),
         ("peers", peer_section),

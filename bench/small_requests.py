@@ -72,7 +72,9 @@ def server_env(threads: int) -> dict[str, str]:
     its intra-op threads, the CPU provider and one worker."""
     env = dict(os.environ)
     env[MALLOC_ENV] = MALLOC_VALUE
-    env.update(LOSSD_INTRA_OP_THREADS=str(threads), LOSSD_PROVIDER="cpu", LOSSD_WORKERS="1")
+    # gRPC off unless a section serves it on a port of its own (bench.grpc): two servers would
+    # otherwise share 8001 through SO_REUSEPORT.
+    env.update(LOSSD_INTRA_OP_THREADS=str(threads), LOSSD_PROVIDER="cpu", LOSSD_WORKERS="1", LOSSD_GRPC_PORT="0")
     return env
 
 

@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> LossdApp:
     register_configured(settings.composites)  # before the route table is derived from the registry
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: LossdApp) -> AsyncIterator[None]:
         app.state.runtime = Runtime(
             REGISTRY,
             settings.provider,
@@ -123,9 +123,16 @@ def create_app(settings: Settings | None = None) -> LossdApp:
         # frozen, the heap is not walked by them (1M-element JSON: ~1.3x -> see bench).
         gc.collect()
         gc.freeze()
+        grpc_server = None
+        if settings.grpc_port:  # imported only then: an app without gRPC loads none of it
+            from service.grpc import server as grpc_edge
+
+            grpc_server = await grpc_edge.start(app)
         try:
             yield
         finally:
+            if grpc_server is not None:  # uvicorn has stopped HTTP: the drain is over
+                await grpc_server.stop()
             app.state.monitors.close()
 
     # FastAPI's OpenTelemetry hooks cost microseconds per request; /metrics is ours.

@@ -11,6 +11,8 @@ import threading
 from types import FrameType
 from typing import Any
 
+import anyio.to_thread
+
 log = logging.getLogger("lossd.lifecycle")
 
 
@@ -39,3 +41,14 @@ class Drain:
 
         if callable(stop):
             signal.signal(signal.SIGTERM, begin)
+
+
+async def ready(state: Any) -> bool:
+    """Readiness, as ``GET /v2/health/ready`` and gRPC's ServerReady and health service
+    answer it: started, not draining, and the monitor database reachable (PostgreSQL: a
+    probe waits on the network, at most once a second, see Store.reachable)."""
+    if getattr(state, "runtime", None) is None or state.drain.draining:
+        return False
+    store = state.monitors
+    reachable = await anyio.to_thread.run_sync(store.reachable) if store.waits_on_network else store.reachable()
+    return bool(reachable)

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    grpc_port: int = Field(
+        8001, ge=0, le=65535, description="The Open Inference Protocol over gRPC (HTTP/2 without TLS) here; 0: off."
+    )
     workers: int = Field(1, ge=1)
     provider: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per session; 0: one per core.")

@@ -1,13 +1,18 @@
 """The Open Inference Protocol (KServe V2, as Triton serves it) for every loss: model
 metadata and config derived from the declarations, and infer requests with JSON or
 binary tensors (the binary tensor data extension), computed by the data plane (``service.compute``). Its errors
-are service.errors values; service.problems renders them as ``{"error": ...}``."""
+are service.errors values; service.problems renders them as ``{"error": ...}``.
+
+What does not depend on the binding (the models' metadata, tensors from bytes or numbers,
+``prepare``: checked inputs, parameters and outputs as the data plane's Computation) is
+shared with the gRPC edge (service.grpc), which decodes its protobuf messages into them."""
 
 from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -247,46 +252,74 @@ def split_body(
     return request, binary
 
 
-def decode_tensor(tensor: TensorInput, binary: memoryview, offset: int) -> tuple[np.ndarray, int]:
-    """A tensor from its JSON data or its slice of the binary part; returns the next offset."""
-    dtype = DATATYPES.get(tensor.datatype)
+def datatype_of(name: str, datatype: str, shape: Sequence[int]) -> type[np.generic]:
+    """The numpy type of an input's datatype, once its shape is checked."""
+    dtype = DATATYPES.get(datatype)
     if dtype is None:
-        raise bad_request(f"input {tensor.name}: datatype {tensor.datatype} is not supported ({', '.join(DATATYPES)})")
-    if any(d < 0 for d in tensor.shape):
-        raise bad_request(f"input {tensor.name}: shape {tensor.shape} has a negative dimension")
-    count = math.prod(tensor.shape)
-    size = tensor.parameters.get("binary_data_size")
-    if size is not None:
-        expected = count * np.dtype(dtype).itemsize
-        if not isinstance(size, int) or isinstance(size, bool):
-            raise bad_request(f"input {tensor.name}: binary_data_size {size!r} is not an integer")
-        if size != expected:
-            raise bad_request(
-                f"input {tensor.name}: binary_data_size {size} does not match shape {tensor.shape} of "
-                f"{tensor.datatype} ({expected} bytes)",
-            )
-        if offset + size > len(binary):
-            raise bad_request(f"input {tensor.name}: the body ends before its {size} bytes of binary data")
-        return np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(tensor.shape), offset + size
-    data = tensor.data
-    if data is None:
-        raise bad_request(f"input {tensor.name}: no data and no binary_data_size")
-    if isinstance(data, json_arrays.BadArray):
-        if data.error.kind is not Kind.INVALID:  # LOSSD_MAX_ELEMENTS
-            raise data.error
-        raise bad_request(f"input {tensor.name}: data {data.error.detail.split(': ', 1)[1]}")
-    problem = json_arrays.list_problem(data) if isinstance(data, list) else None  # small or slow-path bodies
+        raise bad_request(f"input {name}: datatype {datatype} is not supported ({', '.join(DATATYPES)})")
+    if any(d < 0 for d in shape):
+        raise bad_request(f"input {name}: shape {list(shape)} has a negative dimension")
+    return dtype
+
+
+def tensor_from_bytes(
+    name: str, datatype: str, shape: Sequence[int], data: bytes | memoryview, what: str
+) -> np.ndarray:
+    """An input sent as raw bytes (row-major, little-endian): a binary tensor's slice of an
+    HTTP body, or a gRPC ``raw_input_contents`` entry. ``what`` names the bytes' size field."""
+    dtype = datatype_of(name, datatype, shape)
+    expected = math.prod(shape) * np.dtype(dtype).itemsize
+    if len(data) != expected:
+        raise bad_request(
+            f"input {name}: {what} of {len(data)} bytes does not match shape {list(shape)} of {datatype} "
+            f"({expected} bytes)"
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def tensor_from_values(name: str, datatype: str, shape: Sequence[int], values: Any) -> np.ndarray:
+    """An input sent as numbers: JSON ``data`` (flat or nested) or gRPC typed ``contents``."""
+    dtype = datatype_of(name, datatype, shape)
+    count = math.prod(shape)
+    if isinstance(values, json_arrays.BadArray):
+        if values.error.kind is not Kind.INVALID:  # LOSSD_MAX_ELEMENTS
+            raise values.error
+        raise bad_request(f"input {name}: data {values.error.detail.split(': ', 1)[1]}")
+    problem = json_arrays.list_problem(values) if isinstance(values, list) else None  # small or slow-path bodies
     if problem is not None:
-        raise bad_request(f"input {tensor.name}: data {problem}")
+        raise bad_request(f"input {name}: data {problem}")
     try:
         with np.errstate(over="ignore", invalid="ignore"):
-            array = np.asarray(data, dtype=dtype)
+            array = np.asarray(values, dtype=dtype)
     except (ValueError, TypeError, OverflowError):
-        problem = json_arrays.first_problem(data) if isinstance(data, list) else None
-        raise bad_request(f"input {tensor.name}: data {problem or 'must be a (nested) list of numbers'}") from None
+        problem = json_arrays.first_problem(values) if isinstance(values, list) else None
+        raise bad_request(f"input {name}: data {problem or 'must be a (nested) list of numbers'}") from None
     if array.size != count:
-        raise bad_request(f"input {tensor.name}: shape {tensor.shape} needs {count} values, data has {array.size}")
-    return array.reshape(tensor.shape), offset
+        raise bad_request(f"input {name}: shape {list(shape)} needs {count} values, data has {array.size}")
+    return array.reshape(shape)
+
+
+def decode_tensor(tensor: TensorInput, binary: memoryview, offset: int) -> tuple[np.ndarray, int]:
+    """A tensor from its JSON data or its slice of the binary part; returns the next offset."""
+    size = tensor.parameters.get("binary_data_size")
+    if size is None:
+        if tensor.data is None:
+            datatype_of(tensor.name, tensor.datatype, tensor.shape)
+            raise bad_request(f"input {tensor.name}: no data and no binary_data_size")
+        return tensor_from_values(tensor.name, tensor.datatype, tensor.shape, tensor.data), offset
+    dtype = datatype_of(tensor.name, tensor.datatype, tensor.shape)
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise bad_request(f"input {tensor.name}: binary_data_size {size!r} is not an integer")
+    expected = math.prod(tensor.shape) * np.dtype(dtype).itemsize
+    if size != expected:
+        raise bad_request(
+            f"input {tensor.name}: binary_data_size {size} does not match shape {tensor.shape} of "
+            f"{tensor.datatype} ({expected} bytes)",
+        )
+    if offset + size > len(binary):
+        raise bad_request(f"input {tensor.name}: the body ends before its {size} bytes of binary data")
+    data = binary[offset : offset + size]
+    return tensor_from_bytes(tensor.name, tensor.datatype, tensor.shape, data, "binary_data_size"), offset + size
 
 
 def parse_params(spec: LossSpec, parameters: Mapping[str, Any]) -> Any:
@@ -309,33 +342,46 @@ def parse_params(spec: LossSpec, parameters: Mapping[str, Any]) -> Any:
         raise bad_request(f"parameter {location(tuple(first['loc']))}: {first['msg']}") from None
 
 
-def infer(
-    runtime: Runtime, spec: LossSpec, body: bytes, headers: Mapping[str, str], max_elements: int, max_body: int
-) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    request, binary = split_body(body, headers, max_body, max_elements)
-    names = {i.name for i in spec.inputs} | {"weights"}
-    values: dict[str, np.ndarray] = {}
-    datatypes: dict[str, str] = {}
-    offset = 0
-    for tensor in request.inputs:
-        if tensor.name not in names:
-            raise bad_request(f"model {spec.name} has no input {tensor.name!r}; its inputs: {', '.join(sorted(names))}")
-        if tensor.name in values:
-            raise bad_request(f"input {tensor.name} is given twice")
-        values[tensor.name], offset = decode_tensor(tensor, binary, offset)
-        datatypes[tensor.name] = tensor.datatype
-    if offset != len(binary):
-        raise bad_request(f"the body has {len(binary) - offset} bytes of binary data that no input claims")
+def input_names(spec: LossSpec) -> set[str]:
+    return {i.name for i in spec.inputs} | {"weights"}
+
+
+def check_input(spec: LossSpec, name: str, names: set[str], seen: Mapping[str, Any]) -> None:
+    """An input named in a request: one of the model's, and given once."""
+    if name not in names:
+        raise bad_request(f"model {spec.name} has no input {name!r}; its inputs: {', '.join(sorted(names))}")
+    if name in seen:
+        raise bad_request(f"input {name} is given twice")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A decoded infer request, as the data plane takes it: the computation, the outputs to
+    send (in order) and the float dtype of the answer."""
+
+    computation: Computation
+    requested: list[str]
+    dtype: str
+
+
+def prepare(
+    spec: LossSpec,
+    values: Mapping[str, np.ndarray],
+    datatypes: Mapping[str, str],
+    parameters: Mapping[str, Any],
+    outputs: Sequence[str] | None,
+) -> Prepared:
+    """The protocol's request, bound-independent (HTTP and gRPC): decoded inputs by name
+    (checked by ``check_input``) with their datatypes, the request ``parameters`` as Python
+    scalars, and the names of the requested outputs (None: all of them)."""
     missing = [i.name for i in spec.inputs if i.name not in values]
     if missing:
         raise bad_request(f"missing input(s) {', '.join(missing)} for model {spec.name}")
-
     available = output_names(spec)
-    requested = [o.name for o in request.outputs] if request.outputs is not None else available
+    requested = list(outputs) if outputs is not None else available
     unknown = [name for name in requested if name not in available]
     if unknown:
         raise bad_request(f"model {spec.name} has no output {unknown[0]!r}; its outputs: {', '.join(available)}")
-    parameters = request.parameters
     reduction = parameters.get("reduction", "mean")
     if reduction not in ("mean", "sum", "none"):
         raise bad_request(f"parameter reduction: {reduction!r} is not one of mean, sum, none")
@@ -351,11 +397,30 @@ def infer(
         dtype=dtype,
         gradients=any(name.startswith("gradient_") for name in requested),
     )
-    result = evaluate(runtime, spec, computation, max_elements)
-    return encode_response(spec, request, requested, result, dtype)
+    return Prepared(computation, requested, dtype)
 
 
-def _output_array(name: str, result: Computed) -> np.ndarray:
+def infer(
+    runtime: Runtime, spec: LossSpec, body: bytes, headers: Mapping[str, str], max_elements: int, max_body: int
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    request, binary = split_body(body, headers, max_body, max_elements)
+    names = input_names(spec)
+    values: dict[str, np.ndarray] = {}
+    datatypes: dict[str, str] = {}
+    offset = 0
+    for tensor in request.inputs:
+        check_input(spec, tensor.name, names, values)
+        values[tensor.name], offset = decode_tensor(tensor, binary, offset)
+        datatypes[tensor.name] = tensor.datatype
+    if offset != len(binary):
+        raise bad_request(f"the body has {len(binary) - offset} bytes of binary data that no input claims")
+    outputs = [o.name for o in request.outputs] if request.outputs is not None else None
+    prepared = prepare(spec, values, datatypes, request.parameters, outputs)
+    result = evaluate(runtime, spec, prepared.computation, max_elements)
+    return encode_response(spec, request, prepared.requested, result, prepared.dtype)
+
+
+def output_array(name: str, result: Computed) -> np.ndarray:
     if name == "loss":
         return np.asarray(result.loss)
     if name == "per_sample":
@@ -372,7 +437,7 @@ def encode_response(
         wanted[output.name] = bool(output.parameters.get("binary_data", binary_default))
     outputs, blobs = [], []
     for name, as_binary in wanted.items():
-        array = np.ascontiguousarray(_output_array(name, result))
+        array = np.ascontiguousarray(output_array(name, result))
         entry: dict[str, Any] = {"name": name, "datatype": FLOAT_OF_DTYPE[dtype], "shape": list(array.shape)}
         if as_binary:
             blob = array.tobytes()

@@ -1,5 +1,6 @@
 """Shared fixtures: one app (with its sessions) per test session."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,11 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
 from tests.feature_models import write_extractors
+
+# gRPC (default port 8001) only where a test asks for it with a port of its own: in-process
+# apps and the real servers of tests/server.py would otherwise all take 8001 (and with
+# SO_REUSEPORT share it with whatever else listens there).
+os.environ.setdefault("LOSSD_GRPC_PORT", "0")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ from typing import Any
 README = Path(__file__).parents[1] / "README.md"
 DOC_ADDRESS = "127.0.0.1:8000"
 """Where the examples say the server is; tests substitute the real server's address."""
+DOC_GRPC_ADDRESS = "127.0.0.1:8001"
+"""Where the examples say the server's gRPC port is (LOSSD_GRPC_PORT's default)."""
 # A command block (no backticks inside, so one block never runs into the next) and the
 # output block right after it.
 EXAMPLE = re.compile(r"```(bash|python)\n([^`]*?)```\s*\n```(json|text)\n(.*?)```", re.S)
@@ -40,9 +42,9 @@ def examples() -> list[Example]:
 
 
 def blocks_that_talk_to_the_service() -> list[str]:
-    """Blocks that use the server's address in code (``make serve  # serves on ...`` does not)."""
+    """Blocks that use one of the server's addresses in code (``make serve  # serves on ...`` does not)."""
     blocks = (m.group(2) for m in FENCED.finditer(README.read_text()))
-    return [block for block in blocks if DOC_ADDRESS in COMMENT.sub("", block)]
+    return [block for block in blocks if any(a in COMMENT.sub("", block) for a in (DOC_ADDRESS, DOC_GRPC_ADDRESS))]
 
 
 def matches(documented: Any, actual: Any, path: str = "$") -> None:

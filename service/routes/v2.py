@@ -7,10 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from kernels import REGISTRY
-from service import stats, v2
+from service import lifecycle, stats, v2
 from service.lookup import model_named as model
 from service.responses import v2_errors
 
@@ -41,13 +40,7 @@ async def live() -> Response:
     },
 )
 async def ready(request: Request) -> Response:
-    state = request.app.state
-    serving = getattr(state, "runtime", None) is not None and not state.drain.draining
-    if serving:
-        store = state.monitors
-        # PostgreSQL: a probe waits on the network (at most once a second, see Store.reachable).
-        serving = await run_in_threadpool(store.reachable) if store.waits_on_network else store.reachable()
-    return Response(status_code=200 if serving else 503)
+    return Response(status_code=200 if await lifecycle.ready(request.app.state) else 503)
 
 
 @router.post("/repository/index")
