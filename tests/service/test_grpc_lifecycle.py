@@ -53,6 +53,11 @@ def test_every_worker_serves_and_sigterm_drains(workers: int, tmp_path: Path) ->
     }
     log = tmp_path / "server.log"
     with running_server(env, log=log) as server:
+        # /health answers once one worker is up; the other may still be starting its gRPC server.
+        deadline = time.monotonic() + 60
+        while log.read_text().count("Application startup complete.") < workers:  # after the lifespan starts gRPC
+            assert time.monotonic() < deadline, f"not every worker serves gRPC:\n{log.read_text()[-2000:]}"
+            time.sleep(0.1)
         # Each new connection lands on one worker (the kernel picks; each worker counts its
         # own statistics): one worker has counted every call, two have shared them.
         counts = []
