@@ -68,17 +68,21 @@ class GraphCache:
             return None
         return model
 
-    def put(self, stem: str, model: bytes) -> None:
-        """Write atomically: a reader sees the old entry, the new one, or none."""
+    def put(self, stem: str, model: bytes) -> bool:
+        """Write atomically (a reader sees the old entry, the new one, or none); whether it was written."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self.directory, prefix=f".{stem}.", delete=False) as part:
                 part.write(hashlib.sha256(model).digest() + model)
+            # Readable by every user: an image builds its graphs as root and serves them as another.
+            os.chmod(part.name, 0o644)
             os.replace(part.name, self.path(stem))
         except OSError as exc:
             if not self._warned:
                 log.warning("graph cache %s is not writable (%s); graphs are built in memory", self.directory, exc)
                 self._warned = True
+            return False
+        return True
 
     def fetch(self, stem: str, build: Callable[[], bytes]) -> bytes:
         """The cached graph, else ``build()``'s, stored for next time."""

@@ -195,9 +195,9 @@ class Runtime:
             if self._files is not None:
                 model_bytes = repository_graph(self._files, self._repository, spec, key, self.resources)
             elif self._cache is not None and cacheable(spec):
-                model_bytes = self._cache.fetch(key.stem, lambda: self.model_bytes(key))
+                model_bytes = self._cache.fetch(key.stem, lambda: self.model_bytes(key, spec))
             else:
-                model_bytes = self.model_bytes(key)
+                model_bytes = self.model_bytes(key, spec)
             return self._load(spec, key, model_bytes)
         except Exception as exc:
             if not spec.configured:
@@ -300,7 +300,7 @@ class Runtime:
         names = kernel.outputs
         if kernel.columnable and one_per_sample(kernel.layouts, arrays):
             spec = self.specs.get(kernel.key.loss)
-            assert spec is not None
+            assert spec is not None, "a column layout is declared, never composed"
             kernel = self._kernel(spec, dataclasses.replace(kernel.key, column=True))
             graph = {x.name: arrays[x.name].reshape(-1) for x in kernel.layouts}
         else:
@@ -366,8 +366,9 @@ class Runtime:
         result = self.compute(kernel, params, arrays, w, reduction == "mean")
         return result if reduction != "none" else Evaluation(result.per_sample, result.per_sample, result.gradients)
 
-    def model_bytes(self, key: GraphKey) -> bytes:
-        spec = self.specs.get(key.loss)
+    def model_bytes(self, key: GraphKey, spec: LossSpec | None = None) -> bytes:
+        """The serialized graph of ``key`` (``spec``: its loss, when not among the runtime's)."""
+        spec = spec or self.specs.get(key.loss)
         assert spec is not None
         key = dataclasses.replace(key, gradients=key.gradients and bool(spec.differentiable))
         data: bytes = build_model(spec, key, self.resources).SerializeToString()
@@ -384,7 +385,8 @@ def prebuild(specs: Registry, cache: GraphCache) -> int:
     built = 0
     for spec, key in all_keys(specs):
         if cacheable(spec) and cache.get(key.stem) is None:
-            cache.put(key.stem, build_model(spec, key).SerializeToString())
+            if not cache.put(key.stem, build_model(spec, key).SerializeToString()):
+                raise OSError(f"cannot write graphs into {cache.directory}")
             built += 1
     return built
 

@@ -104,7 +104,10 @@ def prebuild(args: argparse.Namespace) -> None:
     if settings.graph_cache is None:
         sys.exit("lossd prebuild: LOSSD_GRAPH_CACHE is empty; set it to the directory to fill")
     cache = GraphCache(settings.graph_cache)
-    built = prebuild_graphs(REGISTRY, cache)
+    try:
+        built = prebuild_graphs(REGISTRY, cache)
+    except OSError as exc:
+        sys.exit(f"lossd prebuild: {exc}")
     print(f"built {built} graphs into {cache.directory}")
 
 

@@ -122,3 +122,17 @@ def test_prebuild_fills_the_cache_with_every_declared_graph(tmp_path: Path) -> N
     )  # mse; focal: 4 variants, x 2 dtypes x fwd/grad x 2 layouts
     assert {p.name.removesuffix(".onnx") for p in cache.directory.glob("*.onnx")} == expected
     assert prebuild(registry, cache) == 0
+
+
+def test_entries_are_readable_by_every_user(tmp_path: Path) -> None:
+    """An image prebuilds as root and serves as uid 10001: a 0600 entry would be rebuilt on every start."""
+    cache = GraphCache(tmp_path)
+    assert cache.put("stem", b"graph")
+    assert cache.path("stem").stat().st_mode & 0o777 == 0o644
+
+
+def test_prebuild_into_an_unwritable_cache_fails_loudly(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache directory would be")
+    with pytest.raises(OSError, match="cannot write graphs"):
+        prebuild(two_losses(), GraphCache(blocked))
