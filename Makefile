@@ -50,7 +50,7 @@ grpc: $(STAMP)
 	$(BIN)/python -m service.grpc.generate
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --json bench/results.json --readme README.md
 
 # tests/golden/ from the reference libraries, as the catalog declares (tests/kernels/catalog/);
 # `make golden LOSSES="mse huber"` regenerates only those.

@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from bench import grpc, in_process, kernels, large_requests, layouts, peers, small_requests
+from bench import grpc, in_process, kernels, large_requests, layouts, peers, readme, small_requests
 from bench.load import generator
 from bench.machine import MALLOC_ENV, MALLOC_VALUE, Interference, idle_check, versions
 
@@ -70,6 +70,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--peers", action="store_true", help="install the peers (KServe, MLServer) into bench/.peers when missing"
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON here")
+    parser.add_argument(
+        "--readme", type=Path, metavar="README", help="write the sections' tables into the README's bench block"
+    )
     return parser.parse_args(argv)
 
 
@@ -192,7 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} cores; {MALLOC_ENV}={os.environ.get(MALLOC_ENV, 'unset')}; "
         f"other processes kept {busy:.2f} cores busy before the run"
     )
-    results: dict[str, Any] = {"versions": found, "cores": os.cpu_count(), "other_cores_before": busy}
+    results: dict[str, Any] = {
+        "versions": found,
+        "cores": os.cpu_count(),
+        "other_cores_before": busy,
+        "argv": list(sys.argv[1:] if argv is None else argv),
+        "reports": {},
+    }
     sections = [
         ("http", http_section),
         ("asgi", asgi_section),
@@ -208,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         interference = Interference.start()
         try:
             text = section(args, results)
+            results["reports"][name] = text
         except Exception as exc:  # one broken section must not hide the others
             text = f"section {name} FAILED:\n" + "".join(traceback.format_exception(exc)[-3:])
             results[f"{name}_error"] = repr(exc)
@@ -221,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
         print(f"wrote {args.json}")
+    if args.readme:
+        readme.write(args.readme, results)
+        print(f"wrote the bench block of {args.readme}")
     return 0
 
 
