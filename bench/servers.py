@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -127,9 +127,12 @@ def bare(handle: ASGIApp) -> ASGIApp:
     return app
 
 
-def floor_app(threads: int | None = None) -> ASGIApp:
-    """The floor: bare ASGI + orjson + numpy + one onnxruntime run."""
-    kernel = FocalKernel(intra_op_threads() if threads is None else threads)
+class Loss(Protocol):
+    def loss(self, predictions: np.ndarray, targets: np.ndarray) -> np.float32: ...
+
+
+def focal_floor(kernel: Loss) -> ASGIApp:
+    """Bare ASGI + orjson + numpy + one run of ``kernel``: what a focal request needs, no more."""
     frozen_heap()
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
@@ -143,6 +146,11 @@ def floor_app(threads: int | None = None) -> ASGIApp:
         await respond(send, 200, response_body(loss, predictions.shape[0]))
 
     return bare(handle)
+
+
+def floor_app(threads: int | None = None) -> ASGIApp:
+    """The floor: bare ASGI + orjson + numpy + one onnxruntime run of the service's graph."""
+    return focal_floor(FocalKernel(intra_op_threads() if threads is None else threads))
 
 
 class MinimalKernel:
@@ -160,20 +168,7 @@ class MinimalKernel:
 
 def minimal_app(threads: int | None = None) -> ASGIApp:
     """The minimal floor: bare ASGI + orjson + numpy + one run of the smallest focal graph."""
-    kernel = MinimalKernel(intra_op_threads() if threads is None else threads)
-    frozen_heap()
-
-    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["path"] != PATH or scope["method"] != "POST":
-            await respond(send, 404, b'{"detail":"not found"}')
-            return
-        data = orjson.loads(await read_body(receive))
-        predictions = np.asarray(data["predictions"], dtype=np.float32)
-        targets = np.asarray(data["targets"], dtype=np.float32)
-        loss = kernel.loss(predictions, targets)
-        await respond(send, 200, response_body(loss, predictions.shape[0]))
-
-    return bare(handle)
+    return focal_floor(MinimalKernel(intra_op_threads() if threads is None else threads))
 
 
 class FocalRequest(BaseModel):
