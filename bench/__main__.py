@@ -36,7 +36,8 @@ import orjson
 
 from bench import grpc, in_process, kernels, large_requests, layouts, peers, readme, small_requests
 from bench.load import generator
-from bench.machine import MALLOC_ENV, MALLOC_VALUE, Interference, idle_check, versions
+from bench.machine import MALLOC_ENV, Interference, idle_check, versions
+from service.cli import with_allocator
 
 QUICK_SIZES = (1_000_000,)
 FULL_SIZES = (1_000_000, 10_000_000)
@@ -176,16 +177,9 @@ def peer_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
     return peers.report(measured, load, settings)
 
 
-def ensure_malloc_env() -> None:
-    """The kernels run under the allocator setting the service runs with: set it, re-exec."""
-    if MALLOC_ENV not in os.environ:
-        os.environ[MALLOC_ENV] = MALLOC_VALUE
-        os.execv(sys.executable, [sys.executable, "-m", "bench", *sys.argv[1:]])
-
-
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:
-        ensure_malloc_env()
+    if argv is None:  # the kernels run under the allocator setting the service runs with
+        with_allocator(["-m", "bench", *sys.argv[1:]])
     args = parse(argv)
     started = time.monotonic()
     found = versions()

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-MALLOC_ENV, MALLOC_VALUE = "MALLOC_MMAP_THRESHOLD_", "33554432"
+from service.cli import MALLOC_ENV as SERVICE_MALLOC_ENV
+
+((MALLOC_ENV, MALLOC_VALUE),) = SERVICE_MALLOC_ENV.items()  # the setting lossd serve runs with
 """What ``lossd serve`` and ``make`` set: glibc's mmap threshold, read at process start."""
 PACKAGES = ("numpy", "onnxruntime", "fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools", "orjson")
 

@@ -15,7 +15,7 @@ from onnxscript import ir
 from onnxscript.values import OnnxFunction
 
 from kernels.broadcast import equalize_ranks
-from kernels.reduction import reduce_column, reduce_loss, reduce_loss_mass, scale_gradient
+from kernels.reduction import reduce_column, reduce_loss, reduce_loss_mass, scale_column, scale_gradient
 from kernels.spec import NO_RESOURCES, Input, KernelFunction, LossSpec, Params, ProtoKernel, Resources, Variant
 
 Dtype = Literal["float32", "float64"]
@@ -246,11 +246,11 @@ def _reduction_nodes(spec: LossSpec, functions: Functions, column: bool) -> tupl
     return [node], kernel_outputs
 
 
-def _scale_gradient(name: str, rank: int, functions: Functions) -> list[onnx.NodeProto]:
-    """grad = element gradient x coef, coef (N,) given the gradient's rank."""
-    if rank == 1:
+def _scale_gradient(name: str, rank: int, functions: Functions, column: bool) -> list[onnx.NodeProto]:
+    """grad = element gradient x coef, coef (N,) given the gradient's rank and layout."""
+    if rank == 1 and not column:
         return [helper.make_node("Mul", [f"element_grad_{name}", "coef"], [f"grad_{name}"])]
-    domain, function = functions.add(scale_gradient)
+    domain, function = functions.add(scale_column if column else scale_gradient)
     return [helper.make_node(function, [f"element_grad_{name}", "coef"], [f"grad_{name}"], domain=domain)]
 
 
@@ -295,21 +295,8 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     dims = {i.name: i.dims for i in inputs}
     if key.gradients:
         for name in spec.differentiable:
-            if key.column:
-                nodes.append(
-                    helper.make_node(
-                        "Constant",
-                        [],
-                        [f"flat_{name}"],
-                        value=helper.make_tensor(f"flat_{name}", TensorProto.INT64, [1], [-1]),
-                    )
-                )
-                nodes.append(
-                    helper.make_node("Reshape", [f"element_grad_{name}", f"flat_{name}"], [f"element_grad_{name}_flat"])
-                )
-                nodes.append(helper.make_node("Mul", [f"element_grad_{name}_flat", "coef"], [f"grad_{name}"]))
-            elif not self_reducing:
-                nodes += _scale_gradient(name, len(dims[name]), functions)
+            if not self_reducing:
+                nodes += _scale_gradient(name, len(dims[name]), functions, key.column)
             outputs.append(_value_info(f"grad_{name}", elem_type, dims[name]))
 
     graph_inputs = [_value_info(i.name, i.elem_type, i.dims) for i in inputs if i.name not in (WEIGHTS, MEAN)]

@@ -75,3 +75,10 @@ def scale_gradient(element_grad, coef):  # type: ignore[no-untyped-def]
     else:
         scaled = rows * column
     return op.Reshape(scaled, op.Shape(element_grad))
+
+
+@script(LOSSD, default_opset=op)
+def scale_column(element_grad, coef):  # type: ignore[no-untyped-def]
+    """As scale_gradient for the column layout: the row ``(1, N)`` of element gradients back
+    to ``(N,)``, times each sample's coefficient."""
+    return op.Reshape(element_grad, op.Constant(value_ints=[-1])) * coef

@@ -126,8 +126,9 @@ class Kernel:
     """The graph's node count (a cheap graph gains nothing from row blocks)."""
     layouts: tuple[Input, ...] = ()
     """The inputs as declared, in order: their "..." axes are collapsed for the graph."""
-    columnable: bool = False
-    """A request of one value per sample runs the loss's column graph instead (kernels.graph.columnable)."""
+    column: GraphKey | None = None
+    """The key of the loss's column graph, which a request of one value per sample runs
+    instead (kernels.graph.columnable); None where there is none, or this is it."""
 
     @property
     def outputs(self) -> list[str]:
@@ -222,7 +223,7 @@ class Runtime:
         device = "cuda" if session.get_providers()[0] == CUDA else None
         configured = bool(spec.configured)
         nodes = int(meta.get(NODES, "0"))
-        column = columnable(spec) and not key.column
+        column = dataclasses.replace(key, column=True) if columnable(spec) and not key.column else None
         return Kernel(
             key,
             session,
@@ -264,6 +265,11 @@ class Runtime:
         key = GraphKey(spec.name, variant, dtype, gradients and bool(spec.differentiable))  # type: ignore[arg-type]
         return self._kernel(spec, key)
 
+    def _declared(self, key: GraphKey) -> LossSpec:
+        spec = self.specs.get(key.loss)
+        assert spec is not None, f"{key.stem}: a column layout is declared, never composed"
+        return spec
+
     def _kernel(self, spec: LossSpec, key: GraphKey) -> Kernel:
         found = self._kernels.get(key)
         if found is None:
@@ -298,10 +304,8 @@ class Runtime:
         """One run on arrays at their natural shapes, in the graph's dtype; gradients come back
         at the shapes of their inputs."""
         names = kernel.outputs
-        if kernel.columnable and one_per_sample(kernel.layouts, arrays):
-            spec = self.specs.get(kernel.key.loss)
-            assert spec is not None, "a column layout is declared, never composed"
-            kernel = self._kernel(spec, dataclasses.replace(kernel.key, column=True))
+        if kernel.column is not None and one_per_sample(kernel.layouts, arrays):
+            kernel = self._kernels.get(kernel.column) or self._kernel(self._declared(kernel.column), kernel.column)
             graph = {x.name: arrays[x.name].reshape(-1) for x in kernel.layouts}
         else:
             graph = to_graph(kernel.layouts, arrays)

@@ -88,10 +88,9 @@ def check_number(field: str, value: object, dtype: type[np.floating[Any]], where
     name = np.dtype(dtype).name
     if not math.isfinite(value):
         raise invalid(field, f"must be a finite number in {name}, got {value!r}{where}")
-    largest = float(np.finfo(dtype).max)
-    if abs(value) > largest:
-        hint = "; send dtype float64" if abs(value) <= float(np.finfo(np.float64).max) else ""
-        raise invalid(field, f"{value!r}{where} is beyond the range of {name} (magnitude at most {largest:.6g}){hint}")
+    largest = LARGEST[dtype]
+    hint = "; send dtype float64" if abs(value) <= LARGEST[np.float64] else ""
+    raise invalid(field, f"{value!r}{where} is beyond the range of {name} (magnitude at most {largest:.6g}){hint}")
 
 
 def check_params(params: Params, dtype: type[np.floating[Any]], prefix: str = "params") -> None:
