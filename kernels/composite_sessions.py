@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
+from kernels import memory
 from kernels.composite import (
     TERM_LOSSES,
     TERM_PER_SAMPLE,
@@ -110,7 +111,7 @@ class CompositeSessions:
         with self._lock:
             self.runs += 1
         names = ["loss", "per_sample", TERM_LOSSES, TERM_PER_SAMPLE, *(f"grad_{f}" for f in kernel.gradients)]
-        loss, per_sample, term_losses, term_per_sample, *grads = kernel.session.run(names, feed)
+        loss, per_sample, term_losses, term_per_sample, *grads = kernel.session.run(names, feed, memory.run_options(feed))
         return Evaluation(loss, per_sample, from_graph(kernel.gradients, grads, arrays)), term_losses, term_per_sample
 
     def evaluate(

@@ -23,6 +23,7 @@ from kernels.cache import GraphCache
 from kernels.composite import CompositeSpec, Term
 from kernels.composite_sessions import CompositeKernel, CompositeSessions
 from kernels.feeds import NUMPY_DTYPE, Evaluation, from_graph, one_per_sample, param_feed, to_graph
+from kernels import memory
 from kernels.graph import (
     DTYPES,
     MEAN,
@@ -145,7 +146,7 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     options.log_severity_level = 3
     # A spinning thread pool burns a core per request while waiting for work.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
+    return memory.share_arena(options)
 
 
 class Runtime:
@@ -339,7 +340,7 @@ class Runtime:
         try:
             if kernel.device is not None:
                 return run_bound(kernel.session, feed, outputs, kernel.device)
-            result: list[np.ndarray] = kernel.session.run(outputs, feed)
+            result: list[np.ndarray] = kernel.session.run(outputs, feed, memory.run_options(feed))
         except Exception as exc:  # onnxruntime's errors share no base class but Exception
             if not kernel.operator_model:
                 raise

@@ -46,15 +46,23 @@ _local = threading.local()
 def _parser() -> Any:
     # One parser per thread (large bodies are decoded on worker threads): reusing it keeps its
     # buffers, which halves the time for a large body; a parser is not safe across threads.
-    # It keeps ~2.7x the largest body it read, until its thread ends (anyio's workers end
-    # after 10 s idle; the event loop's thread only reads bodies below OFF_LOOP_BYTES).
+    # It keeps ~2.7x the largest body it read (at most KEPT_PARSER_BYTES), until its thread
+    # ends (anyio's workers end after 10 s idle; the event loop's thread only reads bodies
+    # below OFF_LOOP_BYTES).
     parser = getattr(_local, "parser", None)
     if parser is None:
         parser = _local.parser = simdjson.Parser()
     return parser
 
 
+KEPT_PARSER_BYTES = 32 << 20
+"""Bodies above this are parsed by a parser of their own, dropped with the request: a kept
+parser holds ~2.7x the largest body it read (so up to 170 MB for a 64 MiB body)."""
+
+
 def _parse(body: bytes) -> Any:
+    if len(body) > KEPT_PARSER_BYTES:
+        return simdjson.Parser().parse(body)
     try:
         return _parser().parse(body)
     except RuntimeError as exc:

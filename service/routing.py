@@ -20,6 +20,7 @@ from anyio import CapacityLimiter
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
+from kernels import memory
 from kernels.spec import LossSpec
 from service import metrics, rest, stats, v2
 from service.errors import Kind, ServiceError
@@ -37,6 +38,9 @@ Handler = Callable[[Any, Scope, bytes], Reply]
 """(app state, scope, body) -> (body, headers) of a 200; errors are raised as ServiceError."""
 JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 OFF_LOOP_BYTES = 1 << 20
+RELEASE_BYTES = 8 << 20
+"""After a body of this size, its thread hands free heap pages back (kernels.memory.release):
+its arrays and copies otherwise stay in the worker's heap."""
 """Bodies this large are decoded and computed in a worker thread, so that a burst of large
 requests leaves the event loop free for health probes, scrapes and small requests (a small
 request stays on the loop: the hand-off would cost more than its computation)."""
@@ -295,7 +299,11 @@ def internal(route: Route) -> ServiceError:
 def run(handler: Handler, state: Any, scope: Scope, body: bytes) -> tuple[Reply, tuple[float, float]]:
     """The handler's reply, and the latest kernel run of the thread it ran on (read there:
     the clock is per thread, and a large request runs on a worker thread)."""
-    reply = handler(state, scope, body)
+    try:
+        reply = handler(state, scope, body)
+    finally:
+        if len(body) >= RELEASE_BYTES:
+            memory.release()
     return reply, (stats.CLOCK.kernel_start, stats.CLOCK.kernel_end)
 
 

@@ -16,7 +16,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from kernels import REGISTRY
+from kernels import REGISTRY, memory
 from kernels.spec import LossSpec
 from service import lifecycle, metrics, stats, v2
 from service.auth import key_error
@@ -26,7 +26,7 @@ from service.grpc import grpc_predict_v2_pb2 as pb
 from service.grpc import status, tensors
 from service.limits import busy
 from service.lookup import model_named
-from service.routing import OFF_LOOP_BYTES
+from service.routing import OFF_LOOP_BYTES, RELEASE_BYTES
 
 log = logging.getLogger("lossd.grpc")
 SERVICE = "inference.GRPCInferenceService"
@@ -61,9 +61,13 @@ def model(name: str, version: str) -> LossSpec:
 
 def run(spec: LossSpec, request: pb.ModelInferRequest, host: Host) -> tuple[bytes, tuple[float, float]]:
     """Decode, compute, encode and serialize; and the latest kernel run of the thread it ran on."""
-    prepared = tensors.decode(spec, request)
-    result = evaluate(host.state.runtime, spec, prepared.computation, host.state.settings.max_elements)
-    answer = tensors.encode(spec, request, prepared, result).SerializeToString()
+    try:
+        prepared = tensors.decode(spec, request)
+        result = evaluate(host.state.runtime, spec, prepared.computation, host.state.settings.max_elements)
+        answer = tensors.encode(spec, request, prepared, result).SerializeToString()
+    finally:
+        if request.ByteSize() >= RELEASE_BYTES:
+            memory.release()
     return answer, (stats.CLOCK.kernel_start, stats.CLOCK.kernel_end)
 
 
