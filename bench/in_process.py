@@ -33,12 +33,31 @@ def service_app(threads: int) -> ASGIApp:
     return app
 
 
+def traced_app(threads: int) -> ASGIApp:
+    """The service with tracing on: every span made, handed to an exporter that drops it (the
+    synchronous processor: an upper bound on what the batching one costs the request)."""
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    from service import tracing
+    from service.settings import Settings as ServiceSettings
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    app = service_app(threads)
+    tracing.start(ServiceSettings(), Dropped())  # its lifespan's shutdown turns tracing off again
+    return app
+
+
 APPS: dict[str, tuple[str, Callable[[int], ASGIApp]]] = {
     "floor": ("floor: bare ASGI + orjson + numpy + ORT", floor_app),
     "minimal": ("minimal floor: same, hand-written focal graph", minimal_app),
     "service": ("service: service.app.create_app()", service_app),
     "naive": ("naive: FastAPI + pydantic list[list[float]]", naive_app),
+    "traced": ("service, tracing on (spans dropped)", traced_app),
 }
+"""The service's row is tracing off, as by default; "traced" comes last (it turns tracing on)."""
 
 
 async def _measure(settings: Settings) -> dict[str, Spread | str]:

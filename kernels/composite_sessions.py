@@ -111,7 +111,8 @@ class CompositeSessions:
         with self._lock:
             self.runs += 1
         names = ["loss", "per_sample", TERM_LOSSES, TERM_PER_SAMPLE, *(f"grad_{f}" for f in kernel.gradients)]
-        loss, per_sample, term_losses, term_per_sample, *grads = kernel.session.run(names, feed, memory.run_options(feed))
+        found = kernel.session.run(names, feed, memory.run_options(feed))
+        loss, per_sample, term_losses, term_per_sample, *grads = found
         return Evaluation(loss, per_sample, from_graph(kernel.gradients, grads, arrays)), term_losses, term_per_sample
 
     def evaluate(

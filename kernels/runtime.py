@@ -17,13 +17,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from kernels import memory
 from kernels.binding import run_bound
 from kernels.blocks import Blocks
 from kernels.cache import GraphCache
 from kernels.composite import CompositeSpec, Term
 from kernels.composite_sessions import CompositeKernel, CompositeSessions
 from kernels.feeds import NUMPY_DTYPE, Evaluation, from_graph, one_per_sample, param_feed, to_graph
-from kernels import memory
 from kernels.graph import (
     DTYPES,
     MEAN,

@@ -18,7 +18,7 @@ from kernels.cache import GraphCache
 from kernels.features import FEATURE_MODELS, load_feature_models
 from kernels.runtime import Runtime
 from kernels.spec import Resources
-from service import __version__, docs, limits, problems, routing
+from service import __version__, docs, limits, problems, routing, tracing
 from service.auth import BearerAuth
 from service.composite import CompositeRequest, CompositeResponse, register_configured
 from service.errors import ServiceError
@@ -117,6 +117,8 @@ def create_app(settings: Settings | None = None) -> LossdApp:
         )
         app.state.monitors = open_store(settings.database_url, settings.data_dir)
         app.state.drain.install()
+        if tracing.wanted(settings):
+            tracing.start(settings)
         app.state.compute_threads = routing.compute_threads()
         # Start-up leaves a large heap of long-lived objects (sessions, specs, schemas). A JSON
         # body of a million numbers allocates ~100k lists, which triggers full collections;
@@ -134,6 +136,7 @@ def create_app(settings: Settings | None = None) -> LossdApp:
             if grpc_server is not None:  # uvicorn has stopped HTTP: the drain is over
                 await grpc_server.stop()
             app.state.monitors.close()
+            tracing.stop()
 
     # FastAPI's OpenTelemetry hooks cost microseconds per request; /metrics is ours.
     telemetry: Any = {"tracing": False, "metrics": False, "logs": False}

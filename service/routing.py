@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from kernels import memory
 from kernels.spec import LossSpec
-from service import metrics, rest, stats, v2
+from service import metrics, rest, stats, tracing, v2
 from service.errors import Kind, ServiceError
 from service.limits import read_body
 from service.lookup import loss_named, model_named
@@ -38,6 +38,8 @@ Handler = Callable[[Any, Scope, bytes], Reply]
 """(app state, scope, body) -> (body, headers) of a 200; errors are raised as ServiceError."""
 JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 OFF_LOOP_BYTES = 1 << 20
+NO_RUN = (0.0, 0.0)
+"""The kernel times of a request that ran no kernel (it failed first)."""
 RELEASE_BYTES = 8 << 20
 """After a body of this size, its thread hands free heap pages back (kernels.memory.release):
 its arrays and copies otherwise stay in the worker's heap."""
@@ -329,15 +331,20 @@ async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send:
             (payload, headers), kernel = call()
         status = 200
     except ServiceError as error:
+        kernel = NO_RUN
         status, payload, media_type = render(scope["path"], error)
         headers = [(b"content-type", media_type.encode())]
     except Exception:
         log.exception("%s %s failed", scope["method"], scope["path"])
+        kernel = NO_RUN
         status, payload, media_type = render(scope["path"], internal(route))
         headers = [(b"content-type", media_type.encode())]
     finally:
         metrics.IN_FLIGHT.dec()
     end = time.perf_counter()
+    if tracing.TRACER is not None:
+        attributes = {"http.request.method": "POST", "url.path": scope["path"], "http.response.status_code": status}
+        tracing.record(f"POST {scope['path']}", tracing.http_carrier(scope["headers"]), start, kernel, end, attributes)
     if route.metrics is not None:
         route.metrics.record(status, end - start, len(body), len(payload))
     counted = route.stats

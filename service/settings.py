@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins allowed by CORS; unset: CORS off."
     )
+    otel_endpoint: str | None = Field(
+        None,
+        description="OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://collector:4318); unset: off "
+        "unless the standard OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER=otlp ask for them.",
+    )
     drain_seconds: float = Field(
         5.0,
         ge=0,

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 
 from kernels import REGISTRY, memory
 from kernels.spec import LossSpec
-from service import lifecycle, metrics, stats, v2
+from service import lifecycle, metrics, stats, tracing, v2
 from service.auth import key_error
 from service.compute import evaluate
 from service.errors import Kind, ServiceError, not_found
@@ -26,7 +26,7 @@ from service.grpc import grpc_predict_v2_pb2 as pb
 from service.grpc import status, tensors
 from service.limits import busy
 from service.lookup import model_named
-from service.routing import OFF_LOOP_BYTES, RELEASE_BYTES
+from service.routing import NO_RUN, OFF_LOOP_BYTES, RELEASE_BYTES
 
 log = logging.getLogger("lossd.grpc")
 SERVICE = "inference.GRPCInferenceService"
@@ -59,14 +59,14 @@ def model(name: str, version: str) -> LossSpec:
     return spec
 
 
-def run(spec: LossSpec, request: pb.ModelInferRequest, host: Host) -> tuple[bytes, tuple[float, float]]:
+def run(spec: LossSpec, request: pb.ModelInferRequest, host: Host, size: int) -> tuple[bytes, tuple[float, float]]:
     """Decode, compute, encode and serialize; and the latest kernel run of the thread it ran on."""
     try:
         prepared = tensors.decode(spec, request)
         result = evaluate(host.state.runtime, spec, prepared.computation, host.state.settings.max_elements)
         answer = tensors.encode(spec, request, prepared, result).SerializeToString()
     finally:
-        if request.ByteSize() >= RELEASE_BYTES:
+        if size >= RELEASE_BYTES:
             memory.release()
     return answer, (stats.CLOCK.kernel_start, stats.CLOCK.kernel_end)
 
@@ -161,12 +161,12 @@ class InferenceService:
             await abort(context, v2.bad_request(f"the ModelInferRequest cannot be parsed: {exc}"))
         counted, route_metrics = stats.of(spec.name), self.route_metrics(spec)
         error: ServiceError | None = None
-        answer = b""
+        answer, kernel = b"", NO_RUN
         start = time.perf_counter()
         host.in_flight += 1
         metrics.IN_FLIGHT.inc()
         try:
-            call = functools.partial(run, spec, request, host)
+            call = functools.partial(run, spec, request, host, len(data))
             if len(data) >= OFF_LOOP_BYTES:  # as over HTTP: the loop stays free for probes and small calls
                 work: Awaitable[tuple[bytes, tuple[float, float]]] = anyio.to_thread.run_sync(
                     call, limiter=host.state.compute_threads
@@ -184,6 +184,11 @@ class InferenceService:
             metrics.IN_FLIGHT.dec()
         end = time.perf_counter()
         route_metrics.record(status.http_status(error), end - start, len(data), len(answer))
+        if tracing.TRACER is not None:
+            carrier = {k: v for k, v in context.invocation_metadata() or () if k in ("traceparent", "tracestate")}
+            code = status.code(error).value[0] if error is not None else 0
+            attributes = {"rpc.system": "grpc", "rpc.method": "ModelInfer", "rpc.grpc.status_code": code}
+            tracing.record(f"ModelInfer {spec.name}", carrier, start, kernel, end, attributes)
         if error is not None:
             counted.failure(start, end)
             await abort(context, error)
