@@ -15,8 +15,8 @@ from kernels.composite import CompositeSpec, Term
 from kernels.feeds import NUMPY_DTYPE
 from kernels.runtime import Kernel, OperatorModelError, Runtime
 from kernels.spec import InvalidInput, LossSpec, NoParams, NotConfigured, Params, UnknownChoice
-from service import metrics
-from service.arrays import check_number, check_params, decode_inputs, decode_weights
+from service import metrics, positions
+from service.arrays import check_number, check_params, decode_inputs, decode_weights, to_array
 from service.errors import Kind, ServiceError, from_kernel, invalid, not_configured
 from service.stats import CLOCK
 from service.terms import decode_terms
@@ -71,8 +71,6 @@ def _evaluate(runtime: Runtime, spec: LossSpec | None, request: Computation, max
         what = f"{spec.name} is" if spec is not None else "the terms are"
         subject = "it takes" if spec is not None else "they take"
         raise invalid("weights", f"{what} one value for the whole batch: {subject} no sample weights")
-    if request.reduction == "none" and request.weights is not None:
-        raise invalid("weights", "sample weights apply to reductions 'mean' and 'sum', not 'none'")
     dtype = NUMPY_DTYPE[request.dtype]
     check_params(request.params, dtype)  # the graph takes params in the request's dtype
     for index, term in enumerate(terms):
@@ -91,15 +89,20 @@ def _evaluate(runtime: Runtime, spec: LossSpec | None, request: Computation, max
         if kernel.fixed_dims:
             runtime.check_dims(kernel, batch.arrays)
     mean = request.reduction == "mean"
-    weights = decode_weights(request.weights, batch.count, dtype, mean)
+    arrays, spread = batch.arrays, None
+    raw = None if request.weights is None else to_array("weights", request.weights, dtype)
+    if raw is not None and raw.ndim >= 2 and spec is not None:  # a weight per position (service.positions)
+        spread = positions.spread(spec, batch.arrays, raw)
+        arrays, raw = spread.arrays, spread.weights
+    weights = decode_weights(raw, len(spread.weights) if spread is not None else batch.count, dtype, mean)
     start = time.perf_counter()
     term_values = None
     if spec is None:
-        result, term_losses, term_per_sample = runtime.composites.compute(composite, terms, batch.arrays, weights, mean)
+        result, term_losses, term_per_sample = runtime.composites.compute(composite, terms, arrays, weights, mean)
         term_values = list(term_per_sample if request.reduction == "none" else term_losses)
     else:
         try:
-            result = runtime.compute(kernel, request.params, batch.arrays, weights, mean)
+            result = runtime.compute(kernel, request.params, arrays, weights, mean)
         except OperatorModelError as exc:
             raise invalid(spec.inputs[0].name, f"the configured model could not process the inputs: {exc}") from None
     end = time.perf_counter()
@@ -107,8 +110,19 @@ def _evaluate(runtime: Runtime, spec: LossSpec | None, request: Computation, max
     CLOCK.kernel_start, CLOCK.kernel_end = start, end
     if not np.isfinite(result.loss):
         raise undefined_loss(spec or terms[0].spec, result.loss, result.per_sample, request.dtype)
-    loss = result.per_sample if request.reduction == "none" else result.loss
-    return Computed(loss, result.per_sample, result.gradients, batch.count, term_values)
+    loss, per_sample, grads = result.loss, result.per_sample, result.gradients
+    weighted = per_sample * weights if raw is not None else per_sample
+    if spread is not None:
+        scale = 1.0 if mean else 1.0 / spread.positions  # "sum" and "none" sum each sample's mean over positions
+        loss = (loss * scale).astype(loss.dtype)
+        grads = {n: (g * scale).astype(g.dtype).reshape(batch.arrays[n].shape) for n, g in grads.items()}
+        per_sample = positions.per_sample(per_sample, batch.count)
+        weighted = positions.per_sample(weighted, batch.count)
+    if request.reduction == "none":
+        loss = weighted
+        if term_values is not None and raw is not None:
+            term_values = [values * weights for values in term_values]
+    return Computed(loss, per_sample, grads, batch.count, term_values)
 
 
 def undefined_loss(spec: LossSpec, loss: np.ndarray, per_sample: np.ndarray, dtype: str) -> ServiceError:

@@ -42,7 +42,9 @@ def request_model(spec: LossSpec) -> type[BaseModel]:
     weights = (
         "Not accepted: this loss is one value for the whole batch."
         if spec.batch_level
-        else "Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'."
+        else "Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the "
+        "'...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', "
+        "the loss is each sample's weighted loss."
     )
     fields["weights"] = (Annotated[Any, WithJsonSchema(array_schema(None))], Field(None, description=weights))
     if any(f.is_required() for f in spec.params.model_fields.values()):

@@ -5,7 +5,8 @@ an input generator that keeps away from the loss's kinks (zero residual for ``ma
 delta`` for ``huber``, the probability clip for probability inputs), the params to try, the step and the
 tolerances; ``from_logits`` is tried both ways wherever the loss has it. Every combination is checked
 for reductions ``mean`` and ``sum`` with and without sample weights, and ``none`` (whose gradient is
-that of each sample's own loss, i.e. of ``sum(per_sample)``; the service refuses weights with ``none``).
+that of each sample's own loss, i.e. of ``sum(per_sample)``; with weights, ``none`` gives the weighted
+sample losses: tests/service/test_element_weights.py).
 """
 
 from __future__ import annotations

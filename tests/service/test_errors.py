@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from service import json_arrays
 
 FOCAL = {"predictions": [[0.2, 0.7], [0.9, 0.1]], "targets": [[0, 1], [1, 0]]}
+DICE = {"predictions": [[[0.5, 0.5], [0.2, 0.8]]], "targets": [[[1.0, 0.0], [0.0, 1.0]]]}
 SPARSE = {"predictions": [[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]], "targets": [2, 0]}
 IMAGES = {"predictions": [[[[0.1, 0.2]]]], "targets": [[[[0.3, 0.4]]]]}
 POISSON = {"predictions": [[0.5, -1.0], [2.0, 0.1]], "targets": [[0, 3], [1, 2.5]]}
@@ -212,7 +213,7 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("weights-length", "focal", {**FOCAL, "weights": [1.0]}, 422, "weights", "one weight per sample"),
     ("weights-negative", "focal", {**FOCAL, "weights": [1.0, -1.0]}, 422, "weights", "index [1]"),
     ("weights-zero-mean", "focal", {**FOCAL, "weights": [0, 0]}, 422, "weights", "positive sum"),
-    ("weights-with-none", "focal", {**FOCAL, "weights": [1, 1], "reduction": "none"}, 422, "weights", "'none'"),
+    ("weights-per-channel", "dice", {**DICE, "weights": [[1.0, 1.0]]}, 422, "weights", "one weight per sample"),
     ("label-not-integer", "sparse_cross_entropy", {**SPARSE, "targets": [1.5, 0]}, 422, "targets", "integers"),
     ("label-out-of-range", "sparse_cross_entropy", {**SPARSE, "targets": [3, 0]}, 422, "targets", "[0, 2]"),
     ("label-negative", "sparse_cross_entropy", {**SPARSE, "targets": [-1, 0]}, 422, "targets", "ignore_index"),
