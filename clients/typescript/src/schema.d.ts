@@ -1464,7 +1464,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -1540,7 +1540,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -1583,7 +1583,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -1706,7 +1706,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -1763,7 +1763,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -1843,7 +1843,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -1917,7 +1917,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -1989,7 +1989,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2066,7 +2066,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2119,7 +2119,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2162,7 +2162,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2238,7 +2238,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2301,7 +2301,7 @@ export interface components {
             variance: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2363,7 +2363,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2415,7 +2415,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2520,7 +2520,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2578,7 +2578,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2654,7 +2654,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2697,7 +2697,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2817,7 +2817,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2860,7 +2860,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -2907,7 +2907,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -3067,7 +3067,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -3110,7 +3110,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -3175,7 +3175,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -3233,7 +3233,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -3287,7 +3287,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -3330,7 +3330,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -3450,7 +3450,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -3624,7 +3624,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -3700,7 +3700,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -3743,7 +3743,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -3786,7 +3786,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -3981,7 +3981,7 @@ export interface components {
             reduction?: "mean" | "sum" | "none";
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -4064,7 +4064,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
@@ -4205,7 +4205,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative per-sample weights, shape (N,). Not allowed with reduction 'none'.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
              * @default null
              */
             weights?: number[];
