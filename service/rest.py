@@ -18,6 +18,7 @@ from service import json_arrays
 from service.composite import CompositeRequest
 from service.compute import Computation, composite_request, evaluate
 from service.errors import from_validation_error, invalid, invalid_request, unsupported
+from service.json_types import check_param_types
 from service.schemas import request_model
 from service.terms import resolve_terms
 
@@ -57,6 +58,8 @@ COMPOSITE_FIELDS = frozenset(CompositeRequest.model_fields) - {"weights"}
 
 
 def validate_envelope(spec: LossSpec, data: dict[str, Any]) -> BaseModel:
+    if isinstance(data, dict):
+        check_param_types(spec.params, data.get("params"))
     try:
         return request_model(spec).model_validate(data)
     except ValidationError as exc:

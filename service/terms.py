@@ -13,6 +13,7 @@ from kernels.composite import Term, check_terms, field_inputs
 from kernels.spec import InvalidInput
 from service.arrays import Batch, decode_inputs, to_array
 from service.errors import ServiceError, from_kernel, from_validation_error, invalid, too_many_elements
+from service.json_types import check_param_types
 from service.lookup import loss_named
 
 MAX_TERMS = 16
@@ -41,6 +42,7 @@ def resolve_terms(requested: Sequence[TermRequest]) -> list[Term]:
     for index, entry in enumerate(requested):
         where = f"terms[{index}]"
         spec = loss_named(entry.loss, field=f"{where}.loss")
+        check_param_types(spec.params, entry.params, f"{where}.params")
         try:
             params = spec.params.model_validate(entry.params)
         except ValidationError as exc:

@@ -206,17 +206,29 @@ def _decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     if coding not in ("gzip", "deflate"):
         raise unsupported(f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
     encoding = coding
-    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)  # 31: gzip framing; 15: zlib's
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise malformed(f"the body is not valid {encoding} data: {exc}", title="Malformed body") from None
-    if len(data) > limit:
-        raise inflated_too_large(limit)
-    if not inflater.eof:
-        raise malformed(
-            f"the body is not valid {encoding} data: the compressed stream ends early", title="Malformed body"
-        )
+    parts: list[bytes] = []
+    size, rest = 0, body
+    while True:  # a gzip body may be several members (RFC 1952, 2.2), each inflated in turn
+        inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)  # 31: gzip framing; 15: zlib's
+        try:
+            part = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            raise malformed(f"the body is not valid {encoding} data: {exc}", title="Malformed body") from None
+        parts.append(part)
+        size += len(part)
+        if size > limit:
+            raise inflated_too_large(limit)
+        if not inflater.eof:
+            raise malformed(
+                f"the body is not valid {encoding} data: the compressed stream ends early", title="Malformed body"
+            )
+        rest = inflater.unused_data
+        if not rest:
+            break
+        if encoding != "gzip" or not rest.startswith(b"\x1f\x8b"):
+            detail = f"the body is not valid {encoding} data: {len(rest)} bytes follow the compressed stream"
+            raise malformed(detail, title="Malformed body")
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
     return data
 
 

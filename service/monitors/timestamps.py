@@ -6,12 +6,16 @@ must lie before ``LATEST``, so requests are refused (422) where one would not.""
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 
 from service.errors import invalid
 
 LATEST = 253402300800  # 10000-01-01T00:00:00Z, the first moment RFC 3339 cannot write
 LAST = "9999-12-31T23:59:59Z"
+EPOCH = re.compile(r"[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?")
+"""Epoch seconds as text: digits, a fraction, an exponent (float() would also take "1_000",
+" 1e9 " or "nan")."""
 CYCLE_SECONDS = 146097 * 86400
 """400 Gregorian years: the calendar repeats after them."""
 
@@ -22,10 +26,9 @@ def parse_time(value: object, field: str) -> float:
         raise invalid(field, f"expected RFC 3339 (e.g. 2026-11-22T08:00:00Z) or epoch seconds, got {value!r}")
     try:
         if isinstance(value, str):
-            try:
-                seconds = float(value)
-            except ValueError:
-                seconds = _rfc3339(value, field)
+            if not value.isascii():  # Python reads fullwidth and other Unicode digits as numbers
+                raise invalid(field, f"{value!r} has characters beyond ASCII: write digits 0-9")
+            seconds = float(value) if EPOCH.fullmatch(value) else _rfc3339(value, field)
         else:
             seconds = float(value)
     except OverflowError:  # an integer beyond any float

@@ -371,7 +371,7 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
         "params.alpha",
         "expected 3 values",
     ),
-    ("pos-weight-type", "bce", {**FOCAL, "params": {"pos_weight": "x"}}, 422, "params.pos_weight", "valid number"),
+    ("pos-weight-type", "bce", {**FOCAL, "params": {"pos_weight": "x"}}, 422, "params.pos_weight", "is a JSON string"),
     ("unknown-param-any-text", "bce", {**FOCAL, "params": {"pos-weight": 1}}, 422, "params.pos-weight", "Extra"),
     ("pair-label", "contrastive", {**PAIRS, "targets": [1, 2]}, 422, "targets", "one of 0, 1"),
     ("pair-label-signed", "contrastive", SIGNED_PAIRS, 422, "targets", "one of 0, 1"),
@@ -743,7 +743,6 @@ def test_unsigned_labels_beyond_int64_are_400_not_ignore_index(client: TestClien
     ("params", "dtype", "field"),
     [
         ({"gamma": 1e308}, "float32", "params.gamma"),
-        ({"gamma": "inf"}, "float64", "params.gamma"),
         ({"alpha": -1e39}, "float32", "params.alpha"),
         ({"alpha": [0.5, 1e39]}, "float32", "params.alpha"),  # categorical_focal: one per class
     ],
