@@ -57,6 +57,7 @@ def serve(args: argparse.Namespace) -> None:
     # app, and so prometheus_client, is first imported (checked_settings imports it).
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="lossd-metrics-"))
     settings = checked_settings()
+    check_database(settings)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the handler it
     # found installed: make that one a no-op, so a requested stop exits with status 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -83,6 +84,27 @@ def checked_settings() -> Settings:
     except (FeatureModelError, ValueError) as exc:
         sys.exit(f"lossd: invalid configuration: {exc}")
     return settings
+
+
+def check_database(settings: Settings) -> None:
+    """A SQLite monitor database that cannot be opened or written (a read-only or missing
+    directory) stops start-up with one line. PostgreSQL is not required at start: readiness
+    answers 503 until it can be reached."""
+    import sqlite3
+
+    from service.monitors.store import open_store
+
+    url = settings.database_url
+    if url is not None and not url.startswith("sqlite:///"):
+        return
+    where = url or str(settings.data_dir / "monitors.sqlite3")
+    try:
+        open_store(url, settings.data_dir).close()
+    except (sqlite3.Error, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        sys.exit(
+            f"lossd: cannot open the monitor database {where}: {reason} (set LOSSD_DATA_DIR or LOSSD_DATABASE_URL)"
+        )
 
 
 def export(args: argparse.Namespace) -> None:

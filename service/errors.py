@@ -25,6 +25,8 @@ class Kind(enum.Enum):
     NOT_CONFIGURED = "not_configured"
     """The request needs something only the operator can configure."""
     TOO_LARGE = "too_large"
+    STORAGE_FULL = "storage_full"
+    """The server's storage is full: nothing of the request was recorded."""
     UNAVAILABLE = "unavailable"
     NOT_IMPLEMENTED = "not_implemented"
     """An optional part of the server is not installed."""

@@ -4,10 +4,13 @@ render every error (ours, FastAPI's validation, Starlette's HTTP errors) that wa
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from http import HTTPStatus
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
@@ -16,6 +19,9 @@ from starlette.responses import Response
 from starlette.types import Scope, Send
 
 from service.errors import Kind, ServiceError, from_validation_error
+from service.monitors.faults import storage_error
+
+log = logging.getLogger("lossd")
 
 PROBLEM_JSON = "application/problem+json"
 STATUS = {
@@ -26,6 +32,7 @@ STATUS = {
     Kind.CONFLICT: 409,
     Kind.NOT_CONFIGURED: 409,
     Kind.TOO_LARGE: 413,
+    Kind.STORAGE_FULL: 507,
     Kind.UNAVAILABLE: 503,
     Kind.NOT_IMPLEMENTED: 501,
     Kind.UNAUTHENTICATED: 401,
@@ -108,7 +115,19 @@ def install(app: FastAPI, too_large: ServiceError) -> None:
             return response(request.url.path, too_large)
         return routing_error(request.url.path, exc)
 
+    async def storage(request: Request, exc: Exception) -> Response:
+        error = storage_error(exc)
+        if error is None:  # a bug: still problem+json, and the connection stays usable
+            log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+            error = ServiceError(Kind.INTERNAL, "Internal Server Error", "the server failed to answer this request")
+        else:
+            log.warning("%s %s: %s (%s)", request.method, request.url.path, error.detail, exc)
+        return response(request.url.path, error)
+
     app.add_exception_handler(ServiceError, service_error)
+    for failure in (sqlite3.Error, psycopg.Error, OSError):  # the monitor database's failures
+        app.add_exception_handler(failure, storage)
+    app.add_exception_handler(Exception, storage)  # any other bug: a problem+json 500 too
     app.add_exception_handler(RequestValidationError, request_validation)
     app.add_exception_handler(HTTPException, http)
 

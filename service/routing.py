@@ -26,6 +26,7 @@ from service import metrics, rest, stats, tracing, v2
 from service.errors import Kind, ServiceError
 from service.limits import read_body
 from service.lookup import loss_named, model_named
+from service.monitors.faults import storage_error
 from service.monitors.ingest import find, observe
 from service.problems import refuse, render, routing_error
 from service.responses import problems, v2_errors
@@ -330,15 +331,17 @@ async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send:
         else:
             (payload, headers), kernel = call()
         status = 200
-    except ServiceError as error:
+    except Exception as exc:
         kernel = NO_RUN
-        status, payload, media_type = render(scope["path"], error)
+        failure = exc if isinstance(exc, ServiceError) else storage_error(exc)
+        if failure is None:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            failure = internal(route)
+        elif not isinstance(exc, ServiceError):
+            log.warning("%s %s: %s (%s)", scope["method"], scope["path"], failure.detail, exc)
+        status, payload, media_type = render(scope["path"], failure)
         headers = [(b"content-type", media_type.encode())]
-    except Exception:
-        log.exception("%s %s failed", scope["method"], scope["path"])
-        kernel = NO_RUN
-        status, payload, media_type = render(scope["path"], internal(route))
-        headers = [(b"content-type", media_type.encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in failure.headers.items()]
     finally:
         metrics.IN_FLIGHT.dec()
     end = time.perf_counter()

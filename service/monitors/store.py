@@ -223,9 +223,11 @@ class Store(ABC):
     def connection(self) -> Any:
         connection = getattr(self._local, "connection", None)
         if connection is not None and getattr(connection, "closed", False):  # psycopg's, after the server went away
+            # Forgotten before reconnecting: a connect that fails (the database still down)
+            # must leave nothing behind for the next call to trip over.
+            self._local.connection = connection = None
             with self._lock:
-                self._connections.remove(connection)
-            connection = None
+                self._connections = [c for c in self._connections if not getattr(c, "closed", False)]
         if connection is None:
             connection = self._local.connection = self.connect()
             with self._lock:

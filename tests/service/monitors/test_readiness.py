@@ -49,10 +49,17 @@ def test_ready_follows_postgresql(postgres: PostgresServer) -> None:
         postgres.stop()
         readiness_becomes(server, 503, within=5)
         assert httpx.get(f"{server.url}/v2/health/live").status_code == 200  # alive, just not ready
+        # During the outage, monitor requests are a 503 to retry, not a 500.
+        observation = {"predictions": [1.0, 2.0], "targets": [1.0, 1.0]}
+        for path in ("/monitors/ready/observations", "/monitors"):
+            body = observation if path.endswith("observations") else {"name": "other", "loss": "mae"}
+            refused = httpx.post(f"{server.url}{path}", json=body)
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["retry-after"] and refused.headers["content-type"] == "application/problem+json"
+        assert httpx.get(f"{server.url}/monitors/ready").status_code == 503
         postgres.start()
         readiness_becomes(server, 200, within=5)
         # The store's own connections, broken by the restart, are made anew before they are used.
-        observation = {"predictions": [1.0, 2.0], "targets": [1.0, 1.0]}
         for _ in range(5):
             response = httpx.post(f"{server.url}/monitors/ready/observations", json=observation)
             assert response.status_code == 200, response.text
