@@ -22,7 +22,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
-from onnx.reference.ops.op_conv_transpose import ConvTranspose
+from onnx.reference.ops.op_conv_transpose import ConvTranspose as ReferenceConvTranspose
 
 from kernels.backward import NoBackward, differentiate, supported
 
@@ -160,16 +160,16 @@ def with_gradient(model: onnx.ModelProto) -> onnx.ModelProto:
     return gradient_model
 
 
-class GroupedConvTranspose(ConvTranspose):  # type: ignore[misc]
+class ConvTranspose(ReferenceConvTranspose):  # type: ignore[misc]  # new_ops replace by class name
     """The reference evaluator's ConvTranspose (onnx 1.x) fails for group > 1: each group alone."""
 
     def _run(self, X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None, **attrs: Any) -> tuple[np.ndarray]:
         group = attrs.pop("group", None) or 1
         if group == 1:
-            return super()._run(X, W, B, **attrs)  # type: ignore[no-any-return]
+            return super()._run(X, W, B, group=1, **attrs)  # type: ignore[no-any-return]
         xs, ws = np.split(X, group, axis=1), np.split(W, group, axis=0)
         bs = np.split(B, group) if B is not None else [None] * group
-        parts = [super()._run(x, w, b, group=1, **attrs)[0] for x, w, b in zip(xs, ws, bs, strict=True)]
+        parts = [ReferenceConvTranspose._run(self, x, w, b, group=1, **attrs)[0] for x, w, b in zip(xs, ws, bs, strict=True)]
         return (np.concatenate(parts, axis=1),)
 
 
@@ -183,7 +183,7 @@ class Evaluator:
             )
         except Exception as exc:  # onnxruntime's NotImplemented has no public class
             assert "NOT_IMPLEMENTED" in str(exc), exc
-            self.session, self.reference = None, ReferenceEvaluator(model, new_ops=[GroupedConvTranspose])
+            self.session, self.reference = None, ReferenceEvaluator(model, new_ops=[ConvTranspose])
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         if self.session is not None:
