@@ -2,9 +2,11 @@
 operator configures (``LOSSD_FEATURE_MODELS``, see kernels.features).
 
 The extractor's graph is inlined into the loss graph: one onnxruntime session per
-(extractor, dtype) runs it once on the 2N images ``[predictions; targets]`` and compares
-the two halves of each feature map. An arbitrary extractor has no analytic backward here,
-so the loss has no differentiable inputs and returns no gradients.
+(extractor, dtype, gradients). Without gradients it runs once on the 2N images
+``[predictions; targets]`` and compares the two halves of each feature map. With gradients it
+runs on the targets, and on the predictions followed by its backward, built from its ONNX
+graph by kernels.backward; an extractor with an operator that has no backward there gives
+graphs without gradients (``FeatureModel.no_gradients`` says why, and so does the card).
 """
 
 from __future__ import annotations
@@ -248,8 +250,17 @@ def _no_gradients(model: FeatureModel) -> str | None:
         "extractors; the first is the default. Predictions and targets run through the extractor as one batch "
         "of 2N images, in its own dtype (usually float32): a float64 request casts the images in and the features "
         "out, and normalises and compares in float64. Send images in the range the extractor expects (LPIPS "
-        "backbones: [-1, 1] after its scaling layer). No gradients: the extractor is an arbitrary model without "
-        "an analytic backward here, so `gradients` is empty (asking for them returns {}). Bounded: 0 <= per_sample "
+        "backbones: [-1, 1] after its scaling layer). Gradients with respect to predictions (the targets' features "
+        "are constants) come from a backward built automatically from the extractor's ONNX graph, run in the same "
+        "session, for extractors made of these operators: Conv, Relu, LeakyRelu, MaxPool, "
+        "AveragePool (no ceil_mode), GlobalAveragePool, Gemm, MatMul, Add, Sub, Mul, Div, BatchNormalization "
+        "(inference), Flatten, Reshape, Squeeze, Unsqueeze, Transpose, Identity, Concat, Clip, Sigmoid, Pad "
+        "(constant), with explicit or VALID padding; nodes off the path from the images (shape computations) may "
+        "be anything. An extractor with any other operator on that path still gives the loss but no gradients: "
+        "`gradients` is then {} and the feature_model param below names the operator. At kinks the gradient is "
+        "torch autograd's (ReLU passes it where the input is > 0, MaxPool to the first maximum), and where a "
+        "feature vector is all zero the norm's derivative is taken as 0 (torch.linalg.vector_norm's convention). "
+        "Bounded: 0 <= per_sample "
         "<= 4 x the number of outputs (unit vectors), so no outlier dominates, which also makes it non-convex; "
         "with a ReLU extractor it is not differentiable where a unit switches on or off.",
         formula=r"\ell(\hat x, x) = \sum_{l} \frac{1}{H_l W_l} \sum_{h,w} \big\| u(f^l_{hw}(\hat x)) - "
