@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -56,12 +57,12 @@ class Context:
                 self.taken.add(name)
                 return name
 
-    def op(self, op_type: str, inputs: Sequence[str], outputs: int = 1, **attrs: object) -> list[str]:
+    def op(self, op_type: str, inputs: Sequence[str], *, outputs: int = 1, **attrs: Any) -> list[str]:
         names = [self.fresh(op_type.lower()) for _ in range(outputs)]
         self.nodes.append(helper.make_node(op_type, list(inputs), names, name=names[0], **attrs))
         return names
 
-    def one(self, op_type: str, *inputs: str, **attrs: object) -> str:
+    def one(self, op_type: str, *inputs: str, **attrs: Any) -> str:
         return self.op(op_type, inputs, **attrs)[0]
 
     def const(self, value: np.ndarray, hint: str = "c") -> str:
@@ -97,12 +98,13 @@ class Context:
         out_dims = self.types[node.output[0]][1]
         assert dims is not None and out_dims is not None
         lead = out_rank - rank
-        if None not in dims:
-            axes = [*range(lead), *(lead + i for i, d in enumerate(dims) if d == 1 and out_dims[lead + i] != 1)]
+        static = [d for d in dims if d is not None]
+        if len(static) == len(dims):
+            axes = [*range(lead), *(lead + i for i, d in enumerate(static) if d == 1 and out_dims[lead + i] != 1)]
             if not axes:
                 return gradient
             summed = self.one("ReduceSum", gradient, self.ints(axes), keepdims=1)
-            return self.one("Reshape", summed, self.ints(list(dims))) if lead else summed
+            return self.one("Reshape", summed, self.ints(static)) if lead else summed
         # sizes known only at run time: sum over every axis where the (padded) operand has size 1
         padded = self.one("Concat", self.ints([1] * lead), self.one("Shape", operand), axis=0)
         ones = self.one("Equal", padded, self.ints([1]))

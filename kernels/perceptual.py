@@ -18,8 +18,8 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
-from kernels.curves import Arrays, Curve
 from kernels.backward import differentiate
+from kernels.curves import Arrays, Curve
 from kernels.features import FEATURE_MODELS, HOW_TO_CONFIGURE, OPSET, FeatureModel, extractor_nodes, graph_nodes
 from kernels.ops import LOSSD
 from kernels.spec import Card, Configured, Input, KernelFunction, Params, Properties, ProtoKernel, loss
@@ -126,7 +126,7 @@ def gradient_function(model: FeatureModel) -> onnx.FunctionProto:
     Samples are independent, so the gradient of the summed elements is each sample's own."""
     outputs = list(model.outputs)
     defined = {o for n in model.model.graph.node for o in n.output} | {model.input_name}
-    seeds = {}
+    seeds: dict[str, str] = {}
     for k, output in enumerate(outputs):
         seed = f"cotangent_{k}"
         while seed in defined:  # the backward reads the seeds by these names: none may be the extractor's

@@ -260,7 +260,9 @@ class Runtime:
 
     def gradients(self, spec: LossSpec) -> tuple[str, ...]:
         """The inputs some configured variant of the loss differentiates (for its card)."""
-        found = {n for variant in spec.variants_for(self.resources) for n in spec.differentiable_for(variant, self.resources)}
+        found = {
+            n for variant in spec.variants_for(self.resources) for n in spec.differentiable_for(variant, self.resources)
+        }
         return tuple(n for n in spec.differentiable if n in found)
 
     def no_gradients(self, spec: LossSpec) -> tuple[str, ...]:

@@ -117,7 +117,12 @@ def pointwise_kinks(target: np.ndarray, direction: np.ndarray, seed: int = 5) ->
 
 VGG_OUTPUTS = ("relu1", "relu2", "lrelu3", "reshaped", "fc", "clip")
 VGG_DIMS: tuple[list[int | str], ...] = (
-    ["N", 8, "H", "W"], ["N", 12, "h", "w"], ["N", 16, "h3", "w3"], ["N", 16, "P"], ["N", 10], ["N", 6]
+    ["N", 8, "H", "W"],
+    ["N", 12, "h", "w"],
+    ["N", 16, "h3", "w3"],
+    ["N", 16, "P"],
+    ["N", 10],
+    ["N", 6],
 )
 
 
@@ -129,7 +134,9 @@ def vgg_weights(seed: int = 23) -> dict[str, np.ndarray]:
         "shift": (1, 3, 1, 1), "w1": (8, 3, 3, 3), "b1": (8,), "w2": (12, 8, 3, 3), "b2": (12,),
         "channel_scale": (1, 12, 1, 1), "w3": (16, 6, 3, 3), "wf": (10, 16), "bf": (10,), "wm": (10, 6), "bm": (6,),
     }  # fmt: skip
-    weights = {k: rng.normal(size=shape) * (0.1 if k.startswith("b") or k == "shift" else 0.5) for k, shape in shapes.items()}
+    weights = {
+        k: rng.normal(size=shape) * (0.1 if k.startswith("b") or k == "shift" else 0.5) for k, shape in shapes.items()
+    }
     weights["scale"] = rng.uniform(0.4, 0.6, (1, 3, 1, 1))
     weights["bn_scale"], weights["bn_bias"] = rng.uniform(0.5, 1.5, 8), rng.normal(size=8) * 0.1
     weights["bn_mean"], weights["bn_var"] = rng.normal(size=8) * 0.1, rng.uniform(0.5, 2.0, 8)
@@ -182,7 +189,10 @@ def vgg_extractor(seed: int = 23) -> onnx.ModelProto:
         nodes,
         "vgg_extractor",
         [helper.make_tensor_value_info("images", float_out, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info(name, float_out, dims) for name, dims in zip(VGG_OUTPUTS, VGG_DIMS, strict=True)],
+        [
+            helper.make_tensor_value_info(name, float_out, dims)
+            for name, dims in zip(VGG_OUTPUTS, VGG_DIMS, strict=True)
+        ],
         inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=IR_VERSION)

@@ -105,7 +105,9 @@ CASES: dict[str, Case] = {
     "flatten": Case(one("Flatten", axis=2), (2, 3, 4, 2)),
     "reshape": Case(one("Reshape", "shape"), (2, 3, 4), {"shape": np.array([0, -1], I64)}),
     "squeeze-unsqueeze": Case(
-        (node("Unsqueeze", "x", "axes", name="u"), node("Squeeze", "u_out", "axes")), (2, 3), {"axes": np.array([1], I64)}
+        (node("Unsqueeze", "x", "axes", name="u"), node("Squeeze", "u_out", "axes")),
+        (2, 3),
+        {"axes": np.array([1], I64)},
     ),
     "concat": Case((node("Relu", "x", name="r"), node("Concat", "x", "r_out", "x", axis=1)), (2, 3, 2)),
     "concat-last-axis": Case((node("Sigmoid", "x", name="s"), node("Concat", "s_out", "x", axis=-1)), (2, 2, 3)),
@@ -160,16 +162,21 @@ def with_gradient(model: onnx.ModelProto) -> onnx.ModelProto:
     return gradient_model
 
 
-class ConvTranspose(ReferenceConvTranspose):  # type: ignore[misc]  # new_ops replace by class name
+class ConvTranspose(ReferenceConvTranspose):  # new_ops replace an operator by the class's name
     """The reference evaluator's ConvTranspose (onnx 1.x) fails for group > 1: each group alone."""
 
-    def _run(self, X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None, **attrs: Any) -> tuple[np.ndarray]:
+    def _run(  # type: ignore[override]
+        self, X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None, **attrs: Any
+    ) -> tuple[np.ndarray]:
         group = attrs.pop("group", None) or 1
         if group == 1:
-            return super()._run(X, W, B, group=1, **attrs)  # type: ignore[no-any-return]
+            return super()._run(X, W, B, group=1, **attrs)  # type: ignore[no-any-return,no-untyped-call]
         xs, ws = np.split(X, group, axis=1), np.split(W, group, axis=0)
         bs = np.split(B, group) if B is not None else [None] * group
-        parts = [ReferenceConvTranspose._run(self, x, w, b, group=1, **attrs)[0] for x, w, b in zip(xs, ws, bs, strict=True)]
+        parts = [
+            ReferenceConvTranspose._run(self, x, w, b, group=1, **attrs)[0]  # type: ignore[no-untyped-call]
+            for x, w, b in zip(xs, ws, bs, strict=True)
+        ]
         return (np.concatenate(parts, axis=1),)
 
 
@@ -283,7 +290,7 @@ def test_seeds_of_several_outputs_add_up() -> None:
     result.graph.output.append(helper.make_tensor_value_info(result.gradient, TensorProto.DOUBLE, [3]))
     evaluator = ReferenceEvaluator(helper.make_model(result.graph, opset_imports=model.opset_import))
     x, ra, rb = np.array([1.0, -2.0, 3.0]), np.array([1.0, 1.0, 2.0]), np.array([0.5, 1.0, -1.0])
-    gradient = evaluator.run([result.gradient], {"x": x, "ra": ra, "rb": rb})[0]
+    (gradient,) = list(evaluator.run([result.gradient], {"x": x, "ra": ra, "rb": rb}))
     np.testing.assert_allclose(gradient, np.where(x > 0, ra + 2 * x * rb, 0.0))
 
 

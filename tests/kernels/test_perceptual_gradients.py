@@ -23,16 +23,15 @@ import pytest
 from onnx import TensorProto, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from kernels import REGISTRY
 from kernels.features import FEATURE_MODELS, load_feature_models
 from kernels.graph import build_model
+from kernels.perceptual import PerceptualParams
+from kernels.perceptual import perceptual as SPEC
 from kernels.runtime import Runtime
 from kernels.spec import Registry
 from tests.feature_models import pointwise_extractor, softmax_extractor, vgg_extractor
 
 GOLDEN = json.loads((Path(__file__).parents[1] / "golden" / "perceptual_gradients.json").read_text())
-SPEC = REGISTRY.get("perceptual")
-assert SPEC is not None
 TOLERANCE = {
     ("vgg", "float64"): 1e-5,  # the extractor is float32: its features carry float32 rounding (seen: 1.3e-6)
     ("vgg", "float32"): 1e-5,
@@ -70,7 +69,7 @@ def test_gradients_match_torch_autograd(local: Runtime, extractor: str, dtype: A
     case = GOLDEN["cases"][extractor]
     rtol = TOLERANCE[(extractor, dtype)]
     inputs = {"predictions": np.array(case["predictions"]), "targets": np.array(case["targets"])}
-    params = SPEC.params(feature_model=extractor)
+    params = PerceptualParams(feature_model=extractor)
     for reduction, want in case["gradients"].items():
         weights = None if reduction == "none" else case["weights"]
         got = local.evaluate(SPEC, inputs, params, reduction=reduction, weights=weights, dtype=dtype)
@@ -105,13 +104,17 @@ def test_vgg_gradients_match_finite_differences_in_float64(local: Runtime, paths
     rng = np.random.default_rng(8)
     predictions = rng.uniform(-1, 1, (2, 3, 7, 10))
     targets = predictions + 0.3 * rng.normal(size=predictions.shape)
-    features_t = evaluator.run(None, {"images": targets})
+
+    def features(images: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(f) for f in evaluator.run(None, {"images": images})]
+
+    features_t = features(targets)
 
     def total(images: np.ndarray) -> float:
-        return float(lpips(evaluator.run(None, {"images": images}), features_t).sum())
+        return float(lpips(features(images), features_t).sum())
 
     got = local.evaluate(
-        SPEC, {"predictions": predictions, "targets": targets}, SPEC.params(feature_model="vgg"), reduction="sum"
+        SPEC, {"predictions": predictions, "targets": targets}, PerceptualParams(feature_model="vgg"), reduction="sum"
     ).gradients["predictions"]
     flat = rng.choice(predictions.size, size=40, replace=False)
     h = 1e-6
@@ -128,7 +131,7 @@ def test_vgg_gradients_match_finite_differences_in_float64(local: Runtime, paths
 def test_the_gradient_graph_holds_the_backward_and_the_forward_graph_none_of_it(local: Runtime) -> None:
     variant = (("feature_model", "vgg"),)
     for gradients in (False, True):
-        key = local.kernel(SPEC, SPEC.params(feature_model="vgg"), "float32", gradients).key
+        key = local.kernel(SPEC, PerceptualParams(feature_model="vgg"), "float32", gradients).key
         assert key.gradients is gradients
         ops = [n.op_type for n in build_model(SPEC, key, local.resources).graph.node]
         assert ("ConvTranspose" in ops) is gradients and ("ScatterElements" in ops) is gradients, ops
@@ -137,16 +140,20 @@ def test_the_gradient_graph_holds_the_backward_and_the_forward_graph_none_of_it(
     assert SPEC.differentiable_for(variant, local.resources) == ("predictions",)
 
 
-def test_an_extractor_without_a_backward_keeps_working_without_gradients(local: Runtime, paths: dict[str, Path]) -> None:
+def test_an_extractor_without_a_backward_keeps_working_without_gradients(
+    local: Runtime, paths: dict[str, Path]
+) -> None:
     variant = (("feature_model", "softmax"),)
     why = SPEC.no_gradients(variant, local.resources)
     assert why is not None and "Softmax" in why and why.startswith("feature_model 'softmax'")
     assert SPEC.differentiable_for(variant, local.resources) == ()
     assert local.no_gradients(SPEC) == (why,)
     assert local.gradients(SPEC) == ("predictions",), "the other extractors have gradients"
-    kernel = local.kernel(SPEC, SPEC.params(feature_model="softmax"), "float32", gradients=True)
+    kernel = local.kernel(SPEC, PerceptualParams(feature_model="softmax"), "float32", gradients=True)
     assert not kernel.key.gradients and kernel.outputs == ["loss", "per_sample"]
     rng = np.random.default_rng(2)
     predictions, targets = rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(2, 3, 4, 4))
-    result = local.evaluate(SPEC, {"predictions": predictions, "targets": targets}, SPEC.params(feature_model="softmax"))
+    result = local.evaluate(
+        SPEC, {"predictions": predictions, "targets": targets}, PerceptualParams(feature_model="softmax")
+    )
     assert result.gradients == {} and np.isfinite(result.loss) and result.loss > 0

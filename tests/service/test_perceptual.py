@@ -245,4 +245,6 @@ def test_lossd_export_includes_the_configured_extractors(
     monkeypatch.setenv("LOSSD_FEATURE_MODELS", f"conv={extractors['conv']}")
     main(["export", str(tmp_path)])
     stems = {path.name for path in tmp_path.glob("perceptual.*.onnx")}
-    assert stems == {f"perceptual.feature_model=conv.{d}.{k}.onnx" for d in ("float32", "float64") for k in ("fwd", "grad")}
+    assert stems == {
+        f"perceptual.feature_model=conv.{d}.{k}.onnx" for d in ("float32", "float64") for k in ("fwd", "grad")
+    }
