@@ -268,8 +268,10 @@ class LossSpec:
         return None
 
     def differentiable_for(self, variant: Variant, resources: Resources = NO_RESOURCES) -> tuple[str, ...]:
-        """The inputs one variant's graphs differentiate."""
-        return () if self.differentiable and self.no_gradients(variant, resources) else self.differentiable
+        """The inputs one variant's graphs differentiate (on every request: cheap without configured params)."""
+        if not self.configured or not self.differentiable:
+            return self.differentiable
+        return () if self.no_gradients(variant, resources) else self.differentiable
 
     def choices(self, resources: Resources) -> dict[str, tuple[str, ...]]:
         """The configured names of each ``configured`` param."""
