@@ -3,7 +3,8 @@
 Every registered loss, float32, default params, at each size, forward (loss +
 per_sample) and forward + gradients, run exactly as the service runs it
 (``Runtime.kernel`` + ``Runtime.run``). Inputs are ``(N, 10)``: ten elements per sample
-for element-wise losses, ten classes for class-wise ones.
+for element-wise losses, ten classes for class-wise ones. A loss around a configured model
+(``perceptual``) has rows of its own at its own size (bench.perceptual).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import perceptual
 from bench.baselines import NUMPY, Outputs, evaluate
 from bench.machine import Interference
 from bench.stats import Spread, time_calls
@@ -236,6 +238,8 @@ class Bench:
             for spec in REGISTRY:
                 if self.settings.losses and spec.name not in self.settings.losses:
                     continue
+                if spec.configured:  # nothing configured here: rows of its own below
+                    continue
                 log(f"  {spec.name} at {size:,} elements")
                 try:
                     arrays = make_inputs(spec, size, rng)
@@ -248,6 +252,13 @@ class Bench:
                 except Exception as exc:  # a loss this harness cannot feed yet: reported, not fatal
                     rows.append(Row(spec.name, size, False, None, None, None, None, None, f"error: {exc!r}"))
                 del arrays
+        if not self.settings.losses or perceptual.LOSS in self.settings.losses:
+            log(f"  perceptual at {perceptual.SHAPE}")
+            repeats = self.settings.repeats[self.settings.sizes[0]]
+            for gradients, (time_taken, _) in perceptual.measure(self.settings.threads, repeats).items():
+                elements = int(np.prod(perceptual.SHAPE))
+                note = f"{'x'.join(map(str, perceptual.SHAPE))} images, {perceptual.EXTRACTOR}"
+                rows.append(Row("perceptual", elements, gradients, time_taken, None, None, None, None, note))
         return rows, floors
 
 

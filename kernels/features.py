@@ -22,6 +22,8 @@ import onnx.inliner
 import onnx.version_converter
 from onnx import TensorProto, helper
 
+from kernels.backward import supported
+
 FEATURE_MODELS = "feature_models"
 """The runtime resources collection that holds the configured extractors by name."""
 HOW_TO_CONFIGURE = (
@@ -54,6 +56,8 @@ class FeatureModel:
     sha256: str
     """Of the loaded model (with any external data), to tie exported graphs to it."""
     source_opset: int
+    no_gradients: str | None = None
+    """Why no backward can be built through it (an operator kernels.backward has no rule for); None: it can."""
 
     def describe(self) -> str:
         c, h, w = (("?" if d is None else str(d)) for d in self.input_shape[1:])
@@ -140,6 +144,7 @@ def load_feature_model(name: str, path: Path) -> FeatureModel:
         outputs=tuple(o.name for o in model.graph.output),
         sha256=digest,
         source_opset=source_opset,
+        no_gradients=supported(model, image.name, [o.name for o in model.graph.output]),
     )
 
 
@@ -169,12 +174,21 @@ def extractor_nodes(model: FeatureModel, images: str, prefix: str) -> tuple[list
     input type), its weights become Constant nodes, and every name it defines gets
     ``prefix`` so that nothing clashes with the surrounding graph. Returns the nodes and
     the names of its feature maps."""
-    graph = model.model.graph
-    defined = [model.input_name, *(i.name for i in graph.initializer)]
+    nodes, names = graph_nodes(model.model.graph, model.input_name, images, prefix)
+    return nodes, [names.get(o, o) for o in model.outputs]
+
+
+def graph_nodes(
+    graph: onnx.GraphProto, input_name: str, images: str, prefix: str
+) -> tuple[list[onnx.NodeProto], dict[str, str]]:
+    """``graph`` (an extractor's, or one with its backward) as function-body nodes, as
+    ``extractor_nodes`` makes them; returns the nodes and the new name of every name it
+    defines (names it reads without defining them, e.g. cotangents, stay as they are)."""
+    defined = [input_name, *(i.name for i in graph.initializer)]
     defined += [sparse.values.name for sparse in graph.sparse_initializer]
     defined += [out for node in graph.node for out in node.output if out]
     names = {n: prefix + n for n in defined}
-    names[model.input_name] = images
+    names[input_name] = images
     nodes = [
         helper.make_node("Constant", [], [names[init.name]], name=f"{prefix}{init.name}", value=init)
         for init in graph.initializer
@@ -189,4 +203,4 @@ def extractor_nodes(model: FeatureModel, images: str, prefix: str) -> tuple[list
         node.name = prefix + (node.name or node.op_type)
         _rename_node(node, names)
         nodes.append(node)
-    return nodes, [names[o] for o in model.outputs]
+    return nodes, names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import types
 import typing
@@ -233,11 +234,13 @@ class Functions:
         return identity
 
 
-def _reduction_nodes(spec: LossSpec, functions: Functions, column: bool) -> tuple[list[onnx.NodeProto], list[str]]:
+def _reduction_nodes(
+    spec: LossSpec, functions: Functions, column: bool, differentiable: tuple[str, ...]
+) -> tuple[list[onnx.NodeProto], list[str]]:
     """The shared reduction after the kernel (added to ``functions``), and the names the
     kernel's outputs take."""
     elements, mass = "elements", "mass"
-    kernel_outputs = [elements, *(f"element_grad_{n}" for n in spec.differentiable)]
+    kernel_outputs = [elements, *(f"element_grad_{n}" for n in differentiable)]
     kernel_outputs += [mass] if spec.mass else []
     reduce = reduce_column if column else reduce_loss_mass if spec.mass else reduce_loss
     reduce_args = [elements, mass] if spec.mass else [elements]
@@ -259,6 +262,9 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     ``per_sample`` and ``grad_<input>`` out. Checked, shape-inferred and inlined.
     ``resources`` holds what the key's configured params name (e.g. feature models)."""
     function = spec.function(key.variant, resources)
+    differentiable = spec.differentiable_for(key.variant, resources)
+    if isinstance(function, ProtoKernel) and function.forward is not None and not key.gradients:
+        function, differentiable = dataclasses.replace(function, function=function.forward), ()
     elem_type = ELEMENT_TYPE[key.dtype]
     inputs = kernel_inputs(spec, function, key.dtype, key.column)
     functions = Functions()
@@ -266,12 +272,12 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     self_reducing = WEIGHTS in {i.name for i in inputs}
     if key.column and (self_reducing or not columnable(spec)):
         raise ValueError(f"{spec.name} has no column layout")
-    grads = [f"grad_{n}" for n in spec.differentiable]
+    grads = [f"grad_{n}" for n in differentiable]
     reduction: list[onnx.NodeProto] = []
     if self_reducing:
         kernel_outputs = ["loss", "per_sample", *grads]
     else:
-        reduction, kernel_outputs = _reduction_nodes(spec, functions, key.column)
+        reduction, kernel_outputs = _reduction_nodes(spec, functions, key.column, differentiable)
     returned = len(next(p for p in functions.protos if (p.domain, p.name) == (kernel_domain, kernel_name)).output)
     if returned != len(kernel_outputs):
         raise ValueError(f"{spec.name}: kernel returns {returned} values, expected {len(kernel_outputs)}")
@@ -294,7 +300,7 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     outputs = [_value_info("loss", elem_type, ()), _value_info("per_sample", elem_type, (batch,))]
     dims = {i.name: i.dims for i in inputs}
     if key.gradients:
-        for name in spec.differentiable:
+        for name in differentiable:
             if not self_reducing:
                 nodes += _scale_gradient(name, len(dims[name]), functions, key.column)
             outputs.append(_value_info(f"grad_{name}", elem_type, dims[name]))

@@ -85,12 +85,12 @@ class ConfigurationError(RuntimeError):
 
 def all_keys(specs: Registry, resources: Resources = NO_RESOURCES) -> Iterator[tuple[LossSpec, GraphKey]]:
     """Every graph: each loss's variants (given what is configured) x dtype x with and
-    without gradients (only without for a loss that has no differentiable inputs) x layout
+    without gradients (only without where the variant differentiates nothing) x layout
     (rows, and the column layout where the loss has one)."""
     for spec in specs:
         for variant in spec.variants_for(resources):
             for dtype in DTYPES:
-                for gradients in (False, True) if spec.differentiable else (False,):
+                for gradients in (False, True) if spec.differentiable_for(variant, resources) else (False,):
                     for column in (False, True) if columnable(spec) else (False,):
                         yield spec, GraphKey(spec.name, variant, dtype, gradients, column)
 
@@ -259,11 +259,24 @@ class Runtime:
         """The configured names of each of the loss's configured params (for its card)."""
         return tuple(spec.choices(self.resources).items())
 
+    def gradients(self, spec: LossSpec) -> tuple[str, ...]:
+        """The inputs some configured variant of the loss differentiates (for its card)."""
+        found = {
+            n for variant in spec.variants_for(self.resources) for n in spec.differentiable_for(variant, self.resources)
+        }
+        return tuple(n for n in spec.differentiable if n in found)
+
+    def no_gradients(self, spec: LossSpec) -> tuple[str, ...]:
+        """Why each configured variant without gradients has none (for the card); one entry per such variant."""
+        reasons = (spec.no_gradients(variant, self.resources) for variant in spec.variants_for(self.resources))
+        return tuple(why for why in reasons if why is not None)
+
     def kernel(self, spec: LossSpec, params: Params, dtype: str, gradients: bool) -> Kernel:
         """The graph for these params; ``NotConfigured`` or ``UnknownChoice`` when they
         name a configured object that is not there."""
         variant = spec.variant(params, self.resources)
-        key = GraphKey(spec.name, variant, dtype, gradients and bool(spec.differentiable))  # type: ignore[arg-type]
+        differentiable = spec.differentiable_for(variant, self.resources)
+        key = GraphKey(spec.name, variant, dtype, gradients and bool(differentiable))  # type: ignore[arg-type]
         return self._kernel(spec, key)
 
     def _declared(self, key: GraphKey) -> LossSpec:
@@ -375,7 +388,8 @@ class Runtime:
         """The serialized graph of ``key`` (``spec``: its loss, when not among the runtime's)."""
         spec = spec or self.specs.get(key.loss)
         assert spec is not None
-        key = dataclasses.replace(key, gradients=key.gradients and bool(spec.differentiable))
+        differentiable = spec.differentiable_for(key.variant, self.resources)
+        key = dataclasses.replace(key, gradients=key.gradients and bool(differentiable))
         data: bytes = build_model(spec, key, self.resources).SerializeToString()
         return data
 

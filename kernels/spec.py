@@ -154,6 +154,9 @@ class ProtoKernel:
     input_dims: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
     """Graph dims of inputs where the kernel fixes some sizes (e.g. the channels an
     extractor takes); the service checks requests against them."""
+    forward: onnx.FunctionProto | None = None
+    """A cheaper body without the gradients (elements only, same inputs), for the graphs that
+    return none; None: ``function`` serves both."""
 
 
 KernelFunction = OnnxFunction[..., Any] | ProtoKernel
@@ -176,6 +179,9 @@ class Configured:
     """The key of the runtime's resources that holds the named objects."""
     how: str
     """How an operator configures one, for the error when none is configured."""
+    no_gradients: Callable[[Any], str | None] = lambda _: None
+    """Why the kernel around a configured object returns no gradients (e.g. an extractor
+    with an operator that has no backward); None: it returns the loss's gradients."""
 
 
 Resources = Mapping[str, Mapping[str, Any]]
@@ -249,6 +255,23 @@ class LossSpec:
     @property
     def differentiable(self) -> tuple[str, ...]:
         return tuple(i.name for i in self.inputs if i.differentiable)
+
+    def no_gradients(self, variant: Variant, resources: Resources = NO_RESOURCES) -> str | None:
+        """Why one variant's graphs return no gradients although the loss has differentiable
+        inputs (a configured object without a backward); None: they return them."""
+        for name, value in variant:
+            if name in self.configured:
+                configured = self.configured[name]
+                why = configured.no_gradients(resources[configured.collection][value])
+                if why is not None:
+                    return f"{name} {value!r}: {why}"
+        return None
+
+    def differentiable_for(self, variant: Variant, resources: Resources = NO_RESOURCES) -> tuple[str, ...]:
+        """The inputs one variant's graphs differentiate (on every request: cheap without configured params)."""
+        if not self.configured or not self.differentiable:
+            return self.differentiable
+        return () if self.no_gradients(variant, resources) else self.differentiable
 
     def choices(self, resources: Resources) -> dict[str, tuple[str, ...]]:
         """The configured names of each ``configured`` param."""

@@ -128,12 +128,22 @@ def describe_choices(field: dict[str, Any], names: tuple[str, ...], how: str) ->
 
 
 @cache
-def card(spec: LossSpec, choices: Choices = ()) -> dict[str, Any]:
-    """A loss's card; ``choices`` (from the runtime) fill in its configured params."""
+def card(
+    spec: LossSpec,
+    choices: Choices = (),
+    gradients: tuple[str, ...] | None = None,
+    no_gradients: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A loss's card; from the runtime, ``choices`` fill in its configured params, ``gradients``
+    are the inputs some configured variant differentiates (None: the declared ones) and
+    ``no_gradients`` says which configured variants return none, and why."""
     params_schema = spec.params.model_json_schema()
     params_schema.pop("title", None)
     for name, names in choices:
         describe_choices(params_schema["properties"][name], names, spec.configured[name].how)
+    if choices and no_gradients:
+        field = params_schema["properties"][choices[0][0]]
+        field["description"] += f" Without gradients here: {'; '.join(no_gradients)}."
     return LossCard(
         name=spec.name,
         title=spec.card.title,
@@ -153,7 +163,7 @@ def card(spec: LossSpec, choices: Choices = ()) -> dict[str, Any]:
         params=params_schema,
         properties=spec.properties,
         use_cases=list(spec.card.use_cases),
-        gradients=list(spec.differentiable),
+        gradients=list(spec.differentiable if gradients is None else gradients),
         equivalents=spec.card.equivalents,
         references=list(spec.card.references),
     ).model_dump(mode="json")

@@ -374,6 +374,17 @@ class Prepared:
     computation: Computation
     requested: list[str]
     dtype: str
+    named: bool = True
+    """The request named its outputs (else it asked for all of them)."""
+
+    def delivered(self, spec: LossSpec, result: Computed) -> list[str]:
+        """The requested outputs the result holds: a graph variant may return no gradients
+        (a configured extractor without a backward); asking for one by name is then a 400."""
+        missing = [n for n in self.requested if n.startswith("gradient_") and n[9:] not in result.gradients]
+        if missing and self.named:
+            detail = f"model {spec.name} returns no {missing[0]} with these parameters"
+            raise bad_request(f"{detail}: its configured model has no backward (GET /losses/{spec.name} says why)")
+        return [n for n in self.requested if n not in missing]
 
 
 def prepare(
@@ -409,7 +420,7 @@ def prepare(
         dtype=dtype,
         gradients=any(name.startswith("gradient_") for name in requested),
     )
-    return Prepared(computation, requested, dtype)
+    return Prepared(computation, requested, dtype, named=outputs is not None)
 
 
 def infer(
@@ -429,7 +440,7 @@ def infer(
     outputs = [o.name for o in request.outputs] if request.outputs is not None else None
     prepared = prepare(spec, values, datatypes, request.parameters, outputs)
     result = evaluate(runtime, spec, prepared.computation, max_elements)
-    return encode_response(spec, request, prepared.requested, result, prepared.dtype)
+    return encode_response(spec, request, prepared.delivered(spec, result), result, prepared.dtype)
 
 
 def output_array(name: str, result: Computed) -> np.ndarray:

@@ -115,6 +115,103 @@ def pointwise_kinks(target: np.ndarray, direction: np.ndarray, seed: int = 5) ->
     return tuple(sorted({float(k) for k in kinks.ravel()}))
 
 
+VGG_OUTPUTS = ("relu1", "relu2", "lrelu3", "reshaped", "fc", "clip")
+VGG_DIMS: tuple[list[int | str], ...] = (
+    ["N", 8, "H", "W"],
+    ["N", 12, "h", "w"],
+    ["N", 16, "h3", "w3"],
+    ["N", 16, "P"],
+    ["N", 10],
+    ["N", 6],
+)
+
+
+def vgg_weights(seed: int = 23) -> dict[str, np.ndarray]:
+    """float32 weights of ``vgg_extractor`` (the torch twin in tests/kernels/perceptual_golden.py
+    reads the same ones)."""
+    rng = np.random.default_rng(seed)
+    shapes = {
+        "shift": (1, 3, 1, 1), "w1": (8, 3, 3, 3), "b1": (8,), "w2": (12, 8, 3, 3), "b2": (12,),
+        "channel_scale": (1, 12, 1, 1), "w3": (16, 6, 3, 3), "wf": (10, 16), "bf": (10,), "wm": (10, 6), "bm": (6,),
+    }  # fmt: skip
+    weights = {
+        k: rng.normal(size=shape) * (0.1 if k.startswith("b") or k == "shift" else 0.5) for k, shape in shapes.items()
+    }
+    weights["scale"] = rng.uniform(0.4, 0.6, (1, 3, 1, 1))
+    weights["bn_scale"], weights["bn_bias"] = rng.uniform(0.5, 1.5, 8), rng.normal(size=8) * 0.1
+    weights["bn_mean"], weights["bn_var"] = rng.normal(size=8) * 0.1, rng.uniform(0.5, 2.0, 8)
+    return {k: v.astype(np.float32) for k, v in weights.items()}
+
+
+def vgg_extractor(seed: int = 23) -> onnx.ModelProto:
+    """A random-weight VGG-style float32 extractor with every operator kernels.backward
+    differentiates: LPIPS's scaling layer (Sub, Div), Pad, Conv, BatchNormalization, Relu =
+    relu1, MaxPool, Conv (pads) Relu = relu2, Concat with a Mul of itself, AveragePool
+    (3x3 stride 2, padding counted), grouped Conv, LeakyRelu = lrelu3 (and Reshape of it to
+    (N, 16, HW) = reshaped), GlobalAveragePool, Flatten, Gemm, Sigmoid = fc (N, 10),
+    MatMul, Add, Clip = clip (N, 6)."""
+    weights = vgg_weights(seed)
+    inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
+    inits += [
+        numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+        numpy_helper.from_array(np.array([0, 16, -1], np.int64), "shape"),
+        numpy_helper.from_array(np.array(-0.5, np.float32), "lo"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "hi"),
+    ]
+    make = helper.make_node
+    nodes = [
+        make("Sub", ["images", "shift"], ["shifted"]),
+        make("Div", ["shifted", "scale"], ["scaled"]),
+        make("Pad", ["scaled", "pads"], ["padded"]),
+        make("Conv", ["padded", "w1", "b1"], ["c1"]),
+        make("BatchNormalization", ["c1", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["n1"]),
+        make("Relu", ["n1"], ["relu1"]),
+        make("MaxPool", ["relu1"], ["m1"], kernel_shape=[2, 2], strides=[2, 2]),
+        make("Conv", ["m1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+        make("Relu", ["c2"], ["relu2"]),
+        make("Mul", ["relu2", "channel_scale"], ["scaled2"]),
+        make("Concat", ["relu2", "scaled2"], ["both"], axis=1),
+        make("AveragePool", ["both"], ["a2"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+             count_include_pad=1),
+        make("Conv", ["a2", "w3"], ["c3"], pads=[1, 1, 1, 1], group=4),
+        make("LeakyRelu", ["c3"], ["lrelu3"], alpha=0.1),
+        make("Reshape", ["lrelu3", "shape"], ["reshaped"]),
+        make("GlobalAveragePool", ["lrelu3"], ["pooled"]),
+        make("Flatten", ["pooled"], ["flat"]),
+        make("Gemm", ["flat", "wf", "bf"], ["linear"], transB=1),
+        make("Sigmoid", ["linear"], ["fc"]),
+        make("MatMul", ["fc", "wm"], ["projected"]),
+        make("Add", ["projected", "bm"], ["shifted_projection"]),
+        make("Clip", ["shifted_projection", "lo", "hi"], ["clip"]),
+    ]  # fmt: skip
+    float_out = TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes,
+        "vgg_extractor",
+        [helper.make_tensor_value_info("images", float_out, ["N", 3, "H", "W"])],
+        [
+            helper.make_tensor_value_info(name, float_out, dims)
+            for name, dims in zip(VGG_OUTPUTS, VGG_DIMS, strict=True)
+        ],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=IR_VERSION)
+
+
+def softmax_extractor() -> onnx.ModelProto:
+    """Conv -> Softmax over channels: an operator without a backward here (no gradients)."""
+    w = np.random.default_rng(3).normal(size=(4, 3, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Softmax", ["c"], ["soft"], axis=1)]
+    graph = helper.make_graph(
+        nodes,
+        "softmax_extractor",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("soft", TensorProto.FLOAT, ["N", 4, "H", "W"])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=IR_VERSION)
+
+
 EXTRACTORS = {"conv": conv_extractor, "pointwise64": pointwise_extractor}
 
 

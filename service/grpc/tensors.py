@@ -77,7 +77,7 @@ def encode(spec: LossSpec, request: pb.ModelInferRequest, prepared: v2.Prepared,
     """The response: every requested output, in order, as raw little-endian bytes."""
     response = pb.ModelInferResponse(model_name=spec.name, model_version="1", id=request.id)
     datatype = v2.FLOAT_OF_DTYPE[prepared.dtype]
-    for name in prepared.requested:
+    for name in prepared.delivered(spec, result):
         array = np.ascontiguousarray(v2.output_array(name, result))
         response.outputs.add(name=name, datatype=datatype, shape=array.shape)
         response.raw_output_contents.append(array.tobytes())

@@ -34,7 +34,7 @@ def evaluate_curve(runtime: Runtime, spec: LossSpec, points: int) -> CurveRespon
                 for i in range(points)
             ]
             loss = np.array([float(r.loss) for r in rows])
-            gradients = {name: np.stack([r.gradients[name] for r in rows]) for name in direction}
+            gradients = {name: np.stack([r.gradients[name] for r in rows]) for name in direction if rows[0].gradients}
         else:
             result = runtime.evaluate(spec, inputs, params, reduction="none", dtype="float64")
             loss, gradients = result.per_sample, result.gradients
@@ -43,7 +43,7 @@ def evaluate_curve(runtime: Runtime, spec: LossSpec, points: int) -> CurveRespon
     except UnknownChoice as exc:
         raise invalid(f"params.{exc.param}", str(exc)) from None
     slope = None
-    if spec.differentiable:
+    if spec.differentiable and direction and all(name in gradients for name in direction):  # a variant may have none
         slope = sum((gradients[name] * d).reshape(points, -1).sum(axis=1) for name, d in direction.items())
     return CurveResponse(
         name=spec.name,

@@ -24,7 +24,10 @@ NOT_CONFIGURED = problems({409: "The loss needs something the operator has not c
 
 def card_here(request: Request, spec: LossSpec) -> dict[str, Any]:
     """The card as this server has it configured (e.g. which feature models it lists)."""
-    return card(spec, request.app.state.runtime.choices(spec)) if spec.configured else card(spec)
+    runtime = request.app.state.runtime
+    if not spec.configured:
+        return card(spec)
+    return card(spec, runtime.choices(spec), runtime.gradients(spec), runtime.no_gradients(spec))
 
 
 def parse_query_value(annotation: Any, key: str, value: str) -> Any:
@@ -112,7 +115,9 @@ async def get_onnx(request: Request, name: str, dtype: DtypeName = "float32", gr
                 raise invalid(key, str(exc)) from None
         else:
             chosen[key] = structural_key(spec.params, key, parsed)
-    graph = GraphKey(spec.name, tuple(chosen.items()), dtype, gradients and bool(spec.differentiable))
+    variant = tuple(chosen.items())
+    differentiable = spec.differentiable_for(variant, runtime.resources)
+    graph = GraphKey(spec.name, variant, dtype, gradients and bool(differentiable))
     return Response(
         runtime.model_bytes(graph),
         media_type="application/octet-stream",

@@ -42,8 +42,9 @@ def test_curve_draws_the_loss_and_its_slope(spec: LossSpec) -> None:
     values, slope = draw(spec, curve, x)
     assert np.isfinite(values).all() and np.isfinite(slope).all()
     assert np.ptp(values) > 0, "the curve shows a constant loss"
-    if not spec.differentiable:  # a value-only loss (perceptual): no slope to check
-        return
+    if spec.configured:  # through the float32 test extractor, differences of 1e-6 are rounding noise
+        assert not slope[0] and np.ptp(slope) > 0, "perceptual's slope is 0 at the target, then not constant"
+        return  # its gradients are checked against torch and float64 differences in test_perceptual_gradients
     ahead, _ = draw(spec, curve, x + H)
     behind, _ = draw(spec, curve, x - H)
     forward, backward = (ahead - values) / H, (values - behind) / H

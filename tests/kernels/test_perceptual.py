@@ -95,6 +95,7 @@ def test_matches_the_reference(extractors: dict[str, Path], kind: str, model: st
     for reduction, weighted in REDUCTIONS:
         w = weights if weighted else np.ones_like(weights)
         want = {"mean": (w * expected).sum() / w.sum(), "sum": (w * expected).sum(), "none": expected}[reduction]
+        gradients = weighted or reduction == "none"  # the graphs with and without gradients
         got = evaluate(
             "perceptual",
             {"predictions": predictions, "targets": targets},
@@ -102,8 +103,10 @@ def test_matches_the_reference(extractors: dict[str, Path], kind: str, model: st
             reduction=reduction,
             weights=weights if weighted else None,
             dtype=dtype,  # type: ignore[arg-type]
+            gradients=gradients,
         )
-        assert got.per_sample.dtype == np.dtype(dtype) and got.gradients == {}
+        assert got.per_sample.dtype == np.dtype(dtype)
+        assert list(got.gradients) == (["predictions"] if gradients else [])
         context = f"{kind} {model} {dtype} {reduction} weighted={weighted}"
         scale = max(float(np.max(np.abs(want))), 1e-300)
         np.testing.assert_allclose(got.loss, want, rtol=rtol, atol=rtol * scale, err_msg=context)
@@ -177,24 +180,31 @@ def test_any_opset_and_any_value_names(tmp_path: Path, opset: int, names: dict[s
 def test_graphs_are_one_checked_session_per_model_and_dtype() -> None:
     resources = runtime().resources
     keys = [key for spec, key in all_keys(REGISTRY, resources) if spec is SPEC]
-    stems = [f"perceptual.feature_model={m}.{dtype}.fwd" for m in ("conv", "pointwise64") for dtype in DTYPES]
+    stems = [
+        f"perceptual.feature_model={m}.{dtype}.{kind}" for m in ("conv", "pointwise64") for dtype in DTYPES
+        for kind in ("fwd", "grad")
+    ]  # fmt: skip
     assert sorted(key.stem for key in keys) == sorted(stems)
     for key in keys:
         model = build_model(SPEC, key, resources)
         onnx.checker.check_model(model, full_check=True)
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-        assert [o.name for o in inferred.graph.output] == ["loss", "per_sample"]
+        grads = ["grad_predictions"] if key.gradients else []
+        assert [o.name for o in inferred.graph.output] == ["loss", "per_sample", *grads]
         assert not model.functions
-        # the extractor runs once, on the concatenated batch
         ops = [n.op_type for n in model.graph.node]
-        assert ops.count("Concat") == 1
-        assert ops.count("Relu") == 2
+        if key.gradients:  # the extractor on the targets, and on the predictions with its backward
+            assert ops.count("Relu") == 4
+            assert ops.count("ConvTranspose") == (2 if "conv" in key.stem else 0)
+        else:  # the extractor runs once, on the concatenated batch
+            assert ops.count("Concat") == 1
+            assert ops.count("Relu") == 2
     assert [key for key in runtime()._kernels if key.loss == "perceptual"] == keys
 
 
 def test_fixed_sizes_reach_the_graph_inputs() -> None:
     kernel = runtime().kernel(SPEC, PerceptualParams(feature_model="conv"), "float32", gradients=True)
-    assert not kernel.key.gradients, "no gradient graph for a loss without differentiable inputs"
+    assert kernel.key.gradients, "the conv extractor has a backward"
     assert kernel.fixed_dims == (("predictions", ((1, 3),)), ("targets", ((1, 3),)))
     assert kernel.operator_model
 
@@ -303,7 +313,7 @@ def test_export_embeds_the_extractors_and_ties_them_to_hashes(extractors: dict[s
     resources = {FEATURE_MODELS: load_feature_models(extractors)}
     manifest = json.loads(export(registry, tmp_path / "repo", resources).read_text())
     perceptual = [g for g in manifest["graphs"] if g["loss"] == "perceptual"]
-    assert len(perceptual) == 4 and all(not g["gradients"] for g in perceptual)
+    assert len(perceptual) == 8 and sorted(g["gradients"] for g in perceptual) == [False] * 4 + [True] * 4
     assert {g["configured_sha256"]["feature_model"] for g in perceptual} == {
         m.sha256 for m in resources[FEATURE_MODELS].values()
     }
@@ -337,8 +347,13 @@ def test_curve_starts_at_zero_and_grows_with_the_noise() -> None:
     assert curve is not None
     x = curve.sample(6)
     inputs = curve.inputs(x)
-    assert curve.direction(x) == {}, "no differentiable inputs: the curve has no derivative"
-    distance = evaluate("perceptual", inputs, reduction="none").per_sample
+    result = evaluate("perceptual", inputs, reduction="none")
+    distance = result.per_sample
+    # the direction is d(inputs)/dx (the inputs are linear in x), and the slope at the target is 0
+    moved = [curve.inputs(x + s)["predictions"] for s in (0.5, -0.5)]
+    np.testing.assert_allclose(curve.direction(x)["predictions"], moved[0] - moved[1], atol=1e-12)
+    slope = (result.gradients["predictions"] * curve.direction(x)["predictions"]).reshape(len(x), -1).sum(axis=1)
+    assert slope[0] == 0.0 and np.all(np.isfinite(slope))
     assert distance[0] == 0.0
     assert np.all(np.diff(distance) > 0), distance
 

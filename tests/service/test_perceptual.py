@@ -19,7 +19,8 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings, parse_feature_models
-from tests.feature_models import conv_extractor, reference_per_sample, write_extractors
+from tests.feature_models import conv_extractor, reference_per_sample, softmax_extractor, write_extractors
+from tests.kernels.harness import evaluate
 from tests.server import running_server
 
 RNG = np.random.default_rng(12)
@@ -36,6 +37,8 @@ def extractors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths = write_extractors(directory)
     paths["unpadded"] = directory / "unpadded.onnx"
     onnx.save(conv_extractor(padding=0), paths["unpadded"])
+    paths["softmax"] = directory / "softmax.onnx"
+    onnx.save(softmax_extractor(), paths["softmax"])
     return paths
 
 
@@ -72,8 +75,55 @@ def test_values_match_the_reference(configured: TestClient, extractors: dict[str
     expected = reference_per_sample(extractors["conv"], PREDICTIONS, TARGETS)
     np.testing.assert_allclose(result["per_sample"], expected, rtol=1e-6)
     np.testing.assert_allclose(result["loss"], np.dot(weights, expected) / sum(weights), rtol=1e-6)
-    assert result["gradients"] == {}, "no differentiable inputs: asking for gradients returns none"
+    # the kernel's own gradient (checked against torch and finite differences in tests/kernels)
+    kernel = evaluate("perceptual", {"predictions": PREDICTIONS, "targets": TARGETS}, weights=weights)
+    np.testing.assert_allclose(result["gradients"]["predictions"], kernel.gradients["predictions"], rtol=1e-12)
+    assert np.shape(result["gradients"]["predictions"]) == PREDICTIONS.shape
     assert result["count"] == 3 and result["dtype"] == "float64"
+
+
+def v2_body(outputs: list[str] | None, model: str) -> dict[str, Any]:
+    tensors = [
+        {"name": name, "shape": list(array.shape), "datatype": "FP64", "data": array.ravel().tolist()}
+        for name, array in (("predictions", PREDICTIONS), ("targets", TARGETS))
+    ]
+    body: dict[str, Any] = {"inputs": tensors, "parameters": {"feature_model": model, "reduction": "sum"}}
+    if outputs is not None:
+        body["outputs"] = [{"name": name} for name in outputs]
+    return body
+
+
+def test_v2_returns_the_gradient(configured: TestClient) -> None:
+    response = configured.post("/v2/models/perceptual/infer", json=v2_body(["loss", "gradient_predictions"], "conv"))
+    assert response.status_code == 200, response.text
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    assert list(outputs) == ["loss", "gradient_predictions"]
+    gradient = outputs["gradient_predictions"]
+    assert gradient["shape"] == list(PREDICTIONS.shape) and gradient["datatype"] == "FP64"
+    kernel = evaluate("perceptual", {"predictions": PREDICTIONS, "targets": TARGETS}, reduction="sum")
+    np.testing.assert_allclose(np.reshape(gradient["data"], PREDICTIONS.shape), kernel.gradients["predictions"])
+    everything = configured.post("/v2/models/perceptual/infer", json=v2_body(None, "conv")).json()
+    assert [o["name"] for o in everything["outputs"]] == ["loss", "per_sample", "gradient_predictions"]
+
+
+def test_an_extractor_without_a_backward_serves_the_loss_without_gradients(configured: TestClient) -> None:
+    """REST answers ``gradients: {}``, V2 leaves the gradient out of "all outputs" and refuses it by name, and
+    the card names the operator."""
+    body = {**BODY, "params": {"feature_model": "softmax"}, "outputs": ["loss", "gradients"]}
+    response = configured.post("/loss/perceptual", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["gradients"] == {} and response.json()["loss"] > 0
+    everything = configured.post("/v2/models/perceptual/infer", json=v2_body(None, "softmax"))
+    assert everything.status_code == 200, everything.text
+    assert [o["name"] for o in everything.json()["outputs"]] == ["loss", "per_sample"]
+    named = configured.post("/v2/models/perceptual/infer", json=v2_body(["gradient_predictions"], "softmax"))
+    assert named.status_code == 400 and "no gradient_predictions" in named.json()["error"]
+    description = configured.get("/losses/perceptual").json()["params"]["properties"]["feature_model"]["description"]
+    assert "Without gradients here: feature_model 'softmax': Softmax node: operator Softmax has no backward" in (
+        description
+    )
+    download = configured.get("/losses/perceptual/onnx?feature_model=softmax&gradients=true")
+    assert 'filename="perceptual.feature_model=softmax.float32.fwd.onnx"' in download.headers["content-disposition"]
 
 
 def test_choosing_a_model_by_name(configured: TestClient, extractors: dict[str, Path]) -> None:
@@ -114,9 +164,9 @@ def test_bad_input_is_a_422_naming_the_field(
 def test_the_card_lists_the_configured_models(configured: TestClient) -> None:
     card = configured.get("/losses/perceptual").json()
     field = card["params"]["properties"]["feature_model"]
-    assert field["anyOf"][0]["enum"] == ["conv", "pointwise64", "unpadded"]
-    assert "Configured here: conv, pointwise64, unpadded (default: conv)" in field["description"]
-    assert card["gradients"] == [] and "gradients" in card["summary"]
+    assert field["anyOf"][0]["enum"] == ["conv", "pointwise64", "unpadded", "softmax"]
+    assert "Configured here: conv, pointwise64, unpadded, softmax (default: conv)" in field["description"]
+    assert card["gradients"] == ["predictions"] and "backward" in card["summary"]
     listed = {c["name"]: c for c in configured.get("/losses").json()["losses"]}
     assert listed["perceptual"] == card
     health = configured.get("/health").json()
@@ -126,14 +176,16 @@ def test_the_card_lists_the_configured_models(configured: TestClient) -> None:
 def test_the_onnx_download_runs_the_whole_loss(configured: TestClient, extractors: dict[str, Path]) -> None:
     response = configured.get("/losses/perceptual/onnx?feature_model=conv&dtype=float64&gradients=true")
     assert response.status_code == 200
-    assert 'filename="perceptual.feature_model=conv.float64.fwd.onnx"' in response.headers["content-disposition"]
+    assert 'filename="perceptual.feature_model=conv.float64.grad.onnx"' in response.headers["content-disposition"]
     onnx.checker.check_model(onnx.load(io.BytesIO(response.content)), full_check=True)
     session = ort.InferenceSession(response.content, providers=["CPUExecutionProvider"])
-    (per_sample,) = session.run(
-        ["per_sample"],
+    per_sample, gradient = session.run(
+        ["per_sample", "grad_predictions"],
         {"predictions": PREDICTIONS, "targets": TARGETS, "weights": np.ones(3), "mean": np.array(True)},
     )
     np.testing.assert_allclose(per_sample, reference_per_sample(extractors["conv"], PREDICTIONS, TARGETS), 1e-6)
+    kernel = evaluate("perceptual", {"predictions": PREDICTIONS, "targets": TARGETS})
+    np.testing.assert_allclose(gradient, kernel.gradients["predictions"], rtol=1e-12)
     assert configured.get("/losses/perceptual/onnx?feature_model=nope").status_code == 422
 
 
@@ -193,4 +245,6 @@ def test_lossd_export_includes_the_configured_extractors(
     monkeypatch.setenv("LOSSD_FEATURE_MODELS", f"conv={extractors['conv']}")
     main(["export", str(tmp_path)])
     stems = {path.name for path in tmp_path.glob("perceptual.*.onnx")}
-    assert stems == {"perceptual.feature_model=conv.float32.fwd.onnx", "perceptual.feature_model=conv.float64.fwd.onnx"}
+    assert stems == {
+        f"perceptual.feature_model=conv.{d}.{k}.onnx" for d in ("float32", "float64") for k in ("fwd", "grad")
+    }

@@ -6,15 +6,17 @@ from typing import Any
 
 import numpy as np
 
-from tests.kernels.catalog.base import Arrays, GoldenElsewhere, LossInfo, NoGradients
+from tests.kernels.catalog.base import Arrays, GoldenElsewhere, GradientCase, LossInfo
 from tests.kernels.properties import Images
 
 # -- finite-difference inputs ----------------------------------------------------------------------
 
 
 def fd_images(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
-    """(N, 3, H, W) images for the default (``conv``) test extractor."""
-    shape = (2, 3, 6, 5)
+    """(N, 2, H, W) images for the float64 ``pointwise64`` test extractor (its loss is
+    float64-exact, so central differences are meaningful; the float32 extractors' gradients
+    are checked in kernels/test_perceptual_gradients.py)."""
+    shape = (2, 2, 4, 3)
     return {"predictions": rng.normal(size=shape), "targets": rng.normal(size=shape)}
 
 
@@ -30,10 +32,7 @@ LOSSES = (
             "normalisation and distance in numpy) on extractors the test builds, for every reduction, with and "
             "without weights, both dtypes",
         ),
-        gradients=NoGradients(
-            why="the feature extractor is an arbitrary model the operator configures, with no analytic backward here",
-            inputs=fd_images,
-        ),
+        gradients=GradientCase(fd_images, params=({"feature_model": "pointwise64"},)),
         domain=Images(),
     ),
 )
