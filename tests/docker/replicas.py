@@ -91,7 +91,7 @@ def replicas(image: str, database_url: str, directory: Path) -> Iterator[list[Re
             tmp = directory / name
             tmp.mkdir()
             tmp.chmod(0o1777)  # the server runs as uid 10001
-            replica = Replica(name, f"lossd-replicas-{directory.name}-{name}", free_port(), tmp)
+            replica = Replica(name, f"{directory.name}-{name}", free_port(), tmp)
             # The README's command, with a host directory for /tmp instead of a tmpfs: the
             # replica killed with -9 leaves its metric files there for the count below.
             command = replica_command(replica.container, replica.port, image, tmp=f"-v {tmp}:/tmp")
@@ -189,8 +189,11 @@ class Prometheus:
         return {r["metric"]["instance"]: int(float(r["value"][1])) for r in self.query(expression)}
 
     def targets_up(self) -> int:
-        body = httpx.get(f"{self.url}/api/v1/targets", timeout=10.0).json()
-        return sum(t["health"] == "up" for t in body["data"]["activeTargets"])
+        """Targets scraped successfully (0 while Prometheus is starting: it answers 503)."""
+        response = httpx.get(f"{self.url}/api/v1/targets", timeout=10.0)
+        if response.status_code != 200:
+            return 0
+        return sum(t["health"] == "up" for t in response.json()["data"]["activeTargets"])
 
 
 @contextmanager
