@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.docker import readme_commands
+
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_TIMEOUT = 900  # engine.sh may first install the engine
 BUILD_TIMEOUT = 1500  # a cold build downloads and installs every dependency
@@ -93,17 +95,6 @@ def local_base_image() -> str | None:
     return result.stdout.strip().splitlines()[-1]
 
 
-def build_command(tag: str, base_image: str | None) -> list[str]:
-    """The README's `docker build -t lossd .` with what these machines add: the host's
-    network (the engine has no bridge) and the local base image. No `--target`: the CPU
-    image is all the Dockerfile holds (the GPU one is in Dockerfile.gpu), so the legacy
-    builder, which builds every stage, needs no registry."""
-    command = ["docker", "build", "--network", "host", "-t", tag]
-    if base_image is not None:
-        command += ["--build-arg", f"BASE={base_image}"]
-    return [*command, str(REPO)]
-
-
 @pytest.fixture(scope="session")
 def engine() -> None:
     start_engine()
@@ -121,7 +112,11 @@ def image(base_image: str | None) -> Iterator[str]:
     started = time.monotonic()
     try:
         result = subprocess.run(
-            build_command(tag, base_image), capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
+            readme_commands.build(tag, base_image, str(REPO)),
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+            check=False,
         )
         assert result.returncode == 0, f"docker build failed:\n{(result.stdout + result.stderr)[-6000:]}"
         size = int(docker("image", "inspect", "--format", "{{.Size}}", tag))

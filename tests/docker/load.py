@@ -32,6 +32,8 @@ class Outcome:
     ended: float
     status: int | None
     """The HTTP status; None where no response came (a transport error)."""
+    error: str = ""
+    """The transport error's type, where there was one."""
 
     @property
     def ok(self) -> bool:
@@ -83,10 +85,11 @@ class Load:
                 assert response.status_code != 200 or response.json()["accepted"] == SAMPLES, response.text
             else:
                 response = http.post("/loss/mse", json=COMPUTE)
-            status: int | None = response.status_code
-        except httpx.TransportError:
-            status = None
-        return Outcome("observe" if observe else "compute", sequence, started, time.monotonic(), status)
+        except httpx.TransportError as exc:
+            return Outcome(
+                "observe" if observe else "compute", sequence, started, time.monotonic(), None, type(exc).__name__
+            )
+        return Outcome("observe" if observe else "compute", sequence, started, time.monotonic(), response.status_code)
 
 
 def failures(outcomes: list[Outcome]) -> list[Outcome]:

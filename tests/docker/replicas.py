@@ -18,6 +18,7 @@ import httpx
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.docker.engine import REPO, docker, inspect, logs
+from tests.docker.readme_commands import replica_run
 from tests.server import free_port
 
 HAPROXY_CONFIG = REPO / "deploy" / "haproxy" / "haproxy.cfg"
@@ -25,16 +26,6 @@ PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 START_TIMEOUT = 300.0  # three containers at once, on a machine shared with others
 NAMES = ("lossd-1", "lossd-2", "lossd-3")
 """The replicas' server names in haproxy.cfg, in the order of LOSSD_REPLICA_1..3."""
-
-
-def replica_command(name: str, port: int, image: str, tmp: str = "--tmpfs /tmp") -> list[str]:
-    """The README's `docker run` of one replica (``tmp``: how /tmp is given to it). The
-    database URL is passed through from the environment (`-e LOSSD_DATABASE_URL`), gRPC
-    is off (HAProxy balances HTTP here) and the drain is the default (5 s)."""
-    return [
-        *("docker", "run", "-d", "--name", name, "--network", "host", "--read-only", *tmp.split()),
-        *("-e", f"LOSSD_PORT={port}", "-e", "LOSSD_GRPC_PORT=0", "-e", "LOSSD_DATABASE_URL", image),
-    ]
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.2) -> float:
@@ -94,7 +85,7 @@ def replicas(image: str, database_url: str, directory: Path) -> Iterator[list[Re
             replica = Replica(name, f"{directory.name}-{name}", free_port(), tmp)
             # The README's command, with a host directory for /tmp instead of a tmpfs: the
             # replica killed with -9 leaves its metric files there for the count below.
-            command = replica_command(replica.container, replica.port, image, tmp=f"-v {tmp}:/tmp")
+            command = replica_run(replica.container, replica.port, image, str(tmp))
             result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=environment, check=False)
             assert result.returncode == 0, f"{' '.join(command)}:\n{result.stderr[-4000:]}"
             started.append(replica)

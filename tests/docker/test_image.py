@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from tests.docker.engine import docker, inspect, logs
+from tests.docker.readme_commands import read_only_run
 from tests.server import free_port
 
 pytestmark = pytest.mark.docker
@@ -37,17 +38,15 @@ class Container:
 
 @pytest.fixture(scope="module")
 def container(image: str) -> Iterator[Container]:
-    """The image running on a free loopback port (`-e LOSSD_PORT`), once /health answers:
-    read-only, with a tmpfs on /tmp and a volume of its own on the data directory."""
+    """The README's read-only `docker run` (tests/docker/readme_commands.py) on a free loopback
+    port (`-e LOSSD_PORT`), once /health answers: a tmpfs on /tmp and a volume of its own on
+    the data directory."""
     port = free_port()
     name = f"lossd-test-{uuid.uuid4().hex[:12]}"
     volume = docker("volume", "create", f"{name}-data").strip()
     started = time.monotonic()
     try:
-        docker(
-            *("run", "-d", "--name", name, "--network", "host", "-e", f"LOSSD_PORT={port}"),
-            *("--read-only", "--tmpfs", "/tmp", "-v", f"{volume}:{DATA_DIR}", image),
-        )
+        docker(*read_only_run(name, port, free_port(), volume, image)[1:])
         url = f"http://127.0.0.1:{port}"
         deadline = started + START_TIMEOUT
         while True:

@@ -172,16 +172,18 @@ def test_three_replicas_behind_haproxy(image: str, directory: Path) -> None:
         undelivered = served - answered(outcomes, "compute")
         assert 0 <= undelivered <= sum(o.kind == "compute" for o in failed)
         committed_unanswered = check_monitor(balancer.url, outcomes)
-        per_replica = {r.name: r.served() for r in servers}
-        print(
-            f"\nreplicas: {len(outcomes)} requests sent through HAProxy ({len(phase1)} + {len(phase2)}, "
-            f"{sum(o.kind == 'compute' for o in outcomes)} compute, {sum(o.kind == 'observe' for o in outcomes)} "
-            f"observations of {SAMPLES} samples); failed at SIGTERM: {len(failures(phase1))}, at kill -9: "
-            f"{len(failed)} ({', '.join(str(o.status) for o in failed) or 'none'}); served after SIGTERM by the "
-            f"draining replica: {after_sigterm}; compute requests counted per replica {per_replica}; Prometheus "
-            f"sum after phase 1: {prometheus_total1} = {sent1} sent; at the end: {prometheus_total} + {tail} "
-            f"counted by the killed replica after its last scrape = {served} counted = "
-            f"{answered(outcomes, 'compute')} answered + {undelivered} counted but not delivered; monitor: "
-            f"{answered(outcomes, 'observe')} observations acknowledged, {committed_unanswered} committed whose "
-            f"answer was lost"
-        )
+        compute, observations = (sum(o.kind == kind for o in outcomes) for kind in ("compute", "observe"))
+        figures = [
+            f"{len(outcomes)} requests sent through HAProxy ({len(phase1)} + {len(phase2)}: {compute} compute, "
+            f"{observations} observations of {SAMPLES} samples)",
+            f"failed at SIGTERM: {len(failures(phase1))}",
+            f"failed at kill -9: {len(failed)} ({', '.join(str(o.status or o.error) for o in failed) or 'none'})",
+            f"served after SIGTERM by the draining replica: {after_sigterm}",
+            f"compute requests counted per replica: { ({r.name: r.served() for r in servers}) }",
+            f"Prometheus' sum after phase 1: {prometheus_total1} = {sent1} sent",
+            f"at the end: {prometheus_total} + {tail} counted by the killed replica after its last scrape = "
+            f"{served} counted = {answered(outcomes, 'compute')} answered + {undelivered} counted, not delivered",
+            f"monitor: {answered(outcomes, 'observe')} observations acknowledged, {committed_unanswered} "
+            "committed whose answer was lost",
+        ]
+        print("\nreplicas: " + "; ".join(figures))
