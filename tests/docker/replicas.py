@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,12 @@ class Replica:
 
     def state(self) -> Any:
         return inspect(self.container)["State"]
+
+    def finished(self) -> float:
+        """When it exited (epoch seconds; Docker writes nanoseconds, Python reads micro)."""
+        moment = self.state()["FinishedAt"]
+        head, _, fraction = moment.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{head}.{(fraction + '000000')[:6]}+00:00").timestamp()
 
 
 @contextmanager
@@ -129,6 +136,13 @@ def process(command: list[str], log: Path, env: dict[str, str] | None = None) ->
 class HAProxy:
     url: str
     stats: str
+    log: Path
+
+    def taken_out(self, name: str) -> list[str]:
+        """Why HAProxy took that server out, as it logged it (e.g. "Layer7 wrong status,
+        code: 503": its readiness; "Layer4 connection problem": it no longer listens)."""
+        lines = self.log.read_text().splitlines()
+        return [line.split("reason: ", 1)[1] for line in lines if line.startswith(f"Server lossd/{name} is DOWN")]
 
     def servers(self) -> dict[str, dict[str, str]]:
         """The backend's servers in HAProxy's own statistics (CSV), by name."""
@@ -152,7 +166,7 @@ def haproxy(replicas: list[Replica], directory: Path) -> Iterator[HAProxy]:
     log = directory / "haproxy.log"
     # -db: in the foreground, so that it is this process that stops.
     with process(["haproxy", "-db", "-f", str(HAPROXY_CONFIG)], log, env) as child:
-        balancer = HAProxy(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{stats}")
+        balancer = HAProxy(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{stats}", log)
 
         def all_up() -> bool:
             assert child.poll() is None, f"haproxy exited:\n{log.read_text()[-4000:]}"
