@@ -20,7 +20,8 @@ serve: $(STAMP)
 
 test: $(STAMP) system-deps lint types pytest
 
-# PostgreSQL and Chromium for the monitoring tests (Debian packages; skipped loudly if absent).
+# PostgreSQL and Chromium for the monitoring tests, HAProxy and Prometheus for the replicas
+# test (Debian packages; skipped loudly if absent).
 system-deps:
 	@scripts/system-deps.sh
 

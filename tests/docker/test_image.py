@@ -4,9 +4,8 @@ with a read-only root filesystem (`--read-only`, a tmpfs on /tmp, a volume on th
 directory, as Kubernetes runs it), it answers on the port it is given, computes the right
 loss, runs as a non-root user, turns healthy, and stops gracefully on `docker stop`.
 
-On these machines ../shared/docker (next to the repository) starts the engine and builds a
-local base image, since no registry can be reached; elsewhere a running engine and the
-Dockerfile's default base are used. No engine: the module is skipped, saying why."""
+The engine and the image come from tests/docker/engine.py (one build per session); no
+engine: the module is skipped, saying why."""
 
 from __future__ import annotations
 
@@ -16,113 +15,19 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
+from tests.docker.engine import docker, inspect, logs
+from tests.docker.readme_commands import read_only_run
 from tests.server import free_port
 
 pytestmark = pytest.mark.docker
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def shared_docker() -> Path:
-    """../shared/docker next to the repository; for a git worktree (elsewhere), next to the
-    main checkout, the one whose .git the worktree shares."""
-    roots = [REPO]
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):  # no git: the repository's own parent only
-        result = None
-    if result is not None and result.returncode == 0 and result.stdout.strip():
-        roots.append(Path(result.stdout.strip()).parent)
-    candidates = [root.parent / "shared" / "docker" for root in roots]
-    return next((path for path in candidates if path.is_dir()), candidates[0])
-
-
-SHARED = shared_docker()
-ENGINE_TIMEOUT = 900  # engine.sh may first install the engine
-BUILD_TIMEOUT = 1500  # a cold build downloads and installs every dependency
 START_TIMEOUT = 300  # start-up builds ~400 ONNX sessions, on a machine shared with others
-NOT_RUN = "DOCKER TEST NOT RUN"
 DATA_DIR = "/var/lib/lossd"  # LOSSD_DATA_DIR in the image
-
-
-def docker(*args: str, timeout: float = 60) -> str:
-    """Run the docker CLI; its stdout, or a failure that shows its stderr."""
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"docker {' '.join(args)} exited with {result.returncode}:\n{result.stderr[-4000:]}")
-    return result.stdout
-
-
-def inspect(container: str) -> Any:
-    return json.loads(docker("inspect", container))[0]
-
-
-def logs(container: str) -> str:
-    """Everything the container wrote (uvicorn logs to stderr)."""
-    result = subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=60, check=False)
-    return result.stdout + result.stderr
-
-
-@pytest.fixture(scope="module")
-def engine() -> None:
-    """A Docker engine that answers, or a loud skip with the reason it cannot be had."""
-    script = SHARED / "engine.sh"
-    command = [str(script)] if script.is_file() else ["docker", "info"]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=ENGINE_TIMEOUT, check=False)
-    except FileNotFoundError:
-        pytest.skip(f"{NOT_RUN}: no docker command and no {script} to install one")
-    except subprocess.TimeoutExpired:
-        pytest.skip(f"{NOT_RUN}: {' '.join(command)} did not get an engine running within {ENGINE_TIMEOUT} s")
-    if result.returncode != 0:
-        reason = (result.stderr or result.stdout).strip()[-2000:]
-        pytest.skip(f"{NOT_RUN}: no Docker engine could be started ({' '.join(command)}): {reason}")
-
-
-@pytest.fixture(scope="module")
-def base_image(engine: None) -> str | None:
-    """The local base image where base-image.sh exists; otherwise the Dockerfile's default."""
-    script = SHARED / "base-image.sh"
-    if not script.is_file():
-        return None
-    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=ENGINE_TIMEOUT, check=False)
-    assert result.returncode == 0, f"{script} failed:\n{result.stderr[-4000:]}"
-    return result.stdout.strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="module")
-def image(base_image: str | None) -> Iterator[str]:
-    """The CPU image, built under a tag of its own and removed afterwards."""
-    tag = f"lossd-test:{uuid.uuid4().hex[:12]}"
-    # No `--target`: the CPU image is all the Dockerfile holds (the GPU one is in
-    # Dockerfile.gpu), so the legacy builder, which builds every stage, needs no registry.
-    command = ["docker", "build", "--network", "host", "-t", tag]
-    if base_image is not None:
-        command += ["--build-arg", f"BASE={base_image}"]
-    started = time.monotonic()
-    try:
-        result = subprocess.run(
-            [*command, str(REPO)], capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
-        )
-        assert result.returncode == 0, f"docker build failed:\n{(result.stdout + result.stderr)[-6000:]}"
-        size = int(docker("image", "inspect", "--format", "{{.Size}}", tag))
-        print(f"docker build: {time.monotonic() - started:.0f} s, image {size / 1e6:.0f} MB")
-        yield tag
-    finally:
-        subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True, timeout=120, check=False)
 
 
 @dataclass
@@ -133,17 +38,15 @@ class Container:
 
 @pytest.fixture(scope="module")
 def container(image: str) -> Iterator[Container]:
-    """The image running on a free loopback port (`-e LOSSD_PORT`), once /health answers:
-    read-only, with a tmpfs on /tmp and a volume of its own on the data directory."""
+    """The README's read-only `docker run` (tests/docker/readme_commands.py) on a free loopback
+    port (`-e LOSSD_PORT`), once /health answers: a tmpfs on /tmp and a volume of its own on
+    the data directory."""
     port = free_port()
     name = f"lossd-test-{uuid.uuid4().hex[:12]}"
     volume = docker("volume", "create", f"{name}-data").strip()
     started = time.monotonic()
     try:
-        docker(
-            *("run", "-d", "--name", name, "--network", "host", "-e", f"LOSSD_PORT={port}"),
-            *("--read-only", "--tmpfs", "/tmp", "-v", f"{volume}:{DATA_DIR}", image),
-        )
+        docker(*read_only_run(name, port, free_port(), volume, image)[1:])
         url = f"http://127.0.0.1:{port}"
         deadline = started + START_TIMEOUT
         while True:
