@@ -21,8 +21,9 @@ class MonitorCollector:
     """Per monitor and segment (labels ``monitor``, ``loss`` and the monitor's segment keys,
     "" for a null tag): observation and loss-sum counters (``rate(sum)/rate(count)`` is the
     mean of unweighted observations; ``lossd_monitor_weight_total`` is the divisor for
-    weighted ones), the latest window's mean and p90, and whether that window is flagged
-    against the segment's baseline."""
+    weighted ones), the latest window's mean and p90, whether that window is flagged
+    against the segment's baseline, and its KS drift from it with the limit it is judged
+    by (``lossd_monitor_drift > lossd_monitor_drift_limit``: drifted)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -42,6 +43,13 @@ class MonitorCollector:
         p90 = GaugeMetricFamily("lossd_monitor_window_p90", "90th percentile loss of the latest window.")
         alert = GaugeMetricFamily(
             "lossd_monitor_alert", "1 when the latest window's mean is flagged against the baseline."
+        )
+        drift = GaugeMetricFamily(
+            "lossd_monitor_drift",
+            "KS distance of the latest window's loss distribution from the baseline's (0 to 1).",
+        )
+        drift_limit = GaugeMetricFamily(
+            "lossd_monitor_drift_limit", "The KS distance above which the latest window has drifted."
         )
         segments: dict[int, list[Segment]] = {}
         for segment in self.store.segments():
@@ -67,9 +75,14 @@ class MonitorCollector:
                 if aggregate.mean is not None:
                     mean.add_sample("lossd_monitor_window_mean", labels, aggregate.mean)
                     p90.add_sample("lossd_monitor_window_p90", labels, aggregate.quantiles()["p90"] or 0.0)
-                flagged = self.baseline(monitor, segment).flagged(start, aggregate)
+                base = self.baseline(monitor, segment)
+                flagged = base.flagged(start, aggregate)
                 alert.add_sample("lossd_monitor_alert", labels, 1.0 if flagged else 0.0)
-        yield from (observations, loss_sum, weight, mean, p90, alert)
+                distance, limit, _ = base.drift(start, aggregate)
+                if distance is not None and limit is not None:
+                    drift.add_sample("lossd_monitor_drift", labels, distance)
+                    drift_limit.add_sample("lossd_monitor_drift_limit", labels, limit)
+        yield from (observations, loss_sum, weight, mean, p90, alert, drift, drift_limit)
 
     def baseline(self, monitor: Monitor, segment: Segment) -> Baseline:
         if segment.frozen is not None or "reference" in monitor.baseline:

@@ -53,9 +53,7 @@ def _dense(bins: Bins, low: int, high: int) -> np.ndarray:
 def masses(sketch: Sketch, negative: tuple[int, int], positive: tuple[int, int]) -> np.ndarray:
     """The sketch's weights per bin, in the order of values: negative keys from the most
     negative (the highest key) up, the zero bin, positive keys up."""
-    return np.concatenate(
-        [_dense(sketch.negative, *negative)[::-1], [sketch.zero], _dense(sketch.positive, *positive)]
-    )
+    return np.concatenate([_dense(sketch.negative, *negative)[::-1], [sketch.zero], _dense(sketch.positive, *positive)])
 
 
 def aligned(first: Sketch, second: Sketch) -> tuple[np.ndarray, np.ndarray, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from service.errors import invalid
@@ -20,6 +21,7 @@ def window_view(start: int, length: int, window: Aggregate, judged: Baseline | N
     if judged is not None and judged.judges(start):
         view["limit"] = judged.limit(window.count)
         view["alert"] = judged.flagged(start, window)
+        view["drift"], view["drift_limit"], view["drift_alert"] = judged.drift(start, window)
     return view
 
 
@@ -29,29 +31,45 @@ def baseline_size(monitor: Monitor) -> int:
 
 def selection_baseline(store: Store, monitor: Monitor, chosen: list[Segment] | None, every: list[Segment]) -> Baseline:
     """The baseline of some segments merged (None: all): the stored one where it is fixed
-    (all segments, or one), else the selection's first windows."""
+    (all segments, or one), else the selection's first windows and their merged sketch."""
     if "reference" in monitor.baseline:
         return baseline(monitor.baseline, [])
-    if chosen is None or len(chosen) == len(every):
-        if monitor.frozen is not None:
-            return baseline(monitor.baseline, [], monitor.frozen)
-        return baseline(monitor.baseline, store.windows(monitor, sketches=False, first=baseline_size(monitor)))
-    if len(chosen) == 1 and chosen[0].frozen is not None:
-        return baseline(monitor.baseline, [], chosen[0].frozen)
-    ids = [s.id for s in chosen]
-    return baseline(
-        monitor.baseline, store.windows(monitor, sketches=False, segment_ids=ids, first=baseline_size(monitor))
-    )
+    ids = None if chosen is None or len(chosen) == len(every) else [s.id for s in chosen]
+    if ids is None and monitor.frozen is not None:
+        base = baseline(monitor.baseline, [], monitor.frozen)
+    elif ids is not None and len(chosen or ()) == 1 and chosen and chosen[0].frozen is not None:
+        base = baseline(monitor.baseline, [], chosen[0].frozen)
+    else:
+        first = store.windows(monitor, sketches=False, segment_ids=ids, first=baseline_size(monitor))
+        base = baseline(monitor.baseline, first)
+    if base.ready and base.sketch is None and base.until is not None:  # (also one fixed before drift was measured)
+        base = replace(base, sketch=store.baseline_sketch(monitor, ids, base.until))
+    return base
 
 
-def alert_view(base: Baseline, windows: list[tuple[int, Aggregate]]) -> dict[str, Any]:
-    """The alert state of windows (sorted by start) against their baseline."""
+def single(chosen: list[Segment] | None, every: list[Segment]) -> bool:
+    """Whether a selection is one segment, whose window rows carry its drift as stored."""
+    return len(every if chosen is None else chosen) <= 1
+
+
+def alert_view(
+    base: Baseline, windows: list[tuple[int, Aggregate]], latest: tuple[int, Aggregate] | None = None
+) -> dict[str, Any]:
+    """The alert state of windows (sorted by start) against their baseline; the drift is the
+    latest judged window's (``latest``: that window with its sketch, where ``windows`` are
+    sums of several segments)."""
     judged = [(start, base.flagged(start, w)) for start, w in windows if base.judges(start)]
-    latest = judged[-1] if judged else None
+    last = judged[-1] if judged else None
+    if latest is None:
+        latest = next(((start, w) for start, w in reversed(windows) if base.judges(start)), None)
+    distance, limit, drifted = base.drift(*latest) if latest is not None else (None, None, None)
     return {
-        "state": "pending" if not base.ready else ("alert" if latest and latest[1] else "ok"),
-        "window": rfc3339(latest[0]) if latest else None,
+        "state": "pending" if not base.ready else ("alert" if last and last[1] else "ok"),
+        "window": rfc3339(last[0]) if last else None,
         "flagged_windows": sum(1 for _, flagged in judged if flagged),
+        "drift_state": "pending" if not base.ready else ("drift" if drifted else "ok"),
+        "drift": distance,
+        "drift_limit": limit,
     }
 
 
@@ -59,9 +77,16 @@ def monitor_view(store: Store, monitor: Monitor, detail: bool, recent: int = REC
     """The definition, baseline and alert state (all segments merged); with ``detail``,
     totals and the ``recent`` latest windows."""
     every = store.segments(monitor)
-    # Without segments a window is one row: read once, with its stored quantiles.
-    windows = store.windows(monitor, sketches=bool(detail and not monitor.segments), mergeable=False)
+    one = single(None, every)
+    # Without segments a window is one row: read once, with its stored quantiles and drift.
+    windows = store.windows(monitor, sketches=bool(detail and one), mergeable=False)
     base = selection_baseline(store, monitor, None, every)
+    latest = None
+    recent_windows = windows[-recent:]
+    if not one and windows:  # the windows are sums: the recent ones again, merged with their sketches
+        since = windows[max(len(windows) - (recent if detail else 1), 0)][0]
+        recent_windows = store.windows(monitor, since=since)
+        latest = next(((start, w) for start, w in reversed(recent_windows) if base.judges(start)), None)
     view: dict[str, Any] = {
         "name": monitor.name,
         "loss": monitor.loss,
@@ -71,15 +96,12 @@ def monitor_view(store: Store, monitor: Monitor, detail: bool, recent: int = REC
         "retention_seconds": monitor.retention_seconds,
         "created": rfc3339(monitor.created),
         "baseline": base.view(),
-        "alert": alert_view(base, windows),
+        "alert": alert_view(base, windows, latest),
     }
     if detail:
         view["totals"] = merge(s.totals for s in every).summary()
-        if monitor.segments:
-            since = windows[-recent][0] if len(windows) >= recent else None
-            windows = store.windows(monitor, since=since, mergeable=False)
         view["windows"] = [
-            window_view(start, monitor.window_seconds, w, base, quantiles=True) for start, w in windows[-recent:]
+            window_view(start, monitor.window_seconds, w, base, quantiles=True) for start, w in recent_windows
         ]
     return view
 
@@ -132,7 +154,9 @@ def windows_view(
     high = None if until is None else -(-int(until) // length) * length
     ids = None if chosen is None else [s.id for s in chosen]
     coarse: dict[int, Aggregate] = {}
-    rows = store.windows(monitor, since=low, until=high, segment_ids=ids, mergeable=step != length)
+    rows = store.windows(
+        monitor, since=low, until=high, segment_ids=ids, mergeable=step != length or not single(chosen, every)
+    )
     for start, window in rows:
         key = start // step * step
         coarse[key] = coarse[key].merged(window) if key in coarse else window

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from service.errors import ServiceError, conflict
 from service.monitors.aggregate import Aggregate
+from service.monitors.baseline import sketch_text
 from service.monitors.ingest import checked_params, compute_batch, find, loss_spec
 from service.monitors.page import page
 from service.monitors.schemas import MonitorCreate, MonitorList, MonitorView, SegmentList, WindowList
@@ -30,7 +31,7 @@ def store_of(request: Request) -> Store:
 
 
 def reference_stats(request: Request, body: MonitorCreate, loss: str) -> dict[str, Any] | None:
-    """The baseline of an explicit reference batch: its count, mean and std."""
+    """The baseline of an explicit reference batch: its count, mean, std and sketch."""
     reference = body.baseline.reference
     if reference is None:
         return None
@@ -40,8 +41,14 @@ def reference_stats(request: Request, body: MonitorCreate, loss: str) -> dict[st
     except ServiceError as error:
         where = "baseline.reference" + (f".{error.field}" if error.field else "")
         raise ServiceError(error.kind, error.title, f"baseline.reference.{error.detail}", field=where) from None
-    summary = Aggregate.of(batch.losses, batch.weights).summary()
-    return {"count": summary["count"], "mean": summary["mean"], "std": summary["std"]}
+    aggregate = Aggregate.of(batch.losses, batch.weights)
+    summary = aggregate.summary()
+    return {
+        "count": summary["count"],
+        "mean": summary["mean"],
+        "std": summary["std"],
+        "sketch": sketch_text(aggregate.sketch),
+    }
 
 
 @router.post(
@@ -55,7 +62,11 @@ def create_monitor(request: Request, body: MonitorCreate) -> dict[str, Any]:
     state = request.app.state
     spec = loss_spec(body.loss)
     checked_params(state.runtime, spec, body.params)
-    config: dict[str, Any] = {"windows": body.baseline.windows, "threshold": body.baseline.threshold}
+    config: dict[str, Any] = {
+        "windows": body.baseline.windows,
+        "threshold": body.baseline.threshold,
+        "drift_threshold": body.baseline.drift_threshold,
+    }
     reference = reference_stats(request, body, spec.name)
     if reference is not None:
         config["reference"] = reference

@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.monitors.aggregate import Aggregate, merge
+from service.monitors.baseline import sketch_of_text
 from service.monitors.sketch import Sketch
 from service.monitors.store import EXPIRED_PER_WRITE, Conflict, SQLiteStore, Store, TooManySegments, open_store
 from service.settings import Settings
@@ -155,8 +156,12 @@ def test_a_baseline_is_fixed_once_a_window_after_it_exists(store: Store) -> None
     store.record(monitor, 120, Aggregate.of(np.array([9.0])), {"region": "eu"})
     store.record(monitor, 0, Aggregate.of(np.array([100.0])), {"region": "eu"})  # late, into a baseline window
     frozen = store.segments(monitor)[0].frozen
+    assert frozen is not None and store.get("b").frozen == frozen  # type: ignore[union-attr]
+    # Its sketch is the baseline windows' as they were (drift is measured against it), not the late batch's.
+    assert sketch_of_text(frozen.pop("sketch")).encode() == Sketch.of(np.array([1.0, 3.0])).encode()  # type: ignore[union-attr]
     assert frozen == {"count": 2, "weight": 2.0, "total": 4.0, "squares": 10.0, "until": 61}
-    assert store.get("b").frozen == frozen  # type: ignore[union-attr]
+    (drift,) = store.query("SELECT drift FROM lossd_windows WHERE window_start = 120")[0]
+    assert drift == 1.0  # 9 lies above all of the baseline [1, 3]
     store.record(monitor, 180, Aggregate.of(np.array([1.0])), {"region": "us"})  # a new segment: its own
     assert store.segments(monitor)[1].frozen is None
 
