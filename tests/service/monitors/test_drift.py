@@ -18,8 +18,9 @@ def exact_ks(a: np.ndarray, wa: np.ndarray, b: np.ndarray, wb: np.ndarray) -> fl
 
     def cdf(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
         order = np.argsort(values)
-        cumulative = np.concatenate([[0.0], np.cumsum(weights[order])]) / weights.sum()
-        return cumulative[np.searchsorted(values[order], points, side="right")]
+        cumulative: np.ndarray = np.concatenate([[0.0], np.cumsum(weights[order])]) / weights.sum()
+        found: np.ndarray = cumulative[np.searchsorted(values[order], points, side="right")]
+        return found
 
     return float(np.abs(cdf(a, wa) - cdf(b, wb)).max())
 
