@@ -44,41 +44,52 @@ def span(first: Bins, second: Bins) -> tuple[int, int]:
     return min(r[0] for r in ranges), max(r[1] for r in ranges)
 
 
-def _dense(bins: Bins, low: int, high: int) -> np.ndarray:
-    counts = np.zeros(high - low)
-    counts[bins.offset - low : bins.offset - low + bins.counts.size] = bins.counts
-    return counts
-
-
-def masses(sketch: Sketch, negative: tuple[int, int], positive: tuple[int, int]) -> np.ndarray:
-    """The sketch's weights per bin, in the order of values: negative keys from the most
-    negative (the highest key) up, the zero bin, positive keys up."""
-    return np.concatenate([_dense(sketch.negative, *negative)[::-1], [sketch.zero], _dense(sketch.positive, *positive)])
+def cumulative(sketch: Sketch, negative: tuple[int, int], positive: tuple[int, int]) -> np.ndarray:
+    """The sketch's cumulative weights after each bin, from a 0 before the first, in the
+    order of values: negative keys from the most negative (the highest key) up, the zero
+    bin, positive keys up. (One array filled in place: this runs on every write.)"""
+    size = negative[1] - negative[0]
+    out = np.zeros(2 + size + positive[1] - positive[0])
+    bins = sketch.negative
+    if bins.counts.size:
+        # Key k sits at position 1 + (negative[1] - 1 - k): reversed.
+        high = 1 + negative[1] - bins.offset
+        out[high - bins.counts.size : high] = bins.counts[::-1]
+    out[1 + size] = sketch.zero
+    bins = sketch.positive
+    if bins.counts.size:
+        low = 2 + size + bins.offset - positive[0]
+        out[low : low + bins.counts.size] = bins.counts
+    return np.cumsum(out, out=out)
 
 
 def aligned(first: Sketch, second: Sketch) -> tuple[np.ndarray, np.ndarray, int]:
     """Both sketches' weights per bin over the same bins, and the zero bin's index."""
     negative = span(first.negative, second.negative)
     positive = span(first.positive, second.positive)
-    return masses(first, negative, positive), masses(second, negative, positive), negative[1] - negative[0]
+    f, g = (np.diff(cumulative(s, negative, positive)) for s in (first, second))
+    return f, g, negative[1] - negative[0]
 
 
-def ks(window: Sketch, baseline: Sketch) -> Distance | None:
-    """The KS distance of two sketches' weighted distributions (None where one is empty)."""
-    first, second, zero = aligned(window, baseline)
-    first_total, second_total = first.sum(), second.sum()
-    if first_total <= 0 or second_total <= 0:
+def ks(window: Sketch, baseline: Sketch, bound: bool = True) -> Distance | None:
+    """The KS distance of two sketches' weighted distributions (None where one is empty);
+    without ``bound``, ``upper`` is not worked out (it is then the distance)."""
+    negative = span(window.negative, baseline.negative)
+    positive = span(window.positive, baseline.positive)
+    f, g = cumulative(window, negative, positive), cumulative(baseline, negative, positive)
+    if f[-1] <= 0 or g[-1] <= 0:
         return None
-    # Cumulative shares after each bin, with the 0 before the first.
-    f = np.concatenate([[0.0], np.cumsum(first) / first_total])
-    g = np.concatenate([[0.0], np.cumsum(second) / second_total])
-    lower = float(np.abs(f - g).max())
+    f *= 1.0 / f[-1]
+    g *= 1.0 / g[-1]
+    gap = f - g
+    lower = min(max(float(gap.max()), -float(gap.min())), 1.0)
+    if not bound:
+        return Distance(lower, lower)
     # Within bin i the raw CDFs lie anywhere between their values at its two edges; the
     # zero bin holds one value (0), so both jump there at once and it adds nothing.
     within = np.maximum(f[1:] - g[:-1], g[1:] - f[:-1])
-    within[zero] = 0.0
-    upper = float(max(within.max(), lower))
-    return Distance(min(lower, 1.0), min(upper, 1.0))
+    within[negative[1] - negative[0]] = 0.0
+    return Distance(lower, min(max(float(within.max()), lower), 1.0))
 
 
 def limit(threshold: float, count: int, baseline_count: int) -> float | None:

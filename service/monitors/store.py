@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from service.monitors.aggregate import QUANTILES, Aggregate, merge
-from service.monitors.baseline import DEFAULT_WINDOWS, baseline, sketch_text
+from service.monitors.baseline import DEFAULT_WINDOWS, Baseline, baseline, sketch_text
 from service.monitors.drift import ks
 from service.monitors.sketch import Sketch
 
@@ -722,13 +722,29 @@ def aggregate_of(values: Sequence[Any]) -> Aggregate:
     return Aggregate(int(count), weight, total, squares, low, high, Sketch.decode(bytes(sketch)))
 
 
+BASELINES_KEPT = 4096
+_baselines: dict[tuple[int, str | None], Baseline] = {}
+"""Fixed baselines by monitor id and frozen text (ids are never reused, and a fixed baseline
+never changes): a write decodes its segment's baseline sketch once, not per batch."""
+
+
+def fixed_baseline(monitor: Monitor, frozen: str | None) -> Baseline:
+    key = (monitor.id, frozen)
+    found = _baselines.get(key)
+    if found is None:
+        if len(_baselines) >= BASELINES_KEPT:
+            _baselines.clear()
+        found = _baselines[key] = baseline(monitor.baseline, [], None if frozen is None else json.loads(frozen))
+    return found
+
+
 def window_drift(monitor: Monitor, frozen: str | None, start: int, sketch: Sketch) -> float | None:
     """The KS distance of a window row's sketch from its segment's baseline (``frozen`` as
     stored, or the monitor's reference); None before that is fixed, or for a baseline window."""
-    base = baseline(monitor.baseline, [], None if frozen is None else json.loads(frozen))
+    base = fixed_baseline(monitor, frozen)
     if base.sketch is None or not base.judges(start):
         return None
-    found = ks(sketch, base.sketch)
+    found = ks(sketch, base.sketch, bound=False)
     return None if found is None else found.distance
 
 
