@@ -7,6 +7,7 @@ drifted when the KS distance of its sketch from the baseline's exceeds ``drift_t
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +44,16 @@ class Baseline:
     until: int | None
     """Windows starting before this formed the baseline (None: a reference batch, or not ready)."""
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
-    sketch: Sketch | None = None
-    """Its losses' distribution (None: not ready, or fixed before drift was measured)."""
+    merged: Sketch | None = None
+    """Its losses' distribution, where it was merged from windows at read time."""
+    encoded: str | None = None
+    """Its losses' distribution as stored (``sketch_text``), decoded only where a distance
+    is worked out: a scrape of a thousand baselines reads the distances stored on write."""
+
+    @functools.cached_property
+    def sketch(self) -> Sketch | None:
+        """Its losses' distribution (None: not ready, or fixed before drift was measured)."""
+        return self.merged if self.merged is not None else sketch_of_text(self.encoded)
 
     @property
     def ready(self) -> bool:
@@ -67,26 +76,21 @@ class Baseline:
             return None
         return window.mean > limit
 
-    def drift_limit(self, count: int) -> float | None:
-        """The KS distance above which a window of ``count`` samples has drifted."""
-        if self.sketch is None:
-            return None
-        return drift.limit(self.drift_threshold, count, self.count)
-
     def drift(self, start: int, window: Aggregate) -> tuple[float | None, float | None, bool | None]:
-        """A judged window's KS distance from the baseline, its limit and whether it is above
-        (all None for a baseline window, or without the sketches). The distance stored with a
-        window row is used where there is one (its segment's baseline is this one)."""
-        limit = self.drift_limit(window.count)
-        if not self.judges(start) or limit is None or self.sketch is None:
+        """A judged window's KS distance from the baseline, the limit it is judged by and
+        whether it is above (all None for a baseline window, or without the sketches). The
+        distance stored with a window row is used where there is one (the caller's baseline
+        is that row's segment's)."""
+        if not self.judges(start) or window.count <= 0:
             return None, None, None
         distance = window.drift
-        if distance is None and window.stored is None:
+        if distance is None and window.stored is None and self.sketch is not None:
             found = drift.ks(window.sketch, self.sketch)
             distance = None if found is None else found.distance
         if distance is None:
-            return None, limit, None
-        return distance, limit, distance > limit
+            return None, None, None
+        limit = drift.limit(self.drift_threshold, window.count, self.count)
+        return distance, limit, limit is not None and distance > limit
 
     def view(self) -> dict[str, Any]:
         return {
@@ -115,14 +119,12 @@ def baseline(
     drift_threshold = float(config.get("drift_threshold", DEFAULT_DRIFT_THRESHOLD))
     reference = config.get("reference")
     if reference is not None:
-        reference_sketch = sketch_of_text(reference.get("sketch"))
         stats = reference["count"], reference["mean"], reference["std"]
-        return Baseline("reference", size, threshold, *stats, None, drift_threshold, reference_sketch)
+        return Baseline("reference", size, threshold, *stats, None, drift_threshold, encoded=reference.get("sketch"))
     if frozen is not None:
         sums = Aggregate(frozen["count"], frozen["weight"], frozen["total"], frozen["squares"])
-        frozen_sketch = sketch_of_text(frozen.get("sketch"))
-        stats = sums.count, sums.mean, sums.std
-        return Baseline("windows", size, threshold, *stats, int(frozen["until"]), drift_threshold, frozen_sketch)
+        fixed = sums.count, sums.mean, sums.std, int(frozen["until"])
+        return Baseline("windows", size, threshold, *fixed, drift_threshold, encoded=frozen.get("sketch"))
     if len(windows) < size:
         return Baseline("windows", size, threshold, sum(w.count for _, w in windows), None, None, None, drift_threshold)
     first = merge(w for _, w in windows[:size])

@@ -638,7 +638,7 @@ class Store(ABC):
     def latest_windows(self) -> dict[int, tuple[int, Aggregate]]:
         """Each segment's latest window (its stored quantiles, not its sketch), by segment id."""
         rows = self.query(
-            "SELECT w.segment_id, w.window_start, w.count, w.weight, w.total, w.squares, w.low, w.high, w.sketch, "
+            "SELECT w.segment_id, w.window_start, w.count, w.weight, w.total, w.squares, w.low, w.high, NULL, "
             "w.p50, w.p90, w.p99, w.drift FROM lossd_segments s "
             "JOIN lossd_windows w ON w.segment_id = s.id AND w.window_start = s.latest"
         )

@@ -43,7 +43,7 @@ def selection_baseline(store: Store, monitor: Monitor, chosen: list[Segment] | N
         first = store.windows(monitor, sketches=False, segment_ids=ids, first=baseline_size(monitor))
         base = baseline(monitor.baseline, first)
     if base.ready and base.sketch is None and base.until is not None:  # (also one fixed before drift was measured)
-        base = replace(base, sketch=store.baseline_sketch(monitor, ids, base.until))
+        base = replace(base, merged=store.baseline_sketch(monitor, ids, base.until))
     return base
 
 
