@@ -50,6 +50,10 @@ class Baseline:
     """Its losses' distribution as stored (``sketch_text``), decoded only where a distance
     is worked out: a scrape of a thousand baselines reads the distances stored on write."""
 
+    @property
+    def has_sketch(self) -> bool:
+        return self.merged is not None or self.encoded is not None
+
     @functools.cached_property
     def sketch(self) -> Sketch | None:
         """Its losses' distribution (None: not ready, or fixed before drift was measured)."""
@@ -84,7 +88,7 @@ class Baseline:
         if not self.judges(start) or window.count <= 0:
             return None, None, None
         distance = window.drift
-        if distance is None and window.stored is None and self.sketch is not None:
+        if distance is None and window.stored is None and self.has_sketch and self.sketch is not None:
             found = drift.ks(window.sketch, self.sketch)
             distance = None if found is None else found.distance
         if distance is None:

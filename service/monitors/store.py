@@ -611,6 +611,24 @@ class Store(ABC):
                 result.append((start, merge(aggregate_of(part[1:8]) for part in parts)))
         return result
 
+    def plain_windows(self, monitors: Sequence[Monitor]) -> dict[int, list[tuple[int, Aggregate]]]:
+        """The windows of every monitor without segments (one row each: sums, stored
+        quantiles and drift, no sketch), within retention, by monitor id: one query for a
+        page of them all."""
+        now = time.time()
+        plain = {m.id: m for m in monitors if not m.segments}
+        rows = self.query(
+            "SELECT monitor_id, window_start, count, weight, total, squares, low, high, NULL, p50, p90, p99, drift "
+            "FROM lossd_windows WHERE monitor_id IN (SELECT id FROM lossd_monitors WHERE segments = '[]') "
+            "ORDER BY monitor_id, window_start"
+        )
+        result: dict[int, list[tuple[int, Aggregate]]] = {id_: [] for id_ in plain}
+        for row in rows:
+            monitor = plain.get(int(row[0]))
+            if monitor is not None and not monitor.expired(int(row[1]), now):
+                result[monitor.id].append((int(row[1]), stored_of(row[2:])))
+        return result
+
     def baseline_sketch(self, monitor: Monitor, segment_ids: Sequence[int] | None, until: int) -> Sketch:
         """The merged sketch of a selection's windows starting before ``until`` (a baseline
         not fixed in the database: of several segments, or of a database from before)."""

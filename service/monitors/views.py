@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -12,6 +13,7 @@ from service.monitors.store import Monitor, Segment, Store, Tags
 from service.monitors.timestamps import LAST, LATEST, rfc3339
 
 RECENT_WINDOWS = 10
+WindowView = Callable[[int, int, Aggregate, Baseline | None, bool], dict[str, Any]]
 
 
 def window_view(start: int, length: int, window: Aggregate, judged: Baseline | None, quantiles: bool) -> dict[str, Any]:
@@ -29,9 +31,16 @@ def baseline_size(monitor: Monitor) -> int:
     return int(monitor.baseline.get("windows", DEFAULT_WINDOWS))
 
 
-def selection_baseline(store: Store, monitor: Monitor, chosen: list[Segment] | None, every: list[Segment]) -> Baseline:
+def selection_baseline(
+    store: Store,
+    monitor: Monitor,
+    chosen: list[Segment] | None,
+    every: list[Segment],
+    windows: list[tuple[int, Aggregate]] | None = None,
+) -> Baseline:
     """The baseline of some segments merged (None: all): the stored one where it is fixed
-    (all segments, or one), else the selection's first windows and their merged sketch."""
+    (all segments, or one), else the selection's first windows (``windows``: all of them,
+    read already) and their merged sketch."""
     if "reference" in monitor.baseline:
         return baseline(monitor.baseline, [])
     ids = None if chosen is None or len(chosen) == len(every) else [s.id for s in chosen]
@@ -40,11 +49,18 @@ def selection_baseline(store: Store, monitor: Monitor, chosen: list[Segment] | N
     elif ids is not None and len(chosen or ()) == 1 and chosen and chosen[0].frozen is not None:
         base = baseline(monitor.baseline, [], chosen[0].frozen)
     else:
-        first = store.windows(monitor, sketches=False, segment_ids=ids, first=baseline_size(monitor))
+        if windows is None or ids is not None:
+            windows = store.windows(monitor, sketches=False, segment_ids=ids, first=baseline_size(monitor))
+        first = [(start, sums_only(w)) for start, w in windows[: baseline_size(monitor)]]
         base = baseline(monitor.baseline, first)
-    if base.ready and base.sketch is None and base.until is not None:  # (also one fixed before drift was measured)
+    if base.ready and not base.has_sketch and base.until is not None:  # (also one fixed before drift was measured)
         base = replace(base, merged=store.baseline_sketch(monitor, ids, base.until))
     return base
+
+
+def sums_only(window: Aggregate) -> Aggregate:
+    """A window's sums, which merge (a window read with its stored quantiles does not)."""
+    return Aggregate(window.count, window.weight, window.total, window.squares, window.min, window.max)
 
 
 def single(chosen: list[Segment] | None, every: list[Segment]) -> bool:
@@ -73,14 +89,25 @@ def alert_view(
     }
 
 
-def monitor_view(store: Store, monitor: Monitor, detail: bool, recent: int = RECENT_WINDOWS) -> dict[str, Any]:
+def monitor_view(
+    store: Store,
+    monitor: Monitor,
+    detail: bool,
+    recent: int = RECENT_WINDOWS,
+    every: list[Segment] | None = None,
+    windows: list[tuple[int, Aggregate]] | None = None,
+    view_of: WindowView | None = None,
+) -> dict[str, Any]:
     """The definition, baseline and alert state (all segments merged); with ``detail``,
-    totals and the ``recent`` latest windows."""
-    every = store.segments(monitor)
+    totals and the ``recent`` latest windows (each as ``view_of`` shows it). ``every`` and
+    ``windows``: its segments and, for a monitor of one segment, its windows, read already
+    (the page reads every monitor's at once)."""
+    every = store.segments(monitor) if every is None else every
     one = single(None, every)
-    # Without segments a window is one row: read once, with its stored quantiles and drift.
-    windows = store.windows(monitor, sketches=bool(detail and one), mergeable=False)
-    base = selection_baseline(store, monitor, None, every)
+    if windows is None or not one:
+        # Without segments a window is one row: read once, with its stored quantiles and drift.
+        windows = store.windows(monitor, sketches=one, mergeable=False)
+    base = selection_baseline(store, monitor, None, every, windows if one else None)
     latest = None
     recent_windows = windows[-recent:]
     if not one and windows:  # the windows are sums: the recent ones again, merged with their sketches
@@ -100,9 +127,8 @@ def monitor_view(store: Store, monitor: Monitor, detail: bool, recent: int = REC
     }
     if detail:
         view["totals"] = merge(s.totals for s in every).summary()
-        view["windows"] = [
-            window_view(start, monitor.window_seconds, w, base, quantiles=True) for start, w in recent_windows
-        ]
+        view_of = window_view if view_of is None else view_of
+        view["windows"] = [view_of(start, monitor.window_seconds, w, base, True) for start, w in recent_windows]
     return view
 
 
