@@ -16,14 +16,21 @@ RECENT_WINDOWS = 10
 WindowView = Callable[[int, int, Aggregate, Baseline | None, bool], dict[str, Any]]
 
 
+UNJUDGED = {"limit": None, "alert": None, "drift": None, "drift_limit": None, "drift_alert": None}
+NO_QUANTILES = {"p50": None, "p90": None, "p99": None}
+
+
 def window_view(start: int, length: int, window: Aggregate, judged: Baseline | None, quantiles: bool) -> dict[str, Any]:
-    view: dict[str, Any] = {"start": rfc3339(start), "end": rfc3339(start + length), **window.summary()}
-    if quantiles:
-        view.update(window.quantiles())
+    """A window with every field of schemas.Window, in its order (routes answer it as it is,
+    without validating each of hundreds of windows against the model)."""
+    view: dict[str, Any] = {**window.summary(), "start": rfc3339(start), "end": rfc3339(start + length)}
+    view.update(window.quantiles() if quantiles else NO_QUANTILES)
     if judged is not None and judged.judges(start):
         view["limit"] = judged.limit(window.count)
         view["alert"] = judged.flagged(start, window)
         view["drift"], view["drift_limit"], view["drift_alert"] = judged.drift(start, window)
+    else:
+        view.update(UNJUDGED)
     return view
 
 

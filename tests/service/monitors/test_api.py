@@ -530,3 +530,26 @@ def test_windows_stored_beyond_9999_do_not_break_reads(client: TestClient) -> No
     got = windows(client, name)
     assert [w["end"] for w in got][-1] == "+10000-01-01T00:00:00Z"  # ISO 8601's expanded year
     assert client.delete(f"/monitors/{name}").status_code == 204
+
+
+def test_views_answered_without_validation_are_exactly_their_models(client: TestClient) -> None:
+    """GET windows and GET /monitors/{name} skip the response model's validation: every field
+    of it must be there, and nothing else."""
+    from service.monitors.schemas import MonitorView, WindowList
+
+    name = new_monitor(client, segments=["region"], baseline={"windows": 1})
+    plain = new_monitor(client, baseline={"windows": 1})
+    for i in range(3):
+        observe(client, name, [1.0, 2.0 + i], timestamp=T0 + i * WINDOW, tags={"region": "eu"})
+        observe(client, plain, [1.0, 2.0 + i], timestamp=T0 + i * WINDOW)
+    for path, model in (
+        (f"/monitors/{name}/windows", WindowList),
+        (f"/monitors/{plain}/windows", WindowList),
+        (f"/monitors/{name}/windows?step={2 * WINDOW}", WindowList),
+        (f"/monitors/{name}", MonitorView),
+        (f"/monitors/{plain}", MonitorView),
+    ):
+        response = client.get(path)
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+        answered = response.json()
+        assert model.model_validate(answered).model_dump() == answered, path
