@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages some tests use as real components: PostgreSQL (monitor storage),
-# Chromium (the monitors page) and Prometheus (promtool checks the alert rules). Installed when missing and apt-get is there; otherwise
-# those tests skip, saying why.
+# Chromium (the monitors page) and Prometheus (promtool checks the alert rules). Installed
+# when missing and apt-get is there; otherwise those tests skip, saying why.
 set -uo pipefail
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null || missing+=(postgresql)
