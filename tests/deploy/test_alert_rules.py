@@ -17,7 +17,8 @@ import yaml
 from tests.server import running_server
 from tests.service.test_metrics import samples
 
-RULES_DIR = Path(__file__).parents[2] / "deploy" / "prometheus"
+README = Path(__file__).parents[2] / "README.md"
+RULES_DIR = README.parent / "deploy" / "prometheus"
 RULES, RULE_TESTS = RULES_DIR / "lossd-alerts.yaml", RULES_DIR / "lossd-alerts.test.yaml"
 SCRAPER_METRICS = {"up"}
 """Series Prometheus itself makes for each target."""
@@ -50,6 +51,17 @@ def metrics_used() -> set[str]:
 def test_promtool_accepts_the_rules_and_their_tests_pass(command: list[str]) -> None:
     result = subprocess.run([promtool(), *command], cwd=RULES_DIR, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_readmes_promtool_commands_work_from_the_repository_root() -> None:
+    blocks = re.findall(r"```bash\n([^`]*?)```", README.read_text())
+    (block,) = [b for b in blocks if b.startswith("promtool ")]
+    commands = block.strip().splitlines()
+    assert len(commands) == 2
+    for command in commands:
+        argv = [promtool(), *command.split()[1:]]
+        result = subprocess.run(argv, cwd=README.parent, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "SUCCESS" in result.stdout + result.stderr, command
 
 
 def test_every_rule_has_a_runbook_and_is_tested() -> None:
