@@ -5,6 +5,7 @@ bound; retention; baselines fixed once complete; a database from before rollups 
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -311,4 +312,28 @@ def test_a_sqlite_database_whose_ids_could_be_reused_is_rebuilt(tmp_path: Path) 
     again = store.create("doomed", "mae", {}, 60, BASELINE)
     assert again.id > doomed.id and not store.record(doomed, 0, Aggregate.of(np.array([3.0])))
     assert store.windows(again) == []
+    store.close()
+
+
+def test_a_database_from_before_drift_gains_the_column_and_drift_from_then_on(database: str, tmp_path: Path) -> None:
+    """Windows and baselines stored before drift was measured: the column is added on open,
+    a baseline fixed without a sketch gives no distance (None, not an error), and a monitor
+    created afterwards measures it."""
+    store = open_store(database, tmp_path)
+    old = store.create("old", "mse", {}, 60, {"windows": 1, "threshold": 3.0})
+    for start in (0, 60):
+        store.record(old, start, Aggregate.of(np.array([1.0, 2.0])))
+    with store.transaction() as connection:
+        connection.execute("ALTER TABLE lossd_windows DROP COLUMN drift")
+        frozen = {k: v for k, v in (store.get("old").frozen or {}).items() if k != "sketch"}  # type: ignore[union-attr]
+        connection.execute(store.sql("UPDATE lossd_segments SET frozen = ?"), (json.dumps(frozen),))
+    store.close()
+    store = open_store(database, tmp_path)
+    old = store.get("old")  # type: ignore[assignment]
+    store.record(old, 60, Aggregate.of(np.array([3.0])))
+    assert [w.drift for _, w in store.windows(old, mergeable=False)] == [None, None]
+    new = store.create("new", "mse", {}, 60, {"windows": 1, "threshold": 3.0})
+    for start, values in ((0, [1.0, 2.0]), (60, [5.0, 6.0])):
+        store.record(new, start, Aggregate.of(np.array(values)))
+    assert [w.drift for _, w in store.windows(new, mergeable=False)] == [None, 1.0]
     store.close()
