@@ -65,11 +65,15 @@ def section(store: Store, view: dict[str, Any], monitor: Monitor) -> str:
     totals, state, base, windows = view["totals"], view["alert"]["state"], view["baseline"], view["windows"]
     mean = "n/a" if totals["mean"] is None else f"{totals['mean']:.6g}"
     baseline = "not ready" if not base["ready"] else f"{base['mean']:.6g} ± {base['std']:.3g} ({base['source']})"
+    alert = view["alert"]
+    drift = alert["drift_state"]
+    if alert["drift"] is not None:
+        drift += f" (KS {alert['drift']:.3f}, limit {alert['drift_limit']:.3f})"
     return (
         f"<section><h2>{escape(view['name'])} <span class='state {state}'>{state}</span></h2>"
         f"<div class='meta'>loss {escape(view['loss'])}, window {view['window_seconds']} s, "
         f"{totals['count']} samples, mean {mean}; baseline {escape(baseline)}, threshold {base['threshold']:g} SE; "
-        f"{view['alert']['flagged_windows']} flagged window(s)</div>{chart(windows, base)}"
+        f"{view['alert']['flagged_windows']} flagged window(s); distribution {drift}</div>{chart(windows, base)}"
         f"<div class='legend'><span style='color:{MEAN_COLOUR}'>━ mean</span>"
         f"<span style='color:{P90_COLOUR}'>━ p90</span><span style='color:#15803d'>▆ baseline band</span>"
         f"<span style='color:{ALERT_COLOUR}'>● flagged</span></div>{segments_table(store, monitor)}</section>"
@@ -101,15 +105,18 @@ def segments_table(store: Store, monitor: Monitor) -> str:
     for entry in segments_view(store, monitor)["segments"]:
         tags = "".join(f"<td>{'—' if v is None else escape(v)}</td>" for v in entry["tags"].values())
         mean = "n/a" if entry["mean"] is None else f"{entry['mean']:.6g}"
-        state = entry["alert"]["state"]
+        state, drift = entry["alert"]["state"], entry["alert"]["drift_state"]
+        drifted = "alert" if drift == "drift" else drift
         rows.append(
             f"<tr>{tags}<td>{entry['count']}</td><td>{mean}</td>"
-            f"<td><span class='state {state}'>{state}</span></td></tr>"
+            f"<td><span class='state {state}'>{state}</span></td>"
+            f"<td><span class='state {drifted}'>{drift}</span></td></tr>"
         )
     head = "".join(f"<th>{escape(key)}</th>" for key in monitor.segments)
-    body = "".join(rows) or f"<tr><td colspan='{len(monitor.segments) + 3}'>no observations yet</td></tr>"
+    body = "".join(rows) or f"<tr><td colspan='{len(monitor.segments) + 4}'>no observations yet</td></tr>"
     return (
-        f"<table class='segments'><thead><tr>{head}<th>samples</th><th>mean</th><th>state</th></tr></thead>"
+        f"<table class='segments'><thead><tr>{head}<th>samples</th><th>mean</th><th>state</th><th>drift</th>"
+        "</tr></thead>"
         f"<tbody>{body}</tbody></table>"
     )
 
