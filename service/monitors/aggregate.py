@@ -29,6 +29,9 @@ class Aggregate:
     stored: tuple[float | None, ...] | None = None
     """The quantiles (of QUANTILES) as stored with a window read without its sketch, which
     then cannot be merged."""
+    drift: float | None = None
+    """The KS distance from its segment's baseline as stored with a window row (None for a
+    merged aggregate, or a window before its baseline was fixed)."""
 
     @classmethod
     def of(cls, losses: np.ndarray, weights: np.ndarray | None = None) -> Aggregate:

@@ -8,7 +8,10 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from service.monitors.store import Monitor, Store
+from service.monitors.aggregate import Aggregate
+from service.monitors.baseline import Baseline
+from service.monitors.store import Monitor, Segment, Store
+from service.monitors.timestamps import rfc3339
 from service.monitors.views import monitor_view, segments_view
 
 WIDTH, HEIGHT, PAD_LEFT, PAD_RIGHT, PAD_Y = 760, 240, 64, 16, 28
@@ -31,8 +34,23 @@ table.segments th, table.segments td {{ padding: 2px 10px; border-bottom: 1px so
 
 
 def page(store: Store) -> str:
+    """Three queries for the monitors without segments, whatever their number (the
+    monitors, all segments, all their windows); a segmented monitor reads its own."""
     monitors = store.monitors()
-    sections = [section(store, monitor_view(store, m, detail=True, recent=MOST_WINDOWS), m) for m in monitors]
+    segments: dict[int, list[Segment]] = {m.id: [] for m in monitors}
+    for segment in store.segments():
+        segments.setdefault(segment.monitor_id, []).append(segment)
+    plain = store.plain_windows(monitors)
+    sections = [
+        section(
+            store,
+            monitor_view(
+                store, m, True, MOST_WINDOWS, segments[m.id], plain.get(m.id), view_of=point if m.id in plain else None
+            ),
+            m,
+        )
+        for m in monitors
+    ]
     body = "".join(sections) if sections else "<p>No monitors yet: POST /monitors creates one.</p>"
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
@@ -47,15 +65,36 @@ def section(store: Store, view: dict[str, Any], monitor: Monitor) -> str:
     totals, state, base, windows = view["totals"], view["alert"]["state"], view["baseline"], view["windows"]
     mean = "n/a" if totals["mean"] is None else f"{totals['mean']:.6g}"
     baseline = "not ready" if not base["ready"] else f"{base['mean']:.6g} ± {base['std']:.3g} ({base['source']})"
+    alert = view["alert"]
+    drift = alert["drift_state"]
+    if alert["drift"] is not None:
+        drift += f" (KS {alert['drift']:.3f}, limit {alert['drift_limit']:.3f})"
     return (
         f"<section><h2>{escape(view['name'])} <span class='state {state}'>{state}</span></h2>"
         f"<div class='meta'>loss {escape(view['loss'])}, window {view['window_seconds']} s, "
         f"{totals['count']} samples, mean {mean}; baseline {escape(baseline)}, threshold {base['threshold']:g} SE; "
-        f"{view['alert']['flagged_windows']} flagged window(s)</div>{chart(windows, base)}"
+        f"{view['alert']['flagged_windows']} flagged window(s); distribution {drift}</div>{chart(windows, base)}"
         f"<div class='legend'><span style='color:{MEAN_COLOUR}'>━ mean</span>"
         f"<span style='color:{P90_COLOUR}'>━ p90</span><span style='color:#15803d'>▆ baseline band</span>"
         f"<span style='color:{ALERT_COLOUR}'>● flagged</span></div>{segments_table(store, monitor)}</section>"
     )
+
+
+def point(start: int, length: int, window: Aggregate, judged: Baseline | None, _: bool) -> dict[str, Any]:
+    """What the chart draws of a window (the API's view formats more than it needs)."""
+    limit = alert = None
+    if judged is not None and judged.judges(start):
+        limit, alert = judged.limit(window.count), judged.flagged(start, window)
+    p90 = window.quantiles()["p90"]
+    # "end_at" instead of "end": only the last point's end is written, formatted then.
+    return {
+        "start": rfc3339(start),
+        "end_at": start + length,
+        "mean": window.mean,
+        "p90": p90,
+        "limit": limit,
+        "alert": alert,
+    }
 
 
 def segments_table(store: Store, monitor: Monitor) -> str:
@@ -66,15 +105,18 @@ def segments_table(store: Store, monitor: Monitor) -> str:
     for entry in segments_view(store, monitor)["segments"]:
         tags = "".join(f"<td>{'—' if v is None else escape(v)}</td>" for v in entry["tags"].values())
         mean = "n/a" if entry["mean"] is None else f"{entry['mean']:.6g}"
-        state = entry["alert"]["state"]
+        state, drift = entry["alert"]["state"], entry["alert"]["drift_state"]
+        drifted = "alert" if drift == "drift" else drift
         rows.append(
             f"<tr>{tags}<td>{entry['count']}</td><td>{mean}</td>"
-            f"<td><span class='state {state}'>{state}</span></td></tr>"
+            f"<td><span class='state {state}'>{state}</span></td>"
+            f"<td><span class='state {drifted}'>{drift}</span></td></tr>"
         )
     head = "".join(f"<th>{escape(key)}</th>" for key in monitor.segments)
-    body = "".join(rows) or f"<tr><td colspan='{len(monitor.segments) + 3}'>no observations yet</td></tr>"
+    body = "".join(rows) or f"<tr><td colspan='{len(monitor.segments) + 4}'>no observations yet</td></tr>"
     return (
-        f"<table class='segments'><thead><tr>{head}<th>samples</th><th>mean</th><th>state</th></tr></thead>"
+        f"<table class='segments'><thead><tr>{head}<th>samples</th><th>mean</th><th>state</th><th>drift</th>"
+        "</tr></thead>"
         f"<tbody>{body}</tbody></table>"
     )
 
@@ -129,6 +171,8 @@ def chart(windows: list[dict[str, Any]], base: dict[str, Any]) -> str:
     for value in (low, high):
         parts.append(f"<text x='{PAD_LEFT - 6}' y='{y(value) + 4:.1f}' text-anchor='end'>{value:.4g}</text>")
     parts.append(f"<text x='{PAD_LEFT}' y='{HEIGHT - 6}'>{escape(points[0]['start'])}</text>")
-    parts.append(f"<text x='{WIDTH - PAD_RIGHT}' y='{HEIGHT - 6}' text-anchor='end'>{escape(points[-1]['end'])}</text>")
+    last = points[-1]
+    end = last["end"] if "end" in last else rfc3339(last["end_at"])
+    parts.append(f"<text x='{WIDTH - PAD_RIGHT}' y='{HEIGHT - 6}' text-anchor='end'>{escape(end)}</text>")
     parts.append("</svg>")
     return "".join(parts)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from service.monitors.baseline import DEFAULT_THRESHOLD, DEFAULT_WINDOWS
+from service.monitors.baseline import DEFAULT_DRIFT_THRESHOLD, DEFAULT_THRESHOLD, DEFAULT_WINDOWS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 SEGMENT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -27,6 +27,14 @@ class BaselineConfig(BaseModel):
         le=1e6,
         description="Flag a window whose mean exceeds the baseline mean by more than "
         "this many standard errors (baseline std / sqrt(window count)).",
+    )
+    drift_threshold: float = Field(
+        DEFAULT_DRIFT_THRESHOLD,
+        gt=0,
+        le=1,
+        description="Flag a window whose loss distribution is farther than this from the baseline's, as a "
+        "Kolmogorov-Smirnov distance (the largest gap between the two cumulative distributions: 0 to 1), and "
+        "beyond the KS critical value at significance 0.001 for the two sample counts.",
     )
     reference: dict[str, Any] | None = Field(
         None,
@@ -95,12 +103,20 @@ class Window(Summary):
     p99: float | None = None
     limit: float | None = Field(None, description="The mean above which this window is flagged (None: not judged).")
     alert: bool | None = Field(None, description="Flagged against the baseline; None for baseline windows.")
+    drift: float | None = Field(
+        None,
+        description="KS distance of its loss distribution from the baseline's, read from the sketches (a lower "
+        "bound of the raw samples'); None when not judged.",
+    )
+    drift_limit: float | None = Field(None, description="The distance above which this window has drifted.")
+    drift_alert: bool | None = Field(None, description="Drifted (drift above drift_limit); None when not judged.")
 
 
 class BaselineView(BaseModel):
     source: str
     windows: int
     threshold: float
+    drift_threshold: float
     ready: bool
     count: int
     mean: float | None
@@ -111,6 +127,11 @@ class AlertView(BaseModel):
     state: str = Field(description="'ok', 'alert' (the latest window is flagged) or 'pending' (no baseline yet).")
     window: str | None = Field(None, description="Start of the latest window, the one the state is about.")
     flagged_windows: int = Field(description="Windows flagged since the baseline.")
+    drift_state: str = Field(
+        description="'ok', 'drift' (the latest window's distribution has drifted) or 'pending' (no baseline yet)."
+    )
+    drift: float | None = Field(None, description="The latest judged window's KS distance from the baseline.")
+    drift_limit: float | None = Field(None, description="The distance above which that window has drifted.")
 
 
 class MonitorView(BaseModel):

@@ -17,8 +17,10 @@ of batches.
 
 Retention and baselines are settled when a batch opens a new window row (at most once per
 window and segment): windows older than ``retention_seconds`` are deleted, a bounded number
-per write, and a baseline made of the first windows is frozen once a window after it exists,
-so neither retention nor late data moves it afterwards.
+per write, and a baseline made of the first windows is frozen (its sums and merged sketch)
+once a window after it exists, so neither retention nor late data moves it afterwards.
+From then on each write of a judged window stores its KS distance from its segment's
+baseline with it (``drift``), so reads and scrapes of one segment decode no sketch.
 
 Calls block: the routes that use them are sync and run in the threadpool. Each thread keeps
 its own connection.
@@ -41,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from service.monitors.aggregate import QUANTILES, Aggregate, merge
-from service.monitors.baseline import DEFAULT_WINDOWS
+from service.monitors.baseline import DEFAULT_WINDOWS, Baseline, baseline, sketch_text
+from service.monitors.drift import ks
 from service.monitors.sketch import Sketch
 
 Row = tuple[Any, ...]
@@ -146,6 +149,7 @@ CREATE TABLE IF NOT EXISTS lossd_windows (
     p50 DOUBLE PRECISION,
     p90 DOUBLE PRECISION,
     p99 DOUBLE PRECISION,
+    drift DOUBLE PRECISION,
     PRIMARY KEY (segment_id, window_start)
 );
 CREATE INDEX IF NOT EXISTS lossd_windows_monitor ON lossd_windows (monitor_id, window_start)
@@ -156,6 +160,8 @@ ADDED_MONITOR_COLUMNS = {
     "frozen": "TEXT",
 }
 """Columns a database from before rollups lacks."""
+ADDED_WINDOW_COLUMNS = {"drift": "DOUBLE PRECISION"}
+"""Columns a database from before drift lacks."""
 MONITOR_COLUMNS = "id, name, loss, params, window_seconds, baseline, created, segments, retention_seconds, frozen"
 SEGMENT_COLUMNS = "id, monitor_id, tags, count, weight, total, squares, low, high, latest, frozen"
 SUMS = "SUM(count), SUM(weight), SUM(total), SUM(squares), MIN(low), MAX(high)"
@@ -273,6 +279,10 @@ class Store(ABC):
             for column, declaration in ADDED_MONITOR_COLUMNS.items():
                 if column not in columns:
                     connection.execute(f"ALTER TABLE lossd_monitors ADD COLUMN {column} {declaration}")
+            columns = {d[0] for d in connection.execute("SELECT * FROM lossd_windows WHERE 1 = 0").description}
+            for column, declaration in ADDED_WINDOW_COLUMNS.items():
+                if column not in columns:
+                    connection.execute(f"ALTER TABLE lossd_windows ADD COLUMN {column} {declaration}")
             self.never_reuse_ids(connection)
             if self.table_exists(connection, "lossd_observations"):
                 self.migrate_observations(connection)
@@ -420,13 +430,25 @@ class Store(ABC):
                     merged = Sketch.decode(bytes(stored)).merged(aggregate.sketch)
                     connection.execute(
                         self.sql(
-                            "UPDATE lossd_windows SET sketch = ?, p50 = ?, p90 = ?, p99 = ? "
+                            "UPDATE lossd_windows SET sketch = ?, p50 = ?, p90 = ?, p99 = ?, drift = ? "
                             "WHERE segment_id = ? AND window_start = ?"
                         ),
-                        (merged.encode(), *merged.quantiles(QUANTILES), segment_id, window_start),
+                        (
+                            merged.encode(),
+                            *merged.quantiles(QUANTILES),
+                            window_drift(monitor, segment_frozen, window_start, merged),
+                            segment_id,
+                            window_start,
+                        ),
                     )
                 else:
-                    self.settle(connection, monitor, segment_id, segment_frozen, now)
+                    segment_frozen = self.settle(connection, monitor, segment_id, segment_frozen, now)
+                    distance = window_drift(monitor, segment_frozen, window_start, aggregate.sketch)
+                    if distance is not None:
+                        connection.execute(
+                            self.sql("UPDATE lossd_windows SET drift = ? WHERE segment_id = ? AND window_start = ?"),
+                            (distance, segment_id, window_start),
+                        )
         except self.integrity_errors:  # a foreign key: the monitor was deleted
             return False
         return True
@@ -469,24 +491,15 @@ class Store(ABC):
 
     def settle(
         self, connection: Any, monitor: Monitor, segment_id: int, segment_frozen: str | None, now: float
-    ) -> None:
-        """On a new window row: freeze the baselines that are complete, delete expired windows."""
+    ) -> str | None:
+        """On a new window row: freeze the baselines that are complete, delete expired
+        windows. Returns the segment's frozen baseline (as stored), None while it is not."""
         if "reference" not in monitor.baseline:
             size = int(monitor.baseline.get("windows", DEFAULT_WINDOWS))
             if segment_frozen is None:
-                first = self.first_windows(connection, "segment_id = ?", [segment_id], size + 1)
-                if len(first) > size:
-                    connection.execute(
-                        self.sql("UPDATE lossd_segments SET frozen = ? WHERE id = ? AND frozen IS NULL"),
-                        (json.dumps(frozen_of(first[:size])), segment_id),
-                    )
+                segment_frozen = self.freeze(connection, "lossd_segments", segment_id, "segment_id", size)
             if monitor.frozen is None:
-                first = self.first_windows(connection, "monitor_id = ?", [monitor.id], size + 1)
-                if len(first) > size:
-                    connection.execute(
-                        self.sql("UPDATE lossd_monitors SET frozen = ? WHERE id = ? AND frozen IS NULL"),
-                        (json.dumps(frozen_of(first[:size])), monitor.id),
-                    )
+                self.freeze(connection, "lossd_monitors", monitor.id, "monitor_id", size)
         cutoff = monitor.cutoff(now)
         if cutoff is not None:
             connection.execute(
@@ -496,6 +509,26 @@ class Store(ABC):
                 ),
                 (monitor.id, cutoff, EXPIRED_PER_WRITE),
             )
+        return segment_frozen
+
+    def freeze(self, connection: Any, table: str, id_: int, column: str, size: int) -> str | None:
+        """Fix the baseline of a segment or monitor (``column`` of its windows is ``id_``) once
+        it has more than ``size`` windows: the stored text, None while it has not."""
+        first = self.first_windows(connection, f"{column} = ?", [id_], size + 1)
+        if len(first) <= size:
+            return None
+        until = first[size - 1][0] + 1
+        rows = run(
+            connection,
+            self.sql(f"SELECT sketch FROM lossd_windows WHERE {column} = ? AND window_start < ?"),
+            (id_, until),
+        )
+        sketch = Sketch()
+        for (data,) in rows:
+            sketch = sketch.merged(Sketch.decode(bytes(data)))
+        text = json.dumps({**frozen_of(first[:size]), "sketch": sketch_text(sketch)})
+        connection.execute(self.sql(f"UPDATE {table} SET frozen = ? WHERE id = ? AND frozen IS NULL"), (text, id_))
+        return text
 
     def first_windows(self, connection: Any, where: str, args: list[Any], limit: int) -> list[tuple[int, Aggregate]]:
         rows = run(
@@ -569,7 +602,7 @@ class Store(ABC):
         if not mergeable and not monitor.segments:  # one row per window: its sketch is not needed
             columns = columns.replace("sketch", "NULL")
         rows = self.query(
-            f"SELECT {columns}, p50, p90, p99 FROM lossd_windows WHERE {where} ORDER BY window_start", args
+            f"SELECT {columns}, p50, p90, p99, drift FROM lossd_windows WHERE {where} ORDER BY window_start", args
         )
         result: list[tuple[int, Aggregate]] = []
         for start, group in itertools.groupby(rows, key=lambda r: int(r[0])):
@@ -580,24 +613,53 @@ class Store(ABC):
                 result.append((start, merge(aggregate_of(part[1:8]) for part in parts)))
         return result
 
+    def plain_windows(self, monitors: Sequence[Monitor]) -> dict[int, list[tuple[int, Aggregate]]]:
+        """The windows of every monitor without segments (one row each: sums, stored
+        quantiles and drift, no sketch), within retention, by monitor id: one query for a
+        page of them all."""
+        now = time.time()
+        plain = {m.id: m for m in monitors if not m.segments}
+        rows = self.query(
+            "SELECT monitor_id, window_start, count, weight, total, squares, low, high, NULL, p50, p90, p99, drift "
+            "FROM lossd_windows WHERE monitor_id IN (SELECT id FROM lossd_monitors WHERE segments = '[]') "
+            "ORDER BY monitor_id, window_start"
+        )
+        result: dict[int, list[tuple[int, Aggregate]]] = {id_: [] for id_ in plain}
+        for row in rows:
+            monitor = plain.get(int(row[0]))
+            if monitor is not None and not monitor.expired(int(row[1]), now):
+                result[monitor.id].append((int(row[1]), stored_of(row[2:])))
+        return result
+
+    def baseline_sketch(self, monitor: Monitor, segment_ids: Sequence[int] | None, until: int) -> Sketch:
+        """The merged sketch of a selection's windows starting before ``until`` (a baseline
+        not fixed in the database: of several segments, or of a database from before)."""
+        where, args = self.selection(monitor, segment_ids, None, until)
+        sketch = Sketch()
+        for (data,) in self.query(f"SELECT sketch FROM lossd_windows WHERE {where}", args):
+            sketch = sketch.merged(Sketch.decode(bytes(data)))
+        return sketch
+
     def segment_windows(self, monitor: Monitor) -> dict[int, list[tuple[int, Aggregate]]]:
-        """Every segment's windows as sums (no sketches), by segment id, each by start."""
+        """Every segment's windows as sums and stored drift (no sketches), by segment id, each by start."""
         where, args = self.selection(monitor, None, None, None)
         rows = self.query(
-            f"SELECT segment_id, window_start, count, weight, total, squares, low, high FROM lossd_windows "
+            f"SELECT segment_id, window_start, count, weight, total, squares, low, high, drift FROM lossd_windows "
             f"WHERE {where} ORDER BY segment_id, window_start",
             args,
         )
         result: dict[int, list[tuple[int, Aggregate]]] = {}
-        for segment_id, start, *values in rows:
-            result.setdefault(int(segment_id), []).append((int(start), sums_of(values)))
+        for segment_id, start, *values, drift in rows:
+            window = sums_of(values)
+            window.drift = None if drift is None else float(drift)
+            result.setdefault(int(segment_id), []).append((int(start), window))
         return result
 
     def latest_windows(self) -> dict[int, tuple[int, Aggregate]]:
         """Each segment's latest window (its stored quantiles, not its sketch), by segment id."""
         rows = self.query(
-            "SELECT w.segment_id, w.window_start, w.count, w.weight, w.total, w.squares, w.low, w.high, w.sketch, "
-            "w.p50, w.p90, w.p99 FROM lossd_segments s "
+            "SELECT w.segment_id, w.window_start, w.count, w.weight, w.total, w.squares, w.low, w.high, NULL, "
+            "w.p50, w.p90, w.p99, w.drift FROM lossd_segments s "
             "JOIN lossd_windows w ON w.segment_id = s.id AND w.window_start = s.latest"
         )
         return {int(r[0]): (int(r[1]), stored_of(r[2:])) for r in rows}
@@ -660,15 +722,50 @@ def sums_of(values: Sequence[Any]) -> Aggregate:
 
 
 def stored_of(values: Sequence[Any]) -> Aggregate:
-    """A window's sums and stored quantiles (its sketch column is not decoded)."""
-    count, weight, total, squares, low, high, _, *quantiles = values
+    """A window's sums, stored quantiles and drift (its sketch column is not decoded)."""
+    count, weight, total, squares, low, high, _, *quantiles, drift = values
     stored = tuple(None if q is None else float(q) for q in quantiles)
-    return Aggregate(int(count), float(weight), float(total), float(squares), float(low), float(high), stored=stored)
+    return Aggregate(
+        int(count),
+        float(weight),
+        float(total),
+        float(squares),
+        float(low),
+        float(high),
+        stored=stored,
+        drift=None if drift is None else float(drift),
+    )
 
 
 def aggregate_of(values: Sequence[Any]) -> Aggregate:
     count, weight, total, squares, low, high, sketch = values
     return Aggregate(int(count), weight, total, squares, low, high, Sketch.decode(bytes(sketch)))
+
+
+BASELINES_KEPT = 4096
+_baselines: dict[tuple[int, str | None], Baseline] = {}
+"""Fixed baselines by monitor id and frozen text (ids are never reused, and a fixed baseline
+never changes): a write decodes its segment's baseline sketch once, not per batch."""
+
+
+def fixed_baseline(monitor: Monitor, frozen: str | None) -> Baseline:
+    key = (monitor.id, frozen)
+    found = _baselines.get(key)
+    if found is None:
+        if len(_baselines) >= BASELINES_KEPT:
+            _baselines.clear()
+        found = _baselines[key] = baseline(monitor.baseline, [], None if frozen is None else json.loads(frozen))
+    return found
+
+
+def window_drift(monitor: Monitor, frozen: str | None, start: int, sketch: Sketch) -> float | None:
+    """The KS distance of a window row's sketch from its segment's baseline (``frozen`` as
+    stored, or the monitor's reference); None before that is fixed, or for a baseline window."""
+    base = fixed_baseline(monitor, frozen)
+    if base.sketch is None or not base.judges(start):
+        return None
+    found = ks(sketch, base.sketch, bound=False)
+    return None if found is None else found.distance
 
 
 class SQLiteStore(Store):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from service.errors import invalid
@@ -11,15 +13,24 @@ from service.monitors.store import Monitor, Segment, Store, Tags
 from service.monitors.timestamps import LAST, LATEST, rfc3339
 
 RECENT_WINDOWS = 10
+WindowView = Callable[[int, int, Aggregate, Baseline | None, bool], dict[str, Any]]
+
+
+UNJUDGED = {"limit": None, "alert": None, "drift": None, "drift_limit": None, "drift_alert": None}
+NO_QUANTILES = {"p50": None, "p90": None, "p99": None}
 
 
 def window_view(start: int, length: int, window: Aggregate, judged: Baseline | None, quantiles: bool) -> dict[str, Any]:
-    view: dict[str, Any] = {"start": rfc3339(start), "end": rfc3339(start + length), **window.summary()}
-    if quantiles:
-        view.update(window.quantiles())
+    """A window with every field of schemas.Window, in its order (routes answer it as it is,
+    without validating each of hundreds of windows against the model)."""
+    view: dict[str, Any] = {**window.summary(), "start": rfc3339(start), "end": rfc3339(start + length)}
+    view.update(window.quantiles() if quantiles else NO_QUANTILES)
     if judged is not None and judged.judges(start):
         view["limit"] = judged.limit(window.count)
         view["alert"] = judged.flagged(start, window)
+        view["drift"], view["drift_limit"], view["drift_alert"] = judged.drift(start, window)
+    else:
+        view.update(UNJUDGED)
     return view
 
 
@@ -27,41 +38,89 @@ def baseline_size(monitor: Monitor) -> int:
     return int(monitor.baseline.get("windows", DEFAULT_WINDOWS))
 
 
-def selection_baseline(store: Store, monitor: Monitor, chosen: list[Segment] | None, every: list[Segment]) -> Baseline:
+def selection_baseline(
+    store: Store,
+    monitor: Monitor,
+    chosen: list[Segment] | None,
+    every: list[Segment],
+    windows: list[tuple[int, Aggregate]] | None = None,
+) -> Baseline:
     """The baseline of some segments merged (None: all): the stored one where it is fixed
-    (all segments, or one), else the selection's first windows."""
+    (all segments, or one), else the selection's first windows (``windows``: all of them,
+    read already) and their merged sketch."""
     if "reference" in monitor.baseline:
         return baseline(monitor.baseline, [])
-    if chosen is None or len(chosen) == len(every):
-        if monitor.frozen is not None:
-            return baseline(monitor.baseline, [], monitor.frozen)
-        return baseline(monitor.baseline, store.windows(monitor, sketches=False, first=baseline_size(monitor)))
-    if len(chosen) == 1 and chosen[0].frozen is not None:
-        return baseline(monitor.baseline, [], chosen[0].frozen)
-    ids = [s.id for s in chosen]
-    return baseline(
-        monitor.baseline, store.windows(monitor, sketches=False, segment_ids=ids, first=baseline_size(monitor))
-    )
+    ids = None if chosen is None or len(chosen) == len(every) else [s.id for s in chosen]
+    if ids is None and monitor.frozen is not None:
+        base = baseline(monitor.baseline, [], monitor.frozen)
+    elif ids is not None and len(chosen or ()) == 1 and chosen and chosen[0].frozen is not None:
+        base = baseline(monitor.baseline, [], chosen[0].frozen)
+    else:
+        if windows is None or ids is not None:
+            windows = store.windows(monitor, sketches=False, segment_ids=ids, first=baseline_size(monitor))
+        first = [(start, sums_only(w)) for start, w in windows[: baseline_size(monitor)]]
+        base = baseline(monitor.baseline, first)
+    if base.ready and not base.has_sketch and base.until is not None:  # (also one fixed before drift was measured)
+        base = replace(base, merged=store.baseline_sketch(monitor, ids, base.until))
+    return base
 
 
-def alert_view(base: Baseline, windows: list[tuple[int, Aggregate]]) -> dict[str, Any]:
-    """The alert state of windows (sorted by start) against their baseline."""
+def sums_only(window: Aggregate) -> Aggregate:
+    """A window's sums, which merge (a window read with its stored quantiles does not)."""
+    return Aggregate(window.count, window.weight, window.total, window.squares, window.min, window.max)
+
+
+def single(chosen: list[Segment] | None, every: list[Segment]) -> bool:
+    """Whether a selection is one segment, whose window rows carry its drift as stored."""
+    return len(every if chosen is None else chosen) <= 1
+
+
+def alert_view(
+    base: Baseline, windows: list[tuple[int, Aggregate]], latest: tuple[int, Aggregate] | None = None
+) -> dict[str, Any]:
+    """The alert state of windows (sorted by start) against their baseline; the drift is the
+    latest judged window's (``latest``: that window with its sketch, where ``windows`` are
+    sums of several segments)."""
     judged = [(start, base.flagged(start, w)) for start, w in windows if base.judges(start)]
-    latest = judged[-1] if judged else None
+    last = judged[-1] if judged else None
+    if latest is None:
+        latest = next(((start, w) for start, w in reversed(windows) if base.judges(start)), None)
+    distance, limit, drifted = base.drift(*latest) if latest is not None else (None, None, None)
     return {
-        "state": "pending" if not base.ready else ("alert" if latest and latest[1] else "ok"),
-        "window": rfc3339(latest[0]) if latest else None,
+        "state": "pending" if not base.ready else ("alert" if last and last[1] else "ok"),
+        "window": rfc3339(last[0]) if last else None,
         "flagged_windows": sum(1 for _, flagged in judged if flagged),
+        "drift_state": "pending" if not base.ready else ("drift" if drifted else "ok"),
+        "drift": distance,
+        "drift_limit": limit,
     }
 
 
-def monitor_view(store: Store, monitor: Monitor, detail: bool, recent: int = RECENT_WINDOWS) -> dict[str, Any]:
+def monitor_view(
+    store: Store,
+    monitor: Monitor,
+    detail: bool,
+    recent: int = RECENT_WINDOWS,
+    every: list[Segment] | None = None,
+    windows: list[tuple[int, Aggregate]] | None = None,
+    view_of: WindowView | None = None,
+) -> dict[str, Any]:
     """The definition, baseline and alert state (all segments merged); with ``detail``,
-    totals and the ``recent`` latest windows."""
-    every = store.segments(monitor)
-    # Without segments a window is one row: read once, with its stored quantiles.
-    windows = store.windows(monitor, sketches=bool(detail and not monitor.segments), mergeable=False)
-    base = selection_baseline(store, monitor, None, every)
+    totals and the ``recent`` latest windows (each as ``view_of`` shows it). ``every`` and
+    ``windows``: its segments and, for a monitor of one segment, its windows, read already
+    (the page reads every monitor's at once)."""
+    every = store.segments(monitor) if every is None else every
+    one = single(None, every)
+    if windows is None or not one:
+        # Without segments a window is one row: read once, with its stored quantiles and drift.
+        windows = store.windows(monitor, sketches=one, mergeable=False)
+    base = selection_baseline(store, monitor, None, every, windows if one else None)
+    latest = None
+    recent_windows = windows[-recent:]
+    if not one and windows:  # the windows are sums: the recent ones again, merged with their sketches
+        since = windows[max(len(windows) - (recent if detail else 1), 0)][0]
+        recent_windows = store.windows(monitor, since=since)
+        latest = next(((start, w) for start, w in reversed(recent_windows) if base.judges(start)), None)
     view: dict[str, Any] = {
         "name": monitor.name,
         "loss": monitor.loss,
@@ -71,16 +130,12 @@ def monitor_view(store: Store, monitor: Monitor, detail: bool, recent: int = REC
         "retention_seconds": monitor.retention_seconds,
         "created": rfc3339(monitor.created),
         "baseline": base.view(),
-        "alert": alert_view(base, windows),
+        "alert": alert_view(base, windows, latest),
     }
     if detail:
         view["totals"] = merge(s.totals for s in every).summary()
-        if monitor.segments:
-            since = windows[-recent][0] if len(windows) >= recent else None
-            windows = store.windows(monitor, since=since, mergeable=False)
-        view["windows"] = [
-            window_view(start, monitor.window_seconds, w, base, quantiles=True) for start, w in windows[-recent:]
-        ]
+        view_of = window_view if view_of is None else view_of
+        view["windows"] = [view_of(start, monitor.window_seconds, w, base, True) for start, w in recent_windows]
     return view
 
 
@@ -132,7 +187,9 @@ def windows_view(
     high = None if until is None else -(-int(until) // length) * length
     ids = None if chosen is None else [s.id for s in chosen]
     coarse: dict[int, Aggregate] = {}
-    rows = store.windows(monitor, since=low, until=high, segment_ids=ids, mergeable=step != length)
+    rows = store.windows(
+        monitor, since=low, until=high, segment_ids=ids, mergeable=step != length or not single(chosen, every)
+    )
     for start, window in rows:
         key = start // step * step
         coarse[key] = coarse[key].merged(window) if key in coarse else window

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from service.errors import ServiceError, conflict
 from service.monitors.aggregate import Aggregate
+from service.monitors.baseline import sketch_text
 from service.monitors.ingest import checked_params, compute_batch, find, loss_spec
 from service.monitors.page import page
 from service.monitors.schemas import MonitorCreate, MonitorList, MonitorView, SegmentList, WindowList
@@ -24,13 +26,20 @@ INVALID = problems({422: "Invalid input; `field` names it."})
 MALFORMED = problems({400: "Malformed JSON."})
 
 
+def answer(content: dict[str, Any]) -> Response:
+    """A view as JSON, as its route's response model documents it: the views build every
+    field of it, and validating hundreds of windows against the model would cost more than
+    reading them from the database."""
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
 def store_of(request: Request) -> Store:
     store: Store = request.app.state.monitors
     return store
 
 
 def reference_stats(request: Request, body: MonitorCreate, loss: str) -> dict[str, Any] | None:
-    """The baseline of an explicit reference batch: its count, mean and std."""
+    """The baseline of an explicit reference batch: its count, mean, std and sketch."""
     reference = body.baseline.reference
     if reference is None:
         return None
@@ -40,8 +49,14 @@ def reference_stats(request: Request, body: MonitorCreate, loss: str) -> dict[st
     except ServiceError as error:
         where = "baseline.reference" + (f".{error.field}" if error.field else "")
         raise ServiceError(error.kind, error.title, f"baseline.reference.{error.detail}", field=where) from None
-    summary = Aggregate.of(batch.losses, batch.weights).summary()
-    return {"count": summary["count"], "mean": summary["mean"], "std": summary["std"]}
+    aggregate = Aggregate.of(batch.losses, batch.weights)
+    summary = aggregate.summary()
+    return {
+        "count": summary["count"],
+        "mean": summary["mean"],
+        "std": summary["std"],
+        "sketch": sketch_text(aggregate.sketch),
+    }
 
 
 @router.post(
@@ -55,7 +70,11 @@ def create_monitor(request: Request, body: MonitorCreate) -> dict[str, Any]:
     state = request.app.state
     spec = loss_spec(body.loss)
     checked_params(state.runtime, spec, body.params)
-    config: dict[str, Any] = {"windows": body.baseline.windows, "threshold": body.baseline.threshold}
+    config: dict[str, Any] = {
+        "windows": body.baseline.windows,
+        "threshold": body.baseline.threshold,
+        "drift_threshold": body.baseline.drift_threshold,
+    }
     reference = reference_stats(request, body, spec.name)
     if reference is not None:
         config["reference"] = reference
@@ -77,10 +96,10 @@ def list_monitors(request: Request) -> dict[str, Any]:
 
 
 @router.get("/monitors/{name}", response_model=MonitorView, responses=NOT_FOUND)
-def get_monitor(request: Request, name: str) -> dict[str, Any]:
+def get_monitor(request: Request, name: str) -> Response:
     """A monitor: definition, totals, baseline, alert state and its recent windows."""
     store = store_of(request)
-    return monitor_view(store, find(store, name), detail=True)
+    return answer(monitor_view(store, find(store, name), detail=True))
 
 
 @router.delete("/monitors/{name}", status_code=204, response_class=Response, responses=NOT_FOUND)
@@ -99,7 +118,7 @@ def get_windows(
     until: str | None = None,
     step: int | None = None,
     tags: str | None = None,
-) -> dict[str, Any]:
+) -> Response:
     """Windows with data in ``[since, until)`` (RFC 3339 or epoch seconds), merged into
     windows of ``step`` seconds, a multiple of the monitor's window; ``tags``
     (``model_version:v3,region:eu``) picks the segments, keys not named merged over."""
@@ -108,7 +127,7 @@ def get_windows(
     low = None if since is None else parse_time(since, "since")
     high = None if until is None else parse_time(until, "until")
     chosen = None if tags is None else parse_tags(monitor, tags)
-    return windows_view(store, monitor, low, high, step, chosen)
+    return answer(windows_view(store, monitor, low, high, step, chosen))
 
 
 @router.get("/monitors/{name}/segments", response_model=SegmentList, responses=NOT_FOUND)

@@ -90,6 +90,9 @@ def test_a_taken_name_is_409(client: TestClient) -> None:
         ({"name": "x", "loss": "focal", "params": {"gamma": 1e308}}, "params.gamma"),  # monitors run in float32
         ({"name": "x", "loss": "mse", "window_seconds": 0}, "window_seconds"),
         ({"name": "x", "loss": "mse", "baseline": {"threshold": 0}}, "baseline.threshold"),
+        ({"name": "x", "loss": "mse", "baseline": {"drift_threshold": 0}}, "baseline.drift_threshold"),
+        ({"name": "x", "loss": "mse", "baseline": {"drift_threshold": 1.5}}, "baseline.drift_threshold"),
+        ({"name": "x", "loss": "mse", "baseline": {"drift_threshold": "high"}}, "baseline.drift_threshold"),
         ({"name": "x", "loss": "mse", "colour": "red"}, "colour"),
         (
             {"name": "x", "loss": "mse", "baseline": {"reference": {"predictions": [[1.0]]}}},
@@ -206,9 +209,40 @@ def test_a_window_above_the_first_windows_is_flagged(client: TestClient) -> None
     assert state["alert"]["state"] == "ok"
     observe(client, name, rng.uniform(1.0, 2.0, 100).tolist(), timestamp=T0 + 3 * WINDOW)  # degraded
     state = client.get(f"/monitors/{name}").json()
-    assert state["alert"] == {"state": "alert", "window": state["windows"][-1]["start"], "flagged_windows": 1}
+    assert state["alert"] == {
+        "state": "alert",
+        "window": state["windows"][-1]["start"],
+        "flagged_windows": 1,
+        "drift_state": "drift",  # U(1, 2) against U(0.5, 1.5): half the mass moved
+        "drift": pytest.approx(0.5, abs=0.08),
+        "drift_limit": state["windows"][-1]["drift_limit"],
+    }
     assert [w["alert"] for w in state["windows"]] == [None, None, False, True]
+    assert [w["drift_alert"] for w in state["windows"]] == [None, None, False, True]
     assert state["windows"][-1]["mean"] > state["windows"][-1]["limit"] > state["baseline"]["mean"]
+
+
+def test_a_wider_spread_at_the_same_mean_is_drift_not_alert(client: TestClient) -> None:
+    name = new_monitor(client, baseline={"windows": 2, "drift_threshold": 0.2})
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        observe(client, name, rng.uniform(0.9, 1.1, 200).tolist(), timestamp=T0 + i * WINDOW)
+    observe(client, name, [0.5, 1.5] * 100, timestamp=T0 + 2 * WINDOW)  # mean 1, half below 0.9
+    state = client.get(f"/monitors/{name}").json()
+    assert state["baseline"]["drift_threshold"] == 0.2
+    assert state["alert"]["state"] == "ok" and state["alert"]["drift_state"] == "drift"
+    assert state["alert"]["drift"] == pytest.approx(0.5, abs=0.01) and state["alert"]["drift_limit"] == 0.2
+    last = windows(client, name)[-1]
+    assert (last["alert"], last["drift_alert"], last["drift"]) == (False, True, state["alert"]["drift"])
+    # Merged windows (a step of two) are compared from their merged sketches.
+    observe(client, name, [0.5, 1.5] * 100, timestamp=T0 + 3 * WINDOW)
+    coarse = windows(client, name, step=2 * WINDOW)
+    judged = [w for w in coarse if w["drift"] is not None]
+    assert judged and all(w["drift_alert"] for w in judged)
+    assert count(client.get("/metrics").text, "lossd_monitor_drift", monitor=name) == pytest.approx(0.5, abs=0.01)
+    html = client.get("/ui/monitors").text
+    section = html[html.index(f"<h2>{name} ") :]
+    assert "distribution drift (KS 0.500, limit 0.200)" in section[: section.index("</div>")]
 
 
 def test_a_reference_batch_is_the_baseline(client: TestClient) -> None:
@@ -219,6 +253,7 @@ def test_a_reference_batch_is_the_baseline(client: TestClient) -> None:
         "source": "reference",
         "windows": 3,
         "threshold": 2.0,
+        "drift_threshold": 0.1,
         "ready": True,
         "count": 4,
         "mean": 1.0,
@@ -227,7 +262,10 @@ def test_a_reference_batch_is_the_baseline(client: TestClient) -> None:
     observe(client, name, [1.0, 1.0], timestamp=T0)
     assert client.get(f"/monitors/{name}").json()["alert"]["state"] == "ok"
     observe(client, name, [1.0, 1.5], timestamp=T0 + WINDOW)
-    assert client.get(f"/monitors/{name}").json()["alert"]["state"] == "alert"
+    alert = client.get(f"/monitors/{name}").json()["alert"]
+    assert alert["state"] == "alert"
+    # Half of the window above the reference's one value, but two samples are within chance.
+    assert alert["drift"] == pytest.approx(0.5) and alert["drift_limit"] > 0.5 and alert["drift_state"] == "ok"
 
 
 def test_any_loss_of_the_registry_can_be_monitored(client: TestClient) -> None:
@@ -291,10 +329,16 @@ def test_segments_keep_windows_baselines_and_alerts_of_their_own(client: TestCli
         "state": "alert",
         "window": windows(client, name)[-1]["start"],
         "flagged_windows": 1,
+        "drift_state": "drift",
+        "drift": pytest.approx(0.75, abs=0.05),  # U(1, 3) against U(0.5, 1.5)
+        "drift_limit": pytest.approx(0.2388, abs=1e-3),  # the critical value for 100 against 200 samples
     }
+    assert by_tags["v1", "eu"]["alert"]["drift_state"] == "ok"
     assert by_tags["v1", "eu"]["mean"] == pytest.approx(1.0, abs=0.1)
     v2 = windows(client, name, tags="model_version:v2")
     assert [w["count"] for w in v2] == [100] * 4 and [w["alert"] for w in v2] == [None, None, False, True]
+    assert [w["drift_alert"] for w in v2] == [None, None, False, True]
+    assert v2[-1]["drift"] == by_tags["v2", "eu"]["alert"]["drift"]  # as stored, against the segment's baseline
     eu = windows(client, name, tags="region:eu")  # model_version merged over
     assert [w["count"] for w in eu] == [200] * 4
     both = windows(client, name, tags="model_version:v2,region:eu")
@@ -310,6 +354,8 @@ def test_segments_keep_windows_baselines_and_alerts_of_their_own(client: TestCli
     assert count(text, "lossd_monitor_observations_total", **labels) == 801  # the segments add up
     assert count(text, "lossd_monitor_alert", **labels, model_version="v2") == 1.0
     assert count(text, "lossd_monitor_alert", **labels, model_version="v1") == 0.0
+    assert count(text, "lossd_monitor_drift", **labels, model_version="v2") == v2[-1]["drift"]
+    assert count(text, "lossd_monitor_drift_limit", **labels, model_version="v2") == v2[-1]["drift_limit"]
     view = client.get(f"/monitors/{name}").json()
     assert view["segments"] == ["model_version", "region"] and view["totals"]["count"] == 801
 
@@ -396,7 +442,7 @@ def test_the_page_shows_each_segment(client: TestClient) -> None:
     html = client.get("/ui/monitors").text
     section = html[html.index(f"<h2>{name} ") :]
     table = section[section.index("<table class='segments'>") : section.index("</table>")]
-    assert "<th>region</th><th>samples</th><th>mean</th><th>state</th>" in table
+    assert "<th>region</th><th>samples</th><th>mean</th><th>state</th><th>drift</th>" in table
     assert "<tr><td>eu</td><td>3</td><td>1.03333</td>" in table
     assert "<td>apac&lt;&amp;&gt;</td><td>1</td><td>2</td>" in table  # tag values are escaped
 
@@ -487,3 +533,26 @@ def test_windows_stored_beyond_9999_do_not_break_reads(client: TestClient) -> No
     got = windows(client, name)
     assert [w["end"] for w in got][-1] == "+10000-01-01T00:00:00Z"  # ISO 8601's expanded year
     assert client.delete(f"/monitors/{name}").status_code == 204
+
+
+def test_views_answered_without_validation_are_exactly_their_models(client: TestClient) -> None:
+    """GET windows and GET /monitors/{name} skip the response model's validation: every field
+    of it must be there, and nothing else."""
+    from service.monitors.schemas import MonitorView, WindowList
+
+    name = new_monitor(client, segments=["region"], baseline={"windows": 1})
+    plain = new_monitor(client, baseline={"windows": 1})
+    for i in range(3):
+        observe(client, name, [1.0, 2.0 + i], timestamp=T0 + i * WINDOW, tags={"region": "eu"})
+        observe(client, plain, [1.0, 2.0 + i], timestamp=T0 + i * WINDOW)
+    for path, model in (
+        (f"/monitors/{name}/windows", WindowList),
+        (f"/monitors/{plain}/windows", WindowList),
+        (f"/monitors/{name}/windows?step={2 * WINDOW}", WindowList),
+        (f"/monitors/{name}", MonitorView),
+        (f"/monitors/{plain}", MonitorView),
+    ):
+        response = client.get(path)
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+        answered = response.json()
+        assert model.model_validate(answered).model_dump() == answered, path

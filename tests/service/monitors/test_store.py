@@ -5,6 +5,7 @@ bound; retention; baselines fixed once complete; a database from before rollups 
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.monitors.aggregate import Aggregate, merge
+from service.monitors.baseline import sketch_of_text
 from service.monitors.sketch import Sketch
 from service.monitors.store import EXPIRED_PER_WRITE, Conflict, SQLiteStore, Store, TooManySegments, open_store
 from service.settings import Settings
@@ -155,8 +157,12 @@ def test_a_baseline_is_fixed_once_a_window_after_it_exists(store: Store) -> None
     store.record(monitor, 120, Aggregate.of(np.array([9.0])), {"region": "eu"})
     store.record(monitor, 0, Aggregate.of(np.array([100.0])), {"region": "eu"})  # late, into a baseline window
     frozen = store.segments(monitor)[0].frozen
+    assert frozen is not None and store.get("b").frozen == frozen  # type: ignore[union-attr]
+    # Its sketch is the baseline windows' as they were (drift is measured against it), not the late batch's.
+    assert sketch_of_text(frozen.pop("sketch")).encode() == Sketch.of(np.array([1.0, 3.0])).encode()  # type: ignore[union-attr]
     assert frozen == {"count": 2, "weight": 2.0, "total": 4.0, "squares": 10.0, "until": 61}
-    assert store.get("b").frozen == frozen  # type: ignore[union-attr]
+    (drift,) = store.query("SELECT drift FROM lossd_windows WHERE window_start = 120")[0]
+    assert drift == 1.0  # 9 lies above all of the baseline [1, 3]
     store.record(monitor, 180, Aggregate.of(np.array([1.0])), {"region": "us"})  # a new segment: its own
     assert store.segments(monitor)[1].frozen is None
 
@@ -306,4 +312,28 @@ def test_a_sqlite_database_whose_ids_could_be_reused_is_rebuilt(tmp_path: Path) 
     again = store.create("doomed", "mae", {}, 60, BASELINE)
     assert again.id > doomed.id and not store.record(doomed, 0, Aggregate.of(np.array([3.0])))
     assert store.windows(again) == []
+    store.close()
+
+
+def test_a_database_from_before_drift_gains_the_column_and_drift_from_then_on(database: str, tmp_path: Path) -> None:
+    """Windows and baselines stored before drift was measured: the column is added on open,
+    a baseline fixed without a sketch gives no distance (None, not an error), and a monitor
+    created afterwards measures it."""
+    store = open_store(database, tmp_path)
+    old = store.create("old", "mse", {}, 60, {"windows": 1, "threshold": 3.0})
+    for start in (0, 60):
+        store.record(old, start, Aggregate.of(np.array([1.0, 2.0])))
+    with store.transaction() as connection:
+        connection.execute("ALTER TABLE lossd_windows DROP COLUMN drift")
+        frozen = {k: v for k, v in (store.get("old").frozen or {}).items() if k != "sketch"}  # type: ignore[union-attr]
+        connection.execute(store.sql("UPDATE lossd_segments SET frozen = ?"), (json.dumps(frozen),))
+    store.close()
+    store = open_store(database, tmp_path)
+    old = store.get("old")  # type: ignore[assignment]
+    store.record(old, 60, Aggregate.of(np.array([3.0])))
+    assert [w.drift for _, w in store.windows(old, mergeable=False)] == [None, None]
+    new = store.create("new", "mse", {}, 60, {"windows": 1, "threshold": 3.0})
+    for start, values in ((0, [1.0, 2.0]), (60, [5.0, 6.0])):
+        store.record(new, start, Aggregate.of(np.array(values)))
+    assert [w.drift for _, w in store.windows(new, mergeable=False)] == [None, 1.0]
     store.close()
