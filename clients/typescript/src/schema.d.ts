@@ -937,8 +937,9 @@ export interface paths {
         /**
          * Metrics
          * @description Request counts by loss, protocol and status; request and kernel duration
-         *     histograms; request and response sizes; requests in flight; per monitor, observation
-         *     and loss-sum counters, the latest window's mean and p90, and its alert.
+         *     histograms; request and response sizes; requests in flight; readiness; per monitor,
+         *     observation and loss-sum counters, the latest window's mean and p90, its alert and its
+         *     drift from the baseline with the limit it is judged by.
          */
         get: operations["metrics_metrics_get"];
         put?: never;
@@ -1345,6 +1346,21 @@ export interface components {
         /** AlertView */
         AlertView: {
             /**
+             * Drift
+             * @description The latest judged window's KS distance from the baseline.
+             */
+            drift?: number | null;
+            /**
+             * Drift Limit
+             * @description The distance above which that window has drifted.
+             */
+            drift_limit?: number | null;
+            /**
+             * Drift State
+             * @description 'ok', 'drift' (the latest window's distribution has drifted) or 'pending' (no baseline yet).
+             */
+            drift_state: string;
+            /**
              * Flagged Windows
              * @description Windows flagged since the baseline.
              */
@@ -1362,6 +1378,12 @@ export interface components {
         };
         /** BaselineConfig */
         BaselineConfig: {
+            /**
+             * Drift Threshold
+             * @description Flag a window whose loss distribution is farther than this from the baseline's, as a Kolmogorov-Smirnov distance (the largest gap between the two cumulative distributions: 0 to 1), and beyond the KS critical value at significance 0.001 for the two sample counts.
+             * @default 0.1
+             */
+            drift_threshold?: number;
             /**
              * Reference
              * @description A reference batch (the loss's inputs and optional weights, as in an observation) to use as the baseline instead of the first windows.
@@ -1386,6 +1408,8 @@ export interface components {
         BaselineView: {
             /** Count */
             count: number;
+            /** Drift Threshold */
+            drift_threshold: number;
             /** Mean */
             mean: number | null;
             /** Ready */
@@ -4219,6 +4243,21 @@ export interface components {
             alert?: boolean | null;
             /** Count */
             count: number;
+            /**
+             * Drift
+             * @description KS distance of its loss distribution from the baseline's, read from the sketches (a lower bound of the raw samples'); None when not judged.
+             */
+            drift?: number | null;
+            /**
+             * Drift Alert
+             * @description Drifted (drift above drift_limit); None when not judged.
+             */
+            drift_alert?: boolean | null;
+            /**
+             * Drift Limit
+             * @description The distance above which this window has drifted.
+             */
+            drift_limit?: number | null;
             /** End */
             end: string;
             /**
