@@ -1,0 +1,199 @@
+"""Late labels by prediction id: ``POST /monitors/{name}/predictions`` stores predictions
+(service.monitors.pending) until ``POST /monitors/{name}/labels`` joins their targets; each
+matched sample is then computed by the monitor's kernel and recorded in its prediction's
+window and segment, by the rollups' own write path, in the transaction that deletes it.
+
+Counting a labels request: each id's first occurrence is *matched* (its prediction waits)
+or *unmatched* (never sent, already labelled, expired, or its window is past retention);
+every later occurrence of an id in the same request is a *duplicate* and is not recorded
+again (with other targets or weight than the first: a 409 naming the id).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from kernels.runtime import Runtime
+from kernels.spec import Input, LossSpec
+from service.arrays import check_finite, to_array
+from service.errors import Kind, ServiceError, invalid, invalid_request, not_found
+from service.monitors.aggregate import Aggregate, merge
+from service.monitors.ingest import checked_tags, compute_batch, loss_spec
+from service.monitors.pending import IdConflict, Pending, claim, decode, encode, put
+from service.monitors.store import Monitor, Store, TooManySegments, tags_key
+from service.monitors.timestamps import parse_time, window_of
+from service.rest import parse_json
+
+MAX_ID_LENGTH = 128
+TARGETS = "targets"
+
+
+def prediction_inputs(monitor: Monitor, spec: LossSpec) -> list[Input]:
+    """The loss's inputs a prediction carries: all but ``targets`` (a 422 for a loss whose
+    samples cannot be labelled later)."""
+    names = [i.name for i in spec.inputs]
+    if TARGETS not in names or spec.batch_level:
+        raise invalid_request(
+            f"monitor {monitor.name!r} computes {spec.name}, which has no per-sample targets (its inputs are "
+            f"{', '.join(names)}): send its samples as observations",
+            field="ids",
+        )
+    return [i for i in spec.inputs if i.name != TARGETS]
+
+
+def checked_ids(value: object) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise invalid("ids", f"expected a non-empty list of id strings, got {value!r:.80}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not 1 <= len(item) <= MAX_ID_LENGTH:
+            raise invalid(f"ids[{index}]", f"expected a string of 1 to {MAX_ID_LENGTH} characters, got {item!r:.160}")
+    return value
+
+
+def per_id(field: str, value: Any, count: int, dtype: type[np.generic]) -> np.ndarray:
+    """An array with one entry per id along its first axis."""
+    array = to_array(field, value, dtype)
+    if array.ndim == 0 or array.shape[0] != count:
+        raise invalid(
+            field, f"expected {count} samples along the first axis, one per id, got shape {list(array.shape)}"
+        )
+    return array
+
+
+def unknown_fields(data: dict[str, Any], allowed: set[str]) -> None:
+    for key in data:
+        if key not in allowed:
+            raise invalid_request(f"{key}: unknown field; send {', '.join(sorted(allowed))}", field=key)
+
+
+def id_conflict(id_: str, what: str) -> ServiceError:
+    return ServiceError(Kind.CONFLICT, "Prediction id conflict", f"ids: {id_!r} {what}", field="ids", id=id_)
+
+
+def predict(store: Store, monitor: Monitor, body: bytes, max_elements: int) -> dict[str, Any]:
+    """``POST /monitors/{name}/predictions``: committed before this returns."""
+    spec = loss_spec(monitor.loss)
+    inputs = prediction_inputs(monitor, spec)
+    data = parse_json(body, frozenset(i.name for i in inputs).__contains__, max_elements)
+    unknown_fields(data, {"ids", "timestamp", "tags", *(i.name for i in inputs)})
+    ids = checked_ids(data.get("ids"))
+    stamp = data.get("timestamp")
+    tags = tags_key(checked_tags(monitor, data.get("tags")))
+    now = time.time()
+    seconds = None if stamp is None else parse_time(stamp, "timestamp")
+    start = window_of(stamp, now if seconds is None else seconds, monitor.window_seconds, "timestamp")
+    if monitor.expired(start, now):
+        raise invalid(
+            "timestamp",
+            f"{stamp!r} is older than monitor {monitor.name!r} keeps windows (retention_seconds "
+            f"{monitor.retention_seconds}): its window is deleted",
+        )
+    arrays: dict[str, tuple[np.ndarray, bool]] = {}
+    for spec_input in inputs:
+        if spec_input.name not in data:
+            raise invalid(spec_input.name, "is required")
+        array = per_id(spec_input.name, data[spec_input.name], len(ids), np.float64)
+        check_finite(spec_input.name, array)
+        arrays[spec_input.name] = (array, spec_input.integer)
+    layout, blobs = encode(arrays, len(ids))
+    rows: dict[str, Pending] = {}
+    for id_, blob in zip(ids, blobs, strict=True):
+        row = Pending(start, tags, seconds, layout, blob)
+        if rows.setdefault(id_, row) is not row and rows[id_].data != blob:
+            raise id_conflict(id_, "is given twice in this request with different predictions")
+    try:
+        new = put(store, monitor, rows, now)
+    except IdConflict as exc:
+        raise id_conflict(
+            exc.args[0], "waits for its label with other content (predictions, timestamp or tags)"
+        ) from None
+    if new is None:
+        raise not_found("Unknown monitor", f"monitor {monitor.name!r} was deleted")
+    return {"accepted": new, "duplicates": len(ids) - new}
+
+
+def label(
+    runtime: Runtime, store: Store, monitor: Monitor, body: bytes, max_elements: int, max_segments: int
+) -> dict[str, Any]:
+    """``POST /monitors/{name}/labels``: the join, the samples' records and the deletion of
+    their predictions in one transaction, committed before this returns."""
+    spec = loss_spec(monitor.loss)
+    prediction_inputs(monitor, spec)
+    data = parse_json(body, frozenset((TARGETS, "weights")).__contains__, max_elements)
+    unknown_fields(data, {"ids", TARGETS, "weights"})
+    ids = checked_ids(data.get("ids"))
+    if TARGETS not in data:
+        raise invalid(TARGETS, "is required")
+    targets = per_id(TARGETS, data[TARGETS], len(ids), np.float64)
+    weights = None if data.get("weights") is None else per_id("weights", data["weights"], len(ids), np.float64)
+    first: dict[str, int] = {}
+    for index, id_ in enumerate(ids):
+        earlier = first.setdefault(id_, index)
+        if earlier != index and not (
+            np.array_equal(targets[earlier], targets[index]) and (weights is None or weights[earlier] == weights[index])
+        ):
+            raise id_conflict(id_, "is given twice in this request with different targets or weights")
+    now = time.time()
+    try:
+        with store.transaction() as connection:
+            claimed = claim(store, connection, monitor, list(first), now)
+            kept = {i: p for i, p in claimed.items() if not monitor.expired(p.window_start, now)}
+            losses = matched_losses(runtime, spec, monitor, kept, first, targets, weights, max_elements)
+            for (start, tags), aggregate in losses.items():
+                if not store.add_batch(connection, monitor, start, aggregate, tags, max_segments, now):
+                    raise not_found("Unknown monitor", f"monitor {monitor.name!r} was deleted")
+    except TooManySegments:
+        raise invalid(
+            "ids",
+            f"monitor {monitor.name!r} has {max_segments} segments, the most it may have (LOSSD_MAX_SEGMENTS); "
+            "these labels' predictions would open another",
+        ) from None
+    except store.integrity_errors:
+        raise not_found("Unknown monitor", f"monitor {monitor.name!r} was deleted") from None
+    total = merge(losses.values())
+    loss = total.mean
+    return {
+        "matched": total.count,
+        "unmatched": len(first) - total.count,
+        "duplicates": len(ids) - len(first),
+        "loss": None if loss is None or not math.isfinite(loss) else loss,
+    }
+
+
+def matched_losses(
+    runtime: Runtime,
+    spec: LossSpec,
+    monitor: Monitor,
+    claimed: dict[str, Pending],
+    first: dict[str, int],
+    targets: np.ndarray,
+    weights: np.ndarray | None,
+    max_elements: int,
+) -> dict[tuple[int, str], Aggregate]:
+    """The matched samples' losses, aggregated by (window, segment): one kernel call per
+    layout of their predictions (one, unless their shapes differ between prediction batches)."""
+    by_layout: dict[str, list[str]] = defaultdict(list)
+    for id_, pending in claimed.items():
+        by_layout[pending.layout].append(id_)
+    result: dict[tuple[int, str], Aggregate] = {}
+    for layout, group in by_layout.items():
+        rows = [claimed[i] for i in group]
+        index = np.array([first[i] for i in group], dtype=np.int64)
+        values: dict[str, Any] = dict(decode(layout, [p.data for p in rows]))
+        values[TARGETS] = targets[index]
+        if weights is not None:
+            values["weights"] = weights[index]
+        batch = compute_batch(runtime, spec, monitor.params, values, max_elements)
+        places: dict[tuple[int, str], list[int]] = defaultdict(list)
+        for position, pending in enumerate(rows):
+            places[pending.window_start, pending.tags].append(position)
+        for place, positions in places.items():
+            chosen = np.array(positions, dtype=np.int64)
+            part = Aggregate.of(batch.losses[chosen], None if batch.weights is None else batch.weights[chosen])
+            result[place] = result[place].merged(part) if place in result else part
+    return result
