@@ -24,7 +24,7 @@ from service.arrays import check_finite, to_array
 from service.errors import Kind, ServiceError, invalid, invalid_request, not_found
 from service.monitors.aggregate import Aggregate, merge
 from service.monitors.ingest import checked_tags, compute_batch, loss_spec
-from service.monitors.pending import IdConflict, Pending, claim, decode, encode, put
+from service.monitors.pending import Claimed, IdConflict, claim, decode, encode, put
 from service.monitors.store import Monitor, Store, TooManySegments, tags_key
 from service.monitors.timestamps import parse_time, window_of
 from service.rest import parse_json
@@ -100,14 +100,15 @@ def predict(store: Store, monitor: Monitor, body: bytes, max_elements: int) -> d
         array = per_id(spec_input.name, data[spec_input.name], len(ids), np.float64)
         check_finite(spec_input.name, array)
         arrays[spec_input.name] = (array, spec_input.integer)
-    layout, blobs = encode(arrays, len(ids))
-    rows: dict[str, Pending] = {}
-    for id_, blob in zip(ids, blobs, strict=True):
-        row = Pending(start, tags, seconds, layout, blob)
-        if rows.setdefault(id_, row) is not row and rows[id_].data != blob:
+    layout, matrix = encode(arrays, len(ids))
+    first: dict[str, int] = {}
+    for position, id_ in enumerate(ids):
+        earlier = first.setdefault(id_, position)
+        if earlier != position and not np.array_equal(matrix[earlier], matrix[position]):
             raise id_conflict(id_, "is given twice in this request with different predictions")
+    unique = np.fromiter(first.values(), dtype=np.int64, count=len(first))
     try:
-        new = put(store, monitor, rows, now)
+        new = put(store, monitor, list(first), layout, matrix[unique], start, tags, seconds, now)
     except IdConflict as exc:
         raise id_conflict(
             exc.args[0], "waits for its label with other content (predictions, timestamp or tags)"
@@ -139,12 +140,13 @@ def label(
         ):
             raise id_conflict(id_, "is given twice in this request with different targets or weights")
     now = time.time()
+    places = np.fromiter(first.values(), dtype=np.int64, count=len(first))
     try:
         with store.transaction() as connection:
             claimed = claim(store, connection, monitor, list(first), now)
-            kept = {i: p for i, p in claimed.items() if not monitor.expired(p.window_start, now)}
-            losses = matched_losses(runtime, spec, monitor, kept, first, targets, weights, max_elements)
-            for (start, tags), aggregate in losses.items():
+            kept = [c for c in claimed if not monitor.expired(c.batch.window_start, now)]
+            losses = matched_losses(runtime, spec, monitor, kept, places, targets, weights, max_elements)
+            for (tags, start), aggregate in sorted(losses.items()):  # one order of row locks for every writer
                 if not store.add_batch(connection, monitor, start, aggregate, tags, max_segments, now):
                     raise not_found("Unknown monitor", f"monitor {monitor.name!r} was deleted")
     except TooManySegments:
@@ -169,31 +171,32 @@ def matched_losses(
     runtime: Runtime,
     spec: LossSpec,
     monitor: Monitor,
-    claimed: dict[str, Pending],
-    first: dict[str, int],
+    claimed: list[Claimed],
+    places: np.ndarray,
     targets: np.ndarray,
     weights: np.ndarray | None,
     max_elements: int,
-) -> dict[tuple[int, str], Aggregate]:
-    """The matched samples' losses, aggregated by (window, segment): one kernel call per
-    layout of their predictions (one, unless their shapes differ between prediction batches)."""
-    by_layout: dict[str, list[str]] = defaultdict(list)
-    for id_, pending in claimed.items():
-        by_layout[pending.layout].append(id_)
-    result: dict[tuple[int, str], Aggregate] = {}
+) -> dict[tuple[str, int], Aggregate]:
+    """The matched samples' losses, aggregated by (segment, window): one kernel call per
+    layout of their predictions (one, unless their shapes differ between prediction
+    requests). ``places``: where in the request each claimed id's targets are."""
+    by_layout: dict[str, list[Claimed]] = defaultdict(list)
+    for found in claimed:
+        by_layout[found.batch.layout].append(found)
+    result: dict[tuple[str, int], Aggregate] = {}
     for layout, group in by_layout.items():
-        rows = [claimed[i] for i in group]
-        index = np.array([first[i] for i in group], dtype=np.int64)
-        values: dict[str, Any] = dict(decode(layout, [p.data for p in rows]))
+        parts = [decode(layout, found.batch.matrix[found.positions]) for found in group]
+        values: dict[str, Any] = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        index = places[np.concatenate([found.requests for found in group])]
         values[TARGETS] = targets[index]
         if weights is not None:
             values["weights"] = weights[index]
-        batch = compute_batch(runtime, spec, monitor.params, values, max_elements)
-        places: dict[tuple[int, str], list[int]] = defaultdict(list)
-        for position, pending in enumerate(rows):
-            places[pending.window_start, pending.tags].append(position)
-        for place, positions in places.items():
-            chosen = np.array(positions, dtype=np.int64)
-            part = Aggregate.of(batch.losses[chosen], None if batch.weights is None else batch.weights[chosen])
+        computed = compute_batch(runtime, spec, monitor.params, values, max_elements)
+        offset = 0
+        for found in group:  # a row's samples share its window and segment
+            chosen = slice(offset, offset + found.positions.size)
+            offset = chosen.stop
+            part = Aggregate.of(computed.losses[chosen], None if computed.weights is None else computed.weights[chosen])
+            place = (found.batch.tags, found.batch.window_start)
             result[place] = result[place].merged(part) if place in result else part
     return result

@@ -1,65 +1,63 @@
-"""Predictions waiting for their labels: one row of ``lossd_predictions`` per id.
+"""Predictions waiting for their labels: one row of ``lossd_prediction_batches`` per
+predictions request, found by id through an index each worker keeps in memory.
 
-A row holds the sample's non-target inputs as one binary blob (float32, or float64 for
-integer inputs such as lengths, which float32 would round above 2**24), with its ``layout``
-(each input's name, dtype and per-sample shape) as text: rows of one layout stack into one
-kernel call when their labels arrive. Beside it: the window and segment the sample will be
-recorded in, the timestamp as sent (null: none was sent; idempotency compares it, not the
-window, so a retry without timestamp that crosses a window boundary is still the same
-content) and when it expires.
+A row holds a request's samples: their ids (JSON text), their non-target inputs as one
+binary matrix (a row of bytes per sample: float32, or float64 for integer inputs such as
+lengths, which float32 would round above 2**24) with its ``layout`` (each input's name,
+dtype and per-sample shape), a bitmap of the samples already labelled and how many still
+wait; beside them the window and segment the samples will be recorded in, the timestamp as
+sent (null: none was sent; idempotency compares it, not the window, so a retry without
+timestamp that crosses a window boundary is still the same content) and when they expire.
+One row per request, not per id: storing 1,000 ids as rows of an indexed table costs
+milliseconds, one row tens of microseconds.
 
-Expiry is bounded work on write, like retention: each write of predictions deletes up to
-as many expired rows (of any monitor) as it stores, plus ``EXPIRED_PER_WRITE``, so expired
-rows never accumulate faster than they go, and the table is bounded by what arrives within
-``label_ttl_seconds``. A labels write deletes the rows it claims (and ``EXPIRED_PER_WRITE``
-expired ones). An expired row still present counts as absent everywhere.
+The index (id -> row and position) is rebuilt from the rows: before each read, a worker
+reads the rows of the monitor newer than the newest it has seen (ids only ever grow:
+AUTOINCREMENT on SQLite, an identity on PostgreSQL; writers of one monitor's predictions
+hold its row's lock, so rows become visible in id order). The rows stay the truth: a row's
+bitmap, not the index, says whether a sample still waits, under the row's lock. The index
+forgets a row once it expires, so memory, like the table, is bounded by what arrives within
+``label_ttl_seconds``.
+
+Expiry is bounded work on write, like retention: each write deletes up to
+``EXPIRED_PER_WRITE`` expired rows (of any monitor), more than the one row it adds, so
+expired rows never accumulate. A row whose samples are all labelled is deleted by the
+labels write that labels the last one. An expired row still present counts as absent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import threading
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
+import orjson
 
-from service.monitors.store import EXPIRED_PER_WRITE, Monitor, Store
+from service.monitors.store import EXPIRED_PER_WRITE, Monitor, Store, run
 
 PER_QUERY = 500
-"""Ids per ``IN (...)`` list (SQLite allows 32,766 variables a statement; smaller lists
-plan as fast)."""
-COLUMNS = "id, window_start, tags, stamp, layout, data, expires"
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A stored prediction (its id is the key it is found by)."""
-
-    window_start: int
-    tags: str
-    """The segment's ``tags_key``."""
-    stamp: float | None
-    layout: str
-    data: bytes
-
-    def same_content(self, other: Pending) -> bool:
-        return (self.tags, self.stamp, self.layout, self.data) == (other.tags, other.stamp, other.layout, other.data)
+"""Row ids per ``IN (...)`` list."""
+COLUMNS = "id, window_start, tags, stamp, expires, layout, data, labelled, waiting"
 
 
 class IdConflict(Exception):
-    """``args[0]``: an id that waits (or repeats within the request) with other content."""
+    """``args[0]``: an id that waits with other content (nothing was stored)."""
 
 
-# -- the blob -----------------------------------------------------------------------------
+# -- the binary rows ------------------------------------------------------------------------
 
 
 def storage_dtype(integer: bool) -> np.dtype[Any]:
     return np.dtype(np.float64 if integer else np.float32)
 
 
-def encode(arrays: dict[str, tuple[np.ndarray, bool]], count: int) -> tuple[str, list[bytes]]:
-    """The layout and each sample's blob, from arrays of ``count`` samples along their first
-    axis (by input name, each with whether it holds integers)."""
+def encode(arrays: dict[str, tuple[np.ndarray, bool]], count: int) -> tuple[str, np.ndarray]:
+    """The layout and a (count, bytes per sample) uint8 matrix, from arrays of ``count``
+    samples along their first axis (by input name, each with whether it holds integers)."""
     parts, columns = [], []
     for name, (array, integer) in arrays.items():
         dtype = storage_dtype(integer)
@@ -67,134 +65,282 @@ def encode(arrays: dict[str, tuple[np.ndarray, bool]], count: int) -> tuple[str,
         flat = np.ascontiguousarray(array, dtype=dtype).reshape(count, -1)
         columns.append(flat.view(np.uint8).reshape(count, -1))
     matrix = np.concatenate(columns, axis=1) if len(columns) > 1 else columns[0]
-    raw, width = matrix.tobytes(), matrix.shape[1]
-    return ";".join(parts), [raw[i * width : (i + 1) * width] for i in range(count)]
+    return ";".join(parts), matrix
 
 
-def decode(layout: str, blobs: Sequence[bytes]) -> dict[str, np.ndarray]:
-    """The stacked arrays of rows of one layout, by input name."""
-    count = len(blobs)
-    matrix = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(count, -1)
+def width(layout: str) -> int:
+    """Bytes per sample."""
+    total = 0
+    for part in layout.split(";"):
+        _, dtype_text, dims = part.split(":")
+        total += (
+            int(np.prod([int(d) for d in dims.split(",")] if dims else [], dtype=np.int64))
+            * np.dtype(dtype_text).itemsize
+        )
+    return total
+
+
+def decode(layout: str, matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """The arrays, by input name, of a (samples, bytes per sample) matrix."""
+    count = matrix.shape[0]
     arrays, offset = {}, 0
     for part in layout.split(";"):
         name, dtype_text, dims = part.split(":")
         dtype = np.dtype(dtype_text)
         shape = tuple(int(d) for d in dims.split(",")) if dims else ()
-        width = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        column = np.ascontiguousarray(matrix[:, offset : offset + width])
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        column = np.ascontiguousarray(matrix[:, offset : offset + size])
         arrays[name] = column.view(dtype).reshape(count, *shape)
-        offset += width
+        offset += size
     return arrays
 
 
-# -- the table ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Batch:
+    """A stored predictions request."""
+
+    id: int
+    window_start: int
+    tags: str
+    """The segment's ``tags_key``."""
+    stamp: float | None
+    expires: float
+    layout: str
+    data: bytes
+    labelled_bits: bytes
+    waiting: int
+
+    @cached_property
+    def matrix(self) -> np.ndarray:
+        return np.frombuffer(self.data, dtype=np.uint8).reshape(-1, width(self.layout))
+
+    @cached_property
+    def labelled(self) -> np.ndarray:
+        return np.unpackbits(np.frombuffer(self.labelled_bits, dtype=np.uint8), count=self.matrix.shape[0]).astype(bool)
+
+    def waits(self, position: int, now: float) -> bool:
+        return self.expires > now and not self.labelled[position]
+
+    def same(self, position: int, tags: str, stamp: float | None, layout: str, sample: np.ndarray) -> bool:
+        return (self.tags, self.stamp, self.layout) == (tags, stamp, layout) and bool(
+            np.array_equal(self.matrix[position], sample)
+        )
 
 
-def chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(ids), PER_QUERY):
-        yield ids[start : start + PER_QUERY]
-
-
-def marks(ids: Sequence[str]) -> str:
-    return ", ".join("?" for _ in ids)
-
-
-def pending_of(row: Sequence[Any]) -> Pending:
-    _, window_start, tags, stamp, layout, data, _ = row
-    return Pending(int(window_start), tags, None if stamp is None else float(stamp), layout, bytes(data))
-
-
-def delete_expired(store: Store, connection: Any, now: float, limit: int) -> None:
-    """At most ``limit`` expired predictions of any monitor, the oldest first."""
-    connection.execute(
-        store.sql(
-            "DELETE FROM lossd_predictions WHERE (monitor_id, id) IN (SELECT monitor_id, id FROM lossd_predictions "
-            "WHERE expires <= ? ORDER BY expires LIMIT ?)"
-        ),
-        (now, limit),
+def batch_of(row: Sequence[Any]) -> Batch:
+    id_, window_start, tags, stamp, expires, layout, data, labelled, waiting = row
+    return Batch(
+        int(id_),
+        int(window_start),
+        tags,
+        None if stamp is None else float(stamp),
+        float(expires),
+        layout,
+        bytes(data),
+        bytes(labelled),
+        int(waiting),
     )
 
 
-def put(store: Store, monitor: Monitor, rows: dict[str, Pending], now: float) -> int | None:
-    """Store predictions by id (the request's first occurrences), committed when this
-    returns: how many were new; the others wait already with the same content (idempotent).
-    Raises IdConflict for an id waiting with other content (nothing is stored then); None
-    when the monitor is gone."""
-    for attempt in range(2):
-        try:
-            with store.transaction() as connection:
-                return put_in(store, connection, monitor, rows, now)
-        except store.integrity_errors:  # another writer stored one of these ids meanwhile, or the monitor went
-            if attempt or store.get(monitor.name) is None:
-                return None
-    return None  # pragma: no cover (the loop returns)
+# -- the index of each worker ---------------------------------------------------------------
 
 
-def put_in(store: Store, connection: Any, monitor: Monitor, rows: dict[str, Pending], now: float) -> int:
-    delete_expired(store, connection, now, len(rows) + EXPIRED_PER_WRITE)
-    ids = list(rows)
-    waiting, stale = set(), []
-    for part in chunks(ids):
-        found = connection.execute(
+@dataclass
+class Index:
+    """One monitor's ids, as far as this worker has read its rows."""
+
+    last: int = 0
+    """The newest row read."""
+    ids: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """id -> (row, position); a later row's entry replaces an earlier one's."""
+    rows: dict[int, tuple[float, list[str]]] = field(default_factory=dict)
+    """row -> (expires, its ids), in id order: what to forget when a row expires."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_indexes: weakref.WeakKeyDictionary[Store, dict[int, Index]] = weakref.WeakKeyDictionary()
+_registry = threading.Lock()
+
+
+def index_of(store: Store, monitor: Monitor) -> Index:
+    with _registry:
+        return _indexes.setdefault(store, {}).setdefault(monitor.id, Index())
+
+
+def locate(
+    store: Store, connection: Any, monitor: Monitor, ids: Iterable[str], now: float
+) -> dict[str, tuple[int, int]]:
+    """Where the ids were stored, (row, position), as far as rows committed now tell (an id
+    may be labelled or expired since: the row says)."""
+    index = index_of(store, monitor)
+    with index.lock:
+        rows = run(
+            connection,
             store.sql(
-                f"SELECT {COLUMNS} FROM lossd_predictions WHERE monitor_id = ? AND id IN ({marks(part)}) FOR UPDATE"
+                "SELECT id, expires, ids FROM lossd_prediction_batches WHERE monitor_id = ? AND id > ? ORDER BY id"
             ),
-            (monitor.id, *part),
-        ).fetchall()
-        for row in found:
-            if float(row[6]) <= now:
-                stale.append(row[0])
-            elif not pending_of(row).same_content(rows[row[0]]):
-                raise IdConflict(row[0])
-            else:
-                waiting.add(row[0])
-    for part in chunks(stale):
-        connection.execute(
-            store.sql(f"DELETE FROM lossd_predictions WHERE monitor_id = ? AND id IN ({marks(part)})"),
-            (monitor.id, *part),
+            (monitor.id, index.last),
         )
-    expires = now + monitor.label_ttl_seconds
-    new = [
-        (monitor.id, id_, p.window_start, p.tags, p.stamp, expires, p.layout, p.data)
-        for id_, p in rows.items()
-        if id_ not in waiting
-    ]
-    if new:
-        cursor = connection.cursor()
-        cursor.executemany(
-            store.sql(
-                "INSERT INTO lossd_predictions (monitor_id, id, window_start, tags, stamp, expires, layout, data) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            ),
-            new,
+        for row_id, expires, text in rows:
+            names: list[str] = orjson.loads(text)
+            row = int(row_id)
+            index.rows[row] = (float(expires), names)
+            for position, name in enumerate(names):
+                index.ids[name] = (row, position)
+            index.last = row
+        forget_expired(index, now)
+        return {i: index.ids[i] for i in ids if i in index.ids}
+
+
+def forget_expired(index: Index, now: float) -> None:
+    while index.rows:
+        row, (expires, names) = next(iter(index.rows.items()))
+        if expires > now:  # rows come in id order, their expiry nearly so: the rest is younger
+            return
+        del index.rows[row]
+        for name in names:
+            if index.ids.get(name, (None,))[0] == row:
+                del index.ids[name]
+
+
+# -- the table ------------------------------------------------------------------------------
+
+
+def delete_expired(store: Store, connection: Any, now: float) -> None:
+    """At most EXPIRED_PER_WRITE expired rows of any monitor, the oldest first."""
+    connection.execute(
+        store.sql(
+            "DELETE FROM lossd_prediction_batches WHERE id IN (SELECT id FROM lossd_prediction_batches "
+            "WHERE expires <= ? ORDER BY expires LIMIT ?)"
+        ),
+        (now, EXPIRED_PER_WRITE),
+    )
+
+
+def load(store: Store, connection: Any, rows: Iterable[int], lock: bool) -> dict[int, Batch]:
+    """Rows by id (in id order, so that writers locking several lock them in one order)."""
+    wanted = sorted(set(rows))
+    found: dict[int, Batch] = {}
+    for start in range(0, len(wanted), PER_QUERY):
+        part = wanted[start : start + PER_QUERY]
+        statement = (
+            f"SELECT {COLUMNS} FROM lossd_prediction_batches WHERE id IN ({', '.join('?' for _ in part)}) ORDER BY id"
         )
-    return len(new)
+        for row in run(connection, store.sql(statement + (" FOR UPDATE" if lock else "")), part):
+            batch = batch_of(row)
+            found[batch.id] = batch
+    return found
 
 
-def claim(store: Store, connection: Any, monitor: Monitor, ids: Sequence[str], now: float) -> dict[str, Pending]:
-    """Delete the predictions of these ids (in the caller's transaction, which then records
-    their samples) and return those that had not expired, by id."""
-    delete_expired(store, connection, now, EXPIRED_PER_WRITE)
-    claimed: dict[str, Pending] = {}
-    for part in chunks(ids):
-        rows = connection.execute(
-            store.sql(
-                f"DELETE FROM lossd_predictions WHERE monitor_id = ? AND id IN ({marks(part)}) RETURNING {COLUMNS}"
-            ),
-            (monitor.id, *part),
-        ).fetchall()
-        for row in rows:
-            if float(row[6]) > now:
-                claimed[row[0]] = pending_of(row)
+def put(
+    store: Store,
+    monitor: Monitor,
+    ids: list[str],
+    layout: str,
+    matrix: np.ndarray,
+    window_start: int,
+    tags: str,
+    stamp: float | None,
+    now: float,
+) -> int | None:
+    """Store a request's predictions (``ids`` distinct, ``matrix`` their samples), committed
+    when this returns: how many were new; the others wait already with the same content
+    (idempotent). Raises IdConflict for an id waiting with other content (nothing is stored
+    then); None when the monitor is gone."""
+    with store.transaction() as connection:
+        # Writers of one monitor's predictions, one at a time: rows become visible in id order.
+        if not run(connection, store.sql("SELECT id FROM lossd_monitors WHERE id = ? FOR UPDATE"), (monitor.id,)):
+            return None
+        delete_expired(store, connection, now)
+        located = locate(store, connection, monitor, ids, now)
+        batches = load(store, connection, (row for row, _ in located.values()), lock=False)
+        keep = np.ones(len(ids), dtype=bool)
+        for position, id_ in enumerate(ids):
+            if id_ not in located:
+                continue
+            row, at = located[id_]
+            batch = batches.get(row)
+            if batch is None or not batch.waits(at, now):
+                continue
+            if not batch.same(at, tags, stamp, layout, matrix[position]):
+                raise IdConflict(id_)
+            keep[position] = False
+        new = [id_ for id_, kept in zip(ids, keep, strict=True) if kept]
+        if new:
+            connection.execute(
+                store.sql(
+                    "INSERT INTO lossd_prediction_batches (monitor_id, window_start, tags, stamp, expires, layout, "
+                    "ids, data, labelled, waiting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (
+                    monitor.id,
+                    window_start,
+                    tags,
+                    stamp,
+                    now + monitor.label_ttl_seconds,
+                    layout,
+                    orjson.dumps(new).decode(),
+                    matrix[keep].tobytes(),
+                    np.packbits(np.zeros(len(new), dtype=bool)).tobytes(),
+                    len(new),
+                ),
+            )
+        return len(new)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """Matched predictions of one row."""
+
+    batch: Batch
+    positions: np.ndarray
+    """Theirs in the row."""
+    requests: np.ndarray
+    """Their ids' places in the list ``claim`` was given."""
+
+
+def claim(store: Store, connection: Any, monitor: Monitor, ids: Sequence[str], now: float) -> list[Claimed]:
+    """Mark the waiting predictions of these (distinct) ids labelled, in the caller's
+    transaction, which then records their samples (a row with none left waiting is
+    deleted), and return them by row."""
+    delete_expired(store, connection, now)
+    located = locate(store, connection, monitor, ids, now)
+    per_row: dict[int, tuple[list[int], list[int]]] = {}
+    for place, id_ in enumerate(ids):
+        where = located.get(id_)
+        if where is not None:
+            in_row, in_request = per_row.setdefault(where[0], ([], []))
+            in_row.append(where[1])
+            in_request.append(place)
+    batches = load(store, connection, per_row, lock=True)
+    claimed: list[Claimed] = []
+    for row, (at, places) in per_row.items():
+        batch = batches.get(row)
+        if batch is None or batch.expires <= now:
+            continue
+        positions, requests = np.array(at, dtype=np.int64), np.array(places, dtype=np.int64)
+        fresh = ~batch.labelled[positions]
+        positions, requests = positions[fresh], requests[fresh]
+        if not positions.size:
+            continue
+        left = batch.waiting - int(positions.size)
+        if left <= 0:
+            connection.execute(store.sql("DELETE FROM lossd_prediction_batches WHERE id = ?"), (row,))
+        else:
+            labelled = batch.labelled.copy()
+            labelled[positions] = True
+            connection.execute(
+                store.sql("UPDATE lossd_prediction_batches SET labelled = ?, waiting = ? WHERE id = ?"),
+                (np.packbits(labelled).tobytes(), left, row),
+            )
+        claimed.append(Claimed(batch, positions, requests))
     return claimed
 
 
-def waiting(store: Store, monitor: Monitor, now: float | None = None) -> int:
+def waiting(store: Store, monitor: Monitor, now: float) -> int:
     """How many predictions of the monitor wait (not expired)."""
-    import time
-
-    moment = time.time() if now is None else now
     rows = store.query(
-        "SELECT COUNT(*) FROM lossd_predictions WHERE monitor_id = ? AND expires > ?", (monitor.id, moment)
+        "SELECT COALESCE(SUM(waiting), 0) FROM lossd_prediction_batches WHERE monitor_id = ? AND expires > ?",
+        (monitor.id, now),
     )
     return int(rows[0][0])

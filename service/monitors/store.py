@@ -152,18 +152,21 @@ CREATE TABLE IF NOT EXISTS lossd_windows (
     PRIMARY KEY (segment_id, window_start)
 );
 CREATE INDEX IF NOT EXISTS lossd_windows_monitor ON lossd_windows (monitor_id, window_start);
-CREATE TABLE IF NOT EXISTS lossd_predictions (
+CREATE TABLE IF NOT EXISTS lossd_prediction_batches (
+    id {serial} PRIMARY KEY{never_reused},
     monitor_id BIGINT NOT NULL REFERENCES lossd_monitors(id) ON DELETE CASCADE,
-    id TEXT NOT NULL,
     window_start BIGINT NOT NULL,
     tags TEXT NOT NULL,
     stamp DOUBLE PRECISION,
     expires DOUBLE PRECISION NOT NULL,
     layout TEXT NOT NULL,
+    ids TEXT NOT NULL,
     data {blob} NOT NULL,
-    PRIMARY KEY (monitor_id, id)
+    labelled {blob} NOT NULL,
+    waiting BIGINT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS lossd_predictions_expiry ON lossd_predictions (expires)
+CREATE INDEX IF NOT EXISTS lossd_prediction_batches_monitor ON lossd_prediction_batches (monitor_id, id);
+CREATE INDEX IF NOT EXISTS lossd_prediction_batches_expiry ON lossd_prediction_batches (expires)
 """
 ADDED_MONITOR_COLUMNS = {
     "segments": "TEXT NOT NULL DEFAULT '[]'",

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.monitors.pending import Pending, claim, decode, encode, put
+from service.monitors.pending import claim, decode, encode, index_of, put, waiting
 from service.monitors.store import EXPIRED_PER_WRITE, Store, open_store
 from service.settings import Settings
 from tests.service.monitors.test_store import fresh_postgres
@@ -59,13 +59,11 @@ def post(client: TestClient, name: str, what: str, body: dict[str, Any], status:
 
 
 def stored_rows(client: TestClient, name: str, expired_too: bool = True) -> int:
+    """The monitor's predictions waiting for labels (also those expired but not yet deleted)."""
     store = store_of(client)
     monitor = store.get(name)
     assert monitor is not None
-    condition = "" if expired_too else f" AND expires > {time.time()}"
-    return int(
-        store.query(f"SELECT COUNT(*) FROM lossd_predictions WHERE monitor_id = ?{condition}", (monitor.id,))[0][0]
-    )
+    return waiting(store, monitor, 0.0 if expired_too else time.time())
 
 
 def windows(client: TestClient, name: str, **query: Any) -> list[dict[str, Any]]:
@@ -241,7 +239,7 @@ def test_a_prediction_past_retention_is_422_and_deleting_the_monitor_deletes_its
     store = store_of(labelled)
     monitor = store.get(name)
     assert monitor is not None and labelled.delete(f"/monitors/{name}").status_code == 204
-    assert store.query("SELECT COUNT(*) FROM lossd_predictions WHERE monitor_id = ?", (monitor.id,))[0][0] == 0
+    assert store.query("SELECT COUNT(*) FROM lossd_prediction_batches WHERE monitor_id = ?", (monitor.id,))[0][0] == 0
 
 
 PREDICTION = {"ids": ["a", "b"], "predictions": [[1.0], [2.0]]}
@@ -317,30 +315,40 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def test_rows_are_binary_and_decode_to_what_was_sent() -> None:
     rng = np.random.default_rng(2)
     predictions, lengths = rng.normal(size=(4, 3, 2)), np.array([5, 2**25 + 1, 3, 7])
-    layout, blobs = encode({"predictions": (predictions, False), "input_lengths": (lengths, True)}, 4)
+    layout, matrix = encode({"predictions": (predictions, False), "input_lengths": (lengths, True)}, 4)
     assert layout == "predictions:<f4:3,2;input_lengths:<f8:"
-    assert [len(b) for b in blobs] == [6 * 4 + 8] * 4  # float32 values, float64 for integers
-    back = decode(layout, [blobs[2], blobs[0]])
+    assert matrix.shape == (4, 6 * 4 + 8)  # float32 values, float64 for integers
+    back = decode(layout, matrix[[2, 0]])
     np.testing.assert_array_equal(back["predictions"], predictions[[2, 0]].astype(np.float32))
     np.testing.assert_array_equal(back["input_lengths"], [3, 5])
-    assert decode(layout, blobs)["input_lengths"][1] == 2**25 + 1  # exact, beyond float32's integers
+    assert decode(layout, matrix)["input_lengths"][1] == 2**25 + 1  # exact, beyond float32's integers
+
+
+def batch_rows(store: Store) -> int:
+    return int(store.query("SELECT COUNT(*) FROM lossd_prediction_batches")[0][0])
 
 
 def test_expired_predictions_go_with_bounded_work_per_write(store: Store) -> None:
-    """A steady stream with a TTL of 10 s: the rows stay below what 10 s bring plus a batch,
-    and a label of an expired id matches nothing."""
+    """A request a second with a TTL of 10 s: the rows stay at what 10 s bring; a label of an
+    expired id matches nothing, also while its row is not deleted yet."""
     monitor = store.create("ttl", "mse", {}, WINDOW, {"windows": 3}, label_ttl_seconds=10)
-    layout, blobs = encode({"predictions": (np.ones((20, 1)), False)}, 20)
+    layout, matrix = encode({"predictions": (np.ones((20, 1)), False)}, 20)
     for second in range(100):
-        rows = {f"{second}-{i}": Pending(0, "{}", None, layout, blob) for i, blob in enumerate(blobs)}
-        assert put(store, monitor, rows, now=float(second)) == 20
-        count = int(store.query("SELECT COUNT(*) FROM lossd_predictions")[0][0])
-        assert count <= 20 * 11, second
-    with store.transaction() as connection:  # at 105 s, 120 rows have expired: the claim deletes 64 of them first
-        assert claim(store, connection, monitor, ["0-0", "95-0", "99-0"], now=105.0).keys() == {"99-0"}
-    # Expiry deletes across monitors, at most a batch plus EXPIRED_PER_WRITE a write.
-    other = store.create("other", "mse", {}, WINDOW, {"windows": 3}, label_ttl_seconds=10)
-    before = int(store.query("SELECT COUNT(*) FROM lossd_predictions")[0][0])
-    put(store, other, {"x": Pending(0, "{}", None, layout, blobs[0])}, now=1000.0)
-    after = int(store.query("SELECT COUNT(*) FROM lossd_predictions")[0][0])
-    assert after == before + 1 - min(before, 1 + EXPIRED_PER_WRITE)
+        ids = [f"{second}-{i}" for i in range(20)]
+        assert put(store, monitor, ids, layout, matrix, 0, "{}", None, now=float(second)) == 20
+        assert batch_rows(store) <= 11, second
+        assert len(index_of(store, monitor).ids) <= 11 * 20, second  # each worker's index forgets them too
+    assert waiting(store, monitor, now=100.0) == 180  # the rows of 91 s to 99 s
+    with store.transaction() as connection:
+        claimed = claim(store, connection, monitor, ["0-0", "99-0"], now=100.0)
+    assert [(c.requests.tolist(), c.positions.tolist()) for c in claimed] == [([1], [0])]  # 99-0 alone
+    assert waiting(store, monitor, now=100.0) == 179
+    # More expired rows than a write deletes: those left are not matched either.
+    burst = store.create("burst", "mse", {}, WINDOW, {"windows": 3}, label_ttl_seconds=10)
+    for row in range(EXPIRED_PER_WRITE + 6):
+        put(store, burst, [f"x{row}"], layout, matrix[:1], 0, "{}", None, now=1000.0)
+    with store.transaction() as connection:
+        assert claim(store, connection, burst, [f"x{row}" for row in range(EXPIRED_PER_WRITE + 6)], now=1011.0) == []
+    assert (
+        int(store.query("SELECT COUNT(*) FROM lossd_prediction_batches WHERE monitor_id = ?", (burst.id,))[0][0]) == 6
+    )
