@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +87,13 @@ def quartiles_ms(times: list[float]) -> tuple[float, float, float]:
     return median * 1e3, low * 1e3, high * 1e3
 
 
-def labels_ratio(port: int, monitor: str, batch: int, rounds: int, timestamp: float) -> dict[str, Any]:
+def labels_ratio(
+    port: int, monitor: str, batch: int, rounds: int, timestamp: float, cpu: Callable[[], float]
+) -> dict[str, Any]:
     """Median latencies (with quartiles) of POST /loss/mse and of the same batch stored as
-    predictions by id and then labelled, alternately, fresh ids each round."""
+    predictions by id and then labelled, alternately, fresh ids each round; then the
+    server's CPU seconds per request of each kind, ``rounds`` of one kind after the other
+    (on a loaded machine latencies measure the scheduler as much as the server)."""
     rng = np.random.default_rng(0)
     predictions, targets = rng.normal(size=batch).tolist(), rng.normal(size=batch).tolist()
     loss_body = orjson.dumps({"predictions": predictions, "targets": targets})
@@ -109,6 +114,25 @@ def labels_ratio(port: int, monitor: str, batch: int, rounds: int, timestamp: fl
         median, low, high = quartiles_ms(values)
         figures[f"{key}_median_ms"], figures[f"{key}_iqr_ms"] = round(median, 3), [round(low, 3), round(high, 3)]
     figures["labels_ratio"] = round(figures["both_median_ms"] / figures["loss_median_ms"], 2)
+    bodies: dict[str, list[bytes]] = {"loss": [], "predictions": [], "labels": []}
+    for round_ in range(rounds):
+        ids = [f"c{round_}-{i}" for i in range(batch)]
+        bodies["loss"].append(loss_body)
+        bodies["predictions"].append(orjson.dumps({"ids": ids, "predictions": predictions, "timestamp": timestamp}))
+        bodies["labels"].append(orjson.dumps({"ids": ids, "targets": targets}))
+    paths = {
+        "loss": "/loss/mse",
+        "predictions": f"/monitors/{monitor}/predictions",
+        "labels": f"/monitors/{monitor}/labels",
+    }
+    for key, sent in bodies.items():
+        before = cpu()
+        for body in sent:
+            timed_post(plain, paths[key], body)
+        figures[f"{key}_cpu_ms"] = round((cpu() - before) / rounds * 1e3, 3)
+    both = figures["predictions_cpu_ms"] + figures["labels_cpu_ms"]
+    figures["labels_cpu_ratio"] = round(both / figures["loss_cpu_ms"], 2)
+    figures["predictions_cpu_ratio"] = round(figures["predictions_cpu_ms"] / figures["loss_cpu_ms"], 2)
     return figures
 
 
@@ -133,7 +157,7 @@ def ingest(args: argparse.Namespace) -> None:
         if created.status != 201:
             raise RuntimeError(f"creating the monitor answered {created.status}")
         figures = ingest_ratio(server.port, "bench", args.batch, args.rounds, time.time())
-        with_ids = labels_ratio(server.port, "bench", args.batch, args.rounds, time.time())
+        with_ids = labels_ratio(server.port, "bench", args.batch, args.rounds, time.time(), server.cpu_seconds)
     result = {"batch": args.batch, "rounds": args.rounds, **figures, "target_ratio": 2.0}
     result.update({"with_ids": with_ids, "target_labels_ratio": 1.5})
     print(
@@ -149,6 +173,11 @@ def ingest(args: argparse.Namespace) -> None:
     print(
         f"predictions + labels (with ids)  {with_ids['both_median_ms']:8.3f} ms (quartiles {low:.3f} to {high:.3f}), "
         f"ratio {with_ids['labels_ratio']:.2f}x (target <= 1.5x)"
+    )
+    print(
+        f"server CPU per request: /loss/mse {with_ids['loss_cpu_ms']:.3f} ms, predictions "
+        f"{with_ids['predictions_cpu_ms']:.3f} ms ({with_ids['predictions_cpu_ratio']:.2f}x), labels "
+        f"{with_ids['labels_cpu_ms']:.3f} ms; predictions + labels {with_ids['labels_cpu_ratio']:.2f}x"
     )
     print(json.dumps(result))
 

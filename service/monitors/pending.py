@@ -27,6 +27,7 @@ labels write that labels the last one. An expired row still present counts as ab
 
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
@@ -151,8 +152,8 @@ class Index:
 
     last: int = 0
     """The newest row read."""
-    ids: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """id -> (row, position); a later row's entry replaces an earlier one's."""
+    ids: dict[str, int] = field(default_factory=dict)
+    """id -> its row << 32 | its position there; a later row's entry replaces an earlier one's."""
     rows: dict[int, tuple[float, list[str]]] = field(default_factory=dict)
     """row -> (expires, its ids), in id order: what to forget when a row expires."""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -167,29 +168,43 @@ def index_of(store: Store, monitor: Monitor) -> Index:
         return _indexes.setdefault(store, {}).setdefault(monitor.id, Index())
 
 
+SHIFT = 32
+"""A code's row is its bits from here up (a request holds fewer than 2**32 samples)."""
+
+
 def locate(
-    store: Store, connection: Any, monitor: Monitor, ids: Iterable[str], now: float
-) -> dict[str, tuple[int, int]]:
-    """Where the ids were stored, (row, position), as far as rows committed now tell (an id
-    may be labelled or expired since: the row says)."""
+    store: Store, connection: Any, monitor: Monitor, ids: Sequence[str], now: float, known_only: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where the ids were stored, as far as rows committed now tell (an id may be labelled
+    or expired since: the row says): each id's row (-1: none) and position there. With
+    ``known_only``, a request of ids none of which was seen is answered at set speed."""
     index = index_of(store, monitor)
     with index.lock:
-        rows = run(
-            connection,
-            store.sql(
-                "SELECT id, expires, ids FROM lossd_prediction_batches WHERE monitor_id = ? AND id > ? ORDER BY id"
-            ),
-            (monitor.id, index.last),
-        )
-        for row_id, expires, text in rows:
-            names: list[str] = orjson.loads(text)
-            row = int(row_id)
-            index.rows[row] = (float(expires), names)
-            for position, name in enumerate(names):
-                index.ids[name] = (row, position)
-            index.last = row
+        catch_up(store, connection, monitor, index)
         forget_expired(index, now)
-        return {i: index.ids[i] for i in ids if i in index.ids}
+        if known_only and not index.ids.keys() & set(ids):
+            return np.full(len(ids), -1, dtype=np.int64), np.zeros(len(ids), dtype=np.int64)
+        codes = np.fromiter(map(index.ids.get, ids, itertools.repeat(-1)), dtype=np.int64, count=len(ids))
+    found = codes >= 0
+    return np.where(found, codes >> SHIFT, -1), np.where(found, codes & ((1 << SHIFT) - 1), 0)
+
+
+def catch_up(store: Store, connection: Any, monitor: Monitor, index: Index) -> None:
+    """Read the monitor's rows newer than the index has (under its lock)."""
+    rows = run(
+        connection,
+        store.sql("SELECT id, expires, ids FROM lossd_prediction_batches WHERE monitor_id = ? AND id > ? ORDER BY id"),
+        (monitor.id, index.last),
+    )
+    for row_id, expires, text in rows:
+        add(index, int(row_id), float(expires), orjson.loads(text))
+
+
+def add(index: Index, row: int, expires: float, names: list[str]) -> None:
+    """A row into the index (the newest: rows are added in id order)."""
+    index.rows[row] = (expires, names)
+    index.ids.update(zip(names, range(row << SHIFT, (row << SHIFT) + len(names)), strict=True))
+    index.last = row
 
 
 def forget_expired(index: Index, now: float) -> None:
@@ -199,7 +214,7 @@ def forget_expired(index: Index, now: float) -> None:
             return
         del index.rows[row]
         for name in names:
-            if index.ids.get(name, (None,))[0] == row:
+            if index.ids.get(name, -1) >> SHIFT == row:
                 del index.ids[name]
 
 
@@ -252,40 +267,47 @@ def put(
         if not run(connection, store.sql("SELECT id FROM lossd_monitors WHERE id = ? FOR UPDATE"), (monitor.id,)):
             return None
         delete_expired(store, connection, now)
-        located = locate(store, connection, monitor, ids, now)
-        batches = load(store, connection, (row for row, _ in located.values()), lock=False)
+        rows, positions = locate(store, connection, monitor, ids, now, known_only=True)
         keep = np.ones(len(ids), dtype=bool)
-        for position, id_ in enumerate(ids):
-            if id_ not in located:
-                continue
-            row, at = located[id_]
-            batch = batches.get(row)
+        known = np.flatnonzero(rows >= 0)
+        batches = load(store, connection, rows[known].tolist(), lock=False)
+        for place in known.tolist():  # ids stored before (rare): waiting still, and the same?
+            batch, at = batches.get(int(rows[place])), int(positions[place])
             if batch is None or not batch.waits(at, now):
                 continue
-            if not batch.same(at, tags, stamp, layout, matrix[position]):
-                raise IdConflict(id_)
-            keep[position] = False
-        new = [id_ for id_, kept in zip(ids, keep, strict=True) if kept]
-        if new:
-            connection.execute(
-                store.sql(
-                    "INSERT INTO lossd_prediction_batches (monitor_id, window_start, tags, stamp, expires, layout, "
-                    "ids, data, labelled, waiting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ),
-                (
-                    monitor.id,
-                    window_start,
-                    tags,
-                    stamp,
-                    now + monitor.label_ttl_seconds,
-                    layout,
-                    orjson.dumps(new).decode(),
-                    matrix[keep].tobytes(),
-                    np.packbits(np.zeros(len(new), dtype=bool)).tobytes(),
-                    len(new),
-                ),
-            )
-        return len(new)
+            if not batch.same(at, tags, stamp, layout, matrix[place]):
+                raise IdConflict(ids[place])
+            keep[place] = False
+        new = ids if keep.all() else [id_ for id_, kept in zip(ids, keep, strict=True) if kept]
+        if not new:
+            return 0
+        expires = now + monitor.label_ttl_seconds
+        ((row,),) = run(
+            connection,
+            store.sql(
+                "INSERT INTO lossd_prediction_batches (monitor_id, window_start, tags, stamp, expires, layout, "
+                "ids, data, labelled, waiting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+            ),
+            (
+                monitor.id,
+                window_start,
+                tags,
+                stamp,
+                expires,
+                layout,
+                orjson.dumps(new).decode(),
+                matrix[keep].tobytes(),
+                np.packbits(np.zeros(len(new), dtype=bool)).tobytes(),
+                len(new),
+            ),
+        )
+    # Committed, and the newest row of the monitor (its writers take turns): this worker's
+    # index takes it now rather than reading it back, unless a catch-up already did.
+    index = index_of(store, monitor)
+    with index.lock:
+        if index.last < int(row):
+            add(index, int(row), expires, new)
+    return len(new)
 
 
 @dataclass(frozen=True)
@@ -304,36 +326,32 @@ def claim(store: Store, connection: Any, monitor: Monitor, ids: Sequence[str], n
     transaction, which then records their samples (a row with none left waiting is
     deleted), and return them by row."""
     delete_expired(store, connection, now)
-    located = locate(store, connection, monitor, ids, now)
-    per_row: dict[int, tuple[list[int], list[int]]] = {}
-    for place, id_ in enumerate(ids):
-        where = located.get(id_)
-        if where is not None:
-            in_row, in_request = per_row.setdefault(where[0], ([], []))
-            in_row.append(where[1])
-            in_request.append(place)
+    rows, positions = locate(store, connection, monitor, ids, now)
+    known = np.flatnonzero(rows >= 0)
+    order = known[np.argsort(rows[known], kind="stable")]
+    starts = np.flatnonzero(np.diff(rows[order], prepend=-2))
+    per_row = {int(rows[group[0]]): (positions[group], group) for group in np.split(order, starts[1:]) if group.size}
     batches = load(store, connection, per_row, lock=True)
     claimed: list[Claimed] = []
     for row, (at, places) in per_row.items():
         batch = batches.get(row)
         if batch is None or batch.expires <= now:
             continue
-        positions, requests = np.array(at, dtype=np.int64), np.array(places, dtype=np.int64)
-        fresh = ~batch.labelled[positions]
-        positions, requests = positions[fresh], requests[fresh]
-        if not positions.size:
+        fresh = ~batch.labelled[at]
+        taken, requests = at[fresh], places[fresh]
+        if not taken.size:
             continue
-        left = batch.waiting - int(positions.size)
+        left = batch.waiting - int(taken.size)
         if left <= 0:
             connection.execute(store.sql("DELETE FROM lossd_prediction_batches WHERE id = ?"), (row,))
         else:
             labelled = batch.labelled.copy()
-            labelled[positions] = True
+            labelled[taken] = True
             connection.execute(
                 store.sql("UPDATE lossd_prediction_batches SET labelled = ?, waiting = ? WHERE id = ?"),
                 (np.packbits(labelled).tobytes(), left, row),
             )
-        claimed.append(Claimed(batch, positions, requests))
+        claimed.append(Claimed(batch, taken, requests))
     return claimed
 
 
