@@ -352,3 +352,21 @@ def test_expired_predictions_go_with_bounded_work_per_write(store: Store) -> Non
     assert (
         int(store.query("SELECT COUNT(*) FROM lossd_prediction_batches WHERE monitor_id = ?", (burst.id,))[0][0]) == 6
     )
+
+
+def test_more_elements_than_allowed_are_413_and_non_finite_values_422(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(data_dir=tmp_path, grpc_port=0, max_elements=10))) as client:
+        name = new_monitor(client)
+        ids = [f"i{k}" for k in range(11)]
+        for what, body, field in (
+            ("predictions", {"ids": ids, "predictions": [[1.0]] * 11}, "predictions"),
+            ("labels", {"ids": ids, "targets": [[0.0]] * 11}, "targets"),
+        ):
+            response = client.post(f"/monitors/{name}/{what}", json=body)
+            assert response.status_code == 413 and response.json()["field"] == field, response.text
+        headers = {"content-type": "application/json"}
+        response = client.post(
+            f"/monitors/{name}/predictions", content=b'{"ids": ["a"], "predictions": [[NaN]]}', headers=headers
+        )
+        assert response.status_code == 422 and response.json()["field"] == "predictions", response.text
+        assert stored_rows(client, name) == 0
