@@ -222,11 +222,14 @@ def forget_expired(index: Index, now: float) -> None:
 
 
 def delete_expired(store: Store, connection: Any, now: float) -> None:
-    """At most EXPIRED_PER_WRITE expired rows of any monitor, the oldest first."""
+    """At most EXPIRED_PER_WRITE expired rows of any monitor, the oldest first. PostgreSQL
+    skips rows another transaction has locked (a labels write that found them unexpired by
+    its clock): expiry never waits, so it never closes a cycle of locks."""
+    skip = " FOR UPDATE SKIP LOCKED" if store.for_update else ""
     connection.execute(
         store.sql(
             "DELETE FROM lossd_prediction_batches WHERE id IN (SELECT id FROM lossd_prediction_batches "
-            "WHERE expires <= ? ORDER BY expires LIMIT ?)"
+            f"WHERE expires <= ? ORDER BY expires LIMIT ?{skip})"
         ),
         (now, EXPIRED_PER_WRITE),
     )
