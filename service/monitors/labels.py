@@ -1,7 +1,8 @@
 """Late labels by prediction id: ``POST /monitors/{name}/predictions`` stores predictions
 (service.monitors.pending) until ``POST /monitors/{name}/labels`` joins their targets; each
 matched sample is then computed by the monitor's kernel and recorded in its prediction's
-window and segment, by the rollups' own write path, in the transaction that deletes it.
+window and segment, by the rollups' own write path, in the transaction that marks its
+prediction labelled (a stored request's row goes once none of its predictions waits).
 
 Counting a labels request: each id's first occurrence is *matched* (its prediction waits)
 or *unmatched* (never sent, already labelled, expired, or its window is past retention);

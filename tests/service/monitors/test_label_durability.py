@@ -89,6 +89,25 @@ def recorded(url: str) -> tuple[int, dict[str, int], int]:
     return totals["count"], per_writer, sum(w["count"] for w in windows)
 
 
+def concurrent_repeats(url: str) -> int:
+    """Four writers post one batch of new predictions at once; the ids they had stored."""
+    accepted: list[int] = []
+
+    def repeat() -> None:
+        with httpx.Client(timeout=60.0) as http:
+            answer = http.post(f"{url}/monitors/{MONITOR}/predictions", json=predictions_of(BATCHES)).json()
+            assert answer["accepted"] + answer["duplicates"] == BATCH, answer
+            accepted.append(answer["accepted"])
+
+    writers = [threading.Thread(target=repeat) for _ in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+    assert len(accepted) == 4
+    return sum(accepted)
+
+
 def check_label_join_survives_kill(database_url: str) -> None:
     env = server_env(database_url)
     with running_server(env, timeout=START_TIMEOUT) as server:
@@ -117,11 +136,16 @@ def check_label_join_survives_kill(database_url: str) -> None:
         assert rematched == BATCHES * BATCH - count
         final, per_writer, in_windows = recorded(server.url)
         assert final == in_windows == BATCHES * BATCH
+        # The same predictions from four writers at once, through both workers: stored once.
+        accepted = concurrent_repeats(server.url)
+        assert accepted == BATCH
+        answer = httpx.post(f"{server.url}/monitors/{MONITOR}/labels", json=labels_of(BATCHES), timeout=60).json()
+        assert answer["matched"] == BATCH and answer["unmatched"] == 0
         assert per_writer == {f"w{slot}": BATCHES // WRITERS * BATCH for slot in range(WRITERS)}
         windows = httpx.get(f"{server.url}/monitors/{MONITOR}/windows", timeout=60.0).json()["windows"]
-        assert [w["count"] for w in windows] == [BATCHES // 4 * BATCH] * 4
+        assert [w["count"] for w in windows] == [BATCHES // 4 * BATCH + BATCH] + [BATCHES // 4 * BATCH] * 3
         total = sum(w["count"] * w["mean"] for w in windows)
-        assert total == pytest.approx(BATCHES * BATCH_SUM, rel=1e-12)
+        assert total == pytest.approx((BATCHES + 1) * BATCH_SUM, rel=1e-12)
 
 
 def test_sqlite_label_join_survives_kill_9(tmp_path: Path) -> None:
