@@ -182,7 +182,7 @@ def locate(
     with index.lock:
         catch_up(store, connection, monitor, index)
         forget_expired(index, now)
-        if known_only and not index.ids.keys() & set(ids):
+        if known_only and not any(map(index.ids.__contains__, ids)):  # (keys() & ids would copy every key)
             return np.full(len(ids), -1, dtype=np.int64), np.zeros(len(ids), dtype=np.int64)
         codes = np.fromiter(map(index.ids.get, ids, itertools.repeat(-1)), dtype=np.int64, count=len(ids))
     found = codes >= 0
