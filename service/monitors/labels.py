@@ -26,7 +26,7 @@ from service.arrays import check_finite, to_array
 from service.errors import Kind, ServiceError, invalid, invalid_request, not_found, too_many_elements
 from service.monitors.aggregate import Aggregate, merge
 from service.monitors.ingest import checked_tags, compute_batch, loss_spec
-from service.monitors.pending import Claimed, IdConflict, claim, decode, encode, put
+from service.monitors.pending import Claimed, IdConflict, claim, decode, encode, forget, put
 from service.monitors.store import Monitor, Store, TooManySegments, tags_key
 from service.monitors.timestamps import parse_time, window_of
 from service.rest import parse_json
@@ -185,7 +185,7 @@ def label(
     places = np.fromiter(first.values(), dtype=np.int64, count=len(first))
     try:
         with store.transaction() as connection:
-            claimed = claim(store, connection, monitor, list(first), now)
+            claimed, gone = claim(store, connection, monitor, list(first), now)
             kept = [c for c in claimed if not monitor.expired(c.batch.window_start, now)]
             losses = matched_losses(runtime, spec, monitor, kept, places, targets, weights, max_elements)
             for (tags, start), aggregate in sorted(losses.items()):  # one order of row locks for every writer
@@ -199,6 +199,7 @@ def label(
         ) from None
     except store.integrity_errors:
         raise not_found("Unknown monitor", f"monitor {monitor.name!r} was deleted") from None
+    forget(store, monitor, gone)
     total = merge(losses.values())
     loss = total.mean
     return {

@@ -16,8 +16,9 @@ reads the rows of the monitor newer than the newest it has seen (ids only ever g
 AUTOINCREMENT on SQLite, an identity on PostgreSQL; writers of one monitor's predictions
 hold its row's lock, so rows become visible in id order). The rows stay the truth: a row's
 bitmap, not the index, says whether a sample still waits, under the row's lock. The index
-forgets a row once it expires, so memory, like the table, is bounded by what arrives within
-``label_ttl_seconds``.
+forgets a row once it expires, and once a labels write of its worker has labelled its last
+prediction (another worker's index forgets it when it next finds it gone, or at expiry), so
+memory, like the table, is bounded by what arrives within ``label_ttl_seconds``.
 
 Expiry is bounded work on write, like retention: each write deletes up to
 ``EXPIRED_PER_WRITE`` expired rows (of any monitor), more than the one row it adds, so
@@ -209,13 +210,28 @@ def add(index: Index, row: int, expires: float, names: list[str]) -> None:
 
 def forget_expired(index: Index, now: float) -> None:
     while index.rows:
-        row, (expires, names) = next(iter(index.rows.items()))
+        row, (expires, _) = next(iter(index.rows.items()))
         if expires > now:  # rows come in id order, their expiry nearly so: the rest is younger
             return
-        del index.rows[row]
-        for name in names:
+        drop(index, row)
+
+
+def drop(index: Index, row: int) -> None:
+    """Forget a row (under the index's lock)."""
+    entry = index.rows.pop(row, None)
+    if entry is not None:
+        for name in entry[1]:
             if index.ids.get(name, -1) >> SHIFT == row:
                 del index.ids[name]
+
+
+def forget(store: Store, monitor: Monitor, rows: Iterable[int]) -> None:
+    """Forget rows known to be gone (deleted by a committed transaction): the index then
+    holds about what waits, not all that arrived within the TTL."""
+    index = index_of(store, monitor)
+    with index.lock:
+        for row in rows:
+            drop(index, row)
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -324,10 +340,13 @@ class Claimed:
     """Their ids' places in the list ``claim`` was given."""
 
 
-def claim(store: Store, connection: Any, monitor: Monitor, ids: Sequence[str], now: float) -> list[Claimed]:
+def claim(
+    store: Store, connection: Any, monitor: Monitor, ids: Sequence[str], now: float
+) -> tuple[list[Claimed], list[int]]:
     """Mark the waiting predictions of these (distinct) ids labelled, in the caller's
     transaction, which then records their samples (a row with none left waiting is
-    deleted), and return them by row."""
+    deleted), and return them by row, with the rows that are gone once it commits (for
+    ``forget``)."""
     delete_expired(store, connection, now)
     rows, positions = locate(store, connection, monitor, ids, now)
     known = np.flatnonzero(rows >= 0)
@@ -336,6 +355,7 @@ def claim(store: Store, connection: Any, monitor: Monitor, ids: Sequence[str], n
     per_row = {int(rows[group[0]]): (positions[group], group) for group in np.split(order, starts[1:]) if group.size}
     batches = load(store, connection, per_row, lock=True)
     claimed: list[Claimed] = []
+    gone = [row for row in per_row if row not in batches]
     for row, (at, places) in per_row.items():
         batch = batches.get(row)
         if batch is None or batch.expires <= now:
@@ -347,6 +367,7 @@ def claim(store: Store, connection: Any, monitor: Monitor, ids: Sequence[str], n
         left = batch.waiting - int(taken.size)
         if left <= 0:
             connection.execute(store.sql("DELETE FROM lossd_prediction_batches WHERE id = ?"), (row,))
+            gone.append(row)
         else:
             labelled = batch.labelled.copy()
             labelled[taken] = True
@@ -355,7 +376,7 @@ def claim(store: Store, connection: Any, monitor: Monitor, ids: Sequence[str], n
                 (np.packbits(labelled).tobytes(), left, row),
             )
         claimed.append(Claimed(batch, taken, requests))
-    return claimed
+    return claimed, gone
 
 
 def waiting(store: Store, monitor: Monitor, now: float) -> int:

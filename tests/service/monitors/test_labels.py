@@ -125,6 +125,8 @@ def test_a_prediction_without_timestamp_lands_in_the_window_it_was_stored_in(lab
     start = int(np.datetime64(window["start"].rstrip("Z"), "s").astype(int))
     assert start == int(before // WINDOW) * WINDOW or start == int(time.time() // WINDOW) * WINDOW
     assert window["count"] == 1 and window["mean"] == 4.0
+    monitor = store_of(labelled).get(name)
+    assert monitor is not None and index_of(store_of(labelled), monitor).ids == {}  # its row went: forgotten
 
 
 @pytest.mark.parametrize(
@@ -340,7 +342,7 @@ def test_expired_predictions_go_with_bounded_work_per_write(store: Store) -> Non
         assert len(index_of(store, monitor).ids) <= 11 * 20, second  # each worker's index forgets them too
     assert waiting(store, monitor, now=100.0) == 180  # the rows of 91 s to 99 s
     with store.transaction() as connection:
-        claimed = claim(store, connection, monitor, ["0-0", "99-0"], now=100.0)
+        claimed, _ = claim(store, connection, monitor, ["0-0", "99-0"], now=100.0)
     assert [(c.requests.tolist(), c.positions.tolist()) for c in claimed] == [([1], [0])]  # 99-0 alone
     assert waiting(store, monitor, now=100.0) == 179
     # More expired rows than a write deletes: those left are not matched either.
@@ -348,7 +350,7 @@ def test_expired_predictions_go_with_bounded_work_per_write(store: Store) -> Non
     for row in range(EXPIRED_PER_WRITE + 6):
         put(store, burst, [f"x{row}"], layout, matrix[:1], 0, "{}", None, now=1000.0)
     with store.transaction() as connection:
-        assert claim(store, connection, burst, [f"x{row}" for row in range(EXPIRED_PER_WRITE + 6)], now=1011.0) == []
+        assert claim(store, connection, burst, [f"x{row}" for row in range(EXPIRED_PER_WRITE + 6)], now=1011.0)[0] == []
     assert (
         int(store.query("SELECT COUNT(*) FROM lossd_prediction_batches WHERE monitor_id = ?", (burst.id,))[0][0]) == 6
     )
