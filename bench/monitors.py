@@ -3,7 +3,10 @@
 One ``lossd serve`` (a temporary SQLite database) answers, alternately on one keep-alive
 connection each, ``POST /monitors/{name}/observations`` and a plain ``POST /loss/mse`` of the
 same batch (1,000 samples by default); the figure is the ratio of their median latencies
-(target: at most 2x). Observations carry a timestamp, so all land in one window.
+(target: at most 2x). Observations carry a timestamp, so all land in one window. A second
+row measures the same batch with ids: ``POST /monitors/{name}/predictions`` (ids and
+predictions) then ``POST /monitors/{name}/labels`` (ids and targets), fresh ids each round,
+against ``POST /loss/mse`` of the batch (target: the two together at most 1.5x).
 
 ``--scale``: the reads at scale. ``--batches`` batches (default 100,000) of one monitor over
 720 hourly windows, and 1,000 other monitors of 24 windows each, are written through the
@@ -23,7 +26,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -76,6 +81,61 @@ def ingest_ratio(port: int, monitor: str, batch: int, rounds: int, timestamp: fl
     }
 
 
+def quartiles_ms(times: list[float]) -> tuple[float, float, float]:
+    """Median and the interquartile range, in ms."""
+    low, median, high = statistics.quantiles(times, n=4)
+    return median * 1e3, low * 1e3, high * 1e3
+
+
+def labels_ratio(
+    port: int, monitor: str, batch: int, rounds: int, timestamp: float, cpu: Callable[[], float]
+) -> dict[str, Any]:
+    """Median latencies (with quartiles) of POST /loss/mse and of the same batch stored as
+    predictions by id and then labelled, alternately, fresh ids each round; then the
+    server's CPU seconds per request of each kind, ``rounds`` of one kind after the other
+    (on a loaded machine latencies measure the scheduler as much as the server)."""
+    rng = np.random.default_rng(0)
+    predictions, targets = rng.normal(size=batch).tolist(), rng.normal(size=batch).tolist()
+    loss_body = orjson.dumps({"predictions": predictions, "targets": targets})
+    plain, predicted, labelled = (http.client.HTTPConnection(HOST, port, timeout=60) for _ in range(3))
+    times: dict[str, list[float]] = {"loss": [], "predictions": [], "labels": [], "both": []}
+    for round_ in range(-10, rounds):  # the first ten warm up
+        ids = [f"r{round_}-{i}" for i in range(batch)]
+        loss_s = timed_post(plain, "/loss/mse", loss_body)
+        body = orjson.dumps({"ids": ids, "predictions": predictions, "timestamp": timestamp})
+        predictions_s = timed_post(predicted, f"/monitors/{monitor}/predictions", body)
+        labels_s = timed_post(labelled, f"/monitors/{monitor}/labels", orjson.dumps({"ids": ids, "targets": targets}))
+        if round_ >= 0:
+            for key, value in (("loss", loss_s), ("predictions", predictions_s), ("labels", labels_s)):
+                times[key].append(value)
+            times["both"].append(predictions_s + labels_s)
+    figures: dict[str, Any] = {}
+    for key, values in times.items():
+        median, low, high = quartiles_ms(values)
+        figures[f"{key}_median_ms"], figures[f"{key}_iqr_ms"] = round(median, 3), [round(low, 3), round(high, 3)]
+    figures["labels_ratio"] = round(figures["both_median_ms"] / figures["loss_median_ms"], 2)
+    bodies: dict[str, list[bytes]] = {"loss": [], "predictions": [], "labels": []}
+    for round_ in range(rounds):
+        ids = [f"c{round_}-{i}" for i in range(batch)]
+        bodies["loss"].append(loss_body)
+        bodies["predictions"].append(orjson.dumps({"ids": ids, "predictions": predictions, "timestamp": timestamp}))
+        bodies["labels"].append(orjson.dumps({"ids": ids, "targets": targets}))
+    paths = {
+        "loss": "/loss/mse",
+        "predictions": f"/monitors/{monitor}/predictions",
+        "labels": f"/monitors/{monitor}/labels",
+    }
+    for key, sent in bodies.items():
+        before = cpu()
+        for body in sent:
+            timed_post(plain, paths[key], body)
+        figures[f"{key}_cpu_ms"] = round((cpu() - before) / rounds * 1e3, 3)
+    both = figures["predictions_cpu_ms"] + figures["labels_cpu_ms"]
+    figures["labels_cpu_ratio"] = round(both / figures["loss_cpu_ms"], 2)
+    figures["predictions_cpu_ratio"] = round(figures["predictions_cpu_ms"] / figures["loss_cpu_ms"], 2)
+    return figures
+
+
 def serve(directory: Path, database: Path) -> ServerProcess:
     env = {**os.environ, "LOSSD_DATABASE_URL": f"sqlite:///{database}"}
     argv_serve = [sys.executable, "-m", "service.cli", "serve"]
@@ -97,13 +157,28 @@ def ingest(args: argparse.Namespace) -> None:
         if created.status != 201:
             raise RuntimeError(f"creating the monitor answered {created.status}")
         figures = ingest_ratio(server.port, "bench", args.batch, args.rounds, time.time())
+        with_ids = labels_ratio(server.port, "bench", args.batch, args.rounds, time.time(), server.cpu_seconds)
     result = {"batch": args.batch, "rounds": args.rounds, **figures, "target_ratio": 2.0}
+    result.update({"with_ids": with_ids, "target_labels_ratio": 1.5})
     print(
         f"POST /loss/mse                  {figures['loss_mse_median_ms']:8.3f} ms "
         f"(median of {args.rounds}, batch {args.batch})"
     )
     print(f"POST /monitors/../observations  {figures['observations_median_ms']:8.3f} ms")
     print(f"ratio                           {figures['ratio']:8.2f}x (target <= 2x)")
+    for key, title in (("loss", "POST /loss/mse"), ("predictions", "  predictions"), ("labels", "  labels")):
+        low, high = with_ids[f"{key}_iqr_ms"]
+        print(f"{title:31s} {with_ids[f'{key}_median_ms']:8.3f} ms (quartiles {low:.3f} to {high:.3f})")
+    low, high = with_ids["both_iqr_ms"]
+    print(
+        f"predictions + labels (with ids)  {with_ids['both_median_ms']:8.3f} ms (quartiles {low:.3f} to {high:.3f}), "
+        f"ratio {with_ids['labels_ratio']:.2f}x (target <= 1.5x)"
+    )
+    print(
+        f"server CPU per request: /loss/mse {with_ids['loss_cpu_ms']:.3f} ms, predictions "
+        f"{with_ids['predictions_cpu_ms']:.3f} ms ({with_ids['predictions_cpu_ratio']:.2f}x), labels "
+        f"{with_ids['labels_cpu_ms']:.3f} ms; predictions + labels {with_ids['labels_cpu_ratio']:.2f}x"
+    )
     print(json.dumps(result))
 
 

@@ -23,7 +23,7 @@ from service.auth import BearerAuth
 from service.composite import CompositeRequest, CompositeResponse, register_configured
 from service.errors import ServiceError
 from service.lifecycle import Drain
-from service.monitors.schemas import Accepted
+from service.monitors.schemas import Accepted, LabelsMatched, LabelsRequest, PredictionsAccepted, PredictionsRequest
 from service.monitors.store import open_store
 from service.routes import curves, health, metrics, monitors, registry, v2
 from service.schemas import LossResponse, request_model
@@ -183,6 +183,10 @@ def openapi(app: LossdApp) -> dict[str, Any]:
                 (CompositeResponse, "serialization"),
                 (InferResponse, "serialization"),
                 (Accepted, "serialization"),
+                (PredictionsRequest, "validation"),
+                (LabelsRequest, "validation"),
+                (PredictionsAccepted, "serialization"),
+                (LabelsMatched, "serialization"),
                 (problems.Problem, "serialization"),
             ],
             ref_template="#/components/schemas/{model}",

@@ -28,6 +28,7 @@ from service.limits import read_body
 from service.lookup import loss_named, model_named
 from service.monitors.faults import storage_error
 from service.monitors.ingest import find, observe
+from service.monitors.labels import label, predict
 from service.problems import refuse, render, routing_error
 from service.responses import problems, v2_errors
 from service.schemas import camel
@@ -127,6 +128,26 @@ def observations(name: str) -> Handler:
         monitor = find(state.monitors, name)
         settings = state.settings
         result = observe(state.runtime, state.monitors, monitor, body, settings.max_elements, settings.max_segments)
+        return orjson.dumps(result), JSON_HEADERS
+
+    return handle
+
+
+def predictions(name: str) -> Handler:
+    def handle(state: Any, scope: Scope, body: bytes) -> Reply:
+        rest.check_content_type(scope["headers"])
+        monitor = find(state.monitors, name)
+        return orjson.dumps(predict(state.monitors, monitor, body, state.settings.max_elements)), JSON_HEADERS
+
+    return handle
+
+
+def labels(name: str) -> Handler:
+    def handle(state: Any, scope: Scope, body: bytes) -> Reply:
+        rest.check_content_type(scope["headers"])
+        monitor = find(state.monitors, name)
+        settings = state.settings
+        result = label(state.runtime, state.monitors, monitor, body, settings.max_elements, settings.max_segments)
         return orjson.dumps(result), JSON_HEADERS
 
     return handle
@@ -249,6 +270,30 @@ OBSERVATIONS_OPERATION = {
 }
 
 
+MONITOR_ERRORS = {**LOSS_ERRORS, 404: "No monitor of that name.", 422: "Invalid input; `field` names it."}
+ID_CONFLICT = {409: "An id is given twice with other content, or waits with other content; `id` names it."}
+PREDICTIONS_OPERATION = {
+    "tags": ["monitors"],
+    "summary": "Post Predictions",
+    "description": "Store predictions by id until their labels arrive (at most the monitor's label_ttl_seconds), "
+    "committed before the 200. A repeated id with the same content is accepted once.",
+    "operationId": "post_predictions_monitors__name__predictions_post",
+    "parameters": NAME,
+    "requestBody": json_body(ref("PredictionsRequest")),
+    "responses": {"200": ok("PredictionsAccepted"), **described(problems({**MONITOR_ERRORS, **ID_CONFLICT}))},
+}
+LABELS_OPERATION = {
+    "tags": ["monitors"],
+    "summary": "Post Labels",
+    "description": "Join targets to stored predictions by id: each matched sample is computed by the monitor's "
+    "kernel and recorded in its prediction's window and segment, and its prediction deleted, in one transaction.",
+    "operationId": "post_labels_monitors__name__labels_post",
+    "parameters": NAME,
+    "requestBody": json_body(ref("LabelsRequest")),
+    "responses": {"200": ok("LabelsMatched"), **described(problems({**MONITOR_ERRORS, **ID_CONFLICT}))},
+}
+
+
 def build(specs: Iterable[LossSpec]) -> RouteTable:
     """Every loss (named composites included) under REST and V2, ad-hoc composites, and monitor
     observations."""
@@ -264,12 +309,20 @@ def build(specs: Iterable[LossSpec]) -> RouteTable:
         exact[f"/v2/models/{spec.name}/infer"] = exact[f"/v2/models/{spec.name}/versions/1/infer"] = infer
     paths["/v2/models/{name}/infer"] = {"post": INFER_OPERATION}
     paths["/monitors/{name}/observations"] = {"post": OBSERVATIONS_OPERATION}
+    paths["/monitors/{name}/predictions"] = {"post": PREDICTIONS_OPERATION}
+    paths["/monitors/{name}/labels"] = {"post": LABELS_OPERATION}
     templates = [
         Template(
             "/monitors/",
             "/observations",
             lambda name: Route(observations(name), None, network_store, "record these observations"),
         ),
+        Template(
+            "/monitors/",
+            "/predictions",
+            lambda name: Route(predictions(name), None, network_store, "store these predictions"),
+        ),
+        Template("/monitors/", "/labels", lambda name: Route(labels(name), None, network_store, "record these labels")),
         Template("/loss/", "", unknown(loss_named)),
         Template("/v2/models/", "/infer", unknown(model_named)),
         Template("/v2/models/", "/versions/1/infer", unknown(model_named)),

@@ -8,11 +8,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from service.monitors.baseline import DEFAULT_DRIFT_THRESHOLD, DEFAULT_THRESHOLD, DEFAULT_WINDOWS
+from service.monitors.store import DEFAULT_LABEL_TTL_SECONDS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 SEGMENT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 RESERVED_KEYS = ("monitor", "loss")
 MAX_SEGMENT_KEYS = 16
+MAX_LABEL_TTL_SECONDS = 366 * 86400
 
 
 class BaselineConfig(BaseModel):
@@ -64,6 +66,15 @@ class MonitorCreate(BaseModel):
         ge=1,
         le=100 * 366 * 86400,
         description="Windows that ended longer ago than this are deleted (None: kept); at least window_seconds.",
+    )
+
+    label_ttl_seconds: int = Field(
+        DEFAULT_LABEL_TTL_SECONDS,
+        ge=1,
+        le=MAX_LABEL_TTL_SECONDS,
+        description="How long predictions stored by id (POST /monitors/{name}/predictions) wait for their labels "
+        "before they expire: 1 s to 366 days, default 7 days. It bounds the stored predictions to those that "
+        "arrive within it.",
     )
 
     @field_validator("segments")
@@ -141,6 +152,7 @@ class MonitorView(BaseModel):
     window_seconds: int
     segments: list[str] = Field(description="The tag keys its observations may carry.")
     retention_seconds: int | None = Field(description="Windows older than this are deleted (None: kept).")
+    label_ttl_seconds: int = Field(description="How long stored predictions wait for their labels.")
     created: str
     baseline: BaselineView
     alert: AlertView
@@ -174,3 +186,47 @@ class SegmentView(BaseModel):
 class SegmentList(BaseModel):
     name: str
     segments: list[SegmentView]
+
+
+IDS_DESCRIPTION = "Prediction ids: strings of 1 to 128 characters, unique within the monitor while they wait."
+
+
+class PredictionsRequest(BaseModel):
+    """Predictions stored by id until their labels arrive (documented here; the route reads the
+    raw body)."""
+
+    model_config = ConfigDict(extra="allow", title="PredictionsRequest")
+
+    ids: list[str] = Field(description=IDS_DESCRIPTION)
+    predictions: list[Any] = Field(
+        description="The loss's predictions, one sample per id; the loss's other inputs but targets (e.g. variance, "
+        "input_lengths) are sent beside it, also one per id."
+    )
+    timestamp: str | float | None = Field(
+        None, description="RFC 3339 or epoch seconds (default now): the window the labelled samples land in."
+    )
+    tags: dict[str, str | None] | None = Field(None, description="The segment the labelled samples land in.")
+
+
+class PredictionsAccepted(BaseModel):
+    accepted: int = Field(description="Ids stored by this request.")
+    duplicates: int = Field(
+        description="Ids not stored again: waiting already with the same content, or repeated in this request."
+    )
+
+
+class LabelsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="LabelsRequest")
+
+    ids: list[str] = Field(description=IDS_DESCRIPTION)
+    targets: list[Any] = Field(description="The loss's targets, one per id.")
+    weights: list[float] | None = Field(None, description="Non-negative per-sample weights, one per id.")
+
+
+class LabelsMatched(BaseModel):
+    matched: int = Field(description="Ids whose prediction waited: recorded in its window and segment.")
+    unmatched: int = Field(
+        description="Ids with no waiting prediction: never stored, already labelled, expired, or past retention."
+    )
+    duplicates: int = Field(description="Repeats of an id earlier in this request (not recorded again).")
+    loss: float | None = Field(description="The weighted mean of the matched samples' losses; null when none matched.")

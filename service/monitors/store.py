@@ -49,6 +49,7 @@ from service.monitors.sketch import Sketch
 
 Row = tuple[Any, ...]
 Tags = dict[str, str | None]
+DEFAULT_LABEL_TTL_SECONDS = 7 * 86400
 EXPIRED_PER_WRITE = 64
 """Most expired window rows one write deletes (retention's bounded work)."""
 REACHABLE_SECONDS = 1.0
@@ -73,6 +74,8 @@ class Monitor:
     retention_seconds: int | None = None
     frozen: dict[str, Any] | None = None
     """The baseline of all segments merged, once fixed (see ``Store.record``)."""
+    label_ttl_seconds: int = DEFAULT_LABEL_TTL_SECONDS
+    """How long a stored prediction waits for its label (service.monitors.pending)."""
 
     def cutoff(self, now: float) -> float | None:
         """Windows starting at or before this are past retention (None: kept for ever)."""
@@ -118,7 +121,8 @@ CREATE TABLE IF NOT EXISTS lossd_monitors (
     created DOUBLE PRECISION NOT NULL,
     segments TEXT NOT NULL DEFAULT '[]',
     retention_seconds BIGINT,
-    frozen TEXT
+    frozen TEXT,
+    label_ttl_seconds BIGINT NOT NULL DEFAULT {label_ttl}
 );
 CREATE TABLE IF NOT EXISTS lossd_segments (
     id {serial} PRIMARY KEY,
@@ -152,17 +156,35 @@ CREATE TABLE IF NOT EXISTS lossd_windows (
     drift DOUBLE PRECISION,
     PRIMARY KEY (segment_id, window_start)
 );
-CREATE INDEX IF NOT EXISTS lossd_windows_monitor ON lossd_windows (monitor_id, window_start)
+CREATE INDEX IF NOT EXISTS lossd_windows_monitor ON lossd_windows (monitor_id, window_start);
+CREATE TABLE IF NOT EXISTS lossd_prediction_batches (
+    id {serial} PRIMARY KEY{never_reused},
+    monitor_id BIGINT NOT NULL REFERENCES lossd_monitors(id) ON DELETE CASCADE,
+    window_start BIGINT NOT NULL,
+    tags TEXT NOT NULL,
+    stamp DOUBLE PRECISION,
+    expires DOUBLE PRECISION NOT NULL,
+    layout TEXT NOT NULL,
+    ids TEXT NOT NULL,
+    data {blob} NOT NULL,
+    labelled {blob} NOT NULL,
+    waiting BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lossd_prediction_batches_monitor ON lossd_prediction_batches (monitor_id, id);
+CREATE INDEX IF NOT EXISTS lossd_prediction_batches_expiry ON lossd_prediction_batches (expires)
 """
 ADDED_MONITOR_COLUMNS = {
     "segments": "TEXT NOT NULL DEFAULT '[]'",
     "retention_seconds": "BIGINT",
     "frozen": "TEXT",
+    "label_ttl_seconds": f"BIGINT NOT NULL DEFAULT {DEFAULT_LABEL_TTL_SECONDS}",
 }
 """Columns a database from before rollups lacks."""
 ADDED_WINDOW_COLUMNS = {"drift": "DOUBLE PRECISION"}
 """Columns a database from before drift lacks."""
-MONITOR_COLUMNS = "id, name, loss, params, window_seconds, baseline, created, segments, retention_seconds, frozen"
+MONITOR_COLUMNS = (
+    "id, name, loss, params, window_seconds, baseline, created, segments, retention_seconds, frozen, label_ttl_seconds"
+)
 SEGMENT_COLUMNS = "id, monitor_id, tags, count, weight, total, squares, low, high, latest, frozen"
 SUMS = "SUM(count), SUM(weight), SUM(total), SUM(squares), MIN(low), MAX(high)"
 WINDOW_COLUMNS = "window_start, count, weight, total, squares, low, high, sketch"
@@ -346,6 +368,7 @@ class Store(ABC):
         baseline: dict[str, Any],
         segments: Sequence[str] = (),
         retention_seconds: int | None = None,
+        label_ttl_seconds: int = DEFAULT_LABEL_TTL_SECONDS,
     ) -> Monitor:
         created = time.time()
         try:
@@ -353,7 +376,7 @@ class Store(ABC):
                 connection.execute(
                     self.sql(
                         "INSERT INTO lossd_monitors (name, loss, params, window_seconds, baseline, created, "
-                        "segments, retention_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                        "segments, retention_seconds, label_ttl_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     ),
                     (
                         name,
@@ -364,6 +387,7 @@ class Store(ABC):
                         created,
                         json.dumps(list(segments)),
                         retention_seconds,
+                        label_ttl_seconds,
                     ),
                 )
         except self.integrity_errors:
@@ -401,56 +425,71 @@ class Store(ABC):
         re-created under its name is another id and gets none of it). Raises TooManySegments when the batch would
         open a segment beyond ``max_segments``."""
         now = time.time() if now is None else now
-        key = tags_key(tags or {})
         try:
             with self.transaction() as connection:
-                segment = self.add_to_segment(connection, monitor, key, window_start, aggregate, max_segments)
-                if segment is None:
-                    return False
-                segment_id, segment_frozen = segment
-                quantiles = aggregate.sketch.quantiles(QUANTILES)
-                row = (segment_id, monitor.id, 1, window_start, *sums(aggregate), aggregate.sketch.encode(), *quantiles)
-                batches, stored = run(
-                    connection,
-                    self.sql(
-                        f"INSERT INTO lossd_windows ({INSERTED_WINDOW_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (segment_id, window_start) DO UPDATE SET "
-                        "batches = lossd_windows.batches + 1, count = lossd_windows.count + excluded.count, "
-                        "weight = lossd_windows.weight + excluded.weight, "
-                        "total = lossd_windows.total + excluded.total, "
-                        "squares = lossd_windows.squares + excluded.squares, "
-                        "low = LEAST(lossd_windows.low, excluded.low), "
-                        "high = GREATEST(lossd_windows.high, excluded.high) "
-                        "RETURNING batches, sketch"
-                    ),
-                    row,
-                )[0]
-                if batches > 1:  # the row existed and is locked: merge its sketch with this batch's
-                    merged = Sketch.decode(bytes(stored)).merged(aggregate.sketch)
-                    connection.execute(
-                        self.sql(
-                            "UPDATE lossd_windows SET sketch = ?, p50 = ?, p90 = ?, p99 = ?, drift = ? "
-                            "WHERE segment_id = ? AND window_start = ?"
-                        ),
-                        (
-                            merged.encode(),
-                            *merged.quantiles(QUANTILES),
-                            window_drift(monitor, segment_frozen, window_start, merged),
-                            segment_id,
-                            window_start,
-                        ),
-                    )
-                else:
-                    segment_frozen = self.settle(connection, monitor, segment_id, segment_frozen, now)
-                    distance = window_drift(monitor, segment_frozen, window_start, aggregate.sketch)
-                    if distance is not None:
-                        connection.execute(
-                            self.sql("UPDATE lossd_windows SET drift = ? WHERE segment_id = ? AND window_start = ?"),
-                            (distance, segment_id, window_start),
-                        )
+                return self.add_batch(
+                    connection, monitor, window_start, aggregate, tags_key(tags or {}), max_segments, now
+                )
         except self.integrity_errors:  # a foreign key: the monitor was deleted
             return False
+
+    def add_batch(
+        self,
+        connection: Any,
+        monitor: Monitor,
+        window_start: int,
+        aggregate: Aggregate,
+        key: str,
+        max_segments: int,
+        now: float,
+    ) -> bool:
+        """``record``'s work inside the caller's transaction (``key``: the segment's
+        ``tags_key``); False when the monitor is gone."""
+        segment = self.add_to_segment(connection, monitor, key, window_start, aggregate, max_segments)
+        if segment is None:
+            return False
+        segment_id, segment_frozen = segment
+        quantiles = aggregate.sketch.quantiles(QUANTILES)
+        row = (segment_id, monitor.id, 1, window_start, *sums(aggregate), aggregate.sketch.encode(), *quantiles)
+        batches, stored = run(
+            connection,
+            self.sql(
+                f"INSERT INTO lossd_windows ({INSERTED_WINDOW_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (segment_id, window_start) DO UPDATE SET "
+                "batches = lossd_windows.batches + 1, count = lossd_windows.count + excluded.count, "
+                "weight = lossd_windows.weight + excluded.weight, "
+                "total = lossd_windows.total + excluded.total, "
+                "squares = lossd_windows.squares + excluded.squares, "
+                "low = LEAST(lossd_windows.low, excluded.low), "
+                "high = GREATEST(lossd_windows.high, excluded.high) "
+                "RETURNING batches, sketch"
+            ),
+            row,
+        )[0]
+        if batches > 1:  # the row existed and is locked: merge its sketch with this batch's
+            merged = Sketch.decode(bytes(stored)).merged(aggregate.sketch)
+            connection.execute(
+                self.sql(
+                    "UPDATE lossd_windows SET sketch = ?, p50 = ?, p90 = ?, p99 = ?, drift = ? "
+                    "WHERE segment_id = ? AND window_start = ?"
+                ),
+                (
+                    merged.encode(),
+                    *merged.quantiles(QUANTILES),
+                    window_drift(monitor, segment_frozen, window_start, merged),
+                    segment_id,
+                    window_start,
+                ),
+            )
+        else:
+            segment_frozen = self.settle(connection, monitor, segment_id, segment_frozen, now)
+            distance = window_drift(monitor, segment_frozen, window_start, aggregate.sketch)
+            if distance is not None:
+                connection.execute(
+                    self.sql("UPDATE lossd_windows SET drift = ? WHERE segment_id = ? AND window_start = ?"),
+                    (distance, segment_id, window_start),
+                )
         return True
 
     def add_to_segment(
@@ -689,7 +728,7 @@ def frozen_of(windows: list[tuple[int, Aggregate]]) -> dict[str, Any]:
 
 
 def monitor_of(row: Row) -> Monitor:
-    id_, name, loss, params, window_seconds, baseline, created, segments, retention, frozen = row
+    id_, name, loss, params, window_seconds, baseline, created, segments, retention, frozen, label_ttl = row
     return Monitor(
         int(id_),
         name,
@@ -701,6 +740,7 @@ def monitor_of(row: Row) -> Monitor:
         tuple(json.loads(segments or "[]")),
         None if retention is None else int(retention),
         None if frozen is None else json.loads(frozen),
+        int(label_ttl),
     )
 
 
@@ -808,7 +848,9 @@ class SQLiteStore(Store):
             connection.execute("PRAGMA foreign_keys = ON")
 
     def schema(self) -> str:
-        return SCHEMA.format(serial="INTEGER", blob="BLOB", never_reused=" AUTOINCREMENT")
+        return SCHEMA.format(
+            serial="INTEGER", blob="BLOB", never_reused=" AUTOINCREMENT", label_ttl=DEFAULT_LABEL_TTL_SECONDS
+        )
 
     def never_reuse_ids(self, connection: Any) -> None:
         """Without AUTOINCREMENT, SQLite hands the highest id out again once it is deleted: a
@@ -908,7 +950,12 @@ class PostgresStore(Store):
 
     def schema(self) -> str:
         # An identity draws from a sequence, which never hands a value out twice.
-        return SCHEMA.format(serial="BIGINT GENERATED BY DEFAULT AS IDENTITY", blob="BYTEA", never_reused="")
+        return SCHEMA.format(
+            serial="BIGINT GENERATED BY DEFAULT AS IDENTITY",
+            blob="BYTEA",
+            never_reused="",
+            label_ttl=DEFAULT_LABEL_TTL_SECONDS,
+        )
 
     def lock_schema(self, connection: Any) -> None:
         # Workers start together; CREATE ... IF NOT EXISTS is not safe against itself.

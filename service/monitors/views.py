@@ -128,6 +128,7 @@ def monitor_view(
         "window_seconds": monitor.window_seconds,
         "segments": list(monitor.segments),
         "retention_seconds": monitor.retention_seconds,
+        "label_ttl_seconds": monitor.label_ttl_seconds,
         "created": rfc3339(monitor.created),
         "baseline": base.view(),
         "alert": alert_view(base, windows, latest),

@@ -81,7 +81,14 @@ def create_monitor(request: Request, body: MonitorCreate) -> dict[str, Any]:
     store = store_of(request)
     try:
         monitor = store.create(
-            body.name, spec.name, body.params, body.window_seconds, config, body.segments, body.retention_seconds
+            body.name,
+            spec.name,
+            body.params,
+            body.window_seconds,
+            config,
+            body.segments,
+            body.retention_seconds,
+            body.label_ttl_seconds,
         )
     except Conflict:
         raise conflict("Monitor exists", f"a monitor named {body.name!r} exists", field="name") from None
