@@ -998,6 +998,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/monitors/{name}/labels": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Post Labels
+         * @description Join targets to stored predictions by id: each matched sample is computed by the monitor's kernel and recorded in its prediction's window and segment, and its prediction deleted, in one transaction.
+         */
+        post: operations["post_labels_monitors__name__labels_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/monitors/{name}/observations": {
         parameters: {
             query?: never;
@@ -1012,6 +1032,26 @@ export interface paths {
          * @description Record a batch: per-sample losses from the monitor's kernel, committed before the 200.
          */
         post: operations["post_observations_monitors__name__observations_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/monitors/{name}/predictions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Post Predictions
+         * @description Store predictions by id until their labels arrive (at most the monitor's label_ttl_seconds), committed before the 200. A repeated id with the same content is accepted once.
+         */
+        post: operations["post_predictions_monitors__name__predictions_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2683,6 +2723,48 @@ export interface components {
              */
             weights?: number[];
         };
+        /** LabelsMatched */
+        LabelsMatched: {
+            /**
+             * Duplicates
+             * @description Repeats of an id earlier in this request (not recorded again).
+             */
+            duplicates: number;
+            /**
+             * Loss
+             * @description The weighted mean of the matched samples' losses; null when none matched.
+             */
+            loss: number | null;
+            /**
+             * Matched
+             * @description Ids whose prediction waited: recorded in its window and segment.
+             */
+            matched: number;
+            /**
+             * Unmatched
+             * @description Ids with no waiting prediction: never stored, already labelled, expired, or past retention.
+             */
+            unmatched: number;
+        };
+        /** LabelsRequest */
+        LabelsRequest: {
+            /**
+             * Ids
+             * @description Prediction ids: strings of 1 to 128 characters, unique within the monitor while they wait.
+             */
+            ids: string[];
+            /**
+             * Targets
+             * @description The loss's targets, one per id.
+             */
+            targets: unknown[];
+            /**
+             * Weights
+             * @description Non-negative per-sample weights, one per id.
+             * @default null
+             */
+            weights?: number[] | null;
+        };
         /**
          * LogCoshRequest
          * @description Compute Log-cosh loss.
@@ -2982,6 +3064,12 @@ export interface components {
         MonitorCreate: {
             baseline?: components["schemas"]["BaselineConfig"];
             /**
+             * Label Ttl Seconds
+             * @description How long predictions stored by id (POST /monitors/{name}/predictions) wait for their labels before they expire: 1 s to 366 days, default 7 days. It bounds the stored predictions to those that arrive within it.
+             * @default 604800
+             */
+            label_ttl_seconds?: number;
+            /**
              * Loss
              * @description A loss of the registry (name or alias).
              */
@@ -3026,6 +3114,11 @@ export interface components {
             baseline: components["schemas"]["BaselineView"];
             /** Created */
             created: string;
+            /**
+             * Label Ttl Seconds
+             * @description How long stored predictions wait for their labels.
+             */
+            label_ttl_seconds: number;
             /** Loss */
             loss: string;
             /** Name */
@@ -3379,6 +3472,52 @@ export interface components {
              * @default true
              */
             log_input?: boolean;
+        };
+        /** PredictionsAccepted */
+        PredictionsAccepted: {
+            /**
+             * Accepted
+             * @description Ids stored by this request.
+             */
+            accepted: number;
+            /**
+             * Duplicates
+             * @description Ids not stored again: waiting already with the same content, or repeated in this request.
+             */
+            duplicates: number;
+        };
+        /**
+         * PredictionsRequest
+         * @description Predictions stored by id until their labels arrive (documented here; the route reads the
+         *     raw body).
+         */
+        PredictionsRequest: {
+            /**
+             * Ids
+             * @description Prediction ids: strings of 1 to 128 characters, unique within the monitor while they wait.
+             */
+            ids: string[];
+            /**
+             * Predictions
+             * @description The loss's predictions, one sample per id; the loss's other inputs but targets (e.g. variance, input_lengths) are sent beside it, also one per id.
+             */
+            predictions: unknown[];
+            /**
+             * Tags
+             * @description The segment the labelled samples land in.
+             * @default null
+             */
+            tags?: {
+                [key: string]: string | null;
+            } | null;
+            /**
+             * Timestamp
+             * @description RFC 3339 or epoch seconds (default now): the window the labelled samples land in.
+             * @default null
+             */
+            timestamp?: string | number | null;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * Problem
@@ -7117,6 +7256,86 @@ export interface operations {
             };
         };
     };
+    post_labels_monitors__name__labels_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LabelsRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelsMatched"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No monitor of that name. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An id is given twice with other content, or waits with other content; `id` names it. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     post_observations_monitors__name__observations_post: {
         parameters: {
             query?: never;
@@ -7157,6 +7376,86 @@ export interface operations {
             };
             /** @description No monitor of that name. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    post_predictions_monitors__name__predictions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PredictionsRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PredictionsAccepted"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No monitor of that name. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An id is given twice with other content, or waits with other content; `id` names it. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
