@@ -27,6 +27,34 @@ def busy(limit: int) -> ServiceError:
     return ServiceError(Kind.UNAVAILABLE, "Service Unavailable", detail, headers={"Retry-After": RETRY_AFTER})
 
 
+def headers_too_large(limit: int) -> ServiceError:
+    detail = f"the request line and headers are larger than the limit of {limit} bytes (LOSSD_MAX_HEADER_BYTES)"
+    return ServiceError(Kind.HEADERS_TOO_LARGE, "Request Header Fields Too Large", detail)
+
+
+def headers_timeout(seconds: float) -> ServiceError:
+    detail = f"the request's headers did not arrive within {seconds:g} s (LOSSD_HEADER_TIMEOUT_SECONDS)"
+    return ServiceError(Kind.TIMEOUT, "Request Timeout", detail)
+
+
+def body_timeout(seconds: float) -> ServiceError:
+    detail = f"the request body did not arrive within {seconds:g} s of its headers (LOSSD_BODY_TIMEOUT_SECONDS)"
+    return ServiceError(Kind.TIMEOUT, "Request Timeout", detail)
+
+
+def receiving_busy(budget: int) -> ServiceError:
+    detail = (
+        f"the request bodies being received would pass this server's limit of {budget} bytes "
+        "(LOSSD_RECEIVE_BUDGET_BYTES); retry shortly"
+    )
+    return ServiceError(Kind.UNAVAILABLE, "Service Unavailable", detail, headers={"Retry-After": RETRY_AFTER})
+
+
+def too_many_connections(limit: int) -> ServiceError:
+    detail = f"the server has its limit of {limit} connections open (LOSSD_MAX_CONNECTIONS); retry shortly"
+    return ServiceError(Kind.UNAVAILABLE, "Service Unavailable", detail, headers={"Retry-After": RETRY_AFTER})
+
+
 def inflated_too_large(limit: int) -> ServiceError:
     """A compressed body that inflates past the limit (counted as it inflates)."""
     return too_large_error(f"the body inflates to more than the limit of {limit} bytes (LOSSD_MAX_BODY_BYTES)")
