@@ -5,11 +5,12 @@ renders its 413 as ``too_large``)."""
 
 from __future__ import annotations
 
-from starlette.types import Receive, Scope
+from starlette.types import Message, Receive, Scope
 
 from service.errors import Kind, ServiceError
 from service.errors import too_large as too_large_error
 
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 EXEMPT = frozenset({"/health", "/metrics", "/v2/health/live", "/v2/health/ready"})
 """Never refused for being busy: an orchestrator's probes must see a loaded server as alive."""
 RETRY_AFTER = "1"
@@ -77,8 +78,9 @@ def check_declared(scope: Scope, limit: int) -> None:
 
 async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes | None:
     """The whole body, or None when the client went away. Past ``limit`` bytes it raises
-    ``too_large``: on a Content-Length above it once the body comes in more than one chunk
-    (a small body is one), and as chunks arrive."""
+    ``too_large``: on a Content-Length above it before anything is read (so a client that
+    sent ``Expect: 100-continue`` gets no "100 Continue"), and as chunks arrive."""
+    check_declared(scope, limit)
     message = await receive()
     if message["type"] == "http.disconnect":
         return None
@@ -87,7 +89,6 @@ async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes | None:
         if len(body) > limit:
             raise too_large(limit)
         return body
-    check_declared(scope, limit)
     chunks, size = [body], len(body)
     while True:
         message = await receive()
@@ -100,3 +101,14 @@ async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body``, read already, then waits on the client's as before
+    (for its disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
