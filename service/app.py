@@ -68,7 +68,10 @@ class LossdApp(FastAPI):
         except ServiceError as error:
             await problems.refuse(scope, send, error)
             return
-        if not exempt and self.saturated():
+        if exempt:  # probes take no slot: a readiness probe must not count itself
+            await super().__call__(scope, receive, send)
+            return
+        if self.saturated():
             await problems.refuse(scope, send, limits.busy(self.max_concurrency))
             return
         self.in_flight += 1
