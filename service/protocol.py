@@ -23,6 +23,9 @@ Refusals are written here directly, in the app's error shapes (service.problems)
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -65,6 +68,37 @@ def worker_limits() -> Limits:
     )
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    library = ctypes.CDLL(name) if name else None
+    return getattr(library, "malloc_trim", None)  # glibc's; none elsewhere
+
+
+MALLOC_TRIM = _malloc_trim()
+TRIM_BYTES = 1 << 20
+"""A dropped partial body this large has its memory handed back to the system."""
+TRIM_DELAY = 0.5
+"""Seconds after the drop: the app lets go of the body once it has seen the disconnect."""
+_trim_pending = False
+
+
+def trim_soon(loop: asyncio.AbstractEventLoop) -> None:
+    """Return freed heap pages to the system shortly (once for many drops). A body arrives in
+    64 KiB pieces, below glibc's mmap threshold: freed, they stay in the heap between
+    long-lived objects, and a worker that held 256 MiB of partial uploads kept it."""
+    global _trim_pending
+    if MALLOC_TRIM is None or _trim_pending:
+        return
+    _trim_pending = True
+
+    def trim() -> None:
+        global _trim_pending
+        _trim_pending = False
+        MALLOC_TRIM(0)
+
+    loop.call_later(TRIM_DELAY, trim)
+
+
 class Refused(Exception):
     """Raised in a parser callback to stop parsing; data_received answers ``error``."""
 
@@ -101,7 +135,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.header_timer = self.loop.call_later(self.limits.header_timeout, self.headers_overdue)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.release()
+        self.drop()
         self.stop_timers()
         super().connection_lost(exc)
 
@@ -193,8 +227,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # --- limits ------------------------------------------------------------------------------
 
     def release(self) -> None:
+        """The request's body is complete, or dropped: its bytes leave the budget."""
         self.limits.receiving -= self.received
         self.received = 0
+
+    def drop(self) -> None:
+        """The request's partial body is dropped with its connection."""
+        if self.received >= TRIM_BYTES:
+            trim_soon(self.loop)
+        self.release()
 
     def stop_timers(self) -> None:
         for timer in (self.header_timer, self.body_timer):
@@ -217,7 +258,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def refuse(self, error: ServiceError) -> None:
         """Answer ``error`` and close. A request the app is reading sees its client gone (its
         body is dropped with it); a response already begun is cut off instead."""
-        self.release()
+        self.drop()
         self.stop_timers()
         if self.transport.is_closing():
             return
