@@ -150,6 +150,8 @@ class _Decoder:
             return self._members(document, special) if isinstance(document, simdjson.Object) else self.plain(document)
         except RecursionError:  # values nested deep where no array is expected: orjson reads them
             return _SLOW
+        except KeyError:  # a key simdjson lists but cannot look up (one holding a NUL)
+            return _SLOW
         finally:
             del document  # the parser is reused only once no proxy of this document is left
 
