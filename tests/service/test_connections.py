@@ -9,7 +9,7 @@ from __future__ import annotations
 import select
 import socket
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -76,14 +76,14 @@ def response(data: bytes) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
-def refused(sock: socket.socket) -> tuple[int, dict[str, str], dict[str, str]]:
+def refused(sock: socket.socket) -> tuple[int, dict[str, str], dict[str, Any]]:
     status, headers, body = response(read_until_closed(sock))
     sock.close()
     return status, headers, orjson.loads(body)
 
 
-def detail(problem: dict[str, str]) -> str:
-    return problem.get("detail") or problem["error"]
+def detail(problem: dict[str, Any]) -> str:
+    return str(problem.get("detail") or problem["error"])
 
 
 # --- headers -----------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def partial_upload(server: Server, sent: int) -> socket.socket:
     return sock
 
 
-def full_upload(server: Server) -> tuple[int, dict[str, str], dict[str, str]]:
+def full_upload(server: Server) -> tuple[int, dict[str, str], dict[str, Any]]:
     sock = connect(server)
     body = MSE + b" " * (MAX_BODY - len(MSE))
     sock.sendall(head("/loss/mse", b"Content-Length: %d\r\nConnection: close\r\n" % MAX_BODY) + body)

@@ -76,7 +76,7 @@ def post_in_background(client: TestClient, body: bytes, count: int) -> tuple[lis
 def test_a_saturated_worker_is_not_ready_and_refuses_with_retry_after(
     client: TestClient, held: Held, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client.app, "max_concurrency", 1)  # type: ignore[attr-defined]
+    monkeypatch.setattr(client.app, "max_concurrency", 1)
     threads, statuses = post_in_background(client, large_body(), 1)
     held.wait_started(1)  # its body is complete and it holds the one slot
     rest_answer = client.post("/loss/mse", json=SMALL)
