@@ -6,9 +6,9 @@ waits on the client.
   httptools has no limit, and it joins a header that arrives in pieces anew with every
   piece, which is quadratic: a 128 MiB header cost 14 s on the loop. Counting the bytes
   that arrive while the headers are incomplete stops it after one read past the limit.
-- Time: the headers of a connection's next request arrive within
-  LOSSD_HEADER_TIMEOUT_SECONDS of its connecting (or of its previous response), a body
-  within LOSSD_BODY_TIMEOUT_SECONDS of its headers (408).
+- Time: a connection's first request's headers arrive within LOSSD_HEADER_TIMEOUT_SECONDS
+  of its connecting, a later request's within as long of its first bytes, a body within
+  LOSSD_BODY_TIMEOUT_SECONDS of its headers (408).
 - Memory: the body bytes being received by one worker, all connections together, stay
   under a budget (LOSSD_RECEIVE_BUDGET_BYTES; 503 with Retry-After). A body announced
   larger than what is left is refused before it is sent; a connection that goes away
@@ -163,15 +163,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.pending_bytes += len(data)
                 if self.pending_bytes > self.limits.max_header_bytes:
                     self.refuse(limits.headers_too_large(self.limits.max_header_bytes))
+                    return
+            if self.begun and self.header_timer is None:
+                # Armed by a read that leaves a later request's headers incomplete: a request
+                # read at once pays nothing for it (an idle kept-alive connection is closed by
+                # uvicorn's keep-alive timeout).
+                self.header_timer = self.loop.call_later(self.limits.header_timeout, self.headers_overdue)
         elif self.body_timer is None and self.cycle is not None and self.cycle.more_body:
             # Armed after the first read of a body that did not arrive whole: a request
             # read at once pays nothing for it.
             self.body_timer = self.loop.call_later(self.limits.body_timeout, self.body_overdue)
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self.in_headers and self.header_timer is None and not self.transport.is_closing():
-            self.header_timer = self.loop.call_later(self.limits.header_timeout, self.headers_overdue)
 
     # --- parser callbacks --------------------------------------------------------------------
 

@@ -81,8 +81,8 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(
         10.0,
         gt=0,
-        description="A connection sends its next request's headers within this long of connecting, or of its "
-        "previous response; else it is closed (408 when a request had begun).",
+        description="A connection sends its first request's headers within this long of connecting (a later "
+        "request's, of its first bytes); else it is closed (408 when a request had begun).",
     )
     body_timeout_seconds: float = Field(
         30.0, gt=0, description="A request's body arrives within this long of its headers; else 408."

@@ -144,6 +144,19 @@ def test_headers_that_do_not_arrive_in_time_are_408(server: Server) -> None:
     assert "LOSSD_HEADER_TIMEOUT_SECONDS" in problem["detail"]
 
 
+def test_a_later_request_whose_headers_do_not_arrive_in_time_is_408(server: Server) -> None:
+    """A kept-alive connection: the first request is answered, the second's headers never end."""
+    sock = connect(server)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    first = b""
+    while b"\r\n\r\n" not in first or not first.endswith(b"}"):
+        first += sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200")
+    sock.sendall(b"GET /health HTTP/1.1\r\n")
+    status, _, problem = refused(sock)
+    assert status == 408 and "LOSSD_HEADER_TIMEOUT_SECONDS" in problem["detail"]
+
+
 @pytest.mark.parametrize("path", ["/loss/mse", "/v2/models/mse/infer", "/monitors"])
 def test_a_body_that_does_not_arrive_in_time_is_408(server: Server, path: str) -> None:
     sock = connect(server)
