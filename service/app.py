@@ -52,23 +52,37 @@ class LossdApp(FastAPI):
         if scope["type"] != "http":  # lifespan
             await super().__call__(scope, receive, send)
             return
-        if self.in_flight >= self.max_concurrency and scope["path"] not in limits.EXEMPT:
+        route = self.routes_table.match(scope["path"])
+        if route is not None:
+            await routing.answer(self.state, route, scope, receive, send, self.max_body, slots=self)
+            return
+        exempt = scope["path"] in limits.EXEMPT
+        try:  # FastAPI's max_body_size counts what streams in; an announced length is refused here
+            limits.check_declared(scope, self.max_body)
+            if not exempt and scope["method"] in limits.BODY_METHODS:
+                # The body first, then a slot: a slow upload holds none (service.protocol bounds it).
+                body = await limits.read_body(receive, scope, self.max_body)
+                if body is None:  # the client went away
+                    return
+                receive = limits.replay(body, receive)
+        except ServiceError as error:
+            await problems.refuse(scope, send, error)
+            return
+        if exempt:  # probes take no slot: a readiness probe must not count itself
+            await super().__call__(scope, receive, send)
+            return
+        if self.saturated():
             await problems.refuse(scope, send, limits.busy(self.max_concurrency))
             return
         self.in_flight += 1
         try:
-            route = self.routes_table.match(scope["path"])
-            if route is not None:
-                await routing.answer(self.state, route, scope, receive, send, self.max_body)
-                return
-            try:  # FastAPI's max_body_size counts what streams in; an announced length is refused here
-                limits.check_declared(scope, self.max_body)
-            except ServiceError as error:
-                await problems.refuse(scope, send, error)
-                return
             await super().__call__(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+    def saturated(self) -> bool:
+        """Every slot is taken (HTTP and gRPC requests together): readiness answers 503."""
+        return self.in_flight >= self.max_concurrency
 
 
 class GuardedApp(LossdApp):
@@ -154,6 +168,7 @@ def create_app(settings: Settings | None = None) -> LossdApp:
     )
     app.state.settings = settings
     app.state.drain = Drain(settings.drain_seconds)
+    app.state.saturated = app.saturated
     problems.install(app, limits.too_large(settings.max_body_bytes))
     if settings.docs:
         docs.install(app)

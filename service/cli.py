@@ -37,7 +37,7 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "log_level": settings.log_level,
         "access_log": settings.access_log,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": "service.protocol:LimitedHttpToolsProtocol",
         "timeout_graceful_shutdown": 30,
     }
 

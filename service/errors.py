@@ -8,6 +8,7 @@ problem details (service.problems), the Open Inference Protocol to ``{"error": .
 from __future__ import annotations
 
 import enum
+from collections.abc import Container, Iterable
 from typing import Any
 
 from kernels.spec import InvalidInput, NotConfigured
@@ -27,6 +28,9 @@ class Kind(enum.Enum):
     TOO_LARGE = "too_large"
     STORAGE_FULL = "storage_full"
     """The server's storage is full: nothing of the request was recorded."""
+    HEADERS_TOO_LARGE = "headers_too_large"
+    TIMEOUT = "timeout"
+    """The client took too long to send its request."""
     UNAVAILABLE = "unavailable"
     NOT_IMPLEMENTED = "not_implemented"
     """An optional part of the server is not installed."""
@@ -126,8 +130,29 @@ def location(loc: tuple[int | str, ...], union_tags: bool = True) -> str:
     return ".".join(parts)
 
 
+LISTED = 20
+"""An error lists at most this many problems (``error_count`` then says how many there were):
+its answer stays small whatever the request (3M unknown params made a 212 MB 422)."""
+EXTRA = "Extra inputs are not permitted"
+"""pydantic's message for an unknown key, which extra_keys gives without pydantic."""
+
+
+def extra_keys(given: Iterable[str], known: Container[str], prefix: str = "") -> ServiceError | None:
+    """Keys of ``given`` not in ``known``, as pydantic's validation error would give them (an
+    unknown key is the request's own text), but found in one pass and listed up to LISTED:
+    pydantic makes an error object per key (10 us each, 30 s for 3M)."""
+    unknown = [key for key in given if key not in known]
+    if not unknown:
+        return None
+    fields = [f"{prefix}{key}" for key in unknown]
+    listed = [{"field": field, "message": EXTRA} for field in fields[:LISTED]]
+    counted = {"error_count": len(fields)} if len(fields) > LISTED else {}
+    return invalid_request(f"{fields[0]}: {EXTRA}", field=fields[0], errors=listed, **counted)
+
+
 def from_validation_error(errors: list[Any]) -> ServiceError:
-    """pydantic's errors as one: the most specific error of the first field, and all of them listed."""
+    """pydantic's errors as one: the most specific error of the first field, and the first
+    LISTED of them listed (with ``error_count`` when there are more)."""
     fields = [location(tuple(e["loc"]), e.get("type") != "extra_forbidden") for e in errors]
     # A union reports one error per member, all at the same field: a constraint the value broke
     # (alpha >= 0) says more than "not a list" for the member whose type it does not have.
@@ -136,5 +161,6 @@ def from_validation_error(errors: list[Any]) -> ServiceError:
     primary = specific[0] if specific else 0
     first, field = errors[primary], fields[primary]
     detail = f"{field}: {first['msg']}" if field else first["msg"]
-    listed = [{"field": f, "message": e["msg"]} for f, e in zip(fields, errors, strict=True)]
-    return invalid_request(detail, field=field or None, errors=listed)
+    listed = [{"field": f, "message": e["msg"]} for f, e in zip(fields[:LISTED], errors, strict=False)]
+    counted = {"error_count": len(errors)} if len(errors) > LISTED else {}
+    return invalid_request(detail, field=field or None, errors=listed, **counted)

@@ -101,6 +101,10 @@ def loads_infer_header(header: bytes, datatype_of: Callable[[Any], str], limit: 
     return decoder.settle(header, result, _tensor_arrays(result))
 
 
+MANY_KEYS = 64
+"""A top-level object with more members is no request's (they have a handful): orjson reads it.
+simdjson finds a member by scanning, so reading them one by one is quadratic (3M unknown
+members took minutes)."""
 _SLOW: Any = object()
 """The body needs the slow path (simdjson refused it, or its object repeats a key)."""
 STRUCTURAL = b"[],"
@@ -154,12 +158,16 @@ class _Decoder:
             return self._members(document, special) if isinstance(document, simdjson.Object) else self.plain(document)
         except RecursionError:  # values nested deep where no array is expected: orjson reads them
             return _SLOW
+        except KeyError:  # a key simdjson lists but cannot look up (one holding a NUL)
+            return _SLOW
         finally:
             del document  # the parser is reused only once no proxy of this document is left
 
     def _members(self, document: Any, special: Callable[[str, Any], Any]) -> Any:
         keys = _unique_keys(document)
         if keys is None:
+            return _SLOW
+        if len(keys) > MANY_KEYS:
             return _SLOW
         result: dict[str, Any] = {}
         for position, key in enumerate(keys):
@@ -190,9 +198,12 @@ class _Decoder:
         if isinstance(value, list):
             return b"[" + b",".join([self._skeleton(item) for item in value]) + b"]"
         if isinstance(value, dict):
-            for key in value:
-                self.count_string(key)
-            return b",".join([self._skeleton(item) for item in value.values()])
+            if self.exact and any("[" in key or "]" in key or "," in key for key in value):
+                self.exact = False
+            containers = (list, dict, str)
+            # Scalars' skeleton is empty: only containers and strings need a look (an object of
+            # 3M unknown params is 3M scalars).
+            return b",".join([self._skeleton(item) if isinstance(item, containers) else b"" for item in value.values()])
         if isinstance(value, str):
             self.count_string(value)
         return b""

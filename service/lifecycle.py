@@ -45,9 +45,11 @@ class Drain:
 
 async def ready(state: Any) -> bool:
     """Readiness, as ``GET /v2/health/ready`` and gRPC's ServerReady and health service
-    answer it: started, not draining, and the monitor database reachable (PostgreSQL: a
-    probe waits on the network, at most once a second, see Store.reachable)."""
-    if getattr(state, "runtime", None) is None or state.drain.draining:
+    answer it: started, not draining, a slot free under LOSSD_MAX_CONCURRENCY (a saturated
+    worker answers every loss 503, so it is not ready until one frees), and the monitor
+    database reachable (PostgreSQL: a probe waits on the network, at most once a second,
+    see Store.reachable)."""
+    if getattr(state, "runtime", None) is None or state.drain.draining or state.saturated():
         return False
     store = state.monitors
     reachable = await anyio.to_thread.run_sync(store.reachable) if store.waits_on_network else store.reachable()

@@ -17,7 +17,7 @@ from kernels.spec import LossSpec
 from service import json_arrays
 from service.composite import CompositeRequest
 from service.compute import Computation, composite_request, evaluate
-from service.errors import from_validation_error, invalid, invalid_request, unsupported
+from service.errors import extra_keys, from_validation_error, invalid, invalid_request, unsupported
 from service.json_types import check_param_types
 from service.schemas import request_model
 from service.terms import resolve_terms
@@ -58,10 +58,17 @@ COMPOSITE_FIELDS = frozenset(CompositeRequest.model_fields) - {"weights"}
 
 
 def validate_envelope(spec: LossSpec, data: dict[str, Any]) -> BaseModel:
-    if isinstance(data, dict):
-        check_param_types(spec.params, data.get("params"))
+    model = request_model(spec)
+    params = data.get("params")
+    unknown = extra_keys(data, model.model_fields) or (
+        extra_keys(params, spec.params.model_fields, "params.") if isinstance(params, dict) else None
+    )
+    if unknown is not None and unknown.extra.get("error_count"):  # too many for pydantic to list
+        raise unknown
+    if isinstance(params, dict):
+        check_param_types(spec.params, params)
     try:
-        return request_model(spec).model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise from_validation_error(list(exc.errors())) from None
 

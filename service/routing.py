@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 import orjson
@@ -24,7 +24,7 @@ from kernels import memory
 from kernels.spec import LossSpec
 from service import metrics, rest, stats, tracing, v2
 from service.errors import Kind, ServiceError
-from service.limits import read_body
+from service.limits import busy, read_body
 from service.lookup import loss_named, model_named
 from service.monitors.faults import storage_error
 from service.monitors.ingest import find, observe
@@ -37,6 +37,7 @@ log = logging.getLogger("lossd.routing")
 Headers = list[tuple[bytes, bytes]]
 Reply = tuple[bytes, Headers]
 Handler = Callable[[Any, Scope, bytes], Reply]
+Result = tuple[Reply, tuple[float, float]]
 """(app state, scope, body) -> (body, headers) of a 200; errors are raised as ServiceError."""
 JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 OFF_LOOP_BYTES = 1 << 20
@@ -352,6 +353,34 @@ def internal(route: Route) -> ServiceError:
 # --- dispatch ------------------------------------------------------------------------------------
 
 
+async def off_loop(call: Callable[[], Result], threads: CapacityLimiter, receive: Receive) -> Result | None:
+    """``call`` in a worker thread, or None when the client disconnects before a thread takes
+    it: a request that waits its turn behind others is dropped when its client gives up. Once
+    it runs it finishes (a thread cannot be stopped midway); what it raises is raised here."""
+    outcome: list[Result | BaseException] = []
+    async with anyio.create_task_group() as group:
+
+        async def disconnect() -> None:
+            # The body is read: the next message is the disconnect (or the end of the response).
+            if (await receive())["type"] == "http.disconnect":
+                group.cancel_scope.cancel()
+
+        async def compute() -> None:
+            try:
+                outcome.append(await anyio.to_thread.run_sync(call, limiter=threads))
+            except Exception as exc:  # raised below, outside the task group (which would wrap it)
+                outcome.append(exc)
+            group.cancel_scope.cancel()  # stop waiting for a disconnect
+
+        group.start_soon(disconnect)  # first: a client already gone is seen before a thread is taken
+        group.start_soon(compute)
+    if not outcome:
+        return None
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
 def run(handler: Handler, state: Any, scope: Scope, body: bytes) -> tuple[Reply, tuple[float, float]]:
     """The handler's reply, and the latest kernel run of the thread it ran on (read there:
     the clock is per thread, and a large request runs on a worker thread)."""
@@ -363,8 +392,18 @@ def run(handler: Handler, state: Any, scope: Scope, body: bytes) -> tuple[Reply,
     return reply, (stats.CLOCK.kernel_start, stats.CLOCK.kernel_end)
 
 
-async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
-    """One request of the table: read the body under the limit, run the handler, record metrics."""
+class Slots(Protocol):
+    """The requests in flight of the app (service.app.LossdApp), under LOSSD_MAX_CONCURRENCY."""
+
+    in_flight: int
+    max_concurrency: int
+
+
+async def answer(
+    state: Any, route: Route, scope: Scope, receive: Receive, send: Send, max_body: int, slots: Slots | None = None
+) -> None:
+    """One request of the table: read the body under the limit, take a slot (the body is
+    complete: a slow upload holds none), run the handler, record metrics."""
     if scope["method"] != "POST":
         await routing_error(scope["path"], HTTPException(405, headers={"Allow": "POST"}))(scope, receive, send)
         return
@@ -375,12 +414,28 @@ async def answer(state: Any, route: Route, scope: Scope, receive: Receive, send:
         return
     if body is None:  # the client went away
         return
+    if slots is not None:
+        if slots.in_flight >= slots.max_concurrency:
+            await refuse(scope, send, busy(slots.max_concurrency))
+            return
+        slots.in_flight += 1
+    try:
+        await respond(state, route, scope, receive, send, body)
+    finally:
+        if slots is not None:
+            slots.in_flight -= 1
+
+
+async def respond(state: Any, route: Route, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
     start = time.perf_counter()
     metrics.IN_FLIGHT.inc()
     try:
         call = functools.partial(run, route.handler, state, scope, body)
         if route.offload(state) or len(body) >= OFF_LOOP_BYTES:
-            (payload, headers), kernel = await anyio.to_thread.run_sync(call, limiter=state.compute_threads)
+            reply = await off_loop(call, state.compute_threads, receive)
+            if reply is None:  # the client went away before its turn: nothing was computed
+                return
+            (payload, headers), kernel = reply
         else:
             (payload, headers), kernel = call()
         status = 200

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kernels.cache import default_directory
@@ -75,6 +75,27 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(
         256, ge=1, description="Requests in flight per worker; above it 503 with Retry-After (health exempt)."
     )
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request line and headers together, counted as they arrive (431)."
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection sends its first request's headers within this long of connecting (a later "
+        "request's, of its first bytes); else it is closed (408 when a request had begun).",
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request's body arrives within this long of its headers; else 408."
+    )
+    receive_budget_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="Bytes of request bodies being received per worker, all connections together; above it 503 "
+        "with Retry-After. Unset: 4 x LOSSD_MAX_BODY_BYTES.",
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Open connections per worker; beyond it a new one gets 503 and is closed."
+    )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated; when set, every endpoint but health needs `Authorization: Bearer <key>`.",
@@ -118,6 +139,11 @@ class Settings(BaseSettings):
         '"use_cases"?}}`; each is served like any loss.',
     )
 
+    @property
+    def receive_budget(self) -> int:
+        """LOSSD_RECEIVE_BUDGET_BYTES, or its default: room for four of the largest bodies."""
+        return self.receive_budget_bytes or 4 * self.max_body_bytes
+
     @field_validator("graph_cache", mode="before")
     @classmethod
     def _no_cache(cls, value: Any) -> Any:
@@ -147,3 +173,12 @@ class Settings(BaseSettings):
             if not path.expanduser().is_file():
                 raise ValueError(f"{name}={path}: no such file")
         return {name: path.expanduser().resolve() for name, path in value.items()}
+
+    @model_validator(mode="after")
+    def _budget_holds_a_body(self) -> "Settings":
+        if self.receive_budget < self.max_body_bytes:
+            raise ValueError(
+                f"LOSSD_RECEIVE_BUDGET_BYTES ({self.receive_budget}) is below LOSSD_MAX_BODY_BYTES "
+                f"({self.max_body_bytes}): the largest body could never be received"
+            )
+        return self

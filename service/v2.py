@@ -24,7 +24,7 @@ from kernels.runtime import Runtime
 from kernels.spec import Input, LossSpec
 from service import __version__, json_arrays
 from service.compute import Computation, Computed, evaluate
-from service.errors import Kind, ServiceError, location, malformed, unsupported
+from service.errors import EXTRA, Kind, ServiceError, extra_keys, location, malformed, unsupported
 from service.limits import inflated_too_large
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -347,6 +347,11 @@ def parse_params(spec: LossSpec, parameters: Mapping[str, Any]) -> Any:
             except orjson.JSONDecodeError:
                 raise bad_request(f"parameter {key}: {value!r} is not a JSON list") from None
         given[key] = value
+    unknown = extra_keys(given, spec.params.model_fields)
+    if unknown is not None:  # found without pydantic, which makes an error object per key
+        count = unknown.extra.get("error_count", len(unknown.extra["errors"]))
+        more = f" (and {count - 1} more unknown parameters)" if count > 1 else ""
+        raise bad_request(f"parameter {unknown.field}: {EXTRA}{more}")
     try:
         return spec.params.model_validate(given)
     except ValidationError as exc:

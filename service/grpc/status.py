@@ -18,6 +18,8 @@ CODES: dict[Kind, grpc.StatusCode] = {
     Kind.NOT_CONFIGURED: grpc.StatusCode.FAILED_PRECONDITION,
     Kind.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Kind.STORAGE_FULL: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Kind.HEADERS_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Kind.TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Kind.NOT_IMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
     Kind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+import pytest
 
 from tests.service.conftest import MAX_BODY, MAX_ELEMENTS, Guarded
 
@@ -118,8 +119,10 @@ def test_too_many_elements_is_413_naming_the_limit(guarded: Guarded) -> None:
     assert_log_clean(guarded)
 
 
-def test_a_request_over_the_concurrency_limit_is_503_with_retry_after(guarded: Guarded) -> None:
-    """The server allows one request in flight: one held open mid-body fills it."""
+def test_a_slow_upload_holds_no_slot(guarded: Guarded) -> None:
+    """The server allows one request in flight, and a slot is taken once a body is complete:
+    one held open mid-body leaves it free (an upload that never ends is the body timeout's,
+    tests/service/test_connections.py). Saturation itself: tests/service/test_load.py."""
     body = orjson.dumps(MSE)
     held = connection(guarded)
     start_request(
@@ -129,20 +132,33 @@ def test_a_request_over_the_concurrency_limit_is_503_with_retry_after(guarded: G
     )
     held.send(body[:10])
     with httpx.Client(base_url=guarded.url, headers=guarded.authorized()) as client:
-        # Health and metrics stay answerable under load (this also orders the held request first).
         assert client.get("/health").status_code == 200
         assert client.get("/v2/health/ready").status_code == 200
         rest = client.post("/loss/mse", json=MSE)
-        v2 = client.get("/v2/models/mse")
-        assert rest.status_code == 503
-        assert rest.headers["retry-after"] == "1"
-        assert rest.headers["content-type"] == "application/problem+json"
-        assert "LOSSD_MAX_CONCURRENCY" in rest.json()["detail"]
-        assert v2.status_code == 503 and "LOSSD_MAX_CONCURRENCY" in v2.json()["error"]
+        assert rest.status_code == 200 and rest.json()["loss"] == 0.125
+        assert client.get("/v2/models/mse").status_code == 200
+        created = client.post("/monitors", json={"name": "slot-free", "loss": "mse"})
+        assert created.status_code in (200, 201, 409), created.text
         held.send(body[10:])
         response = held.getresponse()
         assert response.status == 200
         assert orjson.loads(response.read())["loss"] == 0.125
         held.close()
-        assert client.post("/loss/mse", json=MSE).status_code == 200
     assert_log_clean(guarded)
+
+
+@pytest.mark.parametrize("path", ["/loss/mse", "/v2/models/mse/infer", "/monitors"])
+def test_an_oversized_body_that_expects_100_continue_is_413_without_it(guarded: Guarded, path: str) -> None:
+    """The client waits for "100 Continue" before it sends: the 413 must come instead."""
+    conn = connection(guarded)
+    headers = {
+        **guarded.authorized(),
+        "Content-Type": "application/json",
+        "Content-Length": str(MAX_BODY + 1),
+        "Expect": "100-continue",
+    }
+    start_request(conn, path, headers)
+    assert conn.sock is not None
+    first_line = conn.sock.makefile("rb").readline()
+    conn.close()
+    assert first_line.startswith(b"HTTP/1.1 413"), first_line
