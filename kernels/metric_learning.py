@@ -44,7 +44,9 @@ def cosine_backward(g, u, divisor, passed):  # type: ignore[no-untyped-def]
 def pair_masks(labels, like):  # type: ignore[no-untyped-def]
     """(N, N) masks in like's dtype: same label off the diagonal (positives), other label (negatives), and
     the diagonal as booleans."""
-    same = op.Equal(op.Unsqueeze(labels, op.Constant(value_ints=[1])), op.Unsqueeze(labels, op.Constant(value_ints=[0])))
+    same = op.Equal(
+        op.Unsqueeze(labels, op.Constant(value_ints=[1])), op.Unsqueeze(labels, op.Constant(value_ints=[0]))
+    )
     diagonal = op.Greater(op.EyeLike(like), op.CastLike(0.0, like))
     positives = op.CastLike(op.And(same, op.Not(diagonal)), like)
     return positives, op.CastLike(op.Not(same), like), diagonal
@@ -105,9 +107,7 @@ TWO_SAMPLES = (MinSize("N", 2, "embeddings", "a batch needs at least two embeddi
 
 class ArcFaceParams(Params):
     s: float = Field(64.0, gt=0, allow_inf_nan=False, description="Scale of the logits (the feature norm).")
-    m: float = Field(
-        0.5, ge=0, lt=math.pi, allow_inf_nan=False, description="Additive angular margin, in radians."
-    )
+    m: float = Field(0.5, ge=0, lt=math.pi, allow_inf_nan=False, description="Additive angular margin, in radians.")
     eps: float = Field(
         1e-7,
         gt=0,
@@ -229,7 +229,7 @@ def arcface() -> KernelFunction:
     params=CosFaceParams,
     check=check_cosines,
     properties=Properties(
-        smooth_gradient=True,
+        smooth_gradient=False,
         convex=True,
         differentiable=True,
         robust_to_outliers=True,
@@ -242,7 +242,9 @@ def arcface() -> KernelFunction:
         summary="Softmax cross-entropy on scaled cosine logits with the true class's cosine lowered by the "
         "margin: s (cos(theta_y) - m). Predictions are the cosines in [-1, 1] between L2-normalised embeddings "
         "and class weights (the head stays with the client), targets the labels, as in sparse_cross_entropy. "
-        "A cross-entropy of an affine function of the cosines: convex and smooth, with gradients bounded by s.",
+        "A cross-entropy of an affine function of the cosines: convex and differentiable, with gradients bounded "
+        "by s; but the scale makes the curvature (up to about s^2 / 2 where classes compete, 2048 at s = 64) vary "
+        "by orders of magnitude across the box, so the gradient is not smooth in the property tests' sense.",
         formula=r"\ell = -\log \frac{e^{s (\cos\theta_y - m)}}{e^{s (\cos\theta_y - m)} + \sum_{j \ne y} "
         r"e^{s \cos\theta_j}}",
         use_cases=(
@@ -307,8 +309,10 @@ def nt_xent_kernel(x1, x2, temperature):  # type: ignore[no-untyped-def]
     losses, g, _ = contrastive_softmax(u, positives, diagonal, temperature)
     pairs = op.CastLike(op.Shape(z, start=0, end=1), z)  # 2N positive pairs, one per anchor
     gradient = cosine_backward(g / pairs, u, divisor, passed)
-    return batch_value(op.ReduceSum(losses) / pairs), op.Slice(gradient, op.Constant(value_ints=[0]), n), op.Slice(
-        gradient, n, op.Constant(value_ints=[9223372036854775807])
+    return (
+        batch_value(op.ReduceSum(losses) / pairs),
+        op.Slice(gradient, op.Constant(value_ints=[0]), n),
+        op.Slice(gradient, n, op.Constant(value_ints=[9223372036854775807])),
     )
 
 
@@ -337,13 +341,16 @@ def supcon_kernel(embeddings, labels, temperature):  # type: ignore[no-untyped-d
 NT_XENT_VIEWS = (
     Input("x1", ("N", "D"), "real", "First view's embedding of each sample.", differentiable=True),
     Input(
-        "x2", ("N", "D"), "real", "Second view's embedding of each sample, same shape as x1 (row i pairs with x1's "
-        "row i).", differentiable=True
+        "x2",
+        ("N", "D"),
+        "real",
+        "Second view's embedding of each sample, same shape as x1 (row i pairs with x1's row i).",
+        differentiable=True,
     ),
 )
 SMOOTH_BATCH = Properties(
     robust_to_outliers=True,
-    smooth_gradient=False,
+    smooth_gradient=True,
     convex=False,
     differentiable=True,
     bounded_below=True,
@@ -368,8 +375,8 @@ SMOOTH_BATCH = Properties(
         "the 2N anchors (no sample weights). The inputs are named x1 and x2 like the other pair losses (contrastive, "
         "cosine_embedding): row i of both is one sample. Computed as an exact log-softmax; pytorch-metric-learning "
         "adds the dtype's smallest normal number inside its log, which caps its loss near 87 in float32 and is "
-        "otherwise invisible. Smooth in the embeddings away from zero vectors; the normalisation makes the "
-        "gradient grow like 1 / ||x|| near the origin (not Lipschitz there) and the loss non-convex.",
+        "otherwise invisible. Smooth in the embeddings away from zero vectors (the normalisation's gradient grows "
+        "like 1 / ||x|| near the origin, where a cosine is undefined), and not convex.",
         formula=r"\mathcal L = \frac{1}{2N} \sum_{i=1}^{2N} -\log \frac{e^{s_{i,p(i)} / \tau}}{\sum_{j \ne i} "
         r"e^{s_{ij} / \tau}},\quad s_{ij} = \frac{z_i \cdot z_j}{\lVert z_i \rVert \lVert z_j \rVert},\ "
         r"z = [x_1; x_2]",
@@ -414,7 +421,7 @@ def nt_xent() -> KernelFunction:
         "similarities / temperature over every other embedding. One value for the whole batch: "
         "pytorch-metric-learning's AvgNonZeroReducer, the mean over the anchors whose loss is above 0 (anchors "
         "without a positive drop out); 0 for a batch without any positive or any negative pair. Smooth away from "
-        "zero vectors, where the normalisation's gradient grows like 1 / ||x||; not convex.",
+        "zero vectors (near them the normalisation's gradient grows like 1 / ||x||); not convex.",
         formula=r"\mathcal L = \frac{1}{|A|} \sum_{i \in A} \frac{-1}{|P(i)|} \sum_{p \in P(i)} \log "
         r"\frac{e^{s_{ip} / \tau}}{\sum_{j \ne i} e^{s_{ij} / \tau}}",
         use_cases=(
@@ -570,10 +577,12 @@ class TripletSemiHardParams(Params):
 
 @script(LOSSD, default_opset=op)
 def squared_distances(x):  # type: ignore[no-untyped-def]
-    """TF-Addons' pairwise_distance before the root: ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j, clamped at 0. The
-    cancellation of that expanded form costs float32 up to 1e-4 relative on near pairs, so it runs in float64
-    (an N x N x D product, cheap next to the N^3 mining)."""
+    """TF-Addons' pairwise_distance before the root: ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j, clamped at 0. That
+    expanded form cancels: in float64, and on embeddings centred on the batch mean (the distances are the
+    same), so neither float32 rounding (1e-4 relative on near pairs) nor a batch far from the origin costs
+    digits. Also the clamped form's argument (for its derivative)."""
     w = op.Cast(x, to=F64)
+    w = w - op.ReduceMean(w, op.Constant(value_ints=[0]), keepdims=1)
     norms = op.ReduceSum(w * w, op.Constant(value_ints=[-1]), keepdims=1)
     raw = op.CastLike(norms + op.Transpose(norms) - 2.0 * op.MatMul(w, op.Transpose(w)), x)
     return op.Max(raw, op.CastLike(0.0, x)), raw
@@ -602,7 +611,9 @@ def plain_squared_distances(x):  # type: ignore[no-untyped-def]
 
 @script(LOSSD, default_opset=op)
 def distance_backward(h, x):  # type: ignore[no-untyped-def]
-    """d loss / d x from h = d loss / d (squared distance matrix): 2 ((r + c) x - (h + h^T) x)."""
+    """d loss / d x from h = d loss / d (squared distance matrix): 2 ((r + c) x - (h + h^T) x), on x centred
+    (the same value: the rows of (r + c) I - h - h^T sum to 0), so a batch far from the origin cancels less."""
+    x = x - op.ReduceMean(x, op.Constant(value_ints=[0]), keepdims=1)
     spread = op.ReduceSum(h, op.Constant(value_ints=[-1]), keepdims=1) + op.Transpose(
         op.ReduceSum(h, op.Constant(value_ints=[0]), keepdims=1)
     )
@@ -715,9 +726,9 @@ def triplet_semihard_loss(d, dd, x, labels, margin):  # type: ignore[no-untyped-
     zero = op.CastLike(0.0, d)
     positives, negatives = label_masks(labels, d)
     rows = op.Unsqueeze(d, op.Constant(value_ints=[1]))  # (a, 1, n): d(a, n)
-    beyond = op.CastLike(
-        op.Greater(rows, op.Unsqueeze(d, op.Constant(value_ints=[2]))), d
-    ) * op.Unsqueeze(negatives, op.Constant(value_ints=[1]))  # (a, p, n): n negative with d(a, n) > d(a, p)
+    beyond = op.CastLike(op.Greater(rows, op.Unsqueeze(d, op.Constant(value_ints=[2]))), d) * op.Unsqueeze(
+        negatives, op.Constant(value_ints=[1])
+    )  # (a, p, n): n negative with d(a, n) > d(a, p)
     outside, d_outside = masked_minimum(op.Expand(rows, op.Shape(beyond)), beyond)  # (a, p, 1), (a, p, n)
     found = op.Greater(op.ReduceMax(beyond, op.Constant(value_ints=[-1]), keepdims=0), zero)  # (a, p)
     inside, d_inside = masked_maximum(d, negatives)  # (a, 1), (a, n)
@@ -728,8 +739,9 @@ def triplet_semihard_loss(d, dd, x, labels, margin):  # type: ignore[no-untyped-
     count = op.Max(op.ReduceSum(positives), op.CastLike(1.0, d))
     r = active / count  # d loss / d z on each positive pair
     picked = op.CastLike(found, d)
-    from_outside = op.ReduceSum(op.Unsqueeze(r * picked, op.Constant(value_ints=[2])) * d_outside,
-                                op.Constant(value_ints=[1]), keepdims=0)  # (a, n)
+    from_outside = op.ReduceSum(
+        op.Unsqueeze(r * picked, op.Constant(value_ints=[2])) * d_outside, op.Constant(value_ints=[1]), keepdims=0
+    )  # (a, n)
     from_inside = op.ReduceSum(r * (1.0 - picked), op.Constant(value_ints=[-1]), keepdims=1) * d_inside
     h = r - from_outside - from_inside
     return batch_value(op.ReduceSum(op.Relu(z)) / count), distance_backward(h * dd, x)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from hypothesis import strategies as st
@@ -85,18 +86,39 @@ class Cosines(Domain):
         return None if targets.kind == "label" else f"targets are {targets.kind!r}, not labels"
 
 
+FLOOR = 0.25
+"""Embeddings stay at least this far from the zero vector, where a cosine is undefined (the kernels' 1e-12
+clamp of the norm, torch's, only keeps it finite)."""
+
+
+def _perpendicular(unit: Floats) -> Floats:
+    """A unit vector perpendicular to ``unit`` (Gram-Schmidt on the axis least along it)."""
+    axis = np.eye(len(unit))[int(np.argmin(np.abs(unit)))]
+    v: Floats = axis - (axis @ unit) * unit
+    return v / np.linalg.norm(v)
+
+
 @dataclass(frozen=True)
 class EmbeddingBatch(Domain):
     """Batch-level losses over a whole batch of embeddings: a point is every embedding of the batch (each
     differentiable input, ``rows`` embeddings of ``dim`` components, concatenated), the labels (if the loss
     has them) are fixed, and the loss is the batch's one value. Properties are about the loss as a function of
-    all the embeddings jointly. Canonical lines: from a fixed batch, one embedding moving along an axis, one
-    moving towards another embedding, and every embedding moving together; random lines start anywhere
-    (components in [-2, 2]) in a random direction."""
+    all the embeddings jointly, away from zero vectors (each embedding's path passes the origin at twice the
+    floor or more). Canonical lines: from a fixed batch, one embedding moving along an axis, one moving
+    towards another embedding, and every embedding moving together; random lines start anywhere (components
+    in [-2, 2]) in a random direction."""
 
     inputs: tuple[str, ...]
     labels: tuple[int, ...] | None = (0, 0, 1, 1, 2)
     dim: int = 2
+    floor: float = FLOOR
+    """The least norm of an embedding (0 for distance-based losses, defined at the zero vector too)."""
+    kink: Literal["mining", "cosine"] | None = None
+    """A canonical line through a known kink (default labels and dim): ``mining`` moves embedding 0 along x
+    between two negatives at (-2, 0) and (2, 0), its positive at (0, 1.5), so its nearest (and semi-hard)
+    negative switches at t = 0; ``cosine`` moves embedding 0 = (t, 1) past the negative (1, 0), their cosine
+    crossing ``cosine`` (circle's -m) at t = cosine / sqrt(1 - cosine^2)."""
+    cosine: float = 0.0
 
     @property
     def rows(self) -> int:
@@ -109,14 +131,34 @@ class EmbeddingBatch(Domain):
     def fixed(self) -> dict[str, Array]:
         return {} if self.labels is None else {"labels": np.array(self.labels, dtype=np.int64)}
 
-    def line(self, origin: Floats, direction: Floats) -> Line:
+    def embeddings(self, point: Floats) -> Floats:
+        parts: Floats = point.reshape(len(self.inputs) * self.rows, self.dim)
+        return parts
+
+    def line(self, origin: Floats, direction: Floats, kinks: tuple[float, ...] = ()) -> Line:
+        """The line through ``origin``, each embedding first moved (across its own path) so that its path
+        passes the zero vector no closer than twice the floor: the whole line is in the domain."""
+        o = self.embeddings(origin).copy()
+        v = self.embeddings(direction)
+        for i, (x, w) in enumerate(zip(o, v, strict=True)):
+            if float(w @ w) == 0.0:
+                if np.linalg.norm(x) < 2 * self.floor:
+                    o[i, 0] += 3 * self.floor
+                continue
+            unit = w / np.linalg.norm(w)
+            across = x - (x @ unit) * unit  # the path's closest point to the zero vector
+            gap = float(np.linalg.norm(across))
+            if gap < 2 * self.floor:
+                away = across / gap if gap > 0 else _perpendicular(unit)
+                o[i] += (3 * self.floor - gap) * away
         return Line(
             target=self.fixed(),
-            origin=origin,
+            origin=o.ravel(),
             direction=direction,
             lo=-math.inf,
             hi=math.inf,
             central=(-REAL_CENTRAL, REAL_CENTRAL),
+            kinks=kinks,
             extremes=(-1e12, 1e12),
         )
 
@@ -126,13 +168,20 @@ class EmbeddingBatch(Domain):
         return base
 
     def canonical_lines(self) -> tuple[Line, ...]:
-        base = self.base()
+        base = self.line(self.base(), np.eye(self.size)[0]).origin
         axis = np.eye(self.size)[0]
         towards = np.zeros(self.size)
         towards[: self.dim] = base[self.dim : 2 * self.dim] - base[: self.dim]
         towards /= np.linalg.norm(towards)
         together = np.ones(self.size) / math.sqrt(self.size)
-        return (self.line(base, axis), self.line(base, towards), self.line(base, together))
+        lines = [self.line(base, axis), self.line(base, towards), self.line(base, together)]
+        if self.kink == "mining":
+            lines.append(self.line(np.array([0.0, 0.0, 0.0, 1.5, -2.0, 0.0, 2.0, 0.0, 0.0, -10.0]), axis, (0.0,)))
+        elif self.kink == "cosine":
+            crossing = self.cosine / math.sqrt(1.0 - self.cosine**2)
+            origin = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, -1.0, -0.2, -1.0])
+            lines.append(self.line(origin, axis, (crossing,)))
+        return tuple(lines)
 
     def lines(self) -> st.SearchStrategy[Line]:
         @st.composite
@@ -141,6 +190,9 @@ class EmbeddingBatch(Domain):
                 return np.array(draw(st.lists(st.floats(low, high), min_size=self.size, max_size=self.size)))
 
             direction = vector(-1.0, 1.0)
+            # a component of 1e-12 would turn an embedding around only at t = 1e12, beyond the ladder: the
+            # far end would be a different batch, not the limit the loss approaches along the line
+            direction[np.abs(direction) < 1e-3] = 0.0
             norm = float(np.linalg.norm(direction))
             if norm < 1e-3:
                 direction, norm = np.eye(self.size)[0], 1.0

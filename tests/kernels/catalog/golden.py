@@ -249,7 +249,9 @@ def run_general_case(
     def forward(ctx: Ctx) -> tuple[Tensor, Tensor | None, Tensors]:
         tensors = {
             name: torch.tensor(
-                value, dtype=torch.int64 if value.dtype.kind == "i" else torch.float64, requires_grad=name in differentiable
+                value,
+                dtype=torch.int64 if value.dtype.kind == "i" else torch.float64,
+                requires_grad=name in differentiable,
             )
             for name, value in inputs.items()
         }

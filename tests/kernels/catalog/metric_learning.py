@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.metric_learning import ArcFaceParams
+from kernels.metric_learning import ArcFaceParams, CircleParams
 from tests.kernels.catalog.base import BOTH, ONE, Arrays, Golden, GradientCase, LossInfo
 from tests.kernels.catalog.reference import Ctx, F, Library, Tensor, Tensors, keras, torch
 from tests.kernels.metric_domains import Cosines, EmbeddingBatch
@@ -65,10 +65,15 @@ def ref_arcface(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
         theirs.modify_cosine_of_target_classes(target[inside]),
     )
     if bool(inside.all()):
-        c.check("pytorch-metric-learning ArcFaceLoss (mean) on the cosines", out.mean().reshape(1), pml_on_cosines(theirs, t))
+        c.check(
+            "pytorch-metric-learning ArcFaceLoss (mean) on the cosines",
+            out.mean().reshape(1),
+            pml_on_cosines(theirs, t),
+        )
     paper = torch.where(
         target >= -math.cos(m),
-        torch.clamp(target, low, high) * math.cos(m) - torch.sqrt(1 - torch.clamp(target, low, high) ** 2) * math.sin(m),
+        torch.clamp(target, low, high) * math.cos(m)
+        - torch.sqrt(1 - torch.clamp(target, low, high) ** 2) * math.sin(m),
         target - m * math.sin(m),
     )
     c.check("cos(theta + m) = c cos m - sqrt(1 - c^2) sin m (Deng et al. Eq. 3)", paper, modified)
@@ -81,7 +86,9 @@ def ref_cosface(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
     target = x.gather(1, y.unsqueeze(1)).squeeze(1)
     theirs = pml.losses.CosFaceLoss(num_classes=x.shape[1], embedding_size=x.shape[1], margin=m, scale=s)
     out = margin_logits(t, c, theirs.modify_cosine_of_target_classes(target))
-    c.check("pytorch-metric-learning CosFaceLoss (mean) on the cosines", out.mean().reshape(1), pml_on_cosines(theirs, t))
+    c.check(
+        "pytorch-metric-learning CosFaceLoss (mean) on the cosines", out.mean().reshape(1), pml_on_cosines(theirs, t)
+    )
     return out, None
 
 
@@ -363,8 +370,10 @@ LOSSES = (
             reference=ref_cosface,
             data=cosines_data,
             shapes={"c5": (6, 5), "c10": (4, 10)},
-            describe=lambda p: "pytorch-metric-learning CosFaceLoss(margin=m, scale=s) on the given cosines, per "
-            "sample F.cross_entropy",
+            describe=lambda p: (
+                "pytorch-metric-learning CosFaceLoss(margin=m, scale=s) on the given cosines, per "
+                "sample F.cross_entropy"
+            ),
             combos=(({}, BOTH), ({"m": 0.2, "s": 16.0}, ONE)),
             versions=VERSIONS,
             tolerance=SCALED,
@@ -381,8 +390,10 @@ LOSSES = (
             differentiable=("x1", "x2"),
             shapes={"n4": (4, 3), "n6": (6, 8)},
             batch_level=True,
-            describe=lambda p: "SimCLR NT-Xent as an exact torch log-softmax, checked against "
-            "pytorch-metric-learning SelfSupervisedLoss(NTXentLoss(temperature))",
+            describe=lambda p: (
+                "SimCLR NT-Xent as an exact torch log-softmax, checked against "
+                "pytorch-metric-learning SelfSupervisedLoss(NTXentLoss(temperature))"
+            ),
             combos=(({}, BOTH), ({"temperature": 0.5}, ONE)),
             versions=VERSIONS,
             tolerance=SCALED,
@@ -416,15 +427,17 @@ LOSSES = (
             differentiable=("embeddings",),
             shapes=BATCH_SHAPES,
             batch_level=True,
-            describe=lambda p: "Circle loss in torch float64 with autograd through the weights (as Keras's "
-            "circle) on F.normalize'd embeddings; value checked against pytorch-metric-learning CircleLoss(m, "
-            "gamma) and keras.losses.circle",
+            describe=lambda p: (
+                "Circle loss in torch float64 with autograd through the weights (as Keras's "
+                "circle) on F.normalize'd embeddings; value checked against pytorch-metric-learning CircleLoss(m, "
+                "gamma) and keras.losses.circle"
+            ),
             combos=(({}, BOTH), ({"m": 0.25, "gamma": 32.0}, ONE)),
             versions=VERSIONS,
             tolerance=SCALED,
         ),
         gradients=GradientCase(fd_batch, ({"gamma": 4.0}, {"m": 0.25, "gamma": 2.0}), rtol=1e-5, atol=1e-6),
-        domain=EmbeddingBatch(("embeddings",)),
+        domain=EmbeddingBatch(("embeddings",), kink="cosine", cosine=-CircleParams().m),
     ),
     LossInfo(
         "triplet_hard",
@@ -435,8 +448,10 @@ LOSSES = (
             differentiable=("embeddings",),
             shapes=BATCH_SHAPES,
             batch_level=True,
-            describe=lambda p: "tfa.losses.triplet_hard_loss transcribed to torch float64 (TF-Addons needs "
-            "TensorFlow, which is not installable here), gradients by torch autograd",
+            describe=lambda p: (
+                "tfa.losses.triplet_hard_loss transcribed to torch float64 (TF-Addons needs "
+                "TensorFlow, which is not installable here), gradients by torch autograd"
+            ),
             combos=(
                 ({}, BOTH),
                 ({"soft": True}, BOTH),
@@ -446,7 +461,7 @@ LOSSES = (
             tolerance=SCALED,
         ),
         gradients=GradientCase(fd_batch, ({}, {"soft": True}, {"squared": True, "margin": 0.5})),
-        domain=EmbeddingBatch(("embeddings",)),
+        domain=EmbeddingBatch(("embeddings",), floor=0.0, kink="mining"),
     ),
     LossInfo(
         "triplet_semihard",
@@ -457,12 +472,14 @@ LOSSES = (
             differentiable=("embeddings",),
             shapes=BATCH_SHAPES,
             batch_level=True,
-            describe=lambda p: "tfa.losses.triplet_semihard_loss transcribed to torch float64 (TF-Addons needs "
-            "TensorFlow, which is not installable here), gradients by torch autograd",
+            describe=lambda p: (
+                "tfa.losses.triplet_semihard_loss transcribed to torch float64 (TF-Addons needs "
+                "TensorFlow, which is not installable here), gradients by torch autograd"
+            ),
             combos=(({}, BOTH), ({"squared": True, "margin": 0.2}, BOTH), ({"margin": 3.0}, ONE)),
             tolerance=SCALED,
         ),
         gradients=GradientCase(fd_batch, ({}, {"squared": True, "margin": 0.2})),
-        domain=EmbeddingBatch(("embeddings",)),
+        domain=EmbeddingBatch(("embeddings",), floor=0.0, kink="mining"),
     ),
 )
