@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-COSINES = {"predictions": [[0.3, -0.2, 0.9], [0.1, 0.5, -0.4]], "targets": [2, 0]}
+COSINE_ROWS = [[0.3, -0.2, 0.9], [0.1, 0.5, -0.4]]
+COSINES = {"predictions": COSINE_ROWS, "targets": [2, 0]}
 BATCH = {"embeddings": [[0.0, 1.0], [0.1, 0.9], [1.0, 0.0], [0.9, -0.2]], "labels": [0, 0, 1, 1]}
 VIEWS = {"x1": [[0.0, 1.0], [1.0, 0.2], [-0.5, 0.5]], "x2": [[0.1, 0.9], [0.8, 0.1], [-0.4, 0.6]]}
 
@@ -64,7 +65,7 @@ def test_batch_level_losses_give_one_value(
 def test_arcface_over_v2_matches_rest(client: TestClient) -> None:
     rest = client.post("/loss/arcface", json={**COSINES, "reduction": "none", "dtype": "float64"}).json()
     inputs = [
-        {"name": "predictions", "datatype": "FP64", "shape": [2, 3], "data": np.ravel(COSINES["predictions"]).tolist()},
+        {"name": "predictions", "datatype": "FP64", "shape": [2, 3], "data": [v for row in COSINE_ROWS for v in row]},
         {"name": "targets", "datatype": "INT64", "shape": [2], "data": COSINES["targets"]},
     ]
     response = client.post("/v2/models/arcface/infer", json={"inputs": inputs, "parameters": {"reduction": "none"}})
