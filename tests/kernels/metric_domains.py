@@ -81,7 +81,7 @@ class Cosines(Domain):
 
     def mismatch(self, spec: LossSpec) -> str | None:
         predictions, targets = spec.inputs[0], spec.inputs[1]
-        if predictions.kind != "real" or predictions.shape != ("N", "C"):
+        if predictions.kind != "cosine" or predictions.shape != ("N", "C"):
             return f"predictions are {predictions.kind!r} of shape {predictions.shape}, not cosine logits"
         return None if targets.kind == "label" else f"targets are {targets.kind!r}, not labels"
 
