@@ -4,13 +4,16 @@ mined in the batch; one value per batch, ``batch_level``). Every gradient is wri
 or the mining choice to the pairwise similarity (or distance) matrix, then through it to the embeddings."""
 
 import math
+from collections.abc import Callable
 from typing import Self
 
+import numpy as np
 from onnx import TensorProto
 from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field, model_validator
 
+from kernels.curves import Arrays, Curve
 from kernels.imbalance import softmax_parts
 from kernels.ops import LOSSD, logistic, one_hot_labels
 from kernels.ranking import hinge_active
@@ -89,6 +92,86 @@ EMBEDDINGS = (
 TWO_SAMPLES = (MinSize("N", 2, "embeddings", "a batch needs at least two embeddings to form pairs"),)
 
 
+# --- curves ------------------------------------------------------------------------------------------
+
+
+def _true_cosine() -> Curve:
+    """The true class's cosine x against two other classes at cosine 0."""
+
+    def inputs(x: np.ndarray) -> Arrays:
+        cosines = np.zeros((x.size, 3))
+        cosines[:, 0] = x
+        return {"predictions": cosines, "targets": np.zeros(x.size, dtype=np.int64)}
+
+    def direction(x: np.ndarray) -> Arrays:
+        d = np.zeros((x.size, 3))
+        d[:, 0] = 1.0
+        return {"predictions": d}
+
+    return Curve("cosine of the true class (the other two at 0)", -0.99, 0.99, inputs, direction)
+
+
+def _moving(
+    variable: str,
+    stop: float,
+    batch: np.ndarray,
+    labels: np.ndarray | None,
+    name: str,
+    position: Callable[[np.ndarray], np.ndarray],
+    velocity: Callable[[np.ndarray], np.ndarray],
+) -> Curve:
+    """A batch-level loss along x: each point is the batch ``batch`` (rows: embeddings of input ``name``)
+    with its row 1 at ``position(x)``; ``labels`` fixed (None: nt_xent, whose batch is x1 = rows 0-1, x2 =
+    rows 2-3)."""
+
+    def inputs(x: np.ndarray) -> Arrays:
+        rows = np.repeat(batch[None], x.size, axis=0)
+        rows[:, 1] = position(x)
+        if labels is None:
+            return {"x1": rows[:, :2], "x2": rows[:, 2:]}
+        return {name: rows, "labels": np.repeat(labels[None], x.size, axis=0)}
+
+    def direction(x: np.ndarray) -> Arrays:
+        d = np.zeros((x.size, *batch.shape))
+        d[:, 1] = velocity(x)
+        return {"x1": d[:, :2], "x2": d[:, 2:]} if labels is None else {name: d}
+
+    return Curve(variable, 0.0, stop, inputs, direction)
+
+
+def _turning(variable: str, batch: np.ndarray, labels: np.ndarray | None) -> Curve:
+    """Row 1 at angle x from (1, 0) on the unit circle."""
+    return _moving(
+        variable,
+        math.pi,
+        batch,
+        labels,
+        "embeddings",
+        lambda x: np.stack([np.cos(x), np.sin(x)], axis=1),
+        lambda x: np.stack([-np.sin(x), np.cos(x)], axis=1),
+    )
+
+
+LABELLED = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [-0.6, -0.8]])
+PAIR_OF_CLASSES = np.array([0, 0, 1, 1])
+ANGLE = "angle between the two class-0 embeddings (class 1 at (0, -1) and (-0.6, -0.8))"
+# nt_xent: x1 = [(1, 0), (cos x, sin x)], x2 = [(1, 0), (0, 1)]: x1's second sample turns towards its view
+VIEWS = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+DISTANCES = np.array([[0.0, 0.0], [0.5, 0.0], [0.0, 1.0], [0.0, -1.5]])
+
+
+def _distance_curve() -> Curve:
+    return _moving(
+        "distance from embedding 0 to its positive (negatives 1 and 1.5 away)",
+        3.0,
+        DISTANCES,
+        PAIR_OF_CLASSES,
+        "embeddings",
+        lambda x: np.stack([x, np.zeros_like(x)], axis=1),
+        lambda x: np.stack([np.ones_like(x), np.zeros_like(x)], axis=1),
+    )
+
+
 # --- arcface / cosface -------------------------------------------------------------------------------
 
 
@@ -158,6 +241,7 @@ def cosface_kernel(predictions, targets, s, m):  # type: ignore[no-untyped-def]
     task="ranking",
     inputs=COSINES,
     params=ArcFaceParams,
+    curve=_true_cosine(),
     properties=Properties(
         smooth_gradient=False,
         convex=False,
@@ -213,6 +297,7 @@ def arcface() -> KernelFunction:
     task="ranking",
     inputs=COSINES,
     params=CosFaceParams,
+    curve=_true_cosine(),
     properties=Properties(
         smooth_gradient=False,
         convex=True,
@@ -351,6 +436,7 @@ SMOOTH_BATCH = Properties(
     inputs=NT_XENT_VIEWS,
     params=NTXentParams,
     batch_level=True,
+    curve=_turning("angle of x1[1] from (1, 0) (its view x2[1] at (0, 1), sample 0's views at (1, 0))", VIEWS, None),
     properties=SMOOTH_BATCH,
     card=Card(
         title="NT-Xent (normalised temperature-scaled cross-entropy, InfoNCE)",
@@ -398,6 +484,7 @@ def nt_xent() -> KernelFunction:
     params=SupConParams,
     batch_level=True,
     min_sizes=TWO_SAMPLES,
+    curve=_turning(ANGLE, LABELLED, PAIR_OF_CLASSES),
     properties=SMOOTH_BATCH,
     card=Card(
         title="Supervised contrastive loss (SupCon)",
@@ -490,6 +577,7 @@ def circle_kernel(embeddings, labels, m, gamma):  # type: ignore[no-untyped-def]
     params=CircleParams,
     batch_level=True,
     min_sizes=TWO_SAMPLES,
+    curve=_turning(ANGLE, LABELLED, PAIR_OF_CLASSES),
     properties=Properties(
         robust_to_outliers=True,
         smooth_gradient=False,
@@ -769,6 +857,7 @@ TFA_DISTANCES = (
     params=TripletHardParams,
     batch_level=True,
     min_sizes=TWO_SAMPLES,
+    curve=_distance_curve(),
     properties=MINED,
     card=Card(
         title="Batch-hard triplet loss",
@@ -815,6 +904,7 @@ def triplet_hard(soft: bool, squared: bool) -> KernelFunction:
     params=TripletSemiHardParams,
     batch_level=True,
     min_sizes=TWO_SAMPLES,
+    curve=_distance_curve(),
     properties=MINED,
     card=Card(
         title="Semi-hard triplet loss",

@@ -14,7 +14,12 @@ VIEWS = {"x1": [[0.0, 1.0], [1.0, 0.2], [-0.5, 0.5]], "x2": [[0.1, 0.9], [0.8, 0
 
 # (loss, body, field, words the detail must contain)
 BAD: list[tuple[str, dict[str, Any], str, str]] = [
-    ("arcface", {**COSINES, "predictions": [[0.3, 1.2, 0.1], [0.1, 0.5, -0.4]]}, "predictions", "cosine similarities must lie in [-1.0, 1.0]"),
+    (
+        "arcface",
+        {**COSINES, "predictions": [[0.3, 1.2, 0.1], [0.1, 0.5, -0.4]]},
+        "predictions",
+        "cosine similarities must lie in [-1.0, 1.0]",
+    ),
     ("cosface", {**COSINES, "predictions": [[0.3, 0.2, 0.1], [0.1, -1.5, -0.4]]}, "predictions", "at index [1, 1]"),
     ("arcface", {**COSINES, "targets": [3, 0]}, "targets", "label 3"),
     ("arcface", {**COSINES, "params": {"m": -0.1}}, "params.m", ""),
