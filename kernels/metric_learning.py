@@ -845,7 +845,8 @@ MINED = Properties(
 TFA_DISTANCES = (
     "Distances are TF-Addons' pairwise_distance on the raw embeddings (it does not normalise them; its docs "
     "ask for L2-normalised ones): ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j clamped at 0, its root unless squared, 0 on "
-    "the diagonal and for coincident embeddings (where the root's gradient is taken as 0)."
+    "the diagonal and for coincident embeddings (where the root's gradient is taken as 0); computed in float64 on "
+    "the embeddings centred on the batch mean (the same distances, without the expanded form's cancellation)."
 )
 
 
