@@ -196,6 +196,30 @@ RULES: tuple[Rule, ...] = (
     rule("contrastive", "Embeddings from pairs labelled similar or dissimilar.", "ranking", priority=2),
     rule("cosine_embedding", "Pairs of embeddings compared by angle, not length.", "ranking", priority=1),
     rule("margin_ranking", "Ranking pairs of scores (learning to rank).", "ranking"),
+    rule(
+        "supcon",
+        "A labelled batch of embeddings: every same-label pair a positive (supervised contrastive).",
+        "ranking",
+        priority=2,
+    ),
+    rule(
+        "triplet_semihard",
+        "Labelled embeddings, triplets mined in the batch (FaceNet's semi-hard negatives).",
+        "ranking",
+        priority=2,
+    ),
+    rule(
+        "arcface", "Many identities (faces, re-identification): angular margin on cosine logits.", "ranking", priority=2
+    ),
+    rule(
+        "nt_xent",
+        "Self-supervised: two augmented views per sample, in-batch negatives (SimCLR).",
+        "ranking",
+        priority=1,
+    ),
+    rule("triplet_hard", "Labelled P x K batches: the hardest positive and negative per anchor.", "ranking"),
+    rule("circle", "Pair similarities weighted by their distance from the optimum (retrieval).", "ranking"),
+    rule("cosface", "Many identities: a cosine margin on cosine logits (CosFace).", "ranking"),
     # Sequences, masks, generation.
     rule(
         "ctc", "Unaligned sequences: CTC sums over every alignment of the labels to the frames.", "sequence", priority=3

@@ -25,12 +25,12 @@ Task = Literal[
     "segmentation",
     "generative",
 ]
-InputKind = Literal["real", "nonnegative", "probability", "score", "label", "count"]
+InputKind = Literal["real", "nonnegative", "probability", "cosine", "score", "label", "count"]
 """real: any finite float; nonnegative: a finite float >= 0 (variances, rates, counts
-that need not be integers); probability: in [0, 1]; score: probabilities or raw scores
-(logits), as ``Input.probabilities_when`` says (by default: unless the ``from_logits`` param
-is true); label: integer class index in [0, C) (or ``ignore_index``); count: integer in
-[0, size of the symbol named by ``Input.bound``]."""
+that need not be integers); probability: in [0, 1]; cosine: a cosine similarity in [-1, 1];
+score: probabilities or raw scores (logits), as ``Input.probabilities_when`` says (by
+default: unless the ``from_logits`` param is true); label: integer class index in [0, C)
+(or ``ignore_index``); count: integer in [0, size of the symbol named by ``Input.bound``]."""
 
 
 class InvalidInput(ValueError):

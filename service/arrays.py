@@ -252,6 +252,8 @@ def decode_inputs(
             check_range(name, array, 0.0, 1.0, "probabilities" if spec_input.kind == "score" else "values")
         elif spec_input.kind == "nonnegative":
             check_nonnegative(name, array)
+        elif spec_input.kind == "cosine":
+            check_range(name, array, -1.0, 1.0, "cosine similarities")
         else:
             check_finite(name, array)
         if spec_input.allowed is not None:

@@ -21,6 +21,8 @@ def array_schema(spec_input: Input | None) -> dict[str, Any]:
     leaf: dict[str, Any] = {"type": "integer"} if spec_input.integer else {"type": "number"}
     if spec_input.kind == "nonnegative" and spec_input.relaxed_by is None:
         leaf["minimum"] = 0
+    elif spec_input.kind == "cosine":
+        leaf["minimum"], leaf["maximum"] = -1, 1
     return {"type": "array", "minItems": 1, "items": {"anyOf": [leaf, {"type": "array"}]}}
 
 

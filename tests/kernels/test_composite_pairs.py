@@ -97,6 +97,8 @@ def _floats(uses: Sequence[tuple[Term, Input]], shape: tuple[int, ...], rng: np.
             low, high = max(low, 0.0), min(high, 1.0)
         elif x.kind == "nonnegative":
             low = max(low, 0.0)
+        elif x.kind == "cosine":
+            low, high = max(low, -1.0), min(high, 1.0)
         if x.allowed is not None:
             allowed = set(x.allowed) if allowed is None else allowed & set(x.allowed)
     if allowed is not None:
@@ -105,6 +107,8 @@ def _floats(uses: Sequence[tuple[Term, Input]], shape: tuple[int, ...], rng: np.
         return rng.choice(choices, shape)
     if low >= 0.0 and high <= 1.0:
         return rng.uniform(0.05, 0.95, shape)
+    if low >= -1.0 and high <= 1.0:
+        return rng.uniform(-0.95, 0.95, shape)
     if low >= 0.0:
         return rng.uniform(0.1, 3.0, shape)
     return rng.normal(0.0, 1.5, shape)

@@ -54,6 +54,9 @@ def test_every_card_is_complete(client: TestClient) -> None:
             assert ("default" in field) != (name in required), card["name"]
 
 
+METRIC_LEARNING = {"arcface", "cosface", "nt_xent", "supcon", "circle", "triplet_hard", "triplet_semihard"}
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
@@ -69,8 +72,8 @@ def test_every_card_is_complete(client: TestClient) -> None:
         ("task=regression&differentiable=false", {"mae", "msle", "mape", "quantile"}),
         ("task=classification&differentiable=false", {"hinge", "categorical_hinge", "multi_margin"}),
         ("task=imbalance&convex=true", {"focal", "weighted_cross_entropy", "categorical_focal"}),
-        ("task=ranking", {"contrastive", "triplet", "cosine_embedding", "margin_ranking"}),
-        ("task=ranking&convex=true", {"margin_ranking"}),
+        ("task=ranking", {"contrastive", "triplet", "cosine_embedding", "margin_ranking", *METRIC_LEARNING}),
+        ("task=ranking&convex=true", {"margin_ranking", "cosface"}),
         ("task=generative&bounded_below=false", {"wasserstein"}),
         ("task=classification&convex=false", set()),
         ("task=classification&smooth_gradient=true", {"nll", "squared_hinge"}),

@@ -74,8 +74,8 @@ GENERATED_BY = "scripts/make_golden.py (make golden)"
 
 def library_version(name: str) -> str:
     """The version a golden file records for one of a declaration's ``versions``."""
-    if name == "pytorch-msssim":
-        return version("pytorch-msssim")
+    if name in ("pytorch-msssim", "pytorch-metric-learning"):
+        return version(name)
     module = {"scipy": scipy, "monai": monai, "scikit-image": skimage}[name]
     return str(module.__version__)
 
@@ -234,7 +234,10 @@ def run_general_case(
     params = concrete_params(params_spec, shape, rng)
     raw = entry.data(kind, shape, rng, params)
     batch_level = entry.batch_level
-    inputs = {name: np.asarray(value, dtype=dtype).astype(np.float64) for name, value in raw.items()}
+    inputs = {
+        name: value if value.dtype.kind == "i" else np.asarray(value, dtype=dtype).astype(np.float64)
+        for name, value in raw.items()
+    }
     first = next(iter(inputs.values()))
     weights = None
     if not batch_level:
@@ -245,7 +248,11 @@ def run_general_case(
 
     def forward(ctx: Ctx) -> tuple[Tensor, Tensor | None, Tensors]:
         tensors = {
-            name: torch.tensor(value, dtype=torch.float64, requires_grad=name in differentiable)
+            name: torch.tensor(
+                value,
+                dtype=torch.int64 if value.dtype.kind == "i" else torch.float64,
+                requires_grad=name in differentiable,
+            )
             for name, value in inputs.items()
         }
         e, m = reference(tensors, ctx)

@@ -57,7 +57,7 @@ scipy: Any = Library("scipy")
 skimage: Any = Library("skimage")
 pytorch_msssim: Any = Library("pytorch_msssim")
 
-LIBRARIES = ("torch", "keras", "monai", "scipy", "skimage", "pytorch_msssim")
+LIBRARIES = ("torch", "keras", "monai", "scipy", "skimage", "pytorch_msssim", "pytorch_metric_learning")
 """The top-level modules the stand-ins import (a test checks the suite imports none of them)."""
 
 
