@@ -41,6 +41,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/loss/arcface": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * ArcFace (additive angular margin) loss
+         * @description ArcFace (additive angular margin) loss. Softmax cross-entropy on scaled cosine logits s cos(theta_j), the true class's angle widened by the margin: s cos(theta_y + m). The inputs are the cosines (predictions, in [-1, 1]) between L2-normalised embeddings and L2-normalised class weights, so the head's weights stay with the client, and targets the labels, as in sparse_cross_entropy. Where theta_y + m would pass pi the logit continues linearly, cos(theta_y) - m sin(m), as pytorch-metric-learning and insightface do, so it keeps decreasing. The derivative of cos(arccos(c) + m) is infinite at c = 1: the target cosine is clipped to [-1 + eps, 1 - eps] before its angle is taken (eps = 1e-7), so a target cosine within eps of 1 has a finite logit and a zero gradient there (pytorch-metric-learning clips to [-1, 1] and returns an infinite gradient at exactly 1). Gradients grow like 1 / sin(theta_y) near theta_y = 0, hence not smooth; the branch switch makes the gradient jump, and the margin makes it non-convex.
+         */
+        post: operations["compute_arcface_loss_arcface_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/loss/binary_cross_entropy": {
         parameters: {
             query?: never;
@@ -101,6 +121,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/loss/circle": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Circle loss
+         * @description Circle loss. Sun et al.'s unified pair loss over a labelled batch: on cosine similarities of the L2-normalised embeddings, each anchor's positives s_p and negatives s_n enter softplus(logsumexp(-gamma alpha_p (s_p - (1 - m))) + logsumexp(gamma alpha_n (s_n - m))) with self-paced weights alpha_p = max(1 + m - s_p, 0), alpha_n = max(s_n + m, 0), which push the pair furthest from its optimum hardest. One value for the batch: the mean over anchors with both a positive and a negative (pytorch-metric-learning's AvgNonZeroReducer). Gradients are the loss's own (as Keras's circle gives): pytorch-metric-learning and the paper's code treat alpha_p and alpha_n as constants in backpropagation, so their gradients differ from ours (the values agree). Softplus is computed exactly (torch's Softplus returns x above 20, at most 2e-9 short). The weight alpha_n switches off at s_n = -m: a kink; not convex.
+         */
+        post: operations["compute_circle_loss_circle_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/loss/composite": {
         parameters: {
             query?: never;
@@ -136,6 +176,26 @@ export interface paths {
          * @description Contrastive loss. Siamese-network loss on the Euclidean distance D = ||x1 - x2|| of each embedding pair: similar pairs (target 1) are pulled together by D^2, dissimilar pairs (target 0) pushed apart by max(margin - D, 0)^2 until they are margin apart. Computed from the embeddings (TF-Addons takes the distance); gradients for both embeddings. The hinge term is not convex and its gradient jumps at D = 0 (a dissimilar pair of identical embeddings), where the direction of (x1 - x2) / D is undefined: the kernel returns the zero subgradient there. Similar pairs alone give the convex, smooth D^2.
          */
         post: operations["compute_contrastive_loss_contrastive_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/loss/cosface": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * CosFace (large margin cosine) loss
+         * @description CosFace (large margin cosine) loss. Softmax cross-entropy on scaled cosine logits with the true class's cosine lowered by the margin: s (cos(theta_y) - m). Predictions are the cosines in [-1, 1] between L2-normalised embeddings and class weights (the head stays with the client), targets the labels, as in sparse_cross_entropy. A cross-entropy of an affine function of the cosines: convex and differentiable, with gradients bounded by s; but the scale makes the curvature (up to about s^2 / 2 where classes compete, 2048 at s = 64) vary by orders of magnitude across the box, so the gradient is not smooth in the property tests' sense.
+         */
+        post: operations["compute_cosface_loss_cosface_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -582,6 +642,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/loss/nt_xent": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * NT-Xent (normalised temperature-scaled cross-entropy, InfoNCE)
+         * @description NT-Xent (normalised temperature-scaled cross-entropy, InfoNCE). SimCLR's contrastive loss over two views of a batch: the 2N embeddings are L2-normalised, and each one's positive is its other view (x1[i] with x2[i]) against the 2N - 2 other embeddings as negatives, by a softmax over cosine similarities divided by the temperature. One value for the whole batch: the mean over the 2N anchors (no sample weights). The inputs are named x1 and x2 like the other pair losses (contrastive, cosine_embedding): row i of both is one sample. Computed as an exact log-softmax; pytorch-metric-learning adds the dtype's smallest normal number inside its log, which caps its loss near 87 in float32 and is otherwise invisible. Smooth in the embeddings away from zero vectors (the normalisation's gradient grows like 1 / ||x|| near the origin, where a cosine is undefined), and not convex.
+         */
+        post: operations["compute_nt_xent_loss_nt_xent_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/loss/perceptual": {
         parameters: {
             query?: never;
@@ -722,6 +802,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/loss/supcon": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Supervised contrastive loss (SupCon)
+         * @description Supervised contrastive loss (SupCon). Khosla et al.'s L_out over a labelled batch: embeddings are L2-normalised, and each anchor's loss is minus the mean, over the other embeddings with its label, of the log-softmax of its cosine similarities / temperature over every other embedding. One value for the whole batch: pytorch-metric-learning's AvgNonZeroReducer, the mean over the anchors whose loss is above 0 (anchors without a positive drop out); 0 for a batch without any positive or any negative pair. Smooth away from zero vectors (near them the normalisation's gradient grows like 1 / ||x||); not convex.
+         */
+        post: operations["compute_supcon_loss_supcon_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/loss/triplet": {
         parameters: {
             query?: never;
@@ -736,6 +836,46 @@ export interface paths {
          * @description Triplet margin loss. Pulls each anchor towards its positive and pushes it from its negative until the negative is at least margin further away: max(margin + d(a, p) - d(a, n), 0), with torch's distance d(u, v) = ||u - v + eps||_p (eps is added to every component of the difference). swap uses min(d(a, n), d(p, n)) as the negative distance; squared=true is the FaceNet form on squared Euclidean distances (p and eps do not apply). Gradients for all three inputs follow torch's conventions: they pass at a loss of exactly 0 (the hinge's edge), split in half at a swap tie, and a zero difference has a zero norm gradient. The default (not squared) has gradients of norm at most 1 per distance, so outlying embeddings do not dominate; the hinge and the norm make it neither convex nor smooth.
          */
         post: operations["compute_triplet_loss_triplet_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/loss/triplet_hard": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Batch-hard triplet loss
+         * @description Batch-hard triplet loss. Triplets mined in the batch (Hermans et al.): for every anchor, its farthest positive (same label) and its nearest negative, max(d_p - d_n + margin, 0), or softplus(d_p - d_n) with soft; one value for the batch, the mean over every anchor. As TF-Addons' triplet_hard_loss: an anchor without a positive takes d_p = 0 and one without a negative takes its farthest embedding as d_n (its masked extrema). Distances are TF-Addons' pairwise_distance on the raw embeddings (it does not normalise them; its docs ask for L2-normalised ones): ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j clamped at 0, its root unless squared, 0 on the diagonal and for coincident embeddings (where the root's gradient is taken as 0); computed in float64 on the embeddings centred on the batch mean (the same distances, without the expanded form's cancellation). The gradient flows to the mined pairs only (split evenly between tied distances, as TensorFlow's); mining switches and the hinge make the loss neither smooth nor convex.
+         */
+        post: operations["compute_triplet_hard_loss_triplet_hard_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/loss/triplet_semihard": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Semi-hard triplet loss
+         * @description Semi-hard triplet loss. FaceNet's online semi-hard mining as TF-Addons' triplet_semihard_loss: for every positive pair (a, p) (same label, a != p), the nearest negative farther from a than p is, or, when there is none, the farthest negative; max(d_ap - d_an + margin, 0) summed over the positive pairs and divided by their number (0 for a batch without positive pairs, where TF-Addons divides 0 by 0). Distances are TF-Addons' pairwise_distance on the raw embeddings (it does not normalise them; its docs ask for L2-normalised ones): ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j clamped at 0, its root unless squared, 0 on the diagonal and for coincident embeddings (where the root's gradient is taken as 0); computed in float64 on the embeddings centred on the batch mean (the same distances, without the expanded form's cancellation). The (anchor, positive, negative) comparisons take an N x N x N tensor, as TF-Addons' tiled one does. Gradients flow to the mined pairs (split evenly between tied distances, as TensorFlow's); neither smooth nor convex.
+         */
+        post: operations["compute_triplet_semihard_loss_triplet_semihard_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1416,6 +1556,70 @@ export interface components {
              */
             window?: string | null;
         };
+        /** ArcFaceParams */
+        ArcFaceParams: {
+            /**
+             * Eps
+             * @description The target cosine is clipped to [-1 + eps, 1 - eps] before its angle is taken, where the arccos derivative is infinite.
+             * @default 1e-7
+             */
+            eps?: number;
+            /**
+             * M
+             * @description Additive angular margin, in radians.
+             * @default 0.5
+             */
+            m?: number;
+            /**
+             * S
+             * @description Scale of the logits (the feature norm).
+             * @default 64
+             */
+            s?: number;
+        };
+        /**
+         * ArcfaceRequest
+         * @description Compute ArcFace (additive angular margin) loss.
+         */
+        ArcfaceRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["ArcFaceParams"];
+            /**
+             * Predictions
+             * @description Cosine similarities in [-1, 1] between each embedding and each class centre (the head's logits before the scale). Shape (N, C).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Integer class labels in [0, C). Shape (N).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
         /** BaselineConfig */
         BaselineConfig: {
             /**
@@ -1652,6 +1856,64 @@ export interface components {
              */
             weights?: number[];
         };
+        /** CircleParams */
+        CircleParams: {
+            /**
+             * Gamma
+             * @description Scale of the similarities.
+             * @default 80
+             */
+            gamma?: number;
+            /**
+             * M
+             * @description Relaxation: optima 1 + m and -m, decision margins 1 - m and m.
+             * @default 0.4
+             */
+            m?: number;
+        };
+        /**
+         * CircleRequest
+         * @description Compute Circle loss.
+         */
+        CircleRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Embeddings
+             * @description One embedding per sample. Shape (N, D).
+             */
+            embeddings: (number | unknown[])[];
+            /**
+             * Labels
+             * @description Integer class (identity) of each embedding: equal labels make positives. Shape (N).
+             */
+            labels: (number | unknown[])[];
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["CircleParams"];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Weights
+             * @description Not accepted: this loss is one value for the whole batch.
+             * @default null
+             */
+            weights?: number[];
+        };
         /**
          * CompositeRequest
          * @description A weighted sum of catalog losses over shared inputs; the arrays are further top-level fields,
@@ -1784,6 +2046,64 @@ export interface components {
              * @description Second embedding of each pair, same shape as x1. Shape (N, D).
              */
             x2: (number | unknown[])[];
+        };
+        /** CosFaceParams */
+        CosFaceParams: {
+            /**
+             * M
+             * @description Additive cosine margin.
+             * @default 0.35
+             */
+            m?: number;
+            /**
+             * S
+             * @description Scale of the logits (the feature norm).
+             * @default 64
+             */
+            s?: number;
+        };
+        /**
+         * CosfaceRequest
+         * @description Compute CosFace (large margin cosine) loss.
+         */
+        CosfaceRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["CosFaceParams"];
+            /**
+             * Predictions
+             * @description Cosine similarities in [-1, 1] between each embedding and each class centre (the head's logits before the scale). Shape (N, C).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Integer class labels in [0, C). Shape (N).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
         };
         /** CosineEmbeddingParams */
         CosineEmbeddingParams: {
@@ -3297,6 +3617,15 @@ export interface components {
              */
             weights?: number[];
         };
+        /** NTXentParams */
+        NTXentParams: {
+            /**
+             * Temperature
+             * @description Divides the cosine similarities before the softmax.
+             * @default 0.07
+             */
+            temperature?: number;
+        };
         /** NllParams */
         NllParams: {
             /**
@@ -3357,6 +3686,49 @@ export interface components {
         };
         /** NoParams */
         NoParams: Record<string, never>;
+        /**
+         * NtXentRequest
+         * @description Compute NT-Xent (normalised temperature-scaled cross-entropy, InfoNCE).
+         */
+        NtXentRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["NTXentParams"];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Weights
+             * @description Not accepted: this loss is one value for the whole batch.
+             * @default null
+             */
+            weights?: number[];
+            /**
+             * X1
+             * @description First view's embedding of each sample. Shape (N, D).
+             */
+            x1: (number | unknown[])[];
+            /**
+             * X2
+             * @description Second view's embedding of each sample, same shape as x1 (row i pairs with x1's row i). Shape (N, D).
+             */
+            x2: (number | unknown[])[];
+        };
         /** PerceptualParams */
         PerceptualParams: {
             /**
@@ -3977,6 +4349,58 @@ export interface components {
             /** Std */
             std: number | null;
         };
+        /** SupConParams */
+        SupConParams: {
+            /**
+             * Temperature
+             * @description Divides the cosine similarities before the softmax.
+             * @default 0.1
+             */
+            temperature?: number;
+        };
+        /**
+         * SupconRequest
+         * @description Compute Supervised contrastive loss (SupCon).
+         */
+        SupconRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Embeddings
+             * @description One embedding per sample. Shape (N, D).
+             */
+            embeddings: (number | unknown[])[];
+            /**
+             * Labels
+             * @description Integer class (identity) of each embedding: equal labels make positives. Shape (N).
+             */
+            labels: (number | unknown[])[];
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["SupConParams"];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Weights
+             * @description Not accepted: this loss is one value for the whole batch.
+             * @default null
+             */
+            weights?: number[];
+        };
         /** TensorInput */
         TensorInput: {
             /**
@@ -4068,6 +4492,70 @@ export interface components {
             /** Weight */
             weight: number;
         };
+        /** TripletHardParams */
+        TripletHardParams: {
+            /**
+             * Margin
+             * @description Required gap between the nearest negative and the farthest positive distance (hinge only).
+             * @default 1
+             */
+            margin?: number;
+            /**
+             * Soft
+             * @description softplus(d_p - d_n) instead of the hinge max(d_p - d_n + margin, 0).
+             * @default false
+             */
+            soft?: boolean;
+            /**
+             * Squared
+             * @description Squared Euclidean distances (TF-Addons distance_metric='squared-L2').
+             * @default false
+             */
+            squared?: boolean;
+        };
+        /**
+         * TripletHardRequest
+         * @description Compute Batch-hard triplet loss.
+         */
+        TripletHardRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Embeddings
+             * @description One embedding per sample. Shape (N, D).
+             */
+            embeddings: (number | unknown[])[];
+            /**
+             * Labels
+             * @description Integer class (identity) of each embedding: equal labels make positives. Shape (N).
+             */
+            labels: (number | unknown[])[];
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["TripletHardParams"];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Weights
+             * @description Not accepted: this loss is one value for the whole batch.
+             * @default null
+             */
+            weights?: number[];
+        };
         /** TripletParams */
         TripletParams: {
             /**
@@ -4145,6 +4633,64 @@ export interface components {
             /**
              * Weights
              * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
+        /** TripletSemiHardParams */
+        TripletSemiHardParams: {
+            /**
+             * Margin
+             * @description Required gap between the negative and the positive distance.
+             * @default 1
+             */
+            margin?: number;
+            /**
+             * Squared
+             * @description Squared Euclidean distances (TF-Addons distance_metric='squared-L2').
+             * @default false
+             */
+            squared?: boolean;
+        };
+        /**
+         * TripletSemihardRequest
+         * @description Compute Semi-hard triplet loss.
+         */
+        TripletSemihardRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Embeddings
+             * @description One embedding per sample. Shape (N, D).
+             */
+            embeddings: (number | unknown[])[];
+            /**
+             * Labels
+             * @description Integer class (identity) of each embedding: equal labels make positives. Shape (N).
+             */
+            labels: (number | unknown[])[];
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["TripletSemiHardParams"];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Weights
+             * @description Not accepted: this loss is one value for the whole batch.
              * @default null
              */
             weights?: number[];
@@ -4522,6 +5068,66 @@ export interface operations {
             };
         };
     };
+    compute_arcface_loss_arcface_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ArcfaceRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     compute_binary_cross_entropy_loss_binary_cross_entropy_post: {
         parameters: {
             query?: never;
@@ -4702,6 +5308,66 @@ export interface operations {
             };
         };
     };
+    compute_circle_loss_circle_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CircleRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     composite_loss_loss_composite_post: {
         parameters: {
             query?: never;
@@ -4772,6 +5438,66 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["ContrastiveRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    compute_cosface_loss_cosface_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CosfaceRequest"];
             };
         };
         responses: {
@@ -6142,6 +6868,66 @@ export interface operations {
             };
         };
     };
+    compute_nt_xent_loss_nt_xent_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NtXentRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     compute_perceptual_loss_perceptual_post: {
         parameters: {
             query?: never;
@@ -6571,6 +7357,66 @@ export interface operations {
             };
         };
     };
+    compute_supcon_loss_supcon_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SupconRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     compute_triplet_loss_triplet_post: {
         parameters: {
             query?: never;
@@ -6581,6 +7427,126 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["TripletRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    compute_triplet_hard_loss_triplet_hard_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TripletHardRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    compute_triplet_semihard_loss_triplet_semihard_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TripletSemihardRequest"];
             };
         };
         responses: {
