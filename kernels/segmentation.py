@@ -15,8 +15,9 @@ from sums taken in float64 whatever the request's dtype.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from onnx import TensorProto
@@ -26,7 +27,7 @@ from pydantic import Field
 
 from kernels.curves import Arrays, Curve
 from kernels.ops import LOSSD, logistic
-from kernels.spec import Card, Input, KernelFunction, MinSize, Params, Properties, loss
+from kernels.spec import Card, Input, InvalidInput, KernelFunction, MinSize, Params, Properties, loss
 
 F64 = TensorProto.DOUBLE
 Activation = Literal["none", "sigmoid", "softmax"]
@@ -40,11 +41,32 @@ class OverlapParams(Params):
     )
     smooth_nr: float = Field(1e-5, ge=0, description="Added to the numerator (MONAI smooth_nr).")
     smooth_dr: float = Field(
-        1e-5, gt=0, description="Added to the denominator (MONAI smooth_dr); positive, so an empty class is defined."
+        1e-5,
+        ge=0,
+        description="Added to the denominator (MONAI smooth_dr). 0 leaves a class empty in both predictions and "
+        "targets undefined (0/0): such a request is a 422 naming this param.",
     )
     include_background: bool = Field(
         True, description="false: channel 0 (the background) is left out of the loss; needs at least 2 channels."
     )
+    soft_label: bool = Field(
+        False,
+        description="MONAI soft_label: overlap from |p - y| (tp = sum min(p, y), fp = sum max(p - y, 0), "
+        "fn = sum max(y - p, 0)), so a soft target predicted exactly has loss 0; the same as false for hard "
+        "(0/1) targets and for squared_pred.",
+    )
+    class_weights: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None,
+        min_length=1,
+        description="MONAI weight: one non-negative weight per kept class (C, or C - 1 without the background), "
+        "multiplying that class's loss before the mean over the classes.",
+    )
+
+    def classes(self, shape: tuple[int, ...]) -> int:
+        return shape[1] - (0 if self.include_background else 1)
+
+    def classes_description(self) -> str:
+        return "one per kept class (axis 1 of the predictions, less the background without include_background)"
 
 
 class DiceParams(OverlapParams):
@@ -152,43 +174,132 @@ def activation_pair(activation: str, include_background: bool) -> tuple[KernelFu
     return probabilities, backward
 
 
+@script(LOSSD, default_opset=op)
+def soft_sums(p, y):  # type: ignore[no-untyped-def]
+    """soft_label (MONAI, after Wang et al. 2023): tp = sum min(p, y), fp = sum max(p - y, 0),
+    fn = sum max(y - p, 0) in float64 (N, C', 1), and sign(p - y), whose 0 at a tie gives the
+    half-gradients of MONAI's |p - y| norms (torch's sign(0) = 0)."""
+    p64 = op.Cast(p, to=F64)
+    y64 = op.Cast(y, to=F64)
+    axis = op.Constant(value_ints=[-1])
+    d = p64 - y64
+    tp = op.ReduceSum(op.Min(p64, y64), axis, keepdims=1)
+    fp = op.ReduceSum(op.Relu(d), axis, keepdims=1)
+    fn = op.ReduceSum(op.Relu(op.Neg(d)), axis, keepdims=1)
+    return tp, fp, fn, op.Sign(p - y)
+
+
+@script(LOSSD, default_opset=op)
+def class_weighted(elements, grad, class_weights):  # type: ignore[no-untyped-def]
+    """Per-class weights (C',) on the (N, C') losses and their (N, C', R) gradient; an absent
+    weight is fed as [1]."""
+    w = op.CastLike(class_weights, elements)
+    return elements * w, grad * op.Unsqueeze(w, op.Constant(value_ints=[-1]))
+
+
 @cache
-def ratio_kernel(jaccard: bool, activation: str, squared_pred: bool, include_background: bool) -> KernelFunction:
+def ratio_kernel(
+    jaccard: bool, activation: str, squared_pred: bool, include_background: bool, soft_label: bool
+) -> KernelFunction:
     """Dice (err = fp + fn) or MONAI's Jaccard (err = 2 (fp + fn)), both with k = 2."""
     probabilities, backward = activation_pair(activation, include_background)
     c = 2.0 if jaccard else 1.0
     c2 = 2.0 * c  # a Python constant: a product of two literals inside the script would not be cast
+    soft = soft_label and not squared_pred  # MONAI's squared (ord 2) statistics are the same either way
 
     @script(LOSSD, default_opset=op)
-    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr):  # type: ignore[no-untyped-def]
+    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, class_weights):  # type: ignore[no-untyped-def]
         p, y, aux = probabilities(predictions, targets)
         if squared_pred:
             tp, err = squared_sums(p, y)
             d_err = c2 * (p - y)
+            d_tp = op.Identity(y)
+        elif soft:
+            tp, fp, fn, sign = soft_sums(p, y)
+            err = fp + fn
+            d_err = c * sign
+            d_tp = 0.5 - 0.5 * sign
         else:
             tp, fp, fn = overlap_sums(p, y)
             err = fp + fn
             d_err = c * (1.0 - 2.0 * y)
+            d_tp = op.Identity(y)
         elements, u, w = overlap_ratio(2.0 * tp, c * err, smooth_nr, smooth_dr, p)
-        return elements, backward(u * d_err - (2.0 * w) * y, aux)
+        weighted, grad = class_weighted(elements, u * d_err - (2.0 * w) * d_tp, class_weights)
+        return weighted, backward(grad, aux)
 
     return overlap_kernel
 
 
 @cache
-def tversky_kernel(activation: str, include_background: bool) -> KernelFunction:
+def tversky_kernel(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
     probabilities, backward = activation_pair(activation, include_background)
 
     @script(LOSSD, default_opset=op)
-    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, alpha, beta):  # type: ignore[no-untyped-def]
+    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, alpha, beta, class_weights):  # type: ignore[no-untyped-def]
         p, y, aux = probabilities(predictions, targets)
-        tp, fp, fn = overlap_sums(p, y)
+        if soft_label:
+            tp, fp, fn, sign = soft_sums(p, y)
+            d_tp = 0.5 - 0.5 * sign
+            d_err = alpha * (1.0 - d_tp) - beta * d_tp  # d fp = 1 - d tp, d fn = -d tp
+        else:
+            tp, fp, fn = overlap_sums(p, y)
+            d_tp = op.Identity(y)
+            d_err = alpha * (1.0 - y) - beta * y
         err = op.CastLike(alpha, tp) * fp + op.CastLike(beta, tp) * fn
         elements, u, w = overlap_ratio(tp, err, smooth_nr, smooth_dr, p)
-        d_err = alpha * (1.0 - y) - beta * y
-        return elements, backward(u * d_err - w * y, aux)
+        weighted, grad = class_weighted(elements, u * d_err - w * d_tp, class_weights)
+        return weighted, backward(grad, aux)
 
     return overlap_kernel
+
+
+def kept_probabilities(params: OverlapParams, arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's kept probabilities and targets, (N, C', R) in numpy (for the checks)."""
+    x = arrays["predictions"]
+    x = x.reshape(*x.shape[:2], -1)
+    y = arrays["targets"].reshape(x.shape).astype(np.float64)
+    if params.activation == "sigmoid":
+        p = np.exp(-np.logaddexp(0.0, -x))
+    elif params.activation == "softmax":
+        z = np.exp(x - x.max(axis=1, keepdims=True))
+        p = z / z.sum(axis=1, keepdims=True)
+    else:
+        p = x
+    p = p.astype(np.float64)
+    return (p, y) if params.include_background else (p[:, 1:], y[:, 1:])
+
+
+def empty_denominator(spec_name: str, where: np.ndarray) -> None:
+    """A 422 naming the first (sample, class) whose ratio is 0/0 (smooth_dr = 0)."""
+    n, c = (int(i) for i in np.argwhere(where)[0])
+    raise InvalidInput(
+        "params.smooth_dr",
+        f"smooth_dr=0 leaves {spec_name}'s ratio 0/0 for sample {n}, kept class {c}, whose denominator vanishes "
+        "(nothing predicted and nothing in the target): use smooth_dr > 0",
+    )
+
+
+def check_overlap(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """Dice and IoU with smooth_dr = 0: every (sample, kept class) needs sum p + sum y > 0."""
+    if params.smooth_dr == 0:
+        p, y = kept_probabilities(params, arrays)
+        empty = (p.sum(axis=-1) + y.sum(axis=-1)) <= 0
+        if empty.any():
+            empty_denominator("the overlap", empty)
+
+
+def check_tversky(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """Tversky with smooth_dr = 0: tp + alpha fp + beta fn > 0 for every (sample, kept class)."""
+    if params.smooth_dr == 0:
+        p, y = kept_probabilities(params, arrays)
+        if params.soft_label:
+            tp, fp, fn = np.minimum(p, y), np.maximum(p - y, 0.0), np.maximum(y - p, 0.0)
+        else:
+            tp, fp, fn = p * y, p * (1.0 - y), (1.0 - p) * y
+        q = tp.sum(-1) + params.alpha * fp.sum(-1) + params.beta * fn.sum(-1)
+        if (q <= 0).any():
+            empty_denominator("the Tversky", q <= 0)
 
 
 # --- declarations ----------------------------------------------------------------------------
@@ -205,7 +316,9 @@ TARGETS = Input(
     "targets",
     ("N", "C", "..."),
     "probability",
-    "Target masks in [0, 1] (one-hot or soft), same shape as predictions.",
+    "Target masks in [0, 1] (one-hot or soft), same shape as predictions; or an integer label map (N, ...) or "
+    "(N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y).",
+    accepts_labels=True,
 )
 CHANNEL_RULES = (
     MinSize(
@@ -263,8 +376,13 @@ MONAI_COMMON = (
     "MONAI applies the activation, then drops channel 0 when include_background=false (so softmax still "
     "normalises over every channel), sums over the spatial axes per (sample, class) and averages over both "
     "for reduction='mean', which is our unweighted mean. For one channel MONAI ignores softmax and "
-    "include_background=false with a warning; we reject them (422). MONAI's batch=True, weight and "
-    "to_onehot_y are not offered: send one-hot targets."
+    "include_background=false with a warning; we reject them (422). MONAI's to_onehot_y=True: send the integer "
+    "label map, (N, ...) or (N, 1, ...), as targets; soft_label and smooth_dr=0 are ours too (a class whose "
+    "denominator then vanishes is a 422, where MONAI returns nan). Not offered: batch=True (one value per batch, "
+    "where our overlap losses are per sample) and other_act (an arbitrary callable)."
+)
+MONAI_WEIGHT = (
+    " MONAI's weight is class_weights (one per kept class; MONAI ignores it when a single class is kept, we apply it)."
 )
 
 
@@ -275,6 +393,7 @@ MONAI_COMMON = (
     params=DiceParams,
     properties=OVERLAP_PROPERTIES,
     min_sizes=CHANNEL_RULES,
+    check=check_overlap,
     curve=foreground_probability(),
     card=Card(
         title="Soft Dice loss",
@@ -290,7 +409,7 @@ MONAI_COMMON = (
         ),
         equivalents={
             "monai": "monai.losses.DiceLoss(sigmoid|softmax, squared_pred, include_background, smooth_nr, "
-            "smooth_dr, reduction) (matched). " + MONAI_COMMON,
+            "smooth_dr, soft_label, weight, reduction) (matched). " + MONAI_COMMON + MONAI_WEIGHT,
             "keras": "keras.losses.Dice(axis=None) computes one Dice over the whole batch with smooth 0 and 1e-7 "
             "in the denominator: send the batch as one sample of one channel, shape (1, 1, -1), with "
             "smooth_nr=0, smooth_dr=1e-7",
@@ -305,8 +424,8 @@ MONAI_COMMON = (
         ),
     ),
 )
-def dice(activation: str, squared_pred: bool, include_background: bool) -> KernelFunction:
-    return ratio_kernel(False, activation, squared_pred, include_background)
+def dice(activation: str, squared_pred: bool, include_background: bool, soft_label: bool) -> KernelFunction:
+    return ratio_kernel(False, activation, squared_pred, include_background, soft_label)
 
 
 @loss(
@@ -317,6 +436,7 @@ def dice(activation: str, squared_pred: bool, include_background: bool) -> Kerne
     params=DiceParams,
     properties=OVERLAP_PROPERTIES,
     min_sizes=CHANNEL_RULES,
+    check=check_overlap,
     curve=foreground_probability(),
     card=Card(
         title="Soft IoU (Jaccard) loss",
@@ -331,7 +451,8 @@ def dice(activation: str, squared_pred: bool, include_background: bool) -> Kerne
             "Building and road extraction from aerial imagery",
         ),
         equivalents={
-            "monai": "monai.losses.DiceLoss(jaccard=True, ...) (matched). " + MONAI_COMMON + " For the textbook "
+            "monai": "monai.losses.DiceLoss(jaccard=True, ...) (matched). " + MONAI_COMMON + MONAI_WEIGHT + " For "
+            "the textbook "
             "soft IoU 1 - (tp + s) / (sum p + sum y - tp + s), pass smooth_nr = smooth_dr = 2 s.",
             "smp": "segmentation_models_pytorch JaccardLoss aggregates over the batch per class and gives classes "
             "absent from the target loss 0",
@@ -344,8 +465,8 @@ def dice(activation: str, squared_pred: bool, include_background: bool) -> Kerne
         ),
     ),
 )
-def iou(activation: str, squared_pred: bool, include_background: bool) -> KernelFunction:
-    return ratio_kernel(True, activation, squared_pred, include_background)
+def iou(activation: str, squared_pred: bool, include_background: bool, soft_label: bool) -> KernelFunction:
+    return ratio_kernel(True, activation, squared_pred, include_background, soft_label)
 
 
 @loss(
@@ -355,6 +476,7 @@ def iou(activation: str, squared_pred: bool, include_background: bool) -> Kernel
     params=TverskyParams,
     properties=OVERLAP_PROPERTIES,
     min_sizes=CHANNEL_RULES,
+    check=check_tversky,
     curve=foreground_probability(),
     card=Card(
         title="Tversky loss",
@@ -369,11 +491,14 @@ def iou(activation: str, squared_pred: bool, include_background: bool) -> Kernel
         ),
         equivalents={
             "monai": "monai.losses.TverskyLoss(alpha, beta, sigmoid|softmax, include_background, smooth_nr, "
-            "smooth_dr) (matched; include_background is an addition to the API table, as in MONAI). " + MONAI_COMMON,
-            "keras": "keras.losses.Tversky(alpha, beta, axis=None) is one value over the whole batch, and its code "
-            "multiplies alpha with sum y (1 - p), the false negatives, although its docstring says false positives: "
-            "Keras Tversky(alpha=a, beta=b) equals ours with alpha=b, beta=a, smooth_nr=0, smooth_dr=1e-7 on the "
-            "batch sent as one sample of one channel",
+            "smooth_dr, soft_label) (matched; include_background is an addition to the API table, as in MONAI). "
+            + MONAI_COMMON
+            + " class_weights (per kept class, as DiceLoss's weight) is ours: MONAI's TverskyLoss has none.",
+            "keras": "keras.losses.Tversky(alpha, beta, axis=None) is one value over the whole batch: ours with the "
+            "same alpha and beta, smooth_nr=0 and smooth_dr=1e-7 on the batch sent as one sample of one channel, "
+            "since keras-team/keras#23333 made alpha weigh the false positives. Keras up to 3.15 multiplied alpha "
+            "with sum y (1 - p), the false negatives (its docstring said false positives): with those versions send "
+            "alpha=b, beta=a for Tversky(alpha=a, beta=b). The goldens check both against the installed Keras.",
             "smp": "segmentation_models_pytorch TverskyLoss aggregates over the batch per class and raises the "
             "class mean to the power gamma (focal Tversky)",
         },
@@ -383,5 +508,5 @@ def iou(activation: str, squared_pred: bool, include_background: bool) -> Kernel
         ),
     ),
 )
-def tversky(activation: str, include_background: bool) -> KernelFunction:
-    return tversky_kernel(activation, include_background)
+def tversky(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
+    return tversky_kernel(activation, include_background, soft_label)
