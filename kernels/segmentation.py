@@ -33,7 +33,7 @@ F64 = TensorProto.DOUBLE
 Activation = Literal["none", "sigmoid", "softmax"]
 
 
-class OverlapParams(Params):
+class OverlapBase(Params):
     activation: Activation = Field(
         "none",
         description="Applied to the predictions first: none (they are probabilities), sigmoid (one logit per "
@@ -55,6 +55,9 @@ class OverlapParams(Params):
         "fn = sum max(y - p, 0)), so a soft target predicted exactly has loss 0; the same as false for hard "
         "(0/1) targets and for squared_pred.",
     )
+
+
+class OverlapParams(OverlapBase):
     class_weights: list[Annotated[float, Field(ge=0)]] | None = Field(
         None,
         min_length=1,
@@ -73,9 +76,33 @@ class DiceParams(OverlapParams):
     squared_pred: bool = Field(False, description="Denominator from squares: sum p^2 + sum y^2 (V-Net).")
 
 
+ALPHA = Field(0.5, ge=0, description="Weight of the false positives, sum p (1 - y).")
+BETA = Field(0.5, ge=0, description="Weight of the false negatives, sum (1 - p) y.")
+
+
 class TverskyParams(OverlapParams):
-    alpha: float = Field(0.5, ge=0, description="Weight of the false positives, sum p (1 - y).")
-    beta: float = Field(0.5, ge=0, description="Weight of the false negatives, sum (1 - p) y.")
+    alpha: float = ALPHA
+    beta: float = BETA
+
+
+class FocalTverskyParams(OverlapBase):
+    alpha: float = ALPHA
+    beta: float = BETA
+    gamma: float = Field(
+        1.0,
+        gt=0,
+        description="Exponent of each (sample, class) Tversky loss, as segmentation_models_pytorch's gamma (1: "
+        "Tversky); the paper's gamma is its reciprocal (its recommended 4/3 is gamma=0.75 here).",
+    )
+
+
+class GeneralizedDiceParams(OverlapBase):
+    w_type: Literal["square", "simple", "uniform"] = Field(
+        "square",
+        description="Class weights from the target volume v = sum y of each (sample, class): 1/v^2 (square), 1/v "
+        "(simple) or 1 (uniform); a class absent from the sample's target takes the largest weight of its "
+        "present classes (MONAI).",
+    )
 
 
 # --- shared pieces ---------------------------------------------------------------------------
@@ -232,12 +259,11 @@ def ratio_kernel(
 
 
 @cache
-def tversky_kernel(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
-    probabilities, backward = activation_pair(activation, include_background)
+def tversky_terms(soft_label: bool) -> KernelFunction:
+    """Tversky's per-(sample, class) losses L (N, C') and dL/d(kept probabilities) (N, C', R)."""
 
     @script(LOSSD, default_opset=op)
-    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, alpha, beta, class_weights):  # type: ignore[no-untyped-def]
-        p, y, aux = probabilities(predictions, targets)
+    def terms(p, y, smooth_nr, smooth_dr, alpha, beta):  # type: ignore[no-untyped-def]
         if soft_label:
             tp, fp, fn, sign = soft_sums(p, y)
             d_tp = 0.5 - 0.5 * sign
@@ -248,10 +274,95 @@ def tversky_kernel(activation: str, include_background: bool, soft_label: bool) 
             d_err = alpha * (1.0 - y) - beta * y
         err = op.CastLike(alpha, tp) * fp + op.CastLike(beta, tp) * fn
         elements, u, w = overlap_ratio(tp, err, smooth_nr, smooth_dr, p)
-        weighted, grad = class_weighted(elements, u * d_err - w * d_tp, class_weights)
-        return weighted, backward(grad, aux)
+        return elements, u * d_err - w * d_tp
+
+    return terms
+
+
+@cache
+def tversky_kernel(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
+    probabilities, backward = activation_pair(activation, include_background)
+    terms = tversky_terms(soft_label)
+
+    @script(LOSSD, default_opset=op)
+    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, alpha, beta, class_weights):  # type: ignore[no-untyped-def]
+        p, y, aux = probabilities(predictions, targets)
+        elements, grad = terms(p, y, smooth_nr, smooth_dr, alpha, beta)
+        weighted, weighted_grad = class_weighted(elements, grad, class_weights)
+        return weighted, backward(weighted_grad, aux)
 
     return overlap_kernel
+
+
+@cache
+def focal_tversky_kernel(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
+    """L^gamma of each Tversky loss L, clamped at 0 (a smooth_nr above smooth_dr makes a perfect
+    prediction's L negative); its slope gamma L^(gamma - 1) takes L floored at 1e-30, so gamma < 1
+    stays finite at a perfect prediction."""
+    probabilities, backward = activation_pair(activation, include_background)
+    terms = tversky_terms(soft_label)
+
+    @script(LOSSD, default_opset=op)
+    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, alpha, beta, gamma):  # type: ignore[no-untyped-def]
+        p, y, aux = probabilities(predictions, targets)
+        elements, grad = terms(p, y, smooth_nr, smooth_dr, alpha, beta)
+        zero = op.CastLike(0.0, elements)
+        positive = op.Max(elements, zero)
+        g = op.CastLike(gamma, elements)
+        # at L = 0 the slope is 1 (gamma = 1), 0 (gamma > 1, as torch's pow) or infinite: floored to a large one
+        exact = op.Or(op.Greater(positive, zero), op.GreaterOrEqual(g, op.CastLike(1.0, g)))
+        slope = g * op.Pow(op.Where(exact, positive, op.CastLike(1e-30, elements)), g - 1.0)
+        slope = op.Where(op.GreaterOrEqual(elements, zero), slope, zero)  # torch's clamp passes L = 0 through
+        return op.Pow(positive, g), backward(grad * op.Unsqueeze(slope, op.Constant(value_ints=[-1])), aux)
+
+    return overlap_kernel
+
+
+@cache
+def generalized_kernel(activation: str, include_background: bool, soft_label: bool, w_type: str) -> KernelFunction:
+    """Sudre et al.'s generalised Dice as MONAI computes it: per sample,
+    1 - (2 sum_c w_c tp_c + s_nr) / (sum_c w_c (sum p_c + sum y_c) + s_dr), taken as
+    (sum_c w_c err_c + s_dr - s_nr) / q with err = fp + fn; the weights depend on the targets only."""
+    probabilities, backward = activation_pair(activation, include_background)
+    square = w_type == "square"
+    simple = w_type == "simple"
+
+    @script(LOSSD, default_opset=op)
+    def generalized(predictions, targets, smooth_nr, smooth_dr):  # type: ignore[no-untyped-def]
+        p, y, aux = probabilities(predictions, targets)
+        if soft_label:
+            tp, fp, fn, sign = soft_sums(p, y)
+            d_err = op.Identity(sign)
+        else:
+            tp, fp, fn = overlap_sums(p, y)
+            d_err = 1.0 - 2.0 * y
+        volume = tp + fn  # sum y, also under soft_label: min(p, y) + max(y - p, 0) = y
+        present = op.Greater(volume, op.CastLike(0.0, volume))
+        one = op.CastLike(1.0, volume)
+        if square:
+            safe = op.Where(present, volume, one)
+            w = op.Where(present, op.Reciprocal(safe * safe), op.CastLike(0.0, volume))
+            largest = op.ReduceMax(w, op.Constant(value_ints=[1]), keepdims=1)
+            w = op.Where(present, w, op.Expand(largest, op.Shape(w)))
+        elif simple:
+            w = op.Where(present, op.Reciprocal(op.Where(present, volume, one)), op.CastLike(0.0, volume))
+            largest = op.ReduceMax(w, op.Constant(value_ints=[1]), keepdims=1)
+            w = op.Where(present, w, op.Expand(largest, op.Shape(w)))
+        else:
+            w = op.Expand(one, op.Shape(volume))
+        classes = op.Constant(value_ints=[1])
+        a = op.Cast(smooth_nr, to=F64)
+        b = op.Cast(smooth_dr, to=F64)
+        q = op.ReduceSum(w * (2.0 * tp + fp + fn), classes, keepdims=1) + b  # (N, 1, 1)
+        e = op.ReduceSum(w * (fp + fn), classes, keepdims=1) + b - a
+        kept = (op.ReduceSum(w * (2.0 * tp), classes, keepdims=1) + a) / q  # 1 - L, without the cancellation
+        elements = op.Squeeze(e / q, op.Constant(value_ints=[-1]))
+        # dL/dp_ci = w_c (d err_ci - L) / q, as w_c ((d err_ci - 1) + (1 - L)) / q: d err - 1 is -2 y (or
+        # sign - 1), so a background pixel's gradient is not the difference of two near-equal terms at L ~ 1
+        grad = op.CastLike(w / q, p) * ((d_err - 1.0) + op.CastLike(kept, p))
+        return op.CastLike(elements, p), backward(grad, aux)
+
+    return generalized
 
 
 def kept_probabilities(params: OverlapParams, arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -271,12 +382,13 @@ def kept_probabilities(params: OverlapParams, arrays: Mapping[str, np.ndarray]) 
 
 
 def empty_denominator(spec_name: str, where: np.ndarray) -> None:
-    """A 422 naming the first (sample, class) whose ratio is 0/0 (smooth_dr = 0)."""
-    n, c = (int(i) for i in np.argwhere(where)[0])
+    """A 422 naming the first sample, or (sample, class), whose ratio is 0/0 (smooth_dr = 0)."""
+    first = [int(i) for i in np.argwhere(where)[0]]
+    at = f"sample {first[0]}" + (f", kept class {first[1]}" if len(first) > 1 else "")
     raise InvalidInput(
         "params.smooth_dr",
-        f"smooth_dr=0 leaves {spec_name}'s ratio 0/0 for sample {n}, kept class {c}, whose denominator vanishes "
-        "(nothing predicted and nothing in the target): use smooth_dr > 0",
+        f"smooth_dr=0 leaves {spec_name}'s ratio 0/0 for {at}, whose denominator vanishes (nothing predicted and "
+        "nothing in the target): use smooth_dr > 0",
     )
 
 
@@ -300,6 +412,18 @@ def check_tversky(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
         q = tp.sum(-1) + params.alpha * fp.sum(-1) + params.beta * fn.sum(-1)
         if (q <= 0).any():
             empty_denominator("the Tversky", q <= 0)
+
+
+def check_generalized(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """Generalised Dice with smooth_dr = 0: each sample needs a weighted denominator > 0, so a class in
+    its target (the weights of absent classes are 0 when none is present) or, uniform, anything at all."""
+    if params.smooth_dr == 0:
+        p, y = kept_probabilities(params, arrays)
+        volume = y.sum(-1)
+        total = p.sum(-1) + volume
+        empty = (total.sum(-1) <= 0) if params.w_type == "uniform" else ((volume > 0) & (total > 0)).sum(-1) == 0
+        if empty.any():
+            empty_denominator("the generalised Dice", empty)
 
 
 # --- declarations ----------------------------------------------------------------------------
@@ -510,3 +634,92 @@ def iou(activation: str, squared_pred: bool, include_background: bool, soft_labe
 )
 def tversky(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
     return tversky_kernel(activation, include_background, soft_label)
+
+
+@loss(
+    name="generalized_dice",
+    aliases=("generalised_dice",),
+    task="segmentation",
+    inputs=(PREDICTIONS, TARGETS),
+    params=GeneralizedDiceParams,
+    properties=OVERLAP_PROPERTIES,
+    min_sizes=CHANNEL_RULES,
+    check=check_generalized,
+    curve=foreground_probability(),
+    card=Card(
+        title="Generalised Dice loss",
+        summary="One Dice over all classes of a sample, each class weighted by the inverse of its target volume "
+        "(squared by default), so small structures count as much as large ones: for multi-class segmentation "
+        "with very unequal class sizes. A class absent from the sample's target takes the largest weight of the "
+        "present ones (MONAI's rule); one loss per sample. Exactly MONAI's GeneralizedDiceLoss. " + SMOOTHNESS,
+        formula=r"\ell_n = 1 - \frac{2\sum_c w_c \sum_i p_{ci} y_{ci} + s_{nr}}{\sum_c w_c \sum_i (p_{ci} + y_{ci}) "
+        r"+ s_{dr}},\quad w_c = \Big(\sum_i y_{ci}\Big)^{-2}\ (\text{square}),\ "
+        r"\Big(\sum_i y_{ci}\Big)^{-1}\ (\text{simple}),\ 1\ (\text{uniform})",
+        use_cases=(
+            "Multi-class medical segmentation with small and large structures together (brain tumour sub-regions)",
+            "Highly unbalanced segmentation where plain Dice neglects the small classes",
+        ),
+        equivalents={
+            "monai": "monai.losses.GeneralizedDiceLoss(w_type, sigmoid|softmax, include_background, smooth_nr, "
+            "smooth_dr, soft_label, reduction) (matched; MONAI computes the weights in float32, from "
+            "target.sum().float(), we in float64: a relative difference ~1e-7 in float64). " + MONAI_COMMON,
+            "niftynet": "NiftyNet's generalised_dice_loss (MONAI's source) on one-hot targets, per sample",
+        },
+        references=(
+            "Sudre, C. H. et al. (2017). Generalised Dice overlap as a deep learning loss function for highly "
+            "unbalanced segmentations. DLMIA.",
+            "Crum, W. R., Camara, O., Hill, D. L. G. (2006). Generalized overlap measures for evaluation and "
+            "validation in medical image analysis. IEEE TMI.",
+        ),
+    ),
+)
+def generalized_dice(activation: str, include_background: bool, soft_label: bool, w_type: str) -> KernelFunction:
+    return generalized_kernel(activation, include_background, soft_label, w_type)
+
+
+@loss(
+    name="focal_tversky",
+    task="segmentation",
+    inputs=(PREDICTIONS, TARGETS),
+    params=FocalTverskyParams,
+    properties=OVERLAP_PROPERTIES,
+    min_sizes=CHANNEL_RULES,
+    check=check_tversky,
+    curve=foreground_probability(),
+    card=Card(
+        title="Focal Tversky loss",
+        summary="The Tversky loss of each (sample, class) raised to the power gamma, averaged over the classes: "
+        "gamma < 1 raises the loss (and the gradient) of the classes that are already nearly right relative to "
+        "the badly segmented ones, gamma > 1 the reverse; gamma = 1 (the default, as segmentation_models_pytorch) "
+        "is the Tversky loss. Where the references disagree we follow segmentation_models_pytorch's exponent "
+        "(Abraham and Khan write 1/gamma: their recommended gamma = 4/3 is 0.75 here) and MONAI's per-sample, "
+        "per-class Tversky with smooth_nr/smooth_dr (the paper sums over the classes, we average; smp pools the "
+        "batch first). A smooth_nr above smooth_dr makes a perfect prediction's Tversky loss negative: it is "
+        "clamped at 0. The card's properties are those of the default form (gamma = 1); for gamma < 1 the slope "
+        "is unbounded as a class's loss goes to 0. " + SMOOTHNESS,
+        formula=r"\ell_{n,c} = \Big(1 - \frac{tp + s_{nr}}{tp + \alpha\, fp + \beta\, fn + s_{dr}}\Big)^{\gamma},"
+        r"\qquad \ell_n = \frac{1}{C'}\sum_c \ell_{n,c}",
+        use_cases=(
+            "Small-lesion segmentation (the paper's breast ultrasound and skin lesion data)",
+            "Tversky loss with extra emphasis on the hard or the easy classes",
+        ),
+        equivalents={
+            "smp": "segmentation_models_pytorch.losses.TverskyLoss(mode, alpha, beta, gamma, smooth, "
+            "from_logits=False) pools the batch per class (dims (0, 2)), zeroes classes absent from the target, "
+            "raises the class mean to gamma and takes its overlap from |p - y| norms: it equals ours with "
+            "soft_label=true and smooth_nr = smooth_dr = smooth for one sample and one class present in the target "
+            "(checked by the goldens)",
+            "paper": "Abraham & Khan's FTL = sum_c (1 - TI_c)^(1/gamma_paper): ours with gamma = 1/gamma_paper, "
+            "times the number of kept classes",
+            "monai": "none: MONAI's TverskyLoss (our tversky) has no exponent",
+        },
+        references=(
+            "Abraham, N., Khan, N. M. (2019). A Novel Focal Tversky Loss Function with Improved Attention U-Net for "
+            "Lesion Segmentation. ISBI.",
+            "Salehi, S. S. M., Erdogmus, D., Gholipour, A. (2017). Tversky loss function for image segmentation "
+            "using 3D fully convolutional deep networks. MLMI.",
+        ),
+    ),
+)
+def focal_tversky(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
+    return focal_tversky_kernel(activation, include_background, soft_label)

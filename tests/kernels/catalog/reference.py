@@ -9,8 +9,12 @@ which only the golden generator does (``python -m tests.kernels.catalog.golden``
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import os
+import sys
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -57,7 +61,23 @@ scipy: Any = Library("scipy")
 skimage: Any = Library("skimage")
 pytorch_msssim: Any = Library("pytorch_msssim")
 
-LIBRARIES = ("torch", "keras", "monai", "scipy", "skimage", "pytorch_msssim")
+
+@functools.cache
+def smp_losses() -> Any:
+    """``segmentation_models_pytorch.losses`` without the package's ``__init__``: that imports its models,
+    hence torchvision, whose compiled ops need the torchvision build of the same torch; the losses need
+    only torch."""
+    name = "segmentation_models_pytorch"
+    if name not in sys.modules:
+        found = importlib.util.find_spec(name)
+        assert found is not None and found.submodule_search_locations is not None, f"{name} is not installed"
+        package = types.ModuleType(name)
+        package.__path__ = list(found.submodule_search_locations)
+        sys.modules[name] = package
+    return importlib.import_module(f"{name}.losses")
+
+
+LIBRARIES = ("torch", "keras", "monai", "scipy", "skimage", "pytorch_msssim", "segmentation_models_pytorch")
 """The top-level modules the stand-ins import (a test checks the suite imports none of them)."""
 
 

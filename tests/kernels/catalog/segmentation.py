@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from tests.kernels.catalog.base import BOTH, ONE, Arrays, Combo, Golden, GradientCase, LossInfo, Reference
-from tests.kernels.catalog.reference import Ctx, Tensor, Tensors, keras, monai, torch
+from tests.kernels.catalog.reference import Ctx, Tensor, Tensors, keras, monai, smp_losses, torch
 from tests.kernels.properties import ChannelMasks
 
 # -- references (run by the golden generator only) -------------------------------------------------
@@ -166,6 +166,63 @@ def keras_tversky_checks(c: Ctx, x: Tensor, y: Tensor, alpha: float, beta: float
         reverse(*one),
         old,
     )
+
+
+def ref_generalized_dice(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
+    """MONAI's GeneralizedDiceLoss with its weights in float64: MONAI casts the target volumes to float32
+    (``ground_o.float()``) first, which the kernel does not; the unpatched MONAI is the cross-check."""
+    x, y = t["predictions"], t["targets"]
+    module = monai.losses.GeneralizedDiceLoss(
+        include_background=c.params.get("include_background", True),
+        w_type=c.params.get("w_type", "square"),
+        smooth_nr=c.f("smooth_nr", 1e-5),
+        smooth_dr=c.f("smooth_dr", 1e-5),
+        soft_label=c.params.get("soft_label", False),
+        reduction="none",
+        **monai_activation(c),
+    )
+    as_float = torch.Tensor.float
+    torch.Tensor.float = lambda self, *a, **k: self if self.dtype == torch.float64 else as_float(self, *a, **k)
+    try:
+        out = monai_per_class(module, x, y)
+    finally:
+        torch.Tensor.float = as_float
+    c.check("monai GeneralizedDiceLoss (weights in float32)", monai_per_class(module, x, y), out, rtol=1e-6)
+    return out, None
+
+
+def ref_focal_tversky(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
+    """MONAI's per-(sample, class) Tversky losses, clamped at 0, to the power gamma; cross-checked with
+    segmentation_models_pytorch's TverskyLoss(gamma) on each single (sample, class) present in the target."""
+    x, y = t["predictions"], t["targets"]
+    alpha, beta, gamma = c.f("alpha", 0.5), c.f("beta", 0.5), c.f("gamma", 1.0)
+    smooth_nr, smooth_dr = c.f("smooth_nr", 1e-5), c.f("smooth_dr", 1e-5)
+    include_background = c.params.get("include_background", True)
+    module = monai.losses.TverskyLoss(
+        alpha=alpha,
+        beta=beta,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        soft_label=c.params.get("soft_label", False),
+        include_background=include_background,
+        reduction="none",
+        **monai_activation(c),
+    )
+    out = monai_per_class(module, x, y).clamp_min(0.0) ** gamma
+    plain = c.params.get("activation", "none") == "none" and include_background and smooth_nr == smooth_dr
+    if plain and c.params.get("soft_label", False) and c.dtype == "float64":  # smp's overlap is MONAI's soft one
+        theirs = smp_losses().TverskyLoss(
+            "binary", alpha=alpha, beta=beta, gamma=gamma, smooth=smooth_nr, from_logits=False, eps=1e-300
+        )
+        present = [(n, k) for n in range(x.shape[0]) for k in range(x.shape[1]) if float(y[n, k].sum()) > 0]
+        single = [theirs(x[n : n + 1, k : k + 1], y[n : n + 1, k : k + 1]) for n, k in present]
+        c.check(
+            "smp TverskyLoss('binary', alpha, beta, gamma, smooth) = ours with soft_label on each (sample, class) "
+            "present in the target",
+            torch.stack([out[n, k] for n, k in present]),
+            torch.stack(single),
+        )
+    return out, None
 
 
 # -- golden inputs ---------------------------------------------------------------------------------
@@ -349,6 +406,79 @@ LOSSES = (
                 {"alpha": 0.3, "beta": 0.7, "activation": "sigmoid"},
                 {"alpha": 0.3, "beta": 0.7, "soft_label": True, "class_weights": [0.5, 2.0, 1.5]},
                 {"alpha": 0.8, "beta": 0.2, "activation": "softmax", "include_background": False},
+            ),
+        ),
+        domain=ChannelMasks(),
+    ),
+)
+
+
+GENERALIZED_COMBOS: tuple[Combo, ...] = tuple(
+    ({**params, "w_type": w_type}, kinds if w_type == "square" else ONE)
+    for params, kinds in (*OVERLAP_COMBOS, *soft_twins(OVERLAP_COMBOS))
+    for w_type in ("square", "simple", "uniform")
+)
+FOCAL_TVERSKY_COMBOS: tuple[Combo, ...] = (
+    *OVERLAP_COMBOS,
+    *soft_twins(OVERLAP_COMBOS),
+    ({"gamma": 2.0}, BOTH),
+    ({"gamma": 4 / 3, "alpha": 0.3, "beta": 0.7}, BOTH),
+    ({"gamma": 0.75, "alpha": 0.7, "beta": 0.3, "activation": "sigmoid"}, BOTH),
+    # not on extreme data: its near-perfect soft sample's L ~ 1e-9 is where MONAI's soft overlap, a difference of
+    # norms, has lost its last digits, which L^(gamma - 1) amplifies beyond the float64 tolerance
+    ({"gamma": 0.75, "soft_label": True}, ONE),
+    ({"gamma": 0.75}, ONE),  # a loss near 0 stays off its infinite slope: random data has no perfect sample
+    ({"gamma": 2.0, "smooth_nr": 1.0, "smooth_dr": 0.5}, ("extreme",)),  # a perfect sample clamped at 0
+)
+
+LOSSES = (
+    *LOSSES,
+    LossInfo(
+        "generalized_dice",
+        golden=Golden(
+            reference=ref_generalized_dice,
+            data=mask_data,
+            shapes=MASK_SHAPES,
+            conventions=PER_CHANNEL.replace("one loss per (sample, kept channel)", "one loss per sample"),
+            describe=lambda p: (
+                "monai.losses.GeneralizedDiceLoss(w_type, reduction='none', sigmoid/softmax, include_background, "
+                "smooth_nr, smooth_dr, soft_label) with its weights in float64: one loss per sample (N, 1)"
+            ),
+            combos=GENERALIZED_COMBOS,
+            versions=("monai",),
+        ),
+        gradients=GradientCase(
+            fd_masks,
+            (
+                {},
+                {"w_type": "simple", "activation": "softmax", "include_background": False},
+                {"w_type": "uniform", "activation": "sigmoid", "soft_label": True},
+                {"soft_label": True},
+            ),
+        ),
+        domain=ChannelMasks(),
+    ),
+    LossInfo(
+        "focal_tversky",
+        golden=Golden(
+            reference=ref_focal_tversky,
+            data=mask_data,
+            shapes=MASK_SHAPES,
+            conventions=PER_CHANNEL,
+            describe=lambda p: (
+                "monai.losses.TverskyLoss(alpha, beta, reduction='none', sigmoid/softmax, include_background, "
+                "smooth_nr, smooth_dr, soft_label) per class, clamped at 0, ** gamma: per-class losses (N, C')"
+            ),
+            combos=FOCAL_TVERSKY_COMBOS,
+            versions=("monai", "segmentation-models-pytorch"),
+        ),
+        gradients=GradientCase(
+            fd_masks,
+            (
+                {},
+                {"gamma": 2.0, "alpha": 0.3, "beta": 0.7, "activation": "sigmoid"},
+                {"gamma": 0.75, "activation": "softmax", "include_background": False},
+                {"gamma": 4 / 3, "soft_label": True},
             ),
         ),
         domain=ChannelMasks(),
