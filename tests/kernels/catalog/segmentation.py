@@ -363,7 +363,7 @@ def dice_like(name: str, reference: Reference, description: str) -> LossInfo:
     )
 
 
-LOSSES = (
+OVERLAP_LOSSES: tuple[LossInfo, ...] = (
     dice_like(
         "dice",
         ref_dice,
@@ -431,8 +431,8 @@ FOCAL_TVERSKY_COMBOS: tuple[Combo, ...] = (
     ({"gamma": 2.0, "smooth_nr": 1.0, "smooth_dr": 0.5}, ("extreme",)),  # a perfect sample clamped at 0
 )
 
-LOSSES = (
-    *LOSSES,
+LOSSES: tuple[LossInfo, ...] = (
+    *OVERLAP_LOSSES,
     LossInfo(
         "generalized_dice",
         golden=Golden(
