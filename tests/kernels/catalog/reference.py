@@ -9,13 +9,14 @@ which only the golden generator does (``python -m tests.kernels.catalog.golden``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
 import os
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,19 @@ monai: Any = Library("monai")
 scipy: Any = Library("scipy")
 skimage: Any = Library("skimage")
 pytorch_msssim: Any = Library("pytorch_msssim")
+
+
+@contextlib.contextmanager
+def float_keeps_double() -> Iterator[None]:
+    """``Tensor.float()`` leaves float64 tensors float64 inside the block: for references that cast
+    intermediate values to float32 (MONAI's generalised Dice weights, smp's Lovász weights), so that the
+    golden is their formula in float64; the unpatched reference is then a loose cross-check."""
+    as_float = torch.Tensor.float
+    torch.Tensor.float = lambda self, *a, **k: self if self.dtype == torch.float64 else as_float(self, *a, **k)
+    try:
+        yield
+    finally:
+        torch.Tensor.float = as_float
 
 
 @functools.cache

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from tests.kernels.catalog.base import BOTH, ONE, Arrays, Combo, Golden, GradientCase, LossInfo, Reference
-from tests.kernels.catalog.reference import Ctx, Tensor, Tensors, keras, monai, smp_losses, torch
+from tests.kernels.catalog.reference import Ctx, Tensor, Tensors, float_keeps_double, keras, monai, smp_losses, torch
 from tests.kernels.properties import ChannelMasks
 
 # -- references (run by the golden generator only) -------------------------------------------------
@@ -181,12 +181,8 @@ def ref_generalized_dice(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
         reduction="none",
         **monai_activation(c),
     )
-    as_float = torch.Tensor.float
-    torch.Tensor.float = lambda self, *a, **k: self if self.dtype == torch.float64 else as_float(self, *a, **k)
-    try:
+    with float_keeps_double():
         out = monai_per_class(module, x, y)
-    finally:
-        torch.Tensor.float = as_float
     c.check("monai GeneralizedDiceLoss (weights in float32)", monai_per_class(module, x, y), out, rtol=1e-6)
     return out, None
 
