@@ -51,14 +51,16 @@ def sorted_extension(errors, truth):  # type: ignore[no-untyped-def]
 
 @script(LOSSD, default_opset=op)
 def lovasz_hinge_kernel(predictions, targets):  # type: ignore[no-untyped-def]
-    signs = 2.0 * targets - 1.0
-    errors = 1.0 - predictions * signs
-    ordered, weights, index = sorted_extension(errors, targets)
+    rows = op.Constant(value_ints=[0, -1])  # (N, P, R) -> (N, P R): each sample's pixels in one row
+    x = op.Reshape(predictions, rows)
+    signs = 2.0 * op.Reshape(targets, rows) - 1.0
+    errors = 1.0 - x * signs
+    ordered, weights, index = sorted_extension(errors, 0.5 * signs + 0.5)
     hinge = op.Relu(ordered)
     value = op.ReduceSum(op.Cast(hinge, to=F64) * weights, op.Constant(value_ints=[-1]), keepdims=1)
-    active = op.CastLike(op.Greater(ordered, op.CastLike(0.0, ordered)), predictions)  # relu'(0) = 0, as torch
-    slope = op.ScatterElements(op.Mul(errors, 0.0), index, op.CastLike(weights, predictions) * active, axis=-1)
-    return op.CastLike(value, predictions), op.Neg(signs) * slope
+    active = op.CastLike(op.Greater(ordered, op.CastLike(0.0, ordered)), x)  # relu'(0) = 0, as torch
+    slope = op.ScatterElements(op.Mul(errors, 0.0), index, op.CastLike(weights, x) * active, axis=-1)
+    return op.CastLike(value, x), op.Reshape(op.Neg(signs) * slope, op.Shape(predictions))
 
 
 class LovaszHingeParams(Params):
@@ -122,10 +124,12 @@ REFERENCES = (
     name="lovasz_hinge",
     task="segmentation",
     inputs=(
-        Input("predictions", ("N", "..."), "real", "Logits of the foreground, any shape after the batch axis.", True),
+        # P: at least one pixel axis, so that the batch is never laid out as one row (the column layout of
+        # element-wise losses): the extension sorts each sample's pixels together
+        Input("predictions", ("N", "P", "..."), "real", "Logit maps of the foreground, (N, *spatial).", True),
         Input(
             "targets",
-            ("N", "..."),
+            ("N", "P", "..."),
             "probability",
             "Binary masks (0 or 1), same shape as predictions.",
             allowed=(0.0, 1.0),

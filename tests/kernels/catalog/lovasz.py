@@ -161,7 +161,7 @@ class LogitMasks(Domain):
 
     def mismatch(self, spec: LossSpec) -> str | None:
         predictions, targets = spec.inputs[0], spec.inputs[1]
-        if predictions.kind != "real" or predictions.shape != ("N", "..."):
+        if predictions.kind != "real" or predictions.shape != ("N", "P", "..."):
             return f"predictions are {predictions.kind!r} of shape {predictions.shape}, not logit maps"
         allowed = targets.allowed or ()
         return None if set(allowed) == {0.0, 1.0} else f"targets allow {allowed}, not 0 and 1"
