@@ -488,6 +488,14 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
         "expected 1 values, one per kept class",
     ),
     (
+        "focal-class-weights-per-channel",
+        "focal",
+        {**MASKS2, "params": {"class_weights": [1.0, 2.0, 3.0]}},
+        422,
+        "params.class_weights",
+        "expected 2 values, one per channel (axis 1",
+    ),
+    (
         "dice-label-map-out-of-range",
         "dice",
         {"predictions": MASKS2["predictions"], "targets": [[0, 2, 1], [1, 0, 0]]},

@@ -87,7 +87,7 @@ def concrete_params(params: dict[str, Any], shape: tuple[int, ...], rng: np.rand
     out = {}
     for key, value in params.items():
         if value == "per_channel":
-            kept = shape[1] - (0 if params.get("include_background", True) else 1)
+            kept = (shape[1] if len(shape) > 1 else 1) - (0 if params.get("include_background", True) else 1)
             out[key] = [round(float(v), 3) for v in rng.uniform(0.2, 3.0, kept)]
         elif value in ("per_class", "per_class_with_zero"):
             out[key] = [round(float(v), 3) for v in rng.uniform(0.2, 3.0, shape[-1])]
