@@ -133,7 +133,7 @@ def focal_probabilities_smoothed_weighted(predictions, targets, alpha, gamma, la
     return weighted, weighted_gradient
 
 
-WEIGHTED_FOCAL = {
+WEIGHTED_FOCAL: dict[tuple[bool, bool], KernelFunction] = {
     (True, False): focal_logits_weighted,
     (False, False): focal_probabilities_weighted,
     (True, True): focal_logits_smoothed_weighted,
