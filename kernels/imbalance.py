@@ -30,6 +30,29 @@ class FocalParams(Params):
     from_logits: bool = Field(False, description="Predictions are logits rather than probabilities.")
     label_smoothing: float = Field(0.0, ge=0, le=1, description="Targets become y(1 - s) + s/2.")
     eps: float = Field(1e-7, gt=0, lt=0.5, description="Probabilities are clipped to [eps, 1 - eps].")
+    class_weights: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None,
+        min_length=1,
+        description="MONAI FocalLoss weight: one non-negative weight per channel (axis 1 of the predictions, "
+        "(N, C, ...)), multiplying that channel's losses.",
+    )
+
+    def classes(self, shape: tuple[int, ...]) -> int:
+        return shape[1] if len(shape) > 1 else 1
+
+    def classes_description(self) -> str:
+        return "one per channel (axis 1 of the predictions; 1 for predictions of shape (N,))"
+
+
+@script(LOSSD, default_opset=op)
+def channel_weighted(elements, gradient, class_weights):  # type: ignore[no-untyped-def]
+    """Losses and gradients (N, R) of inputs (N, C, *spatial) collapsed to R = C S, each channel's
+    scaled by its weight: seen as (N, C, S), with C the number of weights."""
+    channels = op.Concat(op.Constant(value_ints=[0]), op.Shape(class_weights), op.Constant(value_ints=[-1]), axis=0)
+    w = op.Unsqueeze(op.CastLike(class_weights, elements), op.Constant(value_ints=[-1]))
+    shape = op.Shape(elements)
+    scaled = op.Reshape(op.Reshape(elements, channels) * w, shape)
+    return scaled, op.Reshape(op.Reshape(gradient, channels) * w, shape)
 
 
 @script(LOSSD, default_opset=op)
@@ -82,6 +105,43 @@ def focal_probabilities_smoothed(predictions, targets, alpha, gamma, label_smoot
     return elements, gradient
 
 
+@script(LOSSD, default_opset=op)
+def focal_logits_weighted(predictions, targets, alpha, gamma, class_weights):  # type: ignore[no-untyped-def]
+    elements, gradient = focal_logits(predictions, targets, alpha, gamma)
+    weighted, weighted_gradient = channel_weighted(elements, gradient, class_weights)
+    return weighted, weighted_gradient
+
+
+@script(LOSSD, default_opset=op)
+def focal_probabilities_weighted(predictions, targets, alpha, gamma, eps, class_weights):  # type: ignore[no-untyped-def]
+    elements, gradient = focal_probabilities(predictions, targets, alpha, gamma, eps)
+    weighted, weighted_gradient = channel_weighted(elements, gradient, class_weights)
+    return weighted, weighted_gradient
+
+
+@script(LOSSD, default_opset=op)
+def focal_logits_smoothed_weighted(predictions, targets, alpha, gamma, label_smoothing, class_weights):  # type: ignore[no-untyped-def]
+    elements, gradient = focal_logits_smoothed(predictions, targets, alpha, gamma, label_smoothing)
+    weighted, weighted_gradient = channel_weighted(elements, gradient, class_weights)
+    return weighted, weighted_gradient
+
+
+@script(LOSSD, default_opset=op)
+def focal_probabilities_smoothed_weighted(predictions, targets, alpha, gamma, label_smoothing, eps, class_weights):  # type: ignore[no-untyped-def]
+    elements, gradient = focal_probabilities_smoothed(predictions, targets, alpha, gamma, label_smoothing, eps)
+    weighted, weighted_gradient = channel_weighted(elements, gradient, class_weights)
+    return weighted, weighted_gradient
+
+
+WEIGHTED_FOCAL: dict[tuple[bool, bool], KernelFunction] = {
+    (True, False): focal_logits_weighted,
+    (False, False): focal_probabilities_weighted,
+    (True, True): focal_logits_smoothed_weighted,
+    (False, True): focal_probabilities_smoothed_weighted,
+}
+"""Per-channel weights (MONAI's weight) are a variant of their own: unweighted requests keep their graph."""
+
+
 @loss(
     name="focal",
     curve=probability_of_target(),
@@ -117,6 +177,9 @@ def focal_probabilities_smoothed(predictions, targets, alpha, gamma, label_smoot
         use_cases=("Dense object detection with extreme foreground/background imbalance", "Rare-event classification"),
         equivalents={
             "torch": "torchvision.ops.sigmoid_focal_loss (logits; alpha < 0 disables weighting)",
+            "monai": "monai.losses.FocalLoss(gamma, alpha, weight, use_softmax=False) = ours with from_logits=true "
+            "(MONAI alpha=None: alpha=-1) on (N, C, ...) logits, weight as class_weights (one per channel, axis 1); "
+            "MONAI's reduction='sum' sums per-channel spatial means, ours per-sample means",
             "keras": "keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True) on probabilities; Keras's "
             "from_logits goes through clipped probabilities and saturates (4.03 vs 7.5 at x=-30, y=1); we follow "
             "torchvision",
@@ -127,7 +190,9 @@ def focal_probabilities_smoothed(predictions, targets, alpha, gamma, label_smoot
         ),
     ),
 )
-def focal(from_logits: bool, label_smoothing: bool) -> KernelFunction:
+def focal(from_logits: bool, label_smoothing: bool, class_weights: bool) -> KernelFunction:
+    if class_weights:
+        return WEIGHTED_FOCAL[(from_logits, label_smoothing)]
     if label_smoothing:
         return focal_logits_smoothed if from_logits else focal_probabilities_smoothed
     return focal_logits if from_logits else focal_probabilities

@@ -245,6 +245,30 @@ RULES: tuple[Rule, ...] = (
         "segmentation",
         imbalanced=False,
     ),
+    rule(
+        "generalized_dice",
+        "Multi-class segmentation with very unequal class sizes: inverse-volume class weights (Sudre et al.).",
+        "segmentation",
+        imbalanced=True,
+        priority=2,
+    ),
+    rule(
+        "focal_tversky",
+        "Small lesions: Tversky favouring recall, with an exponent below 1 that sharpens the nearly-right classes "
+        "(Abraham & Khan's gamma = 4/3).",
+        "segmentation",
+        imbalanced=True,
+        priority=1,
+        params={"alpha": 0.3, "beta": 0.7, "gamma": 0.75},
+    ),
+    rule(
+        "lovasz_softmax",
+        "Multi-class segmentation scored by mean IoU: a convex surrogate of the Jaccard loss, often used to "
+        "fine-tune after cross-entropy.",
+        "segmentation",
+        priority=1,
+    ),
+    rule("lovasz_hinge", "Binary segmentation on logits, scored by IoU: the Lovász hinge.", "segmentation"),
     rule("wasserstein", "GAN training with a critic (WGAN): gradients that do not vanish.", "generative", priority=2),
     rule("adversarial", "Standard GAN objectives (non-saturating, hinge, least squares).", "generative", priority=2),
     rule("ssim", "Images judged by local structure rather than pixel error.", "generative", priority=1),

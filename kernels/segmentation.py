@@ -15,8 +15,9 @@ from sums taken in float64 whatever the request's dtype.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from onnx import TensorProto
@@ -26,13 +27,13 @@ from pydantic import Field
 
 from kernels.curves import Arrays, Curve
 from kernels.ops import LOSSD, logistic
-from kernels.spec import Card, Input, KernelFunction, MinSize, Params, Properties, loss
+from kernels.spec import Card, Input, InvalidInput, KernelFunction, MinSize, Params, Properties, loss
 
 F64 = TensorProto.DOUBLE
 Activation = Literal["none", "sigmoid", "softmax"]
 
 
-class OverlapParams(Params):
+class OverlapBase(Params):
     activation: Activation = Field(
         "none",
         description="Applied to the predictions first: none (they are probabilities), sigmoid (one logit per "
@@ -40,20 +41,68 @@ class OverlapParams(Params):
     )
     smooth_nr: float = Field(1e-5, ge=0, description="Added to the numerator (MONAI smooth_nr).")
     smooth_dr: float = Field(
-        1e-5, gt=0, description="Added to the denominator (MONAI smooth_dr); positive, so an empty class is defined."
+        1e-5,
+        ge=0,
+        description="Added to the denominator (MONAI smooth_dr). 0 leaves a class empty in both predictions and "
+        "targets undefined (0/0): such a request is a 422 naming this param.",
     )
     include_background: bool = Field(
         True, description="false: channel 0 (the background) is left out of the loss; needs at least 2 channels."
     )
+    soft_label: bool = Field(
+        False,
+        description="MONAI soft_label: overlap from |p - y| (tp = sum min(p, y), fp = sum max(p - y, 0), "
+        "fn = sum max(y - p, 0)), so a soft target predicted exactly has loss 0; the same as false for hard "
+        "(0/1) targets and for squared_pred.",
+    )
+
+
+class OverlapParams(OverlapBase):
+    class_weights: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None,
+        min_length=1,
+        description="MONAI weight: one non-negative weight per kept class (C, or C - 1 without the background), "
+        "multiplying that class's loss before the mean over the classes.",
+    )
+
+    def classes(self, shape: tuple[int, ...]) -> int:
+        return shape[1] - (0 if self.include_background else 1)
+
+    def classes_description(self) -> str:
+        return "one per kept class (axis 1 of the predictions, less the background without include_background)"
 
 
 class DiceParams(OverlapParams):
     squared_pred: bool = Field(False, description="Denominator from squares: sum p^2 + sum y^2 (V-Net).")
 
 
+ALPHA = Field(0.5, ge=0, description="Weight of the false positives, sum p (1 - y).")
+BETA = Field(0.5, ge=0, description="Weight of the false negatives, sum (1 - p) y.")
+
+
 class TverskyParams(OverlapParams):
-    alpha: float = Field(0.5, ge=0, description="Weight of the false positives, sum p (1 - y).")
-    beta: float = Field(0.5, ge=0, description="Weight of the false negatives, sum (1 - p) y.")
+    alpha: float = ALPHA
+    beta: float = BETA
+
+
+class FocalTverskyParams(OverlapBase):
+    alpha: float = ALPHA
+    beta: float = BETA
+    gamma: float = Field(
+        1.0,
+        gt=0,
+        description="Exponent of each (sample, class) Tversky loss, as segmentation_models_pytorch's gamma (1: "
+        "Tversky); the paper's gamma is its reciprocal (its recommended 4/3 is gamma=0.75 here).",
+    )
+
+
+class GeneralizedDiceParams(OverlapBase):
+    w_type: Literal["square", "simple", "uniform"] = Field(
+        "square",
+        description="Class weights from the target volume v = sum y of each (sample, class): 1/v^2 (square), 1/v "
+        "(simple) or 1 (uniform); a class absent from the sample's target takes the largest weight of its "
+        "present classes (MONAI).",
+    )
 
 
 # --- shared pieces ---------------------------------------------------------------------------
@@ -152,43 +201,229 @@ def activation_pair(activation: str, include_background: bool) -> tuple[KernelFu
     return probabilities, backward
 
 
+@script(LOSSD, default_opset=op)
+def soft_sums(p, y):  # type: ignore[no-untyped-def]
+    """soft_label (MONAI, after Wang et al. 2023): tp = sum min(p, y), fp = sum max(p - y, 0),
+    fn = sum max(y - p, 0) in float64 (N, C', 1), and sign(p - y), whose 0 at a tie gives the
+    half-gradients of MONAI's |p - y| norms (torch's sign(0) = 0)."""
+    p64 = op.Cast(p, to=F64)
+    y64 = op.Cast(y, to=F64)
+    axis = op.Constant(value_ints=[-1])
+    d = p64 - y64
+    tp = op.ReduceSum(op.Min(p64, y64), axis, keepdims=1)
+    fp = op.ReduceSum(op.Relu(d), axis, keepdims=1)
+    fn = op.ReduceSum(op.Relu(op.Neg(d)), axis, keepdims=1)
+    return tp, fp, fn, op.Sign(p - y)
+
+
+@script(LOSSD, default_opset=op)
+def class_weighted(elements, grad, class_weights):  # type: ignore[no-untyped-def]
+    """Per-class weights (C',) on the (N, C') losses and their (N, C', R) gradient; an absent
+    weight is fed as [1]."""
+    w = op.CastLike(class_weights, elements)
+    return elements * w, grad * op.Unsqueeze(w, op.Constant(value_ints=[-1]))
+
+
 @cache
-def ratio_kernel(jaccard: bool, activation: str, squared_pred: bool, include_background: bool) -> KernelFunction:
+def ratio_kernel(
+    jaccard: bool, activation: str, squared_pred: bool, include_background: bool, soft_label: bool
+) -> KernelFunction:
     """Dice (err = fp + fn) or MONAI's Jaccard (err = 2 (fp + fn)), both with k = 2."""
     probabilities, backward = activation_pair(activation, include_background)
     c = 2.0 if jaccard else 1.0
     c2 = 2.0 * c  # a Python constant: a product of two literals inside the script would not be cast
+    soft = soft_label and not squared_pred  # MONAI's squared (ord 2) statistics are the same either way
 
     @script(LOSSD, default_opset=op)
-    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr):  # type: ignore[no-untyped-def]
+    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, class_weights):  # type: ignore[no-untyped-def]
         p, y, aux = probabilities(predictions, targets)
         if squared_pred:
             tp, err = squared_sums(p, y)
             d_err = c2 * (p - y)
+            d_tp = op.Identity(y)
+        elif soft:
+            tp, fp, fn, sign = soft_sums(p, y)
+            err = fp + fn
+            d_err = c * sign
+            d_tp = 0.5 - 0.5 * sign
         else:
             tp, fp, fn = overlap_sums(p, y)
             err = fp + fn
             d_err = c * (1.0 - 2.0 * y)
+            d_tp = op.Identity(y)
         elements, u, w = overlap_ratio(2.0 * tp, c * err, smooth_nr, smooth_dr, p)
-        return elements, backward(u * d_err - (2.0 * w) * y, aux)
+        weighted, grad = class_weighted(elements, u * d_err - (2.0 * w) * d_tp, class_weights)
+        return weighted, backward(grad, aux)
 
     return overlap_kernel
 
 
 @cache
-def tversky_kernel(activation: str, include_background: bool) -> KernelFunction:
-    probabilities, backward = activation_pair(activation, include_background)
+def tversky_terms(soft_label: bool) -> KernelFunction:
+    """Tversky's per-(sample, class) losses L (N, C') and dL/d(kept probabilities) (N, C', R)."""
 
     @script(LOSSD, default_opset=op)
-    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, alpha, beta):  # type: ignore[no-untyped-def]
-        p, y, aux = probabilities(predictions, targets)
-        tp, fp, fn = overlap_sums(p, y)
+    def terms(p, y, smooth_nr, smooth_dr, alpha, beta):  # type: ignore[no-untyped-def]
+        if soft_label:
+            tp, fp, fn, sign = soft_sums(p, y)
+            d_tp = 0.5 - 0.5 * sign
+            d_err = alpha * (1.0 - d_tp) - beta * d_tp  # d fp = 1 - d tp, d fn = -d tp
+        else:
+            tp, fp, fn = overlap_sums(p, y)
+            d_tp = op.Identity(y)
+            d_err = alpha * (1.0 - y) - beta * y
         err = op.CastLike(alpha, tp) * fp + op.CastLike(beta, tp) * fn
         elements, u, w = overlap_ratio(tp, err, smooth_nr, smooth_dr, p)
-        d_err = alpha * (1.0 - y) - beta * y
-        return elements, backward(u * d_err - w * y, aux)
+        return elements, u * d_err - w * d_tp
+
+    return terms
+
+
+@cache
+def tversky_kernel(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
+    probabilities, backward = activation_pair(activation, include_background)
+    terms = tversky_terms(soft_label)
+
+    @script(LOSSD, default_opset=op)
+    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, alpha, beta, class_weights):  # type: ignore[no-untyped-def]
+        p, y, aux = probabilities(predictions, targets)
+        elements, grad = terms(p, y, smooth_nr, smooth_dr, alpha, beta)
+        weighted, weighted_grad = class_weighted(elements, grad, class_weights)
+        return weighted, backward(weighted_grad, aux)
 
     return overlap_kernel
+
+
+@cache
+def focal_tversky_kernel(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
+    """L^gamma of each Tversky loss L, clamped at 0 (a smooth_nr above smooth_dr makes a perfect
+    prediction's L negative); its slope gamma L^(gamma - 1) takes L floored at 1e-30, so gamma < 1
+    stays finite at a perfect prediction."""
+    probabilities, backward = activation_pair(activation, include_background)
+    terms = tversky_terms(soft_label)
+
+    @script(LOSSD, default_opset=op)
+    def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, alpha, beta, gamma):  # type: ignore[no-untyped-def]
+        p, y, aux = probabilities(predictions, targets)
+        elements, grad = terms(p, y, smooth_nr, smooth_dr, alpha, beta)
+        zero = op.CastLike(0.0, elements)
+        positive = op.Max(elements, zero)
+        g = op.CastLike(gamma, elements)
+        # at L = 0 the slope is 1 (gamma = 1), 0 (gamma > 1, as torch's pow) or infinite: floored to a large one
+        exact = op.Or(op.Greater(positive, zero), op.GreaterOrEqual(g, op.CastLike(1.0, g)))
+        slope = g * op.Pow(op.Where(exact, positive, op.CastLike(1e-30, elements)), g - 1.0)
+        slope = op.Where(op.GreaterOrEqual(elements, zero), slope, zero)  # torch's clamp passes L = 0 through
+        return op.Pow(positive, g), backward(grad * op.Unsqueeze(slope, op.Constant(value_ints=[-1])), aux)
+
+    return overlap_kernel
+
+
+@cache
+def generalized_kernel(activation: str, include_background: bool, soft_label: bool, w_type: str) -> KernelFunction:
+    """Sudre et al.'s generalised Dice as MONAI computes it: per sample,
+    1 - (2 sum_c w_c tp_c + s_nr) / (sum_c w_c (sum p_c + sum y_c) + s_dr), taken as
+    (sum_c w_c err_c + s_dr - s_nr) / q with err = fp + fn; the weights depend on the targets only."""
+    probabilities, backward = activation_pair(activation, include_background)
+    square = w_type == "square"
+    simple = w_type == "simple"
+
+    @script(LOSSD, default_opset=op)
+    def generalized(predictions, targets, smooth_nr, smooth_dr):  # type: ignore[no-untyped-def]
+        p, y, aux = probabilities(predictions, targets)
+        if soft_label:
+            tp, fp, fn, sign = soft_sums(p, y)
+            d_err = op.Identity(sign)
+        else:
+            tp, fp, fn = overlap_sums(p, y)
+            d_err = 1.0 - 2.0 * y
+        volume = tp + fn  # sum y, also under soft_label: min(p, y) + max(y - p, 0) = y
+        present = op.Greater(volume, op.CastLike(0.0, volume))
+        one = op.CastLike(1.0, volume)
+        if square:
+            safe = op.Where(present, volume, one)
+            w = op.Where(present, op.Reciprocal(safe * safe), op.CastLike(0.0, volume))
+            largest = op.ReduceMax(w, op.Constant(value_ints=[1]), keepdims=1)
+            w = op.Where(present, w, op.Expand(largest, op.Shape(w)))
+        elif simple:
+            w = op.Where(present, op.Reciprocal(op.Where(present, volume, one)), op.CastLike(0.0, volume))
+            largest = op.ReduceMax(w, op.Constant(value_ints=[1]), keepdims=1)
+            w = op.Where(present, w, op.Expand(largest, op.Shape(w)))
+        else:
+            w = op.Expand(one, op.Shape(volume))
+        classes = op.Constant(value_ints=[1])
+        a = op.Cast(smooth_nr, to=F64)
+        b = op.Cast(smooth_dr, to=F64)
+        q = op.ReduceSum(w * (2.0 * tp + fp + fn), classes, keepdims=1) + b  # (N, 1, 1)
+        e = op.ReduceSum(w * (fp + fn), classes, keepdims=1) + b - a
+        kept = (op.ReduceSum(w * (2.0 * tp), classes, keepdims=1) + a) / q  # 1 - L, without the cancellation
+        elements = op.Squeeze(e / q, op.Constant(value_ints=[-1]))
+        # dL/dp_ci = w_c (d err_ci - L) / q, as w_c ((d err_ci - 1) + (1 - L)) / q: d err - 1 is -2 y (or
+        # sign - 1), so a background pixel's gradient is not the difference of two near-equal terms at L ~ 1
+        grad = op.CastLike(w / q, p) * ((d_err - 1.0) + op.CastLike(kept, p))
+        return op.CastLike(elements, p), backward(grad, aux)
+
+    return generalized
+
+
+def kept_probabilities(params: OverlapParams, arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's kept probabilities and targets, (N, C', R) in numpy (for the checks)."""
+    x = arrays["predictions"]
+    x = x.reshape(*x.shape[:2], -1)
+    y = arrays["targets"].reshape(x.shape).astype(np.float64)
+    if params.activation == "sigmoid":
+        p = np.exp(-np.logaddexp(0.0, -x))
+    elif params.activation == "softmax":
+        z = np.exp(x - x.max(axis=1, keepdims=True))
+        p = z / z.sum(axis=1, keepdims=True)
+    else:
+        p = x
+    p = p.astype(np.float64)
+    return (p, y) if params.include_background else (p[:, 1:], y[:, 1:])
+
+
+def empty_denominator(spec_name: str, where: np.ndarray) -> None:
+    """A 422 naming the first sample, or (sample, class), whose ratio is 0/0 (smooth_dr = 0)."""
+    first = [int(i) for i in np.argwhere(where)[0]]
+    at = f"sample {first[0]}" + (f", kept class {first[1]}" if len(first) > 1 else "")
+    raise InvalidInput(
+        "params.smooth_dr",
+        f"smooth_dr=0 leaves {spec_name}'s ratio 0/0 for {at}, whose denominator vanishes (nothing predicted and "
+        "nothing in the target): use smooth_dr > 0",
+    )
+
+
+def check_overlap(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """Dice and IoU with smooth_dr = 0: every (sample, kept class) needs sum p + sum y > 0."""
+    if params.smooth_dr == 0:
+        p, y = kept_probabilities(params, arrays)
+        empty = (p.sum(axis=-1) + y.sum(axis=-1)) <= 0
+        if empty.any():
+            empty_denominator("the overlap", empty)
+
+
+def check_tversky(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """Tversky with smooth_dr = 0: tp + alpha fp + beta fn > 0 for every (sample, kept class)."""
+    if params.smooth_dr == 0:
+        p, y = kept_probabilities(params, arrays)
+        if params.soft_label:
+            tp, fp, fn = np.minimum(p, y), np.maximum(p - y, 0.0), np.maximum(y - p, 0.0)
+        else:
+            tp, fp, fn = p * y, p * (1.0 - y), (1.0 - p) * y
+        q = tp.sum(-1) + params.alpha * fp.sum(-1) + params.beta * fn.sum(-1)
+        if (q <= 0).any():
+            empty_denominator("the Tversky", q <= 0)
+
+
+def check_generalized(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """Generalised Dice with smooth_dr = 0: each sample needs a weighted denominator > 0, so a class in
+    its target (the weights of absent classes are 0 when none is present) or, uniform, anything at all."""
+    if params.smooth_dr == 0:
+        p, y = kept_probabilities(params, arrays)
+        volume = y.sum(-1)
+        total = p.sum(-1) + volume
+        empty = (total.sum(-1) <= 0) if params.w_type == "uniform" else ((volume > 0) & (total > 0)).sum(-1) == 0
+        if empty.any():
+            empty_denominator("the generalised Dice", empty)
 
 
 # --- declarations ----------------------------------------------------------------------------
@@ -205,7 +440,9 @@ TARGETS = Input(
     "targets",
     ("N", "C", "..."),
     "probability",
-    "Target masks in [0, 1] (one-hot or soft), same shape as predictions.",
+    "Target masks in [0, 1] (one-hot or soft), same shape as predictions; or an integer label map (N, ...) or "
+    "(N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y).",
+    accepts_labels=True,
 )
 CHANNEL_RULES = (
     MinSize(
@@ -263,8 +500,13 @@ MONAI_COMMON = (
     "MONAI applies the activation, then drops channel 0 when include_background=false (so softmax still "
     "normalises over every channel), sums over the spatial axes per (sample, class) and averages over both "
     "for reduction='mean', which is our unweighted mean. For one channel MONAI ignores softmax and "
-    "include_background=false with a warning; we reject them (422). MONAI's batch=True, weight and "
-    "to_onehot_y are not offered: send one-hot targets."
+    "include_background=false with a warning; we reject them (422). MONAI's to_onehot_y=True: send the integer "
+    "label map, (N, ...) or (N, 1, ...), as targets; soft_label and smooth_dr=0 are ours too (a class whose "
+    "denominator then vanishes is a 422, where MONAI returns nan). Not offered: batch=True (one value per batch, "
+    "where our overlap losses are per sample) and other_act (an arbitrary callable)."
+)
+MONAI_WEIGHT = (
+    " MONAI's weight is class_weights (one per kept class; MONAI ignores it when a single class is kept, we apply it)."
 )
 
 
@@ -275,6 +517,7 @@ MONAI_COMMON = (
     params=DiceParams,
     properties=OVERLAP_PROPERTIES,
     min_sizes=CHANNEL_RULES,
+    check=check_overlap,
     curve=foreground_probability(),
     card=Card(
         title="Soft Dice loss",
@@ -290,7 +533,7 @@ MONAI_COMMON = (
         ),
         equivalents={
             "monai": "monai.losses.DiceLoss(sigmoid|softmax, squared_pred, include_background, smooth_nr, "
-            "smooth_dr, reduction) (matched). " + MONAI_COMMON,
+            "smooth_dr, soft_label, weight, reduction) (matched). " + MONAI_COMMON + MONAI_WEIGHT,
             "keras": "keras.losses.Dice(axis=None) computes one Dice over the whole batch with smooth 0 and 1e-7 "
             "in the denominator: send the batch as one sample of one channel, shape (1, 1, -1), with "
             "smooth_nr=0, smooth_dr=1e-7",
@@ -305,8 +548,8 @@ MONAI_COMMON = (
         ),
     ),
 )
-def dice(activation: str, squared_pred: bool, include_background: bool) -> KernelFunction:
-    return ratio_kernel(False, activation, squared_pred, include_background)
+def dice(activation: str, squared_pred: bool, include_background: bool, soft_label: bool) -> KernelFunction:
+    return ratio_kernel(False, activation, squared_pred, include_background, soft_label)
 
 
 @loss(
@@ -317,6 +560,7 @@ def dice(activation: str, squared_pred: bool, include_background: bool) -> Kerne
     params=DiceParams,
     properties=OVERLAP_PROPERTIES,
     min_sizes=CHANNEL_RULES,
+    check=check_overlap,
     curve=foreground_probability(),
     card=Card(
         title="Soft IoU (Jaccard) loss",
@@ -331,7 +575,8 @@ def dice(activation: str, squared_pred: bool, include_background: bool) -> Kerne
             "Building and road extraction from aerial imagery",
         ),
         equivalents={
-            "monai": "monai.losses.DiceLoss(jaccard=True, ...) (matched). " + MONAI_COMMON + " For the textbook "
+            "monai": "monai.losses.DiceLoss(jaccard=True, ...) (matched). " + MONAI_COMMON + MONAI_WEIGHT + " For "
+            "the textbook "
             "soft IoU 1 - (tp + s) / (sum p + sum y - tp + s), pass smooth_nr = smooth_dr = 2 s.",
             "smp": "segmentation_models_pytorch JaccardLoss aggregates over the batch per class and gives classes "
             "absent from the target loss 0",
@@ -344,8 +589,8 @@ def dice(activation: str, squared_pred: bool, include_background: bool) -> Kerne
         ),
     ),
 )
-def iou(activation: str, squared_pred: bool, include_background: bool) -> KernelFunction:
-    return ratio_kernel(True, activation, squared_pred, include_background)
+def iou(activation: str, squared_pred: bool, include_background: bool, soft_label: bool) -> KernelFunction:
+    return ratio_kernel(True, activation, squared_pred, include_background, soft_label)
 
 
 @loss(
@@ -355,6 +600,7 @@ def iou(activation: str, squared_pred: bool, include_background: bool) -> Kernel
     params=TverskyParams,
     properties=OVERLAP_PROPERTIES,
     min_sizes=CHANNEL_RULES,
+    check=check_tversky,
     curve=foreground_probability(),
     card=Card(
         title="Tversky loss",
@@ -369,11 +615,14 @@ def iou(activation: str, squared_pred: bool, include_background: bool) -> Kernel
         ),
         equivalents={
             "monai": "monai.losses.TverskyLoss(alpha, beta, sigmoid|softmax, include_background, smooth_nr, "
-            "smooth_dr) (matched; include_background is an addition to the API table, as in MONAI). " + MONAI_COMMON,
-            "keras": "keras.losses.Tversky(alpha, beta, axis=None) is one value over the whole batch, and its code "
-            "multiplies alpha with sum y (1 - p), the false negatives, although its docstring says false positives: "
-            "Keras Tversky(alpha=a, beta=b) equals ours with alpha=b, beta=a, smooth_nr=0, smooth_dr=1e-7 on the "
-            "batch sent as one sample of one channel",
+            "smooth_dr, soft_label) (matched; include_background is an addition to the API table, as in MONAI). "
+            + MONAI_COMMON
+            + " class_weights (per kept class, as DiceLoss's weight) is ours: MONAI's TverskyLoss has none.",
+            "keras": "keras.losses.Tversky(alpha, beta, axis=None) is one value over the whole batch: ours with the "
+            "same alpha and beta, smooth_nr=0 and smooth_dr=1e-7 on the batch sent as one sample of one channel, "
+            "since keras-team/keras#23333 made alpha weigh the false positives. Keras up to 3.15 multiplied alpha "
+            "with sum y (1 - p), the false negatives (its docstring said false positives): with those versions send "
+            "alpha=b, beta=a for Tversky(alpha=a, beta=b). The goldens check both against the installed Keras.",
             "smp": "segmentation_models_pytorch TverskyLoss aggregates over the batch per class and raises the "
             "class mean to the power gamma (focal Tversky)",
         },
@@ -383,5 +632,94 @@ def iou(activation: str, squared_pred: bool, include_background: bool) -> Kernel
         ),
     ),
 )
-def tversky(activation: str, include_background: bool) -> KernelFunction:
-    return tversky_kernel(activation, include_background)
+def tversky(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
+    return tversky_kernel(activation, include_background, soft_label)
+
+
+@loss(
+    name="generalized_dice",
+    aliases=("generalised_dice",),
+    task="segmentation",
+    inputs=(PREDICTIONS, TARGETS),
+    params=GeneralizedDiceParams,
+    properties=OVERLAP_PROPERTIES,
+    min_sizes=CHANNEL_RULES,
+    check=check_generalized,
+    curve=foreground_probability(),
+    card=Card(
+        title="Generalised Dice loss",
+        summary="One Dice over all classes of a sample, each class weighted by the inverse of its target volume "
+        "(squared by default), so small structures count as much as large ones: for multi-class segmentation "
+        "with very unequal class sizes. A class absent from the sample's target takes the largest weight of the "
+        "present ones (MONAI's rule); one loss per sample. Exactly MONAI's GeneralizedDiceLoss. " + SMOOTHNESS,
+        formula=r"\ell_n = 1 - \frac{2\sum_c w_c \sum_i p_{ci} y_{ci} + s_{nr}}{\sum_c w_c \sum_i (p_{ci} + y_{ci}) "
+        r"+ s_{dr}},\quad w_c = \Big(\sum_i y_{ci}\Big)^{-2}\ (\text{square}),\ "
+        r"\Big(\sum_i y_{ci}\Big)^{-1}\ (\text{simple}),\ 1\ (\text{uniform})",
+        use_cases=(
+            "Multi-class medical segmentation with small and large structures together (brain tumour sub-regions)",
+            "Highly unbalanced segmentation where plain Dice neglects the small classes",
+        ),
+        equivalents={
+            "monai": "monai.losses.GeneralizedDiceLoss(w_type, sigmoid|softmax, include_background, smooth_nr, "
+            "smooth_dr, soft_label, reduction) (matched; MONAI computes the weights in float32, from "
+            "target.sum().float(), we in float64: a relative difference ~1e-7 in float64). " + MONAI_COMMON,
+            "niftynet": "NiftyNet's generalised_dice_loss (MONAI's source) on one-hot targets, per sample",
+        },
+        references=(
+            "Sudre, C. H. et al. (2017). Generalised Dice overlap as a deep learning loss function for highly "
+            "unbalanced segmentations. DLMIA.",
+            "Crum, W. R., Camara, O., Hill, D. L. G. (2006). Generalized overlap measures for evaluation and "
+            "validation in medical image analysis. IEEE TMI.",
+        ),
+    ),
+)
+def generalized_dice(activation: str, include_background: bool, soft_label: bool, w_type: str) -> KernelFunction:
+    return generalized_kernel(activation, include_background, soft_label, w_type)
+
+
+@loss(
+    name="focal_tversky",
+    task="segmentation",
+    inputs=(PREDICTIONS, TARGETS),
+    params=FocalTverskyParams,
+    properties=OVERLAP_PROPERTIES,
+    min_sizes=CHANNEL_RULES,
+    check=check_tversky,
+    curve=foreground_probability(),
+    card=Card(
+        title="Focal Tversky loss",
+        summary="The Tversky loss of each (sample, class) raised to the power gamma, averaged over the classes: "
+        "gamma < 1 raises the loss (and the gradient) of the classes that are already nearly right relative to "
+        "the badly segmented ones, gamma > 1 the reverse; gamma = 1 (the default, as segmentation_models_pytorch) "
+        "is the Tversky loss. Where the references disagree we follow segmentation_models_pytorch's exponent "
+        "(Abraham and Khan write 1/gamma: their recommended gamma = 4/3 is 0.75 here) and MONAI's per-sample, "
+        "per-class Tversky with smooth_nr/smooth_dr (the paper sums over the classes, we average; smp pools the "
+        "batch first). A smooth_nr above smooth_dr makes a perfect prediction's Tversky loss negative: it is "
+        "clamped at 0. The card's properties are those of the default form (gamma = 1); for gamma < 1 the slope "
+        "is unbounded as a class's loss goes to 0. " + SMOOTHNESS,
+        formula=r"\ell_{n,c} = \Big(1 - \frac{tp + s_{nr}}{tp + \alpha\, fp + \beta\, fn + s_{dr}}\Big)^{\gamma},"
+        r"\qquad \ell_n = \frac{1}{C'}\sum_c \ell_{n,c}",
+        use_cases=(
+            "Small-lesion segmentation (the paper's breast ultrasound and skin lesion data)",
+            "Tversky loss with extra emphasis on the hard or the easy classes",
+        ),
+        equivalents={
+            "smp": "segmentation_models_pytorch.losses.TverskyLoss(mode, alpha, beta, gamma, smooth, "
+            "from_logits=False) pools the batch per class (dims (0, 2)), zeroes classes absent from the target, "
+            "raises the class mean to gamma and takes its overlap from |p - y| norms: it equals ours with "
+            "soft_label=true and smooth_nr = smooth_dr = smooth for one sample and one class present in the target "
+            "(checked by the goldens)",
+            "paper": "Abraham & Khan's FTL = sum_c (1 - TI_c)^(1/gamma_paper): ours with gamma = 1/gamma_paper, "
+            "times the number of kept classes",
+            "monai": "none: MONAI's TverskyLoss (our tversky) has no exponent",
+        },
+        references=(
+            "Abraham, N., Khan, N. M. (2019). A Novel Focal Tversky Loss Function with Improved Attention U-Net for "
+            "Lesion Segmentation. ISBI.",
+            "Salehi, S. S. M., Erdogmus, D., Gholipour, A. (2017). Tversky loss function for image segmentation "
+            "using 3D fully convolutional deep networks. MLMI.",
+        ),
+    ),
+)
+def focal_tversky(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
+    return focal_tversky_kernel(activation, include_background, soft_label)

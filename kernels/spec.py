@@ -47,6 +47,15 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def classes(self, shape: tuple[int, ...]) -> int:
+        """How many values a list-valued (per-class) param takes, given the first input's shape:
+        its last axis, unless the loss's classes lie elsewhere (channel-first segmentation)."""
+        return shape[-1]
+
+    def classes_description(self) -> str:
+        """Where :meth:`classes` counts them, for the error that names a wrong length."""
+        return "one per class (the last axis of the predictions)"
+
 
 class NoParams(Params):
     pass

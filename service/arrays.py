@@ -157,6 +157,24 @@ def one_hot(field: str, labels: np.ndarray, classes: int, dtype: type[np.floatin
     return expanded
 
 
+def labels_as_one_hot(
+    spec_input: Input, array: np.ndarray, first: tuple[int, ...], dtype: type[np.floating[Any]]
+) -> np.ndarray:
+    """An input that ``accepts_labels``, sent as integer labels, expanded to one-hot along its class
+    axis: the last, or axis 1 for a channel-first input ``(N, C, ...)``, whose labels are ``(N, ...)``
+    or, as MONAI's ``to_onehot_y`` takes them, ``(N, 1, ...)`` (with C > 1). Anything else is
+    returned unchanged, for the shape check to judge."""
+    if len(first) < 2:
+        return array  # no class axis: the shape check names the missing axis
+    if spec_input.shape[:2] != ("N", "C"):
+        return one_hot(spec_input.name, array, first[-1], dtype) if array.shape == first[:-1] else array
+    classes, spatial = first[1], first[2:]
+    if array.shape == (first[0], *spatial) or (classes > 1 and array.shape == (first[0], 1, *spatial)):
+        labels = array.reshape(first[0], *spatial)
+        return np.moveaxis(one_hot(spec_input.name, labels, classes, dtype), -1, 1)
+    return array
+
+
 def bind_shapes(inputs: tuple[Input, ...], arrays: Mapping[str, np.ndarray]) -> dict[str, int | tuple[int, ...]]:
     """Bind each shape symbol to its size; a mismatch is a 422 naming the input."""
     bound: dict[str, int | tuple[int, ...]] = {}
@@ -199,13 +217,13 @@ def check_min_sizes(spec: LossSpec, params: Params, bound: Mapping[str, int | tu
 
 def check_per_class_params(params: Params, shape: tuple[int, ...]) -> None:
     """A list-valued param (class weights, per-class alpha or pos_weight) has one entry
-    per class: the size of the first input's last axis."""
+    per class: as many as ``params.classes`` counts in the first input's shape."""
     for name in type(params).model_fields:
         value = getattr(params, name)
-        if isinstance(value, list) and len(value) != shape[-1]:
+        if isinstance(value, list) and len(value) != params.classes(shape):
             raise invalid(
                 f"params.{name}",
-                f"expected {shape[-1]} values, one per class (the last axis of the predictions), got {len(value)}",
+                f"expected {params.classes(shape)} values, {params.classes_description()}, got {len(value)}",
             )
 
 
@@ -228,9 +246,7 @@ def decode_inputs(
         if total > max_elements:
             raise too_many_elements(max_elements, spec_input.name)
         if spec_input.accepts_labels:
-            first = arrays[spec.inputs[0].name]
-            if array.shape == first.shape[:-1]:
-                array = one_hot(spec_input.name, array, first.shape[-1], dtype)
+            array = labels_as_one_hot(spec_input, array, arrays[spec.inputs[0].name].shape, dtype)
         arrays[spec_input.name] = array
     bound = bind_shapes(spec.inputs, arrays)
     check_min_sizes(spec, params, bound)

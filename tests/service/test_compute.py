@@ -176,6 +176,21 @@ def test_label_targets_equal_one_hot_targets(client: TestClient) -> None:
         assert np.asarray(from_labels["gradients"]["predictions"]).shape == (2, 3, 4)
 
 
+def test_channel_first_label_maps_equal_one_hot_masks(client: TestClient) -> None:
+    """Overlap losses take an integer label map, (N, ...) or (N, 1, ...), as one-hot masks over axis 1
+    (MONAI's to_onehot_y=True)."""
+    logits = RNG.normal(size=(2, 3, 2, 2))
+    labels = np.array([[[0, 2], [1, 1]], [[2, 2], [0, 1]]])
+    masks = np.moveaxis(np.eye(3)[labels], -1, 1)
+    outputs = ["loss", "per_sample", "gradients"]
+    for name in ("dice", "iou", "tversky"):
+        common = {"predictions": logits.tolist(), "params": {"activation": "softmax"}, "dtype": "float64"}
+        from_masks = post(client, name, targets=masks.tolist(), outputs=outputs, **common)
+        assert from_masks["loss"] > 0
+        for sent in (labels, labels[:, None]):
+            assert post(client, name, targets=sent.tolist(), outputs=outputs, **common) == from_masks
+
+
 def test_hinge_converts_binary_labels_only_when_all_are_binary(client: TestClient) -> None:
     """Keras's rule, per request: 0/1 labels become -1/1 only if no label is -1."""
     x = np.array([[0.5, -2.0], [1.5, 0.3]])

@@ -35,6 +35,10 @@ CTC = {
     "target_lengths": [2, 2],
 }
 MASKS = {"predictions": [[[0.2, 0.7, 0.4]], [[0.9, 0.1, 0.5]]], "targets": [[[0, 1, 1]], [[1, 0, 0]]]}  # (2, 1, 3)
+MASKS2 = {  # (2, 2, 3): two channels
+    "predictions": [[[0.2, 0.7, 0.4], [0.8, 0.3, 0.6]], [[0.9, 0.1, 0.5], [0.1, 0.9, 0.5]]],
+    "targets": [[[0, 1, 1], [1, 0, 0]], [[1, 0, 0], [0, 1, 1]]],
+}
 IMAGE = [[[[0.1 * ((i + j) % 7) for j in range(11)] for i in range(11)]]]  # (1, 1, 11, 11)
 SSIM = {"predictions": IMAGE, "targets": IMAGE}
 NESTED_100: Any = 0.5
@@ -459,7 +463,47 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
         "params.activation",
         "'sigmoid'",
     ),
-    ("dice-smooth-dr-zero", "dice", {**MASKS, "params": {"smooth_dr": 0}}, 422, "params.smooth_dr", "greater than"),
+    (
+        "dice-smooth-dr-zero-empty-class",
+        "dice",
+        {"predictions": [[[0.0, 0.0]], [[0.9, 0.1]]], "targets": [[[0, 0]], [[1, 0]]], "params": {"smooth_dr": 0}},
+        422,
+        "params.smooth_dr",
+        "ratio 0/0 for sample 0, kept class 0",
+    ),
+    (
+        "tversky-smooth-dr-zero-no-false-weight",
+        "tversky",
+        {"predictions": [[[0.5, 0.0]]], "targets": [[[0, 0]]], "params": {"smooth_dr": 0, "alpha": 0}},
+        422,
+        "params.smooth_dr",
+        "ratio 0/0 for sample 0",
+    ),
+    ("dice-smooth-dr-negative", "dice", {**MASKS, "params": {"smooth_dr": -1}}, 422, "params.smooth_dr", "greater"),
+    (
+        "dice-class-weights-per-kept-class",
+        "dice",
+        {**MASKS2, "params": {"class_weights": [1.0, 2.0], "include_background": False}},
+        422,
+        "params.class_weights",
+        "expected 1 values, one per kept class",
+    ),
+    (
+        "focal-class-weights-per-channel",
+        "focal",
+        {**MASKS2, "params": {"class_weights": [1.0, 2.0, 3.0]}},
+        422,
+        "params.class_weights",
+        "expected 2 values, one per channel (axis 1",
+    ),
+    (
+        "dice-label-map-out-of-range",
+        "dice",
+        {"predictions": MASKS2["predictions"], "targets": [[0, 2, 1], [1, 0, 0]]},
+        422,
+        "targets",
+        "label 2 at index [0, 1] is outside [0, 1]",
+    ),
     ("tversky-alpha-negative", "tversky", {**MASKS, "params": {"alpha": -0.5}}, 422, "params.alpha", "greater"),
     (
         "ssim-image-too-small",

@@ -29,6 +29,7 @@ from tests.kernels.catalog.reference import (
     Tensors,
     keras,
     keras_native,
+    monai,
     torch,
     with_keras_eps,
 )
@@ -60,7 +61,14 @@ def ref_focal(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
     if alpha >= 0:
         alpha_t = alpha * y + (1 - alpha) * (1 - y)
         loss = alpha_t * loss
-    if not c.params.get("from_logits", False) and alpha >= 0 and c.dtype == "float64" and not c.params.get("eps"):
+    keras_comparable = c.params.get("class_weights") is None
+    if (
+        keras_comparable
+        and not c.params.get("from_logits", False)
+        and alpha >= 0
+        and c.dtype == "float64"
+        and not c.params.get("eps")
+    ):
         lo, hi = c.bounds()
         inside = bool(((x > lo) & (x < hi)).all())
         if inside:
@@ -71,6 +79,23 @@ def ref_focal(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
                 "keras binary_focal_crossentropy(apply_class_balancing=True); float32 last-axis mean",
                 loss.mean(-1),
                 k,
+                rtol=1e-6,
+            )
+    weights = c.f("class_weights")
+    if weights is not None:  # MONAI FocalLoss's weight: one per channel (axis 1)
+        w = torch.tensor(weights, dtype=loss.dtype).reshape(-1, *([1] * (loss.dim() - 2)))
+        loss = loss * w
+        if c.params.get("from_logits", False) and not c.params.get("label_smoothing") and x.dim() > 1:
+            theirs = monai.losses.FocalLoss(
+                gamma=gamma, alpha=None if alpha < 0 else alpha, weight=weights, reduction="none"
+            )(x, y0)
+            # MONAI's modulator exp(gamma logsigmoid(-x (2y - 1))) is (1 - p_t)^gamma for hard targets only, its
+            # logit forms lose digits on saturated logits (see above), and it holds the weights in float32
+            moderate = (x.abs() < 8) & ((y0 == 0) | (y0 == 1))
+            c.check(
+                "monai FocalLoss(gamma, alpha, weight, reduction='none') on logits (|x| < 8, hard targets)",
+                theirs[moderate],
+                loss[moderate],
                 rtol=1e-6,
             )
     return loss, None
@@ -169,11 +194,23 @@ LOSSES = (
                 ({"gamma": 0.5}, ALL),
                 ({"label_smoothing": 0.1}, BOTH),
                 ({"eps": 1e-3}, ONE),
+                ({"from_logits": True, "class_weights": "per_channel"}, BOTH),
+                ({"from_logits": True, "alpha": -1.0, "class_weights": "per_channel"}, ONE),
+                ({"from_logits": True, "label_smoothing": 0.1, "class_weights": "per_channel"}, ONE),
+                ({"class_weights": "per_channel"}, BOTH),
+                ({"label_smoothing": 0.1, "class_weights": "per_channel"}, ONE),
             ),
         ),
         gradients=GradientCase(
             fd_binary,
-            ({}, {"alpha": -1.0, "gamma": 0.5}, {"gamma": 0.0, "label_smoothing": 0.1}, {"alpha": 0.7, "gamma": 3.0}),
+            (
+                {},
+                {"alpha": -1.0, "gamma": 0.5},
+                {"gamma": 0.0, "label_smoothing": 0.1},
+                {"alpha": 0.7, "gamma": 3.0},
+                {"class_weights": [0.5, 2.0], "label_smoothing": 0.1},
+                {"class_weights": [3.0, 0.0], "from_logits": True},
+            ),
         ),
         domain=BinaryProbability(eps=FocalParams().eps),
     ),

@@ -9,9 +9,14 @@ which only the golden generator does (``python -m tests.kernels.catalog.golden``
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
+import importlib.util
 import os
-from collections.abc import Callable
+import sys
+import types
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -57,7 +62,45 @@ scipy: Any = Library("scipy")
 skimage: Any = Library("skimage")
 pytorch_msssim: Any = Library("pytorch_msssim")
 
-LIBRARIES = ("torch", "keras", "monai", "scipy", "skimage", "pytorch_msssim", "pytorch_metric_learning")
+
+@contextlib.contextmanager
+def float_keeps_double() -> Iterator[None]:
+    """``Tensor.float()`` leaves float64 tensors float64 inside the block: for references that cast
+    intermediate values to float32 (MONAI's generalised Dice weights, smp's Lovász weights), so that the
+    golden is their formula in float64; the unpatched reference is then a loose cross-check."""
+    as_float = torch.Tensor.float
+    torch.Tensor.float = lambda self, *a, **k: self if self.dtype == torch.float64 else as_float(self, *a, **k)
+    try:
+        yield
+    finally:
+        torch.Tensor.float = as_float
+
+
+@functools.cache
+def smp_losses() -> Any:
+    """``segmentation_models_pytorch.losses`` without the package's ``__init__``: that imports its models,
+    hence torchvision, whose compiled ops need the torchvision build of the same torch; the losses need
+    only torch."""
+    name = "segmentation_models_pytorch"
+    if name not in sys.modules:
+        found = importlib.util.find_spec(name)
+        assert found is not None and found.submodule_search_locations is not None, f"{name} is not installed"
+        package = types.ModuleType(name)
+        package.__path__ = list(found.submodule_search_locations)
+        sys.modules[name] = package
+    return importlib.import_module(f"{name}.losses")
+
+
+LIBRARIES = (
+    "torch",
+    "keras",
+    "monai",
+    "scipy",
+    "skimage",
+    "pytorch_msssim",
+    "pytorch_metric_learning",
+    "segmentation_models_pytorch",
+)
 """The top-level modules the stand-ins import (a test checks the suite imports none of them)."""
 
 

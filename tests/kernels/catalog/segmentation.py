@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from tests.kernels.catalog.base import BOTH, ONE, Arrays, Combo, Golden, GradientCase, LossInfo, Reference
-from tests.kernels.catalog.reference import Ctx, Tensor, Tensors, keras, monai
+from tests.kernels.catalog.reference import Ctx, Tensor, Tensors, float_keeps_double, keras, monai, smp_losses, torch
 from tests.kernels.properties import ChannelMasks
 
 # -- references (run by the golden generator only) -------------------------------------------------
@@ -41,18 +41,35 @@ def ref_dice(t: Tensors, c: Ctx, jaccard: bool = False) -> tuple[Tensor, None]:
         squared_pred=c.params.get("squared_pred", False),
         smooth_nr=c.f("smooth_nr", 1e-5),
         smooth_dr=c.f("smooth_dr", 1e-5),
+        soft_label=c.params.get("soft_label", False),
         **monai_activation(c),
     )
     out = monai_per_class(monai.losses.DiceLoss(jaccard=jaccard, reduction="none", **kwargs), x, y)
-    c.check(
-        "monai reduction='mean' = our unweighted mean",
-        monai.losses.DiceLoss(jaccard=jaccard, reduction="mean", **kwargs)(x, y).reshape(1),
-        out.mean().reshape(1),
-    )
+    weights = c.f("class_weights")
+    if weights is not None:  # MONAI holds its weight in float32 (torch.as_tensor): the golden in float64
+        weighted = monai.losses.DiceLoss(jaccard=jaccard, reduction="none", weight=weights, **kwargs)
+        out = out * torch.tensor(weights, dtype=out.dtype)
+        c.check(
+            "monai weight (held in float32) = per-class losses times the weights",
+            monai_per_class(weighted, x, y),
+            out,
+            rtol=1e-6,
+        )
+    else:
+        c.check(
+            "monai reduction='mean' = our unweighted mean",
+            monai.losses.DiceLoss(jaccard=jaccard, reduction="mean", **kwargs)(x, y).reshape(1),
+            out.mean().reshape(1),
+        )
     p = x if c.params.get("activation", "none") == "none" else None
-    if p is not None and not kwargs["squared_pred"] and c.dtype == "float64":
+    if kwargs["soft_label"] and kwargs["squared_pred"]:
+        hard = monai_per_class(
+            monai.losses.DiceLoss(jaccard=jaccard, reduction="none", **{**kwargs, "soft_label": False}), x, y
+        )
+        c.check("monai soft_label=True with squared_pred = soft_label=False (its ord-2 statistics)", out, hard)
+    if p is not None and not kwargs["squared_pred"] and c.dtype == "float64" and weights is None:
         if jaccard:  # MONAI's Jaccard = the textbook soft IoU with halved smoothing
-            tp = (x * y).flatten(2).sum(-1)
+            tp = (torch.minimum(x, y) if kwargs["soft_label"] else x * y).flatten(2).sum(-1)
             union = x.flatten(2).sum(-1) + y.flatten(2).sum(-1) - tp
             textbook = 1 - (tp + kwargs["smooth_nr"] / 2) / (union + kwargs["smooth_dr"] / 2)
             kept = textbook if kwargs["include_background"] else textbook[:, 1:]
@@ -73,17 +90,35 @@ def ref_tversky(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
     x, y = t["predictions"], t["targets"]
     alpha, beta = c.f("alpha", 0.5), c.f("beta", 0.5)
     smooth_nr, smooth_dr = c.f("smooth_nr", 1e-5), c.f("smooth_dr", 1e-5)
+    soft_label = c.params.get("soft_label", False)
     common = dict(include_background=c.params.get("include_background", True), **monai_activation(c))
     out = monai_per_class(
         monai.losses.TverskyLoss(
-            alpha=alpha, beta=beta, smooth_nr=smooth_nr, smooth_dr=smooth_dr, reduction="none", **common
+            alpha=alpha,
+            beta=beta,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            soft_label=soft_label,
+            reduction="none",
+            **common,
         ),
         x,
         y,
     )
-    if alpha == beta and alpha in (0.5, 1.0):  # Tversky(1/2, 1/2) is Dice and Tversky(1, 1) MONAI's Jaccard, smooth x2
+    weights = c.f("class_weights")
+    if weights is not None:  # MONAI's TverskyLoss has no weight: DiceLoss's (the per-class loss times it)
+        out = out * torch.tensor(weights, dtype=out.dtype)
+    elif alpha == beta and alpha in (
+        0.5,
+        1.0,
+    ):  # Tversky(1/2, 1/2) is Dice and Tversky(1, 1) MONAI's Jaccard, smooth x2
         other = monai.losses.DiceLoss(
-            jaccard=alpha == 1.0, smooth_nr=2 * smooth_nr, smooth_dr=2 * smooth_dr, reduction="none", **common
+            jaccard=alpha == 1.0,
+            smooth_nr=2 * smooth_nr,
+            smooth_dr=2 * smooth_dr,
+            soft_label=soft_label,
+            reduction="none",
+            **common,
         )
         name = "DiceLoss(jaccard=True)" if alpha == 1.0 else "DiceLoss"
         c.check(
@@ -91,12 +126,98 @@ def ref_tversky(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
             out,
             monai_per_class(other, x, y),
         )
-    if c.params.get("activation", "none") == "none" and c.dtype == "float64":
-        # Keras multiplies alpha with sum y (1 - p) (false negatives): Keras(a, b) = ours(alpha=b, beta=a)
-        swapped = monai.losses.TverskyLoss(alpha=beta, beta=alpha, smooth_nr=0.0, smooth_dr=1e-7, reduction="none")
-        ours = swapped(x.reshape(1, 1, -1), y.reshape(1, 1, -1))
-        what = "keras.losses.tversky(alpha=a, beta=b) (alpha multiplies the false negatives) with alpha=b, beta=a"
-        keras_single_sample(c, what, ours, keras.losses.tversky(y, x, alpha=alpha, beta=beta))
+    if c.params.get("activation", "none") == "none" and c.dtype == "float64" and not soft_label:
+        keras_tversky_checks(c, x, y, alpha, beta)
+    return out, None
+
+
+def keras_swaps_tversky() -> bool:
+    """Whether this Keras multiplies alpha with the false negatives, sum y (1 - p): Keras up to 3.15
+    (its code read y_true as the predictions); keras-team/keras#23333 made alpha weigh the false
+    positives, as its docstring and the paper say. Told apart on a prediction with one false positive."""
+    y, p = torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0])
+    only_alpha = float(keras.losses.tversky(y, p, alpha=1.0, beta=0.0))
+    return only_alpha < 1e-6  # alpha on the (absent) false negatives: loss 0; on the false positive: 1/2
+
+
+def keras_tversky_checks(c: Ctx, x: Tensor, y: Tensor, alpha: float, beta: float) -> None:
+    """Keras's Tversky before and after keras-team/keras#23333, both against ours on the batch as one
+    sample: fixed, Tversky(alpha=a, beta=b) = ours(alpha=a, beta=b); before, ours(alpha=b, beta=a). The
+    installed Keras is one of the two; the other is its own code on swapped arguments (its y_true
+    read as the predictions is the fix's y_pred)."""
+    swapped = keras_swaps_tversky()
+    straight = monai.losses.TverskyLoss(alpha=alpha, beta=beta, smooth_nr=0.0, smooth_dr=1e-7, reduction="none")
+    reverse = monai.losses.TverskyLoss(alpha=beta, beta=alpha, smooth_nr=0.0, smooth_dr=1e-7, reduction="none")
+    one = (x.reshape(1, 1, -1), y.reshape(1, 1, -1))
+    fixed = keras.losses.tversky(x, y, alpha=alpha, beta=beta) if swapped else keras.losses.tversky(y, x, alpha, beta)
+    old = keras.losses.tversky(y, x, alpha=alpha, beta=beta) if swapped else keras.losses.tversky(x, y, alpha, beta)
+    version = keras.__version__
+    keras_single_sample(
+        c,
+        f"keras.losses.tversky(alpha=a, beta=b) since keras#23333 ({'emulated on ' if swapped else ''}keras "
+        f"{version}) with alpha=a, beta=b",
+        straight(*one),
+        fixed,
+    )
+    keras_single_sample(
+        c,
+        f"keras.losses.tversky(alpha=a, beta=b) up to Keras 3.15 ({'' if swapped else 'emulated on '}keras "
+        f"{version}; alpha weighs the false negatives) with alpha=b, beta=a",
+        reverse(*one),
+        old,
+    )
+
+
+def ref_generalized_dice(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
+    """MONAI's GeneralizedDiceLoss with its weights in float64: MONAI casts the target volumes to float32
+    (``ground_o.float()``) first, which the kernel does not; the unpatched MONAI is the cross-check."""
+    x, y = t["predictions"], t["targets"]
+    module = monai.losses.GeneralizedDiceLoss(
+        include_background=c.params.get("include_background", True),
+        w_type=c.params.get("w_type", "square"),
+        smooth_nr=c.f("smooth_nr", 1e-5),
+        smooth_dr=c.f("smooth_dr", 1e-5),
+        soft_label=c.params.get("soft_label", False),
+        reduction="none",
+        **monai_activation(c),
+    )
+    with float_keeps_double():
+        out = monai_per_class(module, x, y)
+    c.check("monai GeneralizedDiceLoss (weights in float32)", monai_per_class(module, x, y), out, rtol=1e-6)
+    return out, None
+
+
+def ref_focal_tversky(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
+    """MONAI's per-(sample, class) Tversky losses, clamped at 0, to the power gamma; cross-checked with
+    segmentation_models_pytorch's TverskyLoss(gamma) on each single (sample, class) present in the target."""
+    x, y = t["predictions"], t["targets"]
+    alpha, beta, gamma = c.f("alpha", 0.5), c.f("beta", 0.5), c.f("gamma", 1.0)
+    smooth_nr, smooth_dr = c.f("smooth_nr", 1e-5), c.f("smooth_dr", 1e-5)
+    include_background = c.params.get("include_background", True)
+    module = monai.losses.TverskyLoss(
+        alpha=alpha,
+        beta=beta,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        soft_label=c.params.get("soft_label", False),
+        include_background=include_background,
+        reduction="none",
+        **monai_activation(c),
+    )
+    out = monai_per_class(module, x, y).clamp_min(0.0) ** gamma
+    plain = c.params.get("activation", "none") == "none" and include_background and smooth_nr == smooth_dr
+    if plain and c.params.get("soft_label", False) and c.dtype == "float64":  # smp's overlap is MONAI's soft one
+        theirs = smp_losses().TverskyLoss(
+            "binary", alpha=alpha, beta=beta, gamma=gamma, smooth=smooth_nr, from_logits=False, eps=1e-300
+        )
+        present = [(n, k) for n in range(x.shape[0]) for k in range(x.shape[1]) if float(y[n, k].sum()) > 0]
+        single = [theirs(x[n : n + 1, k : k + 1], y[n : n + 1, k : k + 1]) for n, k in present]
+        c.check(
+            "smp TverskyLoss('binary', alpha, beta, gamma, smooth) = ours with soft_label on each (sample, class) "
+            "present in the target",
+            torch.stack([out[n, k] for n, k in present]),
+            torch.stack(single),
+        )
     return out, None
 
 
@@ -126,12 +247,15 @@ def mask_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, param
         values = [-12.0, -4.0, 0.0, 4.0, 12.0]
     else:
         values = [0.0, 1e-9, 0.5, 1 - 1e-9, 1.0]
+    if params.get("soft_label") and activation == "none":
+        # MONAI's |p|_1 has gradient 0 at p = 0 exactly (torch's sign(0)); the kernel's is the one-sided 1
+        values = [1e-9 if v == 0.0 else v for v in values]
     x = rng.choice(values, size=shape)
     if activation != "none":
         x.reshape(n, ch, -1)[:, :, 0] = 0.0  # one unsaturated pixel per sample sets the gradient's scale
     y[0, -1] = 0.0  # a class absent from sample 0's target
     if activation == "none":
-        x[-1] = y[-1]  # the last sample predicted perfectly: loss 0
+        x[-1] = np.maximum(y[-1], 1e-9) if params.get("soft_label") else y[-1]  # predicted (almost) perfectly
     return {"predictions": x, "targets": y}
 
 
@@ -155,6 +279,20 @@ OVERLAP_COMBOS: tuple[Combo, ...] = (
     ({"activation": "softmax", "include_background": False}, BOTH),
     ({"smooth_nr": 0.0, "smooth_dr": 1e-6}, BOTH),
     ({"smooth_nr": 1.0, "smooth_dr": 1.0, "activation": "sigmoid"}, ONE),
+)
+
+
+def soft_twins(combos: tuple[Combo, ...]) -> tuple[Combo, ...]:
+    """Each combo again with soft_label (a graph variant of its own), random data only."""
+    return tuple(({**params, "soft_label": True}, ONE) for params, _ in combos)
+
+
+WEIGHTED_COMBOS: tuple[Combo, ...] = (
+    # MONAI ignores weight for a single kept class: the shapes' C' > 1 only with the background kept
+    ({"class_weights": "per_channel"}, BOTH),
+    ({"class_weights": "per_channel", "activation": "softmax", "soft_label": True}, ONE),
+    ({"soft_label": True}, ("extreme",)),
+    ({"smooth_nr": 0.0, "smooth_dr": 0.0}, ONE),
 )
 
 
@@ -184,6 +322,9 @@ def fd_masks(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
 
 OVERLAP: tuple[dict[str, Any], ...] = (
     {},
+    {"soft_label": True, "class_weights": [0.5, 2.0, 1.5]},
+    {"soft_label": True, "activation": "softmax", "include_background": False},
+    {"smooth_nr": 0.0, "smooth_dr": 0.0, "activation": "sigmoid", "class_weights": [1.0, 0.0, 3.0]},
     {"activation": "sigmoid", "squared_pred": True},
     {"activation": "softmax", "include_background": False},
     {"activation": "softmax", "squared_pred": True, "smooth_nr": 0.5, "smooth_dr": 1.0},
@@ -208,6 +349,8 @@ def dice_like(name: str, reference: Reference, description: str) -> LossInfo:
                 *OVERLAP_COMBOS,
                 ({"squared_pred": True}, BOTH),
                 *SQUARED_COMBOS,
+                *soft_twins((*OVERLAP_COMBOS, ({"squared_pred": True}, ONE), *SQUARED_COMBOS)),
+                *WEIGHTED_COMBOS,
             ),
             versions=("monai",),
         ),
@@ -216,7 +359,7 @@ def dice_like(name: str, reference: Reference, description: str) -> LossInfo:
     )
 
 
-LOSSES = (
+OVERLAP_LOSSES: tuple[LossInfo, ...] = (
     dice_like(
         "dice",
         ref_dice,
@@ -242,6 +385,9 @@ LOSSES = (
             ),
             combos=(
                 *OVERLAP_COMBOS,
+                *soft_twins(OVERLAP_COMBOS),
+                *WEIGHTED_COMBOS,
+                ({"alpha": 0.3, "beta": 0.7, "soft_label": True}, BOTH),
                 ({"alpha": 0.3, "beta": 0.7}, BOTH),
                 ({"alpha": 1.0, "beta": 1.0}, ONE),
                 ({"alpha": 0.8, "beta": 0.1, "activation": "softmax", "include_background": False}, ONE),
@@ -254,7 +400,81 @@ LOSSES = (
             (
                 {},
                 {"alpha": 0.3, "beta": 0.7, "activation": "sigmoid"},
+                {"alpha": 0.3, "beta": 0.7, "soft_label": True, "class_weights": [0.5, 2.0, 1.5]},
                 {"alpha": 0.8, "beta": 0.2, "activation": "softmax", "include_background": False},
+            ),
+        ),
+        domain=ChannelMasks(),
+    ),
+)
+
+
+GENERALIZED_COMBOS: tuple[Combo, ...] = tuple(
+    ({**params, "w_type": w_type}, kinds if w_type == "square" else ONE)
+    for params, kinds in (*OVERLAP_COMBOS, *soft_twins(OVERLAP_COMBOS))
+    for w_type in ("square", "simple", "uniform")
+)
+FOCAL_TVERSKY_COMBOS: tuple[Combo, ...] = (
+    *OVERLAP_COMBOS,
+    *soft_twins(OVERLAP_COMBOS),
+    ({"gamma": 2.0}, BOTH),
+    ({"gamma": 4 / 3, "alpha": 0.3, "beta": 0.7}, BOTH),
+    ({"gamma": 0.75, "alpha": 0.7, "beta": 0.3, "activation": "sigmoid"}, BOTH),
+    # not on extreme data: its near-perfect soft sample's L ~ 1e-9 is where MONAI's soft overlap, a difference of
+    # norms, has lost its last digits, which L^(gamma - 1) amplifies beyond the float64 tolerance
+    ({"gamma": 0.75, "soft_label": True}, ONE),
+    ({"gamma": 0.75}, ONE),  # a loss near 0 stays off its infinite slope: random data has no perfect sample
+    ({"gamma": 2.0, "smooth_nr": 1.0, "smooth_dr": 0.5}, ("extreme",)),  # a perfect sample clamped at 0
+)
+
+LOSSES: tuple[LossInfo, ...] = (
+    *OVERLAP_LOSSES,
+    LossInfo(
+        "generalized_dice",
+        golden=Golden(
+            reference=ref_generalized_dice,
+            data=mask_data,
+            shapes=MASK_SHAPES,
+            conventions=PER_CHANNEL.replace("one loss per (sample, kept channel)", "one loss per sample"),
+            describe=lambda p: (
+                "monai.losses.GeneralizedDiceLoss(w_type, reduction='none', sigmoid/softmax, include_background, "
+                "smooth_nr, smooth_dr, soft_label) with its weights in float64: one loss per sample (N, 1)"
+            ),
+            combos=GENERALIZED_COMBOS,
+            versions=("monai",),
+        ),
+        gradients=GradientCase(
+            fd_masks,
+            (
+                {},
+                {"w_type": "simple", "activation": "softmax", "include_background": False},
+                {"w_type": "uniform", "activation": "sigmoid", "soft_label": True},
+                {"soft_label": True},
+            ),
+        ),
+        domain=ChannelMasks(),
+    ),
+    LossInfo(
+        "focal_tversky",
+        golden=Golden(
+            reference=ref_focal_tversky,
+            data=mask_data,
+            shapes=MASK_SHAPES,
+            conventions=PER_CHANNEL,
+            describe=lambda p: (
+                "monai.losses.TverskyLoss(alpha, beta, reduction='none', sigmoid/softmax, include_background, "
+                "smooth_nr, smooth_dr, soft_label) per class, clamped at 0, ** gamma: per-class losses (N, C')"
+            ),
+            combos=FOCAL_TVERSKY_COMBOS,
+            versions=("monai", "segmentation-models-pytorch"),
+        ),
+        gradients=GradientCase(
+            fd_masks,
+            (
+                {},
+                {"gamma": 2.0, "alpha": 0.3, "beta": 0.7, "activation": "sigmoid"},
+                {"gamma": 0.75, "activation": "softmax", "include_background": False},
+                {"gamma": 4 / 3, "soft_label": True},
             ),
         ),
         domain=ChannelMasks(),
