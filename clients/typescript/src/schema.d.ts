@@ -362,6 +362,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/loss/focal_tversky": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Focal Tversky loss
+         * @description Focal Tversky loss. The Tversky loss of each (sample, class) raised to the power gamma, averaged over the classes: gamma < 1 raises the loss (and the gradient) of the classes that are already nearly right relative to the badly segmented ones, gamma > 1 the reverse; gamma = 1 (the default, as segmentation_models_pytorch) is the Tversky loss. Where the references disagree we follow segmentation_models_pytorch's exponent (Abraham and Khan write 1/gamma: their recommended gamma = 4/3 is 0.75 here) and MONAI's per-sample, per-class Tversky with smooth_nr/smooth_dr (the paper sums over the classes, we average; smp pools the batch first). A smooth_nr above smooth_dr makes a perfect prediction's Tversky loss negative: it is clamped at 0. The card's properties are those of the default form (gamma = 1); for gamma < 1 the slope is unbounded as a class's loss goes to 0. Properties (default form, probabilities): bounded in [0, 1] and differentiable everywhere; its gradient is bounded (a confidently wrong pixel pulls no harder than a slightly wrong one, unlike cross-entropy's 1/p) and Lipschitz: soft Dice/IoU/Tversky are smooth rational functions whose denominator never vanishes, although tables often call them non-smooth. That holds with a modest constant for every class present in the target (at least one pixel's worth of foreground); for a class absent from a sample's target the loss is sum p / (sum p + s_dr)-like, a step of height ~1 over sum p ~ s_dr with curvature ~2/s_dr^2 at p = 0, practically a kink (the property tests check the claims on targets with every class present, and this exception separately). Not convex: along a background pixel the ratio is concave.
+         */
+        post: operations["compute_focal_tversky_loss_focal_tversky_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/loss/gaussian_nll": {
         parameters: {
             query?: never;
@@ -376,6 +396,26 @@ export interface paths {
          * @description Gaussian negative log-likelihood. Negative log-likelihood of the targets under a Gaussian with predicted mean and variance, so a model learns its own uncertainty: (log v + d^2 / v) / 2, v = max(variance, eps). Gradients for the mean (d / v) and the variance ((1 - d^2 / v) / 2v); as in torch the clamp acts on the value only, the variance's gradient passes through it unchanged. For a fixed variance it is convex in the mean (MSE / 2v), but it is not convex in the variance (concave beyond v = 2 d^2), hence not jointly; the gradient is not bounded (d / v) nor Lipschitz near v = 0. Unbounded below as the variance collapses onto an exact prediction (log v -> -inf); only the clamp stops it, at log(eps)/2 = -6.9 for the default eps. Negative variances are a 422 (torch raises).
          */
         post: operations["compute_gaussian_nll_loss_gaussian_nll_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/loss/generalized_dice": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Generalised Dice loss
+         * @description Generalised Dice loss. One Dice over all classes of a sample, each class weighted by the inverse of its target volume (squared by default), so small structures count as much as large ones: for multi-class segmentation with very unequal class sizes. A class absent from the sample's target takes the largest weight of the present ones (MONAI's rule); one loss per sample. Exactly MONAI's GeneralizedDiceLoss. Properties (default form, probabilities): bounded in [0, 1] and differentiable everywhere; its gradient is bounded (a confidently wrong pixel pulls no harder than a slightly wrong one, unlike cross-entropy's 1/p) and Lipschitz: soft Dice/IoU/Tversky are smooth rational functions whose denominator never vanishes, although tables often call them non-smooth. That holds with a modest constant for every class present in the target (at least one pixel's worth of foreground); for a class absent from a sample's target the loss is sum p / (sum p + s_dr)-like, a step of height ~1 over sum p ~ s_dr with curvature ~2/s_dr^2 at p = 0, practically a kink (the property tests check the claims on targets with every class present, and this exception separately). Not convex: along a background pixel the ratio is concave.
+         */
+        post: operations["compute_generalized_dice_loss_generalized_dice_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -496,6 +536,46 @@ export interface paths {
          * @description Log-cosh loss. Logarithm of the hyperbolic cosine of the residual: about d^2/2 for small residuals and |d| - log 2 for large ones, twice differentiable everywhere, with gradient tanh(d) bounded by 1.
          */
         post: operations["compute_log_cosh_loss_log_cosh_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/loss/lovasz_hinge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Lovász hinge loss
+         * @description Lovász hinge loss. The Lovász extension of the Jaccard loss applied to the hinge errors max(0, 1 - x s) of each sample's pixels (s = 2y - 1): a convex, piecewise-linear surrogate of 1 - IoU that weighs the pixels by their rank among the errors. One loss per sample, over all its pixels (binary segmentation with one logit map). Convex in the logits, with gradients bounded by 1 per pixel; not differentiable where two errors tie or one reaches the hinge.
+         */
+        post: operations["compute_lovasz_hinge_loss_lovasz_hinge_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/loss/lovasz_softmax": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Lovász-Softmax loss
+         * @description Lovász-Softmax loss. For each class, the Lovász extension of its Jaccard loss at the absolute errors |y - p| of its pixels, averaged over the classes present in the sample's target: a convex, piecewise-linear surrogate of the mean IoU of a multi-class segmentation. One loss per sample (per_image=True). Convex in the probabilities (the default form; not in the logits with softmax) and not differentiable where two errors of a class tie. Its gradient never exceeds 1 per pixel, but a pixel's pull grows as its error climbs the ranking (the largest Lovász weights go to the top errors), so a confidently wrong pixel pulls harder than a slightly wrong one: not robust to outliers in the card's sense. Targets are one-hot masks or an integer label map; soft masks are taken as they are (the reference takes labels).
+         */
+        post: operations["compute_lovasz_softmax_loss_lovasz_softmax_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2368,7 +2448,7 @@ export interface components {
             reduction?: "mean" | "sum" | "none";
             /**
              * Targets
-             * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions. (used by binary_cross_entropy, dice) Shape (N, C, ...).
+             * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions; or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y). (used by binary_cross_entropy, dice) Shape (N, C, ...).
              */
             targets: (number | unknown[])[];
             /**
@@ -2388,6 +2468,12 @@ export interface components {
              */
             activation?: "none" | "sigmoid" | "softmax";
             /**
+             * Class Weights
+             * @description MONAI weight: one non-negative weight per kept class (C, or C - 1 without the background), multiplying that class's loss before the mean over the classes.
+             * @default null
+             */
+            class_weights?: number[] | null;
+            /**
              * Include Background
              * @description false: channel 0 (the background) is left out of the loss; needs at least 2 channels.
              * @default true
@@ -2395,7 +2481,7 @@ export interface components {
             include_background?: boolean;
             /**
              * Smooth Dr
-             * @description Added to the denominator (MONAI smooth_dr); positive, so an empty class is defined.
+             * @description Added to the denominator (MONAI smooth_dr). 0 leaves a class empty in both predictions and targets undefined (0/0): such a request is a 422 naming this param.
              * @default 0.00001
              */
             smooth_dr?: number;
@@ -2405,6 +2491,12 @@ export interface components {
              * @default 0.00001
              */
             smooth_nr?: number;
+            /**
+             * Soft Label
+             * @description MONAI soft_label: overlap from |p - y| (tp = sum min(p, y), fp = sum max(p - y, 0), fn = sum max(y - p, 0)), so a soft target predicted exactly has loss 0; the same as false for hard (0/1) targets and for squared_pred.
+             * @default false
+             */
+            soft_label?: boolean;
             /**
              * Squared Pred
              * @description Denominator from squares: sum p^2 + sum y^2 (V-Net).
@@ -2445,7 +2537,7 @@ export interface components {
             reduction?: "mean" | "sum" | "none";
             /**
              * Targets
-             * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions. Shape (N, C, ...).
+             * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions; or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y). Shape (N, C, ...).
              */
             targets: (number | unknown[])[];
             /**
@@ -2560,6 +2652,12 @@ export interface components {
              */
             alpha?: number;
             /**
+             * Class Weights
+             * @description MONAI FocalLoss weight: one non-negative weight per channel (axis 1 of the predictions, (N, C, ...)), multiplying that channel's losses.
+             * @default null
+             */
+            class_weights?: number[] | null;
+            /**
              * Eps
              * @description Probabilities are clipped to [eps, 1 - eps].
              * @default 1e-7
@@ -2627,6 +2725,101 @@ export interface components {
              */
             weights?: number[];
         };
+        /** FocalTverskyParams */
+        FocalTverskyParams: {
+            /**
+             * Activation
+             * @description Applied to the predictions first: none (they are probabilities), sigmoid (one logit per channel, multi-label), or softmax over the channel axis (multi-class logits).
+             * @default none
+             * @enum {string}
+             */
+            activation?: "none" | "sigmoid" | "softmax";
+            /**
+             * Alpha
+             * @description Weight of the false positives, sum p (1 - y).
+             * @default 0.5
+             */
+            alpha?: number;
+            /**
+             * Beta
+             * @description Weight of the false negatives, sum (1 - p) y.
+             * @default 0.5
+             */
+            beta?: number;
+            /**
+             * Gamma
+             * @description Exponent of each (sample, class) Tversky loss, as segmentation_models_pytorch's gamma (1: Tversky); the paper's gamma is its reciprocal (its recommended 4/3 is gamma=0.75 here).
+             * @default 1
+             */
+            gamma?: number;
+            /**
+             * Include Background
+             * @description false: channel 0 (the background) is left out of the loss; needs at least 2 channels.
+             * @default true
+             */
+            include_background?: boolean;
+            /**
+             * Smooth Dr
+             * @description Added to the denominator (MONAI smooth_dr). 0 leaves a class empty in both predictions and targets undefined (0/0): such a request is a 422 naming this param.
+             * @default 0.00001
+             */
+            smooth_dr?: number;
+            /**
+             * Smooth Nr
+             * @description Added to the numerator (MONAI smooth_nr).
+             * @default 0.00001
+             */
+            smooth_nr?: number;
+            /**
+             * Soft Label
+             * @description MONAI soft_label: overlap from |p - y| (tp = sum min(p, y), fp = sum max(p - y, 0), fn = sum max(y - p, 0)), so a soft target predicted exactly has loss 0; the same as false for hard (0/1) targets and for squared_pred.
+             * @default false
+             */
+            soft_label?: boolean;
+        };
+        /**
+         * FocalTverskyRequest
+         * @description Compute Focal Tversky loss.
+         */
+        FocalTverskyRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["FocalTverskyParams"];
+            /**
+             * Predictions
+             * @description Per-channel probabilities in [0, 1] (activation none), or logits (sigmoid, softmax); channel-first. Shape (N, C, ...).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions; or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y). Shape (N, C, ...).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
         /** GaussianNLLParams */
         GaussianNLLParams: {
             /**
@@ -2683,6 +2876,90 @@ export interface components {
              * @description Predicted variances >= 0, same shape as predictions (clamped to at least eps). Shape (N, ...).
              */
             variance: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
+        /** GeneralizedDiceParams */
+        GeneralizedDiceParams: {
+            /**
+             * Activation
+             * @description Applied to the predictions first: none (they are probabilities), sigmoid (one logit per channel, multi-label), or softmax over the channel axis (multi-class logits).
+             * @default none
+             * @enum {string}
+             */
+            activation?: "none" | "sigmoid" | "softmax";
+            /**
+             * Include Background
+             * @description false: channel 0 (the background) is left out of the loss; needs at least 2 channels.
+             * @default true
+             */
+            include_background?: boolean;
+            /**
+             * Smooth Dr
+             * @description Added to the denominator (MONAI smooth_dr). 0 leaves a class empty in both predictions and targets undefined (0/0): such a request is a 422 naming this param.
+             * @default 0.00001
+             */
+            smooth_dr?: number;
+            /**
+             * Smooth Nr
+             * @description Added to the numerator (MONAI smooth_nr).
+             * @default 0.00001
+             */
+            smooth_nr?: number;
+            /**
+             * Soft Label
+             * @description MONAI soft_label: overlap from |p - y| (tp = sum min(p, y), fp = sum max(p - y, 0), fn = sum max(y - p, 0)), so a soft target predicted exactly has loss 0; the same as false for hard (0/1) targets and for squared_pred.
+             * @default false
+             */
+            soft_label?: boolean;
+            /**
+             * W Type
+             * @description Class weights from the target volume v = sum y of each (sample, class): 1/v^2 (square), 1/v (simple) or 1 (uniform); a class absent from the sample's target takes the largest weight of its present classes (MONAI).
+             * @default square
+             * @enum {string}
+             */
+            w_type?: "square" | "simple" | "uniform";
+        };
+        /**
+         * GeneralizedDiceRequest
+         * @description Compute Generalised Dice loss.
+         */
+        GeneralizedDiceRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["GeneralizedDiceParams"];
+            /**
+             * Predictions
+             * @description Per-channel probabilities in [0, 1] (activation none), or logits (sigmoid, softmax); channel-first. Shape (N, C, ...).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions; or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y). Shape (N, C, ...).
+             */
+            targets: (number | unknown[])[];
             /**
              * Weights
              * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
@@ -2899,7 +3176,7 @@ export interface components {
             reduction?: "mean" | "sum" | "none";
             /**
              * Targets
-             * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions. Shape (N, C, ...).
+             * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions; or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y). Shape (N, C, ...).
              */
             targets: (number | unknown[])[];
             /**
@@ -3204,6 +3481,109 @@ export interface components {
              * @enum {string}
              */
             reduction: "mean" | "sum" | "none";
+        };
+        /**
+         * LovaszHingeRequest
+         * @description Compute Lovász hinge loss.
+         */
+        LovaszHingeRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["NoParams"];
+            /**
+             * Predictions
+             * @description Logit maps of the foreground, (N, *spatial). Shape (N, P, ...).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Binary masks (0 or 1), same shape as predictions. Shape (N, P, ...).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
+        /** LovaszSoftmaxParams */
+        LovaszSoftmaxParams: {
+            /**
+             * Activation
+             * @description Applied to the predictions first: none (class probabilities, as Berman et al.'s lovasz_softmax takes them) or softmax over the channel axis (logits, as segmentation_models_pytorch's LovaszLoss('multiclass') does).
+             * @default none
+             * @enum {string}
+             */
+            activation?: "none" | "softmax";
+            /**
+             * Average
+             * @description Average over the classes present in the sample's target (the reference default), or all.
+             * @default present
+             * @enum {string}
+             */
+            average?: "present" | "all";
+        };
+        /**
+         * LovaszSoftmaxRequest
+         * @description Compute Lovász-Softmax loss.
+         */
+        LovaszSoftmaxRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["LovaszSoftmaxParams"];
+            /**
+             * Predictions
+             * @description Class probabilities over the channel axis (activation none), or logits (softmax); channel-first. Shape (N, C, ...).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions; or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y). Shape (N, C, ...).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
         };
         /**
          * MaeRequest
@@ -4717,6 +5097,12 @@ export interface components {
              */
             beta?: number;
             /**
+             * Class Weights
+             * @description MONAI weight: one non-negative weight per kept class (C, or C - 1 without the background), multiplying that class's loss before the mean over the classes.
+             * @default null
+             */
+            class_weights?: number[] | null;
+            /**
              * Include Background
              * @description false: channel 0 (the background) is left out of the loss; needs at least 2 channels.
              * @default true
@@ -4724,7 +5110,7 @@ export interface components {
             include_background?: boolean;
             /**
              * Smooth Dr
-             * @description Added to the denominator (MONAI smooth_dr); positive, so an empty class is defined.
+             * @description Added to the denominator (MONAI smooth_dr). 0 leaves a class empty in both predictions and targets undefined (0/0): such a request is a 422 naming this param.
              * @default 0.00001
              */
             smooth_dr?: number;
@@ -4734,6 +5120,12 @@ export interface components {
              * @default 0.00001
              */
             smooth_nr?: number;
+            /**
+             * Soft Label
+             * @description MONAI soft_label: overlap from |p - y| (tp = sum min(p, y), fp = sum max(p - y, 0), fn = sum max(y - p, 0)), so a soft target predicted exactly has loss 0; the same as false for hard (0/1) targets and for squared_pred.
+             * @default false
+             */
+            soft_label?: boolean;
         };
         /**
          * TverskyRequest
@@ -4768,7 +5160,7 @@ export interface components {
             reduction?: "mean" | "sum" | "none";
             /**
              * Targets
-             * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions. Shape (N, C, ...).
+             * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions; or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y). Shape (N, C, ...).
              */
             targets: (number | unknown[])[];
             /**
@@ -6028,6 +6420,66 @@ export interface operations {
             };
         };
     };
+    compute_focal_tversky_loss_focal_tversky_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FocalTverskyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     compute_gaussian_nll_loss_gaussian_nll_post: {
         parameters: {
             query?: never;
@@ -6038,6 +6490,66 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["GaussianNllRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    compute_generalized_dice_loss_generalized_dice_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GeneralizedDiceRequest"];
             };
         };
         responses: {
@@ -6398,6 +6910,126 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["LogCoshRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    compute_lovasz_hinge_loss_lovasz_hinge_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LovaszHingeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    compute_lovasz_softmax_loss_lovasz_softmax_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LovaszSoftmaxRequest"];
             };
         };
         responses: {
