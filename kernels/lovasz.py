@@ -13,11 +13,13 @@ from __future__ import annotations
 from functools import cache
 from typing import Literal
 
+import numpy as np
 from onnx import TensorProto
 from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
+from kernels.curves import Arrays, Curve
 from kernels.ops import LOSSD
 from kernels.segmentation import CHANNEL_RULES, TARGETS, activation_pair, foreground_probability
 from kernels.spec import Card, Input, KernelFunction, Params, Properties, loss
@@ -120,6 +122,21 @@ REFERENCES = (
 )
 
 
+def foreground_logit(pixels: int = 8) -> Curve:
+    """A uniform logit x on every pixel of an all-foreground mask."""
+
+    def inputs(x: np.ndarray) -> Arrays:
+        return {
+            "predictions": np.broadcast_to(x[:, None], (x.size, pixels)).copy(),
+            "targets": np.ones((x.size, pixels)),
+        }
+
+    def direction(x: np.ndarray) -> Arrays:
+        return {"predictions": np.ones((x.size, pixels))}
+
+    return Curve("logit of the foreground (uniform map, all-foreground mask)", -3.0, 3.0, inputs, direction)
+
+
 @loss(
     name="lovasz_hinge",
     task="segmentation",
@@ -136,6 +153,7 @@ REFERENCES = (
         ),
     ),
     properties=LOVASZ_PROPERTIES,
+    curve=foreground_logit(),
     card=Card(
         title="Lovász hinge loss",
         summary="The Lovász extension of the Jaccard loss applied to the hinge errors max(0, 1 - x s) of each "

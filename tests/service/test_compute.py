@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kernels import REGISTRY
+from tests.kernels import catalog
 
 RNG = np.random.default_rng(7)
 P = RNG.uniform(0.05, 0.95, (4, 3))
@@ -88,12 +89,11 @@ def test_aliases_compute_the_same_loss(client: TestClient, name: str) -> None:
     assert spec is not None
     canonical = client.get(f"/losses/{name}").json()["name"]
     assert canonical == spec.name
-    body = {"predictions": P.tolist(), "targets": Y.tolist()}
-    if spec.inputs[1].kind == "label":
-        body["targets"] = [0, 1, 2, 1]
-    if spec.name == "earth_movers":  # rows need a positive sum
-        body["targets"] = P[::-1].tolist()
-    assert post(client, name, **body) == post(client, spec.name, **body)
+    declared = catalog.info(spec.name)
+    inputs = declared.gradients.inputs(np.random.default_rng(0), dict(declared.property_params))
+    body = {key: value.tolist() for key, value in inputs.items()}
+    params = dict(declared.property_params)
+    assert post(client, name, **body, params=params) == post(client, spec.name, **body, params=params)
 
 
 def test_sparse_cross_entropy_follows_torch_weighted_mean(client: TestClient) -> None:
