@@ -1,6 +1,7 @@
 """Loss kernels: declarations (kernels.spec), ONNX graphs (kernels.graph), runtime."""
 
 from kernels import (
+    boxes,
     classification,
     composites,
     generative,
@@ -19,6 +20,7 @@ __all__ = [
     "REGISTRY",
     "LossSpec",
     "Registry",
+    "boxes",
     "classification",
     "composites",
     "generative",
