@@ -90,7 +90,7 @@ def giou_kernel(predictions, targets, eps):  # type: ignore[no-untyped-def]
 @script(LOSSD, default_opset=op)
 def diou_terms(predictions, targets, eps):  # type: ignore[no-untyped-def]
     """1 - IoU + rho^2 / (c^2 + eps) (torchvision's _diou_iou_loss), its gradient, and the IoU."""
-    iou, d_iou, cw, ch, corners, union, d_union = overlap(predictions, targets, eps)
+    iou, d_iou, cw, ch, corners, _, _ = overlap(predictions, targets, eps)
     diagonal = cw * cw + ch * ch + eps
     d_diagonal = corners * op.Concat(-2.0 * cw, -2.0 * ch, 2.0 * cw, 2.0 * ch, axis=1)
     x1, y1, x2, y2 = op.Split(predictions, num_outputs=4, axis=1)
@@ -172,7 +172,9 @@ def check_boxes(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
         inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
         if inverted.any():
             row = int(np.argmax(inverted))
-            raise InvalidInput(name, f"box {row} {boxes[row].tolist()} has x2 < x1 or y2 < y1 (expected x1 <= x2, y1 <= y2)")
+            raise InvalidInput(
+                name, f"box {row} {boxes[row].tolist()} has x2 < x1 or y2 < y1 (expected x1 <= x2, y1 <= y2)"
+            )
 
 
 def check_boxes_with_height(params: Any, arrays: Mapping[str, np.ndarray]) -> None:

@@ -302,7 +302,8 @@ def soft_margin_kernel(predictions, targets):  # type: ignore[no-untyped-def]
         summary="torch.nn.SoftMarginLoss: the logistic loss log(1 + exp(-y x)) of -1/1 labels, a smooth hinge. "
         "Averaged over all non-batch axes (element-wise), so the mean is torch's mean over every element. "
         "Convex, with a bounded gradient -y sigmoid(-y x) that is Lipschitz (constant 1/4); computed without "
-        "overflow for any score. Labels must be -1 or 1 (torch computes the formula for any y; 0/1 labels "
+        "overflow for any score (torch's log(1 + exp(-y x)) is inf beyond -y x = 88 in float32). Labels must "
+        "be -1 or 1 (torch computes the formula for any y; 0/1 labels "
         "are a 422 here: send 2y - 1, or use binary_cross_entropy with from_logits).",
         formula=r"\ell = \log\left(1 + e^{-y\,\hat y}\right),\quad y \in \{-1, 1\}",
         use_cases=(
@@ -405,8 +406,12 @@ def multilabel_soft_margin_kernel(predictions, targets, class_weights):  # type:
     task="classification",
     inputs=(
         Input("predictions", ("N", "C"), "real", "Raw scores (logits), one per class.", differentiable=True),
-        Input("targets", ("N", "C"), "probability", "1 where the class applies, 0 where it does not (soft values "
-        "in [0, 1] are accepted)."),
+        Input(
+            "targets",
+            ("N", "C"),
+            "probability",
+            "1 where the class applies, 0 where it does not (soft values in [0, 1] are accepted).",
+        ),
     ),
     params=MultilabelSoftMarginParams,
     properties=Properties(
@@ -424,7 +429,8 @@ def multilabel_soft_margin_kernel(predictions, targets, class_weights):  # type:
         "scaled by its class weight and averaged over the C classes (per_sample is torch's per-sample loss). "
         "The same as binary_cross_entropy with from_logits on (N, C), which also offers pos_weight and label "
         "smoothing. Computed without overflow; convex, with a bounded, Lipschitz gradient.",
-        formula=r"\ell = -\frac{1}{C}\sum_c w_c\left[y_c \log \sigma(\hat y_c) + (1 - y_c)\log \sigma(-\hat y_c)\right]",
+        formula=r"\ell = -\frac{1}{C}\sum_c w_c\left[y_c \log \sigma(\hat y_c) + "
+        r"(1 - y_c)\log \sigma(-\hat y_c)\right]",
         use_cases=("Multi-label classification (tags, attributes) on logits",),
         equivalents={
             "torch": "torch.nn.MultiLabelSoftMarginLoss(weight)",

@@ -10,6 +10,7 @@ entry in the matching module here (then ``make golden``).
 from __future__ import annotations
 
 from tests.kernels.catalog import (
+    boxes,
     classification,
     composites,
     generative,
@@ -36,6 +37,7 @@ FAMILIES = (
     composites,
     image,
     perceptual,
+    boxes,
 )
 
 

@@ -74,8 +74,8 @@ GENERATED_BY = "scripts/make_golden.py (make golden)"
 
 def library_version(name: str) -> str:
     """The version a golden file records for one of a declaration's ``versions``."""
-    if name == "pytorch-msssim":
-        return version("pytorch-msssim")
+    if name in ("pytorch-msssim", "torchvision", "scoringrules", "properscoring"):
+        return version(name)
     module = {"scipy": scipy, "monai": monai, "scikit-image": skimage}[name]
     return str(module.__version__)
 
