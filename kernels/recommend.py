@@ -113,6 +113,16 @@ RULES: tuple[Rule, ...] = (
     rule(
         "mape", "Errors relative to the target's size, in percent (targets away from 0).", "regression", outliers=False
     ),
+    rule(
+        "crps",
+        "Ensemble or sampled forecasts: the continuous ranked probability score rewards calibration and sharpness.",
+        "regression",
+    ),
+    rule(
+        "giou", "Bounding boxes (x1, y1, x2, y2): 1 - generalized IoU, a gradient even without overlap.", "regression"
+    ),
+    rule("diou", "Bounding boxes: IoU plus the distance between centres, converges faster than GIoU.", "regression"),
+    rule("ciou", "Bounding boxes where the aspect ratio matters too (complete IoU).", "regression"),
     # Classification: likelihood first, then imbalance.
     rule(
         "binary_cross_entropy",
@@ -185,6 +195,15 @@ RULES: tuple[Rule, ...] = (
         "multi_margin", "Multi-class margin loss on raw scores (torch MultiMarginLoss).", *CLASSIFY, outputs=("logits",)
     ),
     rule(
+        "soft_margin", "Binary -1/1 labels on raw scores: the logistic (soft) margin.", *CLASSIFY, outputs=("logits",)
+    ),
+    rule(
+        "multilabel_soft_margin",
+        "Multi-label logits with per-class weights (torch MultiLabelSoftMarginLoss).",
+        *CLASSIFY,
+        outputs=("logits",),
+    ),
+    rule(
         "kl_divergence",
         "Matching a target distribution (distillation, VAEs).",
         *CLASSIFY,
@@ -196,6 +215,7 @@ RULES: tuple[Rule, ...] = (
     rule("contrastive", "Embeddings from pairs labelled similar or dissimilar.", "ranking", priority=2),
     rule("cosine_embedding", "Pairs of embeddings compared by angle, not length.", "ranking", priority=1),
     rule("margin_ranking", "Ranking pairs of scores (learning to rank).", "ranking"),
+    rule("hinge_embedding", "Pair distances labelled similar or dissimilar: pushes dissimilar pairs apart.", "ranking"),
     # Sequences, masks, generation.
     rule(
         "ctc", "Unaligned sequences: CTC sums over every alignment of the labels to the frames.", "sequence", priority=3

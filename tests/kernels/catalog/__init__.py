@@ -18,6 +18,7 @@ from tests.kernels.catalog import (
     imbalance,
     margin,
     perceptual,
+    probabilistic,
     ranking,
     regression,
     segmentation,
@@ -38,6 +39,7 @@ FAMILIES = (
     image,
     perceptual,
     boxes,
+    probabilistic,
 )
 
 
