@@ -271,7 +271,7 @@ class Logits(ClassScores):
 
 # -- declarations ----------------------------------------------------------------------------------
 
-LOSSES = (
+HINGES = (
     LossInfo(
         "hinge",
         whole="not row-wise: the label rule looks at the whole batch",
@@ -345,7 +345,7 @@ LOSSES = (
 )
 
 LOSSES = (
-    *LOSSES,
+    *HINGES,
     LossInfo(
         "soft_margin",
         golden=Golden(
