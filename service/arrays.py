@@ -231,6 +231,10 @@ def decode_inputs(
             first = arrays[spec.inputs[0].name]
             if array.shape == first.shape[:-1]:
                 array = one_hot(spec_input.name, array, first.shape[-1], dtype)
+        if spec_input.repeats_along_last:
+            first = arrays[spec.inputs[0].name]
+            if array.ndim >= 1 and array.shape == first.shape[:-1]:
+                array = np.repeat(array[..., None], first.shape[-1], axis=-1)
         arrays[spec_input.name] = array
     bound = bind_shapes(spec.inputs, arrays)
     check_min_sizes(spec, params, bound)

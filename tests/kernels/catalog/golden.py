@@ -82,10 +82,14 @@ def library_version(name: str) -> str:
 
 def concrete_params(params: dict[str, Any], shape: tuple[int, ...], rng: np.random.Generator) -> dict[str, Any]:
     """'per_class' placeholders become one value per class (last axis); 'per_class_with_zero'
-    the same with a zero first class."""
+    the same with a zero first class; 'per_class_unit' one value in [0, 1] per class, 0 and 1 included
+    (quantiles)."""
     out = {}
     for key, value in params.items():
-        if value in ("per_class", "per_class_with_zero"):
+        if value == "per_class_unit":
+            out[key] = [round(float(v), 3) for v in rng.uniform(0.0, 1.0, shape[-1])]
+            out[key][:2] = [0.0, 1.0][: shape[-1]]
+        elif value in ("per_class", "per_class_with_zero"):
             out[key] = [round(float(v), 3) for v in rng.uniform(0.2, 3.0, shape[-1])]
             if value == "per_class_with_zero":
                 out[key][0] = 0.0
