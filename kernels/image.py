@@ -17,8 +17,10 @@ first product on runs in float64 whatever the request's dtype.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
-from onnx import TensorProto
+from onnx import TensorProto, helper
 from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field, field_validator
@@ -29,6 +31,7 @@ from kernels.spec import Card, Input, KernelFunction, MinSize, Params, Propertie
 
 F64 = TensorProto.DOUBLE
 I64 = TensorProto.INT64
+UNIT = helper.make_tensor("unit", F64, [1], [1.0])
 
 
 class SSIMParams(Params):
@@ -48,6 +51,16 @@ class SSIMParams(Params):
     )
     k1: float = Field(0.01, gt=0, description="C1 = (k1 data_range)^2 stabilises the luminance term.")
     k2: float = Field(0.03, gt=0, description="C2 = (k2 data_range)^2 stabilises the contrast-structure term.")
+    window: Literal["gaussian", "uniform"] = Field(
+        "gaussian",
+        description="gaussian: Gaussian weights of sigma (skimage gaussian_weights=True); uniform: equal weights over "
+        "the window_size x window_size window (skimage's default, gaussian_weights=False; sigma unused).",
+    )
+    sample_covariance: bool = Field(
+        False,
+        description="Scale the local (co)variances by P / (P - 1), P = window_size^2 (skimage use_sample_covariance, "
+        "its default); false: population moments (Wang et al.).",
+    )
 
     @field_validator("window_size")
     @classmethod
@@ -90,14 +103,22 @@ def filter_matrix(size, pad, radius, taps):  # type: ignore[no-untyped-def]
 
 
 @script(LOSSD, default_opset=op)
-def ssim_kernel(predictions, targets, data_range, window_size, sigma, k1, k2):  # type: ignore[no-untyped-def]
+def uniform_taps(window_size):  # type: ignore[no-untyped-def]
+    """scipy.ndimage.uniform_filter's weights in float64: 1 / window_size over t = -r..r, r = (window_size - 1) / 2;
+    and r."""
+    radius = op.Div(window_size, op.CastLike(2, window_size))
+    taps = op.Expand(op.Constant(value=UNIT), op.Reshape(window_size, op.Constant(value_ints=[1])))
+    return taps / op.Cast(window_size, to=F64), radius
+
+
+@script(LOSSD, default_opset=op)
+def ssim_core(predictions, targets, data_range, window_size, k1, k2, sample_covariance, taps, radius):  # type: ignore[no-untyped-def]
     height = op.Shape(predictions, start=2, end=3)
     width = op.Shape(predictions, start=3, end=4)
     planes = op.Concat(op.Constant(value_ints=[-1]), height, width, axis=0)
     x = op.Reshape(op.Cast(predictions, to=F64), planes)  # (B, H, W), B = N C
     y = op.Reshape(op.Cast(targets, to=F64), planes)
     pad = op.Div(window_size, op.CastLike(2, window_size))  # (window_size - 1) / 2 for odd sizes
-    taps, radius = gaussian_taps(sigma)
     m_h = filter_matrix(op.Squeeze(height), pad, radius, taps)  # (Ho, H)
     m_w = filter_matrix(op.Squeeze(width), pad, radius, taps)  # (Wo, W)
     m_w_t = op.Transpose(m_w)
@@ -105,9 +126,12 @@ def ssim_kernel(predictions, targets, data_range, window_size, sigma, k1, k2):  
     stack = op.Concat(x, y, x * x, y * y, x * y, axis=0)  # (5B, H, W)
     moments = op.MatMul(op.MatMul(m_h, stack), m_w_t)  # (5B, Ho, Wo)
     ux, uy, uxx, uyy, uxy = op.Split(moments, num_outputs=5, axis=0)
-    vx = uxx - ux * ux
-    vy = uyy - uy * uy
-    vxy = uxy - ux * uy
+    # skimage's cov_norm: P / (P - 1) = 1 + 1 / (P - 1) for sample covariances (sample_covariance: 0 or 1)
+    points = op.Cast(window_size * window_size, to=F64)
+    cov = 1.0 + op.Cast(sample_covariance, to=F64) / (points - 1.0)
+    vx = cov * (uxx - ux * ux)
+    vy = cov * (uyy - uy * uy)
+    vxy = cov * (uxy - ux * uy)
     scale = op.Cast(data_range, to=F64)
     c1 = op.Cast(k1, to=F64) * scale
     c1 = c1 * c1
@@ -126,14 +150,54 @@ def ssim_kernel(predictions, targets, data_range, window_size, sigma, k1, k2):  
     # d(1 - mean S)/dx through ux, uxx = F(x^2), uxy = F(xy) (uy, uyy fixed): the partials
     # of S at each window, scaled by -1/P, go back through the adjoint filter M_H^T g M_W.
     count = op.Cast(op.Size(s), to=F64) / op.Cast(op.Shape(s, start=0, end=1), to=F64)
-    partial_ux = (2.0 * uy * (a2 - a1) - 2.0 * ux * s * (b2 - b1)) / d
-    partial_uxx = op.Neg(s / b2)
-    partial_uxy = 2.0 * a1 / d
+    partial_ux = (2.0 * uy * (a2 - cov * a1) - 2.0 * ux * s * (b2 - cov * b1)) / d
+    partial_uxx = op.Neg(cov * s / b2)
+    partial_uxy = 2.0 * cov * a1 / d
     partials = op.Concat(partial_ux, partial_uxx, partial_uxy, axis=0) / op.Neg(count)
     back = op.MatMul(op.MatMul(op.Transpose(m_h), partials), m_w)  # (3B, H, W)
     g_ux, g_uxx, g_uxy = op.Split(back, num_outputs=3, axis=0)
     gradient = g_ux + 2.0 * x * g_uxx + y * g_uxy
     return op.CastLike(elements, predictions), op.CastLike(op.Reshape(gradient, op.Shape(predictions)), predictions)
+
+
+@script(LOSSD, default_opset=op)
+def ssim_gaussian(predictions, targets, data_range, window_size, sigma, k1, k2):  # type: ignore[no-untyped-def]
+    taps, radius = gaussian_taps(sigma)
+    sample = op.CastLike(0.0, data_range)
+    elements, gradient = ssim_core(predictions, targets, data_range, window_size, k1, k2, sample, taps, radius)
+    return elements, gradient
+
+
+@script(LOSSD, default_opset=op)
+def ssim_gaussian_sample(predictions, targets, data_range, window_size, sigma, k1, k2):  # type: ignore[no-untyped-def]
+    taps, radius = gaussian_taps(sigma)
+    sample = op.CastLike(1.0, data_range)
+    elements, gradient = ssim_core(predictions, targets, data_range, window_size, k1, k2, sample, taps, radius)
+    return elements, gradient
+
+
+@script(LOSSD, default_opset=op)
+def ssim_uniform(predictions, targets, data_range, window_size, k1, k2):  # type: ignore[no-untyped-def]
+    taps, radius = uniform_taps(window_size)
+    sample = op.CastLike(0.0, data_range)
+    elements, gradient = ssim_core(predictions, targets, data_range, window_size, k1, k2, sample, taps, radius)
+    return elements, gradient
+
+
+@script(LOSSD, default_opset=op)
+def ssim_uniform_sample(predictions, targets, data_range, window_size, k1, k2):  # type: ignore[no-untyped-def]
+    taps, radius = uniform_taps(window_size)
+    sample = op.CastLike(1.0, data_range)
+    elements, gradient = ssim_core(predictions, targets, data_range, window_size, k1, k2, sample, taps, radius)
+    return elements, gradient
+
+
+SSIM_KERNELS: dict[tuple[str, bool], KernelFunction] = {
+    ("gaussian", False): ssim_gaussian,
+    ("gaussian", True): ssim_gaussian_sample,
+    ("uniform", False): ssim_uniform,
+    ("uniform", True): ssim_uniform_sample,
+}
 
 
 IMAGE_SIDE = 16
@@ -188,8 +252,11 @@ IMAGES = "Images, channel-first (N, C, H, W); H and W at least window_size."
         summary="One minus the structural similarity index: compares local means (luminance), variances "
         "(contrast) and covariance (structure) under a Gaussian window, which tracks perceived image quality "
         "better than pixel errors. Computed per channel exactly as scikit-image's structural_similarity with "
-        "gaussian_weights=True and use_sample_covariance=False (Wang et al.'s settings), averaged over the "
-        "channels; the local moments are computed in float64 whatever the dtype (E[x^2] - E[x]^2 cancels). "
+        "gaussian_weights=True and use_sample_covariance=False (Wang et al.'s settings, the defaults here), averaged "
+        "over the channels; window='uniform' takes equal weights over the window (skimage's own default, "
+        "gaussian_weights=False, with win_size 7 and use_sample_covariance=True: send window_size 7 and "
+        "sample_covariance true), and sample_covariance scales the moments by P / (P - 1); the local moments are "
+        "computed in float64 whatever the dtype (E[x^2] - E[x]^2 cancels). "
         "Properties: 1 - SSIM lies in [0, 2] and is differentiable with a Lipschitz gradient (C1, C2 > 0 keep the "
         "denominators positive), steepest where the target is flat: there the contrast term C2 / (var(x) + C2) "
         "has curvature 2 var(d) / C2 (2200 per unit RMS residual with the defaults) at the optimum; its gradient "
@@ -204,7 +271,9 @@ IMAGES = "Images, channel-first (N, C, H, W); H and W at least window_size."
         equivalents={
             "skimage": "1 - skimage.metrics.structural_similarity(im1, im2, gaussian_weights=True, "
             "use_sample_covariance=False, data_range, sigma, K1, K2, win_size=window_size, channel_axis) "
-            "(matched; its filter radius comes from sigma, win_size only sets the cropped border)",
+            "(matched; its filter radius comes from sigma, win_size only sets the cropped border); skimage's "
+            "defaults structural_similarity(im1, im2, data_range) = window='uniform', window_size=7, "
+            "sample_covariance=true",
             "pytorch_msssim": "pytorch_msssim.ssim(data_range, win_size=11, win_sigma=1.5, K=(k1, k2)) filters "
             "with valid convolutions (no padding): the same as ours for window_size=11, sigma=1.5, where the crop "
             "(5) equals the filter radius and no reflected pixel is used (checked in the golden cases); for other "
@@ -219,5 +288,5 @@ IMAGES = "Images, channel-first (N, C, H, W); H and W at least window_size."
         ),
     ),
 )
-def ssim() -> KernelFunction:
-    return ssim_kernel
+def ssim(window: Literal["gaussian", "uniform"], sample_covariance: bool) -> KernelFunction:
+    return SSIM_KERNELS[window, sample_covariance]

@@ -25,8 +25,12 @@ def torch_ssim_map(x: Tensor, y: Tensor, c: Ctx) -> Tensor:
     reflect padding by index, separable valid conv2d, cropped by (win_size - 1) // 2."""
     sigma, data_range = c.f("sigma", 1.5), c.f("data_range", 1.0)
     k1, k2, win = c.f("k1", 0.01), c.f("k2", 0.03), c.params.get("window_size", 11)
-    radius, pad = int(3.5 * sigma + 0.5), (win - 1) // 2
-    taps = np.exp(-0.5 / (sigma * sigma) * np.arange(-radius, radius + 1) ** 2)
+    pad = (win - 1) // 2
+    if c.params.get("window", "gaussian") == "uniform":  # scipy's uniform_filter(size=win)
+        radius, taps = pad, np.ones(win)
+    else:
+        radius = int(3.5 * sigma + 0.5)
+        taps = np.exp(-0.5 / (sigma * sigma) * np.arange(-radius, radius + 1) ** 2)
     kernel = torch.tensor(taps / taps.sum(), dtype=torch.float64)
     n, ch, h, w = x.shape
 
@@ -38,7 +42,8 @@ def torch_ssim_map(x: Tensor, y: Tensor, c: Ctx) -> Tensor:
         return F.conv2d(z, kernel.reshape(1, 1, 1, -1)).reshape(n, ch, h - 2 * pad, w - 2 * pad)
 
     ux, uy, uxx, uyy, uxy = blur(x), blur(y), blur(x * x), blur(y * y), blur(x * y)
-    vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
+    cov = win * win / (win * win - 1) if c.params.get("sample_covariance", False) else 1.0
+    vx, vy, vxy = cov * (uxx - ux * ux), cov * (uyy - uy * uy), cov * (uxy - ux * uy)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     return (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
 
@@ -54,7 +59,8 @@ def ref_ssim(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
         [
             1.0
             - skimage.metrics.structural_similarity(
-                xs[i, j], ys[i, j], win_size=win, gaussian_weights=True, use_sample_covariance=False,
+                xs[i, j], ys[i, j], win_size=win, gaussian_weights=c.params.get("window", "gaussian") == "gaussian",
+                use_sample_covariance=c.params.get("sample_covariance", False),
                 data_range=data_range, sigma=c.f("sigma", 1.5), K1=c.f("k1", 0.01), K2=c.f("k2", 0.03),
             )
             for j in range(xs.shape[1])
@@ -64,7 +70,8 @@ def ref_ssim(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
     sk = torch.tensor(values, dtype=torch.float64)
     mine = 1.0 - torch_ssim_map(x, y, c).flatten(2).mean(-1)
     c.check("torch re-implementation (source of the gradients) = skimage", mine, sk, rtol=1e-12)
-    if win == 11 and c.f("sigma", 1.5) == 1.5:
+    plain = c.params.get("window", "gaussian") == "gaussian" and not c.params.get("sample_covariance", False)
+    if plain and win == 11 and c.f("sigma", 1.5) == 1.5:
         theirs = 1.0 - pytorch_msssim.ssim(
             x.detach(), y, data_range=data_range, size_average=False, K=(c.f("k1", 0.01), c.f("k2", 0.03))
         )
@@ -123,9 +130,11 @@ LOSSES = (
             shapes={"1ch": (2, 1, 11, 12), "2ch": (2, 2, 12, 11)},
             conventions=PER_CHANNEL,
             describe=lambda p: (
-                "1 - skimage.metrics.structural_similarity(gaussian_weights=True, use_sample_covariance=False, "
-                "win_size, sigma, K1, K2, data_range) per (sample, channel); gradients by torch autograd of a torch "
-                "float64 re-implementation checked against skimage"
+                "1 - skimage.metrics.structural_similarity(gaussian_weights="
+                f"{p.get('window', 'gaussian') == 'gaussian'}, "
+                f"use_sample_covariance={p.get('sample_covariance', False)}, win_size, sigma, K1, K2, data_range) per "
+                "(sample, channel); gradients by torch autograd of a torch float64 re-implementation checked against "
+                "skimage"
             ),
             combos=(
                 ({}, BOTH),
@@ -133,6 +142,9 @@ LOSSES = (
                 ({"window_size": 3, "sigma": 5.0}, ONE),
                 ({"data_range": 255.0}, ONE),
                 ({"window_size": 5, "sigma": 0.8, "k1": 0.05, "k2": 0.1}, ONE),
+                ({"window": "uniform", "window_size": 7, "sample_covariance": True}, ONE),
+                ({"window": "uniform", "window_size": 5}, ("extreme",)),
+                ({"sample_covariance": True}, ONE),
             ),
             versions=(
                 "scikit-image",
@@ -141,7 +153,13 @@ LOSSES = (
         ),
         gradients=GradientCase(
             fd_ssim_images,
-            ({}, {"window_size": 7, "sigma": 2.0}, {"window_size": 3, "sigma": 5.0, "data_range": 2.0, "k2": 0.1}),
+            (
+                {},
+                {"window_size": 7, "sigma": 2.0},
+                {"window_size": 3, "sigma": 5.0, "data_range": 2.0, "k2": 0.1},
+                {"window": "uniform", "window_size": 7, "sample_covariance": True},
+                {"window": "uniform", "window_size": 5, "data_range": 2.0},
+            ),
         ),
         domain=NaturalImages(),
     ),
