@@ -244,6 +244,7 @@ RULES: tuple[Rule, ...] = (
     rule("wasserstein", "GAN training with a critic (WGAN): gradients that do not vanish.", "generative", priority=2),
     rule("adversarial", "Standard GAN objectives (non-saturating, hinge, least squares).", "generative", priority=2),
     rule("ssim", "Images judged by local structure rather than pixel error.", "generative", priority=1),
+    rule("ms_ssim", "Images judged by structure across scales (MS-SSIM; at least 161 px a side).", "generative"),
     rule("perceptual", "Images judged by a feature extractor's representation (LPIPS-style).", "generative"),
     rule("earth_movers", "Distributions over ordered bins (histograms, ordinal targets).", "generative"),
 )
