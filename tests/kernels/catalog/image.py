@@ -180,7 +180,8 @@ class LargeImages(NaturalImages):
 
     def canonical_lines(self) -> tuple[Line, ...]:
         lines = super().canonical_lines()
-        if self.clipped is None:
+        name = self.clipped
+        if name is None:
             return lines
         from tests.kernels.harness import evaluate  # the kernel locates its own clip
 
@@ -189,7 +190,7 @@ class LargeImages(NaturalImages):
 
         def saturated(t: float) -> bool:
             inputs = {"predictions": line.points([t]), "targets": textured[None]}
-            return bool(evaluate(self.clipped, inputs, dict(self.params_), reduction="none").per_sample[0] == 1.0)
+            return bool(evaluate(name, inputs, dict(self.params_), reduction="none").per_sample[0] == 1.0)
 
         lo, hi = 0.0, 4.0
         assert saturated(hi) and not saturated(lo)
@@ -211,7 +212,7 @@ class LargeImages(NaturalImages):
 
 # -- declarations ----------------------------------------------------------------------------------
 
-LOSSES = (
+SSIM = (
     LossInfo(
         "ssim",
         golden=Golden(
@@ -261,7 +262,7 @@ too large for golden files and property searches; window 3 needs 33. The window 
 graph (its taps and the crop), the same graph for every size."""
 
 LOSSES = (
-    *LOSSES,
+    *SSIM,
     LossInfo(
         "ms_ssim",
         golden=Golden(
