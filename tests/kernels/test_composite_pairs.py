@@ -41,10 +41,11 @@ from tests.kernels.test_composite import TOLERANCE, spec_term
 
 Arrays = dict[str, np.ndarray]
 
-SIZES = {"N": 3, "C": 3, "K": 4, "D": 3, "M": 4, "T": 4, "S": 4, "H": 11, "W": 11, "4": 4}
+SIZES = {"N": 3, "C": 3, "K": 4, "D": 3, "M": 4, "T": 4, "S": 4, "H": 33, "W": 33, "4": 4}
 """Shape symbols' sizes (others: 3). T = S: a loss that reads CTC's (N, T, C) predictions and
-(N, S) targets with one "..." (sparse cross-entropy) needs them equal; H, W: SSIM's window; "4": the box
-losses' (x1, y1, x2, y2)."""
+(N, S) targets with one "..." (sparse cross-entropy) needs them equal; H, W: SSIM's window and MS-SSIM's four
+halvings (more than (3 - 1) * 16 with the window 3 of its declaration's params); "4": the box losses'
+(x1, y1, x2, y2)."""
 WEIGHTS = (0.75, -1.5)
 DRAWS = 20
 
