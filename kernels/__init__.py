@@ -1,6 +1,7 @@
 """Loss kernels: declarations (kernels.spec), ONNX graphs (kernels.graph), runtime."""
 
 from kernels import (
+    boxes,
     classification,
     composites,
     generative,
@@ -10,6 +11,7 @@ from kernels import (
     margin,
     metric_learning,
     perceptual,
+    probabilistic,
     ranking,
     regression,
     segmentation,
@@ -21,6 +23,7 @@ __all__ = [
     "REGISTRY",
     "LossSpec",
     "Registry",
+    "boxes",
     "classification",
     "composites",
     "generative",
@@ -30,6 +33,7 @@ __all__ = [
     "margin",
     "metric_learning",
     "perceptual",
+    "probabilistic",
     "ranking",
     "regression",
     "segmentation",

@@ -509,6 +509,11 @@ class KlDivergenceParams(Params):
         lt=0.5,
         description="Probability form: predictions and targets are clipped to [eps, 1] before the logarithm (Keras).",
     )
+    log_target: bool = Field(
+        False,
+        description="Targets are log-probabilities (torch KLDivLoss log_target): any reals, exp(targets) the "
+        "distribution, and no target clipping.",
+    )
 
 
 @script(LOSSD, default_opset=op)
@@ -531,13 +536,38 @@ def kl_logits(predictions, targets):  # type: ignore[no-untyped-def]
     return cross_entropy + negative_entropy, gradient
 
 
+@script(LOSSD, default_opset=op)
+def kl_probabilities_log_target(predictions, targets, eps):  # type: ignore[no-untyped-def]
+    """sum_c e^t (t - log max(p, eps)): torch's kl_div(log clip(p), t, log_target=True)."""
+    low = op.CastLike(eps, predictions)
+    p = op.Max(predictions, low)
+    y = op.Exp(targets)
+    inside = op.CastLike(op.GreaterOrEqual(predictions, low), predictions)
+    elements = op.ReduceSum(y * (targets - op.Log(p)), op.Constant(value_ints=[-1]), keepdims=0)
+    return elements, op.Neg(inside * y / p)
+
+
+@script(LOSSD, default_opset=op)
+def kl_logits_log_target(predictions, targets):  # type: ignore[no-untyped-def]
+    """torch: sum_c e^t (t - log_softmax(x)_c), cross-entropy against e^t plus sum e^t t."""
+    y = op.Exp(targets)
+    cross_entropy, gradient = xent_logits(predictions, y)
+    return cross_entropy + op.ReduceSum(y * targets, op.Constant(value_ints=[-1]), keepdims=0), gradient
+
+
 @loss(
     name="kl_divergence",
     aliases=("kld",),
     task="classification",
     inputs=(
         CATEGORICAL_PREDICTIONS,
-        Input("targets", ("N", "...", "C"), "probability", "Target distributions over the last axis."),
+        Input(
+            "targets",
+            ("N", "...", "C"),
+            "probability",
+            "Target distributions over the last axis; log-probabilities (any reals) when log_target.",
+            relaxed_by="log_target",
+        ),
     ),
     params=KlDivergenceParams,
     curve=probability_of_true_class(3),
@@ -557,7 +587,9 @@ def kl_logits(predictions, targets):  # type: ignore[no-untyped-def]
         "clipped to [eps, 1] (not renormalised), so a zero target entry counts as eps and contributes "
         "eps log(eps / p), a small nonzero (possibly negative) term, where the mathematical KL has 0. With "
         "from_logits the predictions go through a stable log_softmax and targets are used as they are "
-        "(0 log 0 = 0), exactly torch.nn.KLDivLoss(log_softmax(x), y). Properties are those of the "
+        "(0 log 0 = 0), exactly torch.nn.KLDivLoss(log_softmax(x), y). With log_target the targets are "
+        "log-probabilities t (torch's log_target=True): the divergence is sum e^t (t - log q), with log q = "
+        "log_softmax(x) (from_logits) or log max(p, eps), and the targets are not clipped. Properties are those of the "
         "probability form: convex in the prediction, with a gradient -y/p that is not Lipschitz.",
         formula=r"\ell = \sum_c \tilde y_c \log\frac{\tilde y_c}{\tilde p_c},\quad \tilde y = \max(y, \epsilon),\ "
         r"\tilde p = \max(p, \epsilon);\quad \text{from\_logits: } \sum_c y_c\,(\log y_c - "
@@ -574,7 +606,7 @@ def kl_logits(predictions, targets):  # type: ignore[no-untyped-def]
             "or logits; 0 log 0 = 0, no clipping) and equals the probability form except for targets below eps "
             "(torch: 0 contribution for y = 0). batchmean divides the total by N only: equal to ours for "
             "(N, C) inputs; for (N, ..., C) we average the middle axes instead of summing them. "
-            "reduction='mean' divides by N*C (torch warns about it).",
+            "reduction='mean' divides by N*C (torch warns about it). log_target=True: our log_target.",
         },
         references=(
             "Kullback, S., Leibler, R. A. (1951). On Information and Sufficiency. Ann. Math. Statist.",
@@ -582,5 +614,7 @@ def kl_logits(predictions, targets):  # type: ignore[no-untyped-def]
         ),
     ),
 )
-def kl_divergence(from_logits: bool) -> KernelFunction:
+def kl_divergence(from_logits: bool, log_target: bool) -> KernelFunction:
+    if log_target:
+        return kl_logits_log_target if from_logits else kl_probabilities_log_target
     return kl_logits if from_logits else kl_probabilities

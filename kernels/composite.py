@@ -150,7 +150,26 @@ def check_terms(terms: Sequence[Term]) -> None:
                     f"({first[1].spec.name}) needs it as {kinds[first[2].integer]}: the terms need different dtypes "
                     "for one field",
                 )
-    field_inputs(terms)
+    _check_ellipses(terms, field_inputs(terms))
+
+
+def _check_ellipses(terms: Sequence[Term], fields: dict[str, Input]) -> None:
+    """A term's "..." is one binding across its inputs: where other terms fix the layouts of two of its fields
+    with different numbers of axes in its "..." (mse's predictions and targets laid out by crps as (N, M) and
+    (N,)), no request can satisfy both."""
+    for index, t in enumerate(terms):
+        ranks: dict[int, str] = {}
+        for x in t.spec.inputs:
+            layout = fields[t.fields[x.name]].shape
+            if "..." in x.shape and "..." not in layout:
+                ranks.setdefault(len(layout) - len(x.shape) + 1, x.name)
+        if len(ranks) > 1:
+            (a, first), (b, second) = sorted(ranks.items())[:2]
+            raise InvalidInput(
+                f"terms[{index}].loss",
+                f"{t.spec.name} takes {first!r} and {second!r} with the same axes, but the other terms lay them out "
+                f"with {a} and {b} axes after the batch axis: send them as separate fields with an `inputs` map",
+            )
 
 
 def field_inputs(terms: Sequence[Term]) -> dict[str, Input]:

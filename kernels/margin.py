@@ -1,4 +1,5 @@
-"""Margin (hinge) losses: Keras's binary, squared and categorical hinge, torch's multi-margin.
+"""Margin (hinge) losses: Keras's binary, squared and categorical hinge; torch's multi-margin, soft margin,
+hinge embedding and multi-label soft margin.
 
 At a kink the gradient is the subgradient 0 for the hinge term (``max(s, 0)`` contributes
 nothing where ``s = 0``), as ``torch.relu`` and torch's multi-margin backward do.
@@ -11,7 +12,7 @@ from onnxscript import script
 from pydantic import Field
 
 from kernels.curves import margin, true_class_score
-from kernels.ops import LOSSD, one_hot_labels
+from kernels.ops import LOSSD, logistic, one_hot_labels
 from kernels.spec import Card, Input, KernelFunction, NoParams, Params, Properties, loss
 
 SCORES = Input("predictions", ("N", "..."), "real", "Raw scores (decision values), any real.", differentiable=True)
@@ -266,3 +267,177 @@ def multi_margin_p2(predictions, targets, margin, class_weights):  # type: ignor
 )
 def multi_margin(p: Literal[1, 2]) -> KernelFunction:
     return multi_margin_p2 if p == 2 else multi_margin_p1
+
+
+# -- the rest of torch.nn's classification losses ---------------------------------------------------
+
+STRICT_SIGNED_TARGETS = Input(
+    "targets", ("N", "..."), "real", "Labels -1 or 1, same shape as predictions (torch).", allowed=(-1.0, 1.0)
+)
+
+
+@script(LOSSD, default_opset=op)
+def soft_margin_kernel(predictions, targets):  # type: ignore[no-untyped-def]
+    # log(1 + exp(-z)) = softplus(-z), z = y x, from logistic's overflow-free pieces
+    _, s_neg, _, softplus_neg = logistic(targets * predictions)
+    return softplus_neg, op.Neg(targets * s_neg)
+
+
+@loss(
+    name="soft_margin",
+    task="classification",
+    inputs=(SCORES, STRICT_SIGNED_TARGETS),
+    curve=margin(),
+    properties=Properties(
+        robust_to_outliers=True,
+        smooth_gradient=True,
+        convex=True,
+        differentiable=True,
+        bounded_below=True,
+        probabilistic_interpretation="Logistic-regression negative log-likelihood of -1/1 labels given the score "
+        "as a logit.",
+    ),
+    card=Card(
+        title="Soft margin loss",
+        summary="torch.nn.SoftMarginLoss: the logistic loss log(1 + exp(-y x)) of -1/1 labels, a smooth hinge. "
+        "Averaged over all non-batch axes (element-wise), so the mean is torch's mean over every element. "
+        "Convex, with a bounded gradient -y sigmoid(-y x) that is Lipschitz (constant 1/4); computed without "
+        "overflow for any score (torch's log(1 + exp(-y x)) is inf beyond -y x = 88 in float32). Labels must "
+        "be -1 or 1 (torch computes the formula for any y; 0/1 labels "
+        "are a 422 here: send 2y - 1, or use binary_cross_entropy with from_logits).",
+        formula=r"\ell = \log\left(1 + e^{-y\,\hat y}\right),\quad y \in \{-1, 1\}",
+        use_cases=(
+            "Binary classification with -1/1 labels (logistic regression on raw scores)",
+            "A smooth alternative to the hinge loss",
+        ),
+        equivalents={
+            "torch": "torch.nn.SoftMarginLoss",
+            "keras": "none; keras.losses.BinaryCrossentropy(from_logits=True) on (y + 1) / 2 is the same value",
+        },
+        references=("Cox, D. R. (1958). The regression analysis of binary sequences. JRSS B.",),
+    ),
+)
+def soft_margin() -> KernelFunction:
+    return soft_margin_kernel
+
+
+class HingeEmbeddingParams(Params):
+    margin: float = Field(1.0, description="Dissimilar pairs (label -1) cost max(0, margin - x).")
+
+
+@script(LOSSD, default_opset=op)
+def hinge_embedding_kernel(predictions, targets, margin):  # type: ignore[no-untyped-def]
+    similar = op.CastLike(op.Equal(targets, op.CastLike(1.0, targets)), predictions)
+    slack = margin - predictions
+    # torch's clamp_min passes the gradient where slack >= 0: -1 at the margin itself
+    active = op.CastLike(op.GreaterOrEqual(slack, op.CastLike(0.0, slack)), slack)
+    dissimilar = 1.0 - similar
+    return similar * predictions + dissimilar * op.Relu(slack), similar - dissimilar * active
+
+
+@loss(
+    name="hinge_embedding",
+    task="ranking",
+    inputs=(
+        Input(
+            "predictions",
+            ("N", "..."),
+            "real",
+            "Distances (or any dissimilarity score) between the two items of each pair, e.g. an L1 distance.",
+            differentiable=True,
+        ),
+        Input(
+            "targets", ("N", "..."), "real", "1 for similar pairs, -1 for dissimilar ones (torch).", allowed=(-1.0, 1.0)
+        ),
+    ),
+    params=HingeEmbeddingParams,
+    curve=margin(),
+    properties=Properties(
+        robust_to_outliers=True,
+        smooth_gradient=False,
+        convex=True,
+        differentiable=False,
+        bounded_below=False,
+        probabilistic_interpretation=None,
+    ),
+    card=Card(
+        title="Hinge embedding loss",
+        summary="torch.nn.HingeEmbeddingLoss: a similar pair (label 1) costs its distance x, a dissimilar pair "
+        "(label -1) costs max(0, margin - x), so dissimilar pairs are pushed at least the margin apart. "
+        "Element-wise (averaged over the non-batch axes, torch's mean over every element). Convex, gradient 1, "
+        "-1 or 0 (bounded, but it jumps at x = margin; at the kink -1, torch's clamp_min subgradient). The "
+        "input is meant to be a distance (x >= 0); like torch it takes any real, and for label 1 the loss x is "
+        "then unbounded below.",
+        formula=r"\ell = \begin{cases} \hat y & y = 1 \\ \max(0,\ m - \hat y) & y = -1 \end{cases}",
+        use_cases=(
+            "Learning embeddings or similarity from pairs of items with a distance and a same/different label",
+            "Semi-supervised embedding (Mobahi et al. 2009)",
+        ),
+        equivalents={
+            "torch": "torch.nn.HingeEmbeddingLoss(margin)",
+            "keras": "none",
+            "lossd": "contrastive takes the two embeddings and squares both terms",
+        },
+        references=(
+            "Mobahi, H., Collobert, R., Weston, J. (2009). Deep learning from temporal coherence in video. ICML.",
+        ),
+    ),
+)
+def hinge_embedding() -> KernelFunction:
+    return hinge_embedding_kernel
+
+
+class MultilabelSoftMarginParams(Params):
+    class_weights: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, min_length=1, description="One non-negative weight per class (length C): torch's weight."
+    )
+
+
+@script(LOSSD, default_opset=op)
+def multilabel_soft_margin_kernel(predictions, targets, class_weights):  # type: ignore[no-untyped-def]
+    # -[y log s(x) + (1 - y) log s(-x)] as the non-negative softplus terms (no cancellation)
+    s, s_neg, softplus_x, softplus_neg_x = logistic(predictions)
+    elements = class_weights * ((1.0 - targets) * softplus_x + targets * softplus_neg_x)
+    return elements, class_weights * ((1.0 - targets) * s - targets * s_neg)
+
+
+@loss(
+    name="multilabel_soft_margin",
+    task="classification",
+    inputs=(
+        Input("predictions", ("N", "C"), "real", "Raw scores (logits), one per class.", differentiable=True),
+        Input(
+            "targets",
+            ("N", "C"),
+            "probability",
+            "1 where the class applies, 0 where it does not (soft values in [0, 1] are accepted).",
+        ),
+    ),
+    params=MultilabelSoftMarginParams,
+    properties=Properties(
+        robust_to_outliers=True,
+        smooth_gradient=True,
+        convex=True,
+        differentiable=True,
+        bounded_below=True,
+        probabilistic_interpretation="Negative log-likelihood of independent Bernoulli labels, one per class, "
+        "divided by the number of classes.",
+    ),
+    card=Card(
+        title="Multi-label soft margin loss",
+        summary="torch.nn.MultiLabelSoftMarginLoss: a logistic loss per class on raw scores, each class's term "
+        "scaled by its class weight and averaged over the C classes (per_sample is torch's per-sample loss). "
+        "The same as binary_cross_entropy with from_logits on (N, C), which also offers pos_weight and label "
+        "smoothing. Computed without overflow; convex, with a bounded, Lipschitz gradient.",
+        formula=r"\ell = -\frac{1}{C}\sum_c w_c\left[y_c \log \sigma(\hat y_c) + "
+        r"(1 - y_c)\log \sigma(-\hat y_c)\right]",
+        use_cases=("Multi-label classification (tags, attributes) on logits",),
+        equivalents={
+            "torch": "torch.nn.MultiLabelSoftMarginLoss(weight)",
+            "keras": "keras.losses.BinaryCrossentropy(from_logits=True) (no class weights)",
+        },
+        references=("Cox, D. R. (1958). The regression analysis of binary sequences. JRSS B.",),
+    ),
+)
+def multilabel_soft_margin() -> KernelFunction:
+    return multilabel_soft_margin_kernel

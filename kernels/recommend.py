@@ -113,6 +113,16 @@ RULES: tuple[Rule, ...] = (
     rule(
         "mape", "Errors relative to the target's size, in percent (targets away from 0).", "regression", outliers=False
     ),
+    rule(
+        "crps",
+        "Ensemble or sampled forecasts: the continuous ranked probability score rewards calibration and sharpness.",
+        "regression",
+    ),
+    rule(
+        "giou", "Bounding boxes (x1, y1, x2, y2): 1 - generalized IoU, a gradient even without overlap.", "regression"
+    ),
+    rule("diou", "Bounding boxes: IoU plus the distance between centres, converges faster than GIoU.", "regression"),
+    rule("ciou", "Bounding boxes where the aspect ratio matters too (complete IoU).", "regression"),
     # Classification: likelihood first, then imbalance.
     rule(
         "binary_cross_entropy",
@@ -185,6 +195,15 @@ RULES: tuple[Rule, ...] = (
         "multi_margin", "Multi-class margin loss on raw scores (torch MultiMarginLoss).", *CLASSIFY, outputs=("logits",)
     ),
     rule(
+        "soft_margin", "Binary -1/1 labels on raw scores: the logistic (soft) margin.", *CLASSIFY, outputs=("logits",)
+    ),
+    rule(
+        "multilabel_soft_margin",
+        "Multi-label logits with per-class weights (torch MultiLabelSoftMarginLoss).",
+        *CLASSIFY,
+        outputs=("logits",),
+    ),
+    rule(
         "kl_divergence",
         "Matching a target distribution (distillation, VAEs).",
         *CLASSIFY,
@@ -220,6 +239,7 @@ RULES: tuple[Rule, ...] = (
     rule("triplet_hard", "Labelled P x K batches: the hardest positive and negative per anchor.", "ranking"),
     rule("circle", "Pair similarities weighted by their distance from the optimum (retrieval).", "ranking"),
     rule("cosface", "Many identities: a cosine margin on cosine logits (CosFace).", "ranking"),
+    rule("hinge_embedding", "Pair distances labelled similar or dissimilar: pushes dissimilar pairs apart.", "ranking"),
     # Sequences, masks, generation.
     rule(
         "ctc", "Unaligned sequences: CTC sums over every alignment of the labels to the frames.", "sequence", priority=3
@@ -272,6 +292,7 @@ RULES: tuple[Rule, ...] = (
     rule("wasserstein", "GAN training with a critic (WGAN): gradients that do not vanish.", "generative", priority=2),
     rule("adversarial", "Standard GAN objectives (non-saturating, hinge, least squares).", "generative", priority=2),
     rule("ssim", "Images judged by local structure rather than pixel error.", "generative", priority=1),
+    rule("ms_ssim", "Images judged by structure across scales (MS-SSIM; at least 161 px a side).", "generative"),
     rule("perceptual", "Images judged by a feature extractor's representation (LPIPS-style).", "generative"),
     rule("earth_movers", "Distributions over ordered bins (histograms, ordinal targets).", "generative"),
 )

@@ -2,12 +2,13 @@
 likelihood losses, in a predicted rate, mean and variance)."""
 
 import math
+from typing import Annotated, Self
 
 import numpy as np
 from onnx import TensorProto, helper
 from onnxscript import opset18 as op
 from onnxscript import script
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kernels.curves import Curve, prediction, residual
 from kernels.ops import LOSSD, log1p, softplus
@@ -545,25 +546,62 @@ def gaussian_nll(full: bool) -> KernelFunction:
 class QuantileParams(Params):
     quantile: float = Field(
         0.5,
-        gt=0,
-        lt=1,
-        description="The quantile tau to estimate: under-prediction costs tau per unit, over-prediction 1 - tau.",
+        ge=0,
+        le=1,
+        description="The quantile tau to estimate: under-prediction costs tau per unit, over-prediction 1 - tau "
+        "(0 and 1: one-sided).",
     )
+    quantiles: list[Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        None,
+        min_length=1,
+        description="Several quantiles at once, one per column of the predictions' last axis (length Q): "
+        "predictions (N, ..., Q) against targets of the same shape, or with one axis fewer (repeated per column). "
+        "Replaces quantile.",
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        if self.quantiles is not None and "quantile" in self.model_fields_set:
+            raise ValueError("give either quantile or quantiles, not both")
+        return self
+
+
+@script(LOSSD, default_opset=op)
+def pinball(d, quantile):  # type: ignore[no-untyped-def]
+    # slope 1 - tau above the target, -tau at or below it (TF's max picks tau * delta at a tie)
+    slope = op.Where(op.Greater(d, op.CastLike(0.0, d)), 1.0 - quantile, op.Neg(quantile))
+    return slope * d, slope
 
 
 @script(LOSSD, default_opset=op)
 def quantile_kernel(predictions, targets, quantile):  # type: ignore[no-untyped-def]
-    d = predictions - targets
-    # slope 1 - tau above the target, -tau at or below it (TF's max picks tau * delta at a tie)
-    slope = op.Where(op.Greater(d, op.CastLike(0.0, d)), 1.0 - quantile, op.Neg(quantile))
-    return slope * d, slope
+    elements, slope = pinball(predictions - targets, quantile)
+    return elements, slope
+
+
+@script(LOSSD, default_opset=op)
+def quantiles_kernel(predictions, targets, quantiles):  # type: ignore[no-untyped-def]
+    # the graph merges the "..." axes into one: the Q quantiles repeat along it, one per column
+    taus = op.Tile(quantiles, op.Div(op.Shape(predictions, start=1, end=2), op.Shape(quantiles)))
+    elements, slope = pinball(predictions - targets, taus)
+    return elements, slope
 
 
 @loss(
     name="quantile",
     aliases=("pinball",),
     task="regression",
-    inputs=PAIR,
+    inputs=(
+        PAIR[0],
+        Input(
+            "targets",
+            ("N", "..."),
+            "real",
+            "Observed values, same shape as predictions; with quantiles also one axis fewer (each target then "
+            "stands for every column).",
+            repeats_along_last=True,
+        ),
+    ),
     params=QuantileParams,
     curve=residual(),
     properties=Properties(
@@ -580,7 +618,10 @@ def quantile_kernel(predictions, targets, quantile):  # type: ignore[no-untyped-
         summary="Asymmetric absolute error whose minimiser is the tau-quantile: with delta = y - prediction, "
         "tau * delta when under-predicting (delta > 0) and (tau - 1) * delta when over-predicting. tau = 0.5 is "
         "half the MAE. Convex with bounded gradient (-tau or 1 - tau), kinked at zero residual, where the gradient "
-        "is -tau as TF-Addons' maximum gives it.",
+        "is -tau as TF-Addons' maximum gives it. quantile 0 and 1 are valid and one-sided (only over- or "
+        "under-prediction costs). quantiles: several at once, column q of the predictions' last axis scored at "
+        "quantiles[q] (predictions (N, Q) for one value per sample), per_sample the mean over the columns; "
+        "targets (N,) are repeated per column (TF-Addons broadcasts y_true (N, 1) against tau (Q,) the same way).",
         formula=r"\ell = \max\left(\tau\,\delta, (\tau - 1)\,\delta\right),\quad \delta = y - \hat y",
         use_cases=(
             "Prediction intervals (e.g. the 0.05 and 0.95 quantiles)",
@@ -598,5 +639,5 @@ def quantile_kernel(predictions, targets, quantile):  # type: ignore[no-untyped-
         ),
     ),
 )
-def quantile() -> KernelFunction:
-    return quantile_kernel
+def quantile(quantiles: bool) -> KernelFunction:
+    return quantiles_kernel if quantiles else quantile_kernel

@@ -76,6 +76,9 @@ class Input:
     accepts_labels: bool = False
     """A distribution over the last axis that may also be sent as integer labels (one
     axis fewer); the service expands them to one-hot."""
+    repeats_along_last: bool = False
+    """May be sent with one axis fewer than the first input; the service then repeats it along that
+    input's last axis (quantile's targets against one prediction column per quantile)."""
     relaxed_by: str | None = None
     """A boolean param that, when true, lifts the kind's range check: the values are then
     any finite float (e.g. "log_input": log-rates instead of non-negative rates)."""

@@ -247,6 +247,10 @@ def decode_inputs(
             raise too_many_elements(max_elements, spec_input.name)
         if spec_input.accepts_labels:
             array = labels_as_one_hot(spec_input, array, arrays[spec.inputs[0].name].shape, dtype)
+        if spec_input.repeats_along_last:
+            first = arrays[spec.inputs[0].name]
+            if array.ndim >= 1 and array.shape == first.shape[:-1]:
+                array = np.repeat(array[..., None], first.shape[-1], axis=-1)
         arrays[spec_input.name] = array
     bound = bind_shapes(spec.inputs, arrays)
     check_min_sizes(spec, params, bound)

@@ -41,9 +41,11 @@ from tests.kernels.test_composite import TOLERANCE, spec_term
 
 Arrays = dict[str, np.ndarray]
 
-SIZES = {"N": 3, "C": 3, "K": 4, "D": 3, "M": 4, "T": 4, "S": 4, "H": 11, "W": 11}
+SIZES = {"N": 3, "C": 3, "K": 4, "D": 3, "M": 4, "T": 4, "S": 4, "H": 33, "W": 33, "4": 4}
 """Shape symbols' sizes (others: 3). T = S: a loss that reads CTC's (N, T, C) predictions and
-(N, S) targets with one "..." (sparse cross-entropy) needs them equal; H, W: SSIM's window."""
+(N, S) targets with one "..." (sparse cross-entropy) needs them equal; H, W: SSIM's window and MS-SSIM's four
+halvings (more than (3 - 1) * 16 with the window 3 of its declaration's params); "4": the box losses'
+(x1, y1, x2, y2)."""
 WEIGHTS = (0.75, -1.5)
 DRAWS = 20
 
@@ -153,6 +155,9 @@ def draw(terms: Sequence[Term], rng: np.random.Generator, ellipsis: tuple[int, .
     for field, shape in shapes(terms, ellipsis).items():
         integer = field_inputs(terms)[field].integer
         fields[field] = (_integers if integer else _floats)(uses[field], shape, rng)
+        if shape[-1:] == (4,) and any(x.shape[-1:] == ("4",) for _, x in uses[field]):
+            corners = fields[field].reshape(-1, 2, 2)  # boxes: x1 <= x2 and y1 <= y2
+            fields[field] = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1).reshape(shape)
     return {f: fields[f] for f in uses}
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from kernels import REGISTRY
 from tests.kernels.catalog import GRADIENT_CASES, NO_GRADIENTS, GradientCase
+from tests.kernels.catalog.base import Frozen
 from tests.kernels.harness import evaluate
 
 CONFIGS = (("mean", False), ("mean", True), ("sum", False), ("sum", True), ("none", False))
@@ -34,10 +35,24 @@ def param_sets(loss: str, case: GradientCase) -> list[dict[str, Any]]:
     return [{**params, "from_logits": logits} for logits in (False, True) for params in case.params]
 
 
-def scalar(loss: str, inputs: Arrays, params: dict[str, Any], reduction: str, weights: np.ndarray | None) -> float:
-    """The value whose gradient the kernel returns: the loss, or sum(per_sample) for none."""
+def scalar(
+    loss: str,
+    inputs: Arrays,
+    params: dict[str, Any],
+    reduction: str,
+    weights: np.ndarray | None,
+    frozen: tuple[Frozen, Arrays] | None = None,
+) -> float:
+    """The value whose gradient the kernel returns: the loss, or sum(per_sample) for none; with ``frozen``
+    (the correction and the base inputs), the loss with the term its gradient holds constant frozen."""
     result = evaluate(loss, inputs, params, reduction=reduction, weights=weights, gradients=False)
-    return float(np.sum(result.loss))
+    if frozen is None:
+        return float(np.sum(result.loss))
+    correction, base = frozen
+    per_sample = result.per_sample + correction(inputs, base, params)
+    w = np.ones(len(per_sample)) if weights is None else weights
+    total = float(np.sum(w * per_sample))
+    return total / float(np.sum(w)) if reduction == "mean" else total
 
 
 def finite_difference(
@@ -48,6 +63,7 @@ def finite_difference(
     reduction: str,
     weights: np.ndarray | None,
     h: float,
+    frozen: Frozen | None = None,
 ) -> np.ndarray:
     x = inputs[name]
     gradient = np.zeros_like(x)
@@ -56,7 +72,8 @@ def finite_difference(
         for step in (h, -h):
             moved = x.copy()
             moved[index] += step
-            values.append(scalar(loss, {**inputs, name: moved}, params, reduction, weights))
+            hold = None if frozen is None else (frozen, inputs)
+            values.append(scalar(loss, {**inputs, name: moved}, params, reduction, weights, hold))
         gradient[index] = (values[0] - values[1]) / (2 * h)
     return gradient
 
@@ -80,7 +97,7 @@ def test_gradients_match_finite_differences(loss: str) -> None:
             weights = sample_weights if weighted else None
             result = evaluate(loss, inputs, params, reduction=reduction, weights=weights)
             for name in spec.differentiable:
-                numeric = finite_difference(loss, inputs, name, params, reduction, weights, case.step)
+                numeric = finite_difference(loss, inputs, name, params, reduction, weights, case.step, case.frozen)
                 analytic = result.gradients[name]
                 scale = float(np.max(np.abs(numeric)))
                 if not np.allclose(analytic, numeric, rtol=case.rtol, atol=case.atol * scale):

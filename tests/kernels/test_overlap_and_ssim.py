@@ -131,12 +131,12 @@ def test_probabilities_when_names_the_deciding_param() -> None:
 
 
 def test_a_size_rule_must_name_a_declared_symbol_and_params() -> None:
-    from kernels.image import ssim_kernel
+    from kernels.image import ssim_gaussian
     from kernels.segmentation import TARGETS
     from kernels.spec import Card, KernelFunction, MinSize, Properties, loss
 
     def factory() -> KernelFunction:
-        return ssim_kernel
+        return ssim_gaussian
 
     card = Card("t", "s", "f", ("u",), {"x": "y"}, ("r",))
     properties = Properties(

@@ -191,6 +191,29 @@ def test_channel_first_label_maps_equal_one_hot_masks(client: TestClient) -> Non
             assert post(client, name, targets=sent.tolist(), outputs=outputs, **common) == from_masks
 
 
+def test_quantiles_score_one_column_each_against_one_target_per_sample(client: TestClient) -> None:
+    """quantile with a quantiles list: column q at quantiles[q] (numpy pinball), and (N,) targets mean each
+    target for every column (Input.repeats_along_last), the same as sending them repeated."""
+    x = RNG.normal(size=(5, 3))
+    y = RNG.normal(size=5)
+    taus = np.array([0.0, 0.5, 1.0])
+    d = y[:, None] - x
+    expected = np.maximum(taus * d, (taus - 1) * d).mean(axis=1)
+    body = {"predictions": x.tolist(), "params": {"quantiles": taus.tolist()}, "dtype": "float64"}
+    outputs = ["per_sample", "gradients"]
+    short = post(client, "quantile", targets=y.tolist(), outputs=outputs, **body)
+    repeated = post(client, "quantile", targets=np.repeat(y[:, None], 3, 1).tolist(), outputs=outputs, **body)
+    np.testing.assert_allclose(short["per_sample"], expected, rtol=1e-15)
+    assert short == repeated
+    both = client.post(
+        "/loss/quantile", json={**body, "targets": y.tolist(), "params": {"quantile": 0.2, "quantiles": [0.5] * 3}}
+    )
+    assert both.status_code == 422, both.text
+    assert "params" in both.json()["field"]
+    wrong = client.post("/loss/quantile", json={**body, "targets": y.tolist(), "params": {"quantiles": [0.5, 0.5]}})
+    assert wrong.status_code == 422 and wrong.json()["field"] == "params.quantiles", wrong.text
+
+
 def test_hinge_converts_binary_labels_only_when_all_are_binary(client: TestClient) -> None:
     """Keras's rule, per request: 0/1 labels become -1/1 only if no label is -1."""
     x = np.array([[0.5, -2.0], [1.5, 0.3]])

@@ -62,21 +62,25 @@ METRIC_LEARNING = {"arcface", "cosface", "nt_xent", "supcon", "circle", "triplet
     [
         (
             "task=regression",
-            {"mse", "mae", "huber", "log_cosh", "smooth_l1", "msle", "mape", "poisson_nll", "gaussian_nll", "quantile"},
+            {"mse", "mae", "huber", "log_cosh", "smooth_l1", "msle", "mape", "poisson_nll", "gaussian_nll", "quantile"}
+            | {"giou", "diou", "ciou", "crps"},
         ),
         (
             "task=regression&robust_to_outliers=true",
-            {"mae", "huber", "log_cosh", "smooth_l1", "msle", "mape", "quantile"},
+            {"mae", "huber", "log_cosh", "smooth_l1", "msle", "mape", "quantile", "giou", "diou", "ciou", "crps"},
         ),
-        ("task=regression&convex=false", {"msle", "gaussian_nll"}),
-        ("task=regression&differentiable=false", {"mae", "msle", "mape", "quantile"}),
+        ("task=regression&convex=false", {"msle", "gaussian_nll", "giou", "diou", "ciou", "crps"}),
+        ("task=regression&differentiable=false", {"mae", "msle", "mape", "quantile", "giou", "diou", "ciou", "crps"}),
         ("task=classification&differentiable=false", {"hinge", "categorical_hinge", "multi_margin"}),
         ("task=imbalance&convex=true", {"focal", "weighted_cross_entropy", "categorical_focal"}),
-        ("task=ranking", {"contrastive", "triplet", "cosine_embedding", "margin_ranking", *METRIC_LEARNING}),
-        ("task=ranking&convex=true", {"margin_ranking", "cosface"}),
+        (
+            "task=ranking",
+            {"contrastive", "triplet", "cosine_embedding", "margin_ranking", "hinge_embedding", *METRIC_LEARNING},
+        ),
+        ("task=ranking&convex=true", {"margin_ranking", "cosface", "hinge_embedding"}),
         ("task=generative&bounded_below=false", {"wasserstein"}),
         ("task=classification&convex=false", set()),
-        ("task=classification&smooth_gradient=true", {"nll", "squared_hinge"}),
+        ("task=classification&smooth_gradient=true", {"nll", "squared_hinge", "soft_margin", "multilabel_soft_margin"}),
     ],
 )
 def test_filters(client: TestClient, query: str, expected: set[str]) -> None:

@@ -10,6 +10,7 @@ entry in the matching module here (then ``make golden``).
 from __future__ import annotations
 
 from tests.kernels.catalog import (
+    boxes,
     classification,
     composites,
     generative,
@@ -19,6 +20,7 @@ from tests.kernels.catalog import (
     margin,
     metric_learning,
     perceptual,
+    probabilistic,
     ranking,
     regression,
     segmentation,
@@ -40,6 +42,8 @@ FAMILIES = (
     composites,
     image,
     perceptual,
+    boxes,
+    probabilistic,
 )
 
 

@@ -38,6 +38,10 @@ GoldenData = Callable[[str, tuple[int, ...], np.random.Generator, dict[str, Any]
 integers); ``kind`` is one of the case's data kinds (``"random"``, ``"extreme"``, ...)."""
 FdData = Callable[[np.random.Generator, dict[str, Any]], Arrays]
 """``(rng, params) -> inputs`` for finite differences, away from the loss's kinks."""
+Frozen = Callable[[Arrays, Arrays, dict[str, Any]], np.ndarray]
+"""``(inputs, base inputs, params) -> per-sample correction``: what to add to the per-sample loss at ``inputs``
+so that its derivative at the base inputs is the kernel's gradient, for a loss whose gradient holds a term
+constant by definition (CIoU's alpha: ``(alpha(base) - alpha(inputs)) v(inputs)``)."""
 Reference = Callable[[Tensors, Ctx], tuple[Tensor, Tensor | None]]
 """``(tensors, ctx) -> (element losses E, mass M or None)``: the differentiable inputs are float64 leaves
 of torch autograd (``predictions_native`` holds the predictions in the case dtype, for Keras functions
@@ -121,6 +125,8 @@ class GradientCase:
     rtol: float = 1e-6
     atol: float = 1e-7
     """Absolute tolerance relative to the largest gradient entry (for entries near zero)."""
+    frozen: Frozen | None = None
+    """For a gradient that holds a term constant (see :data:`Frozen`); None: the loss's own derivative."""
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,13 @@ def ref_nll(t: Tensors, c: Ctx) -> tuple[Tensor, Tensor]:
 
 def ref_kl(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
     x, y = t["predictions"], t["targets"]
+    if c.params.get("log_target", False):
+        lo, _ = c.bounds()
+        log_q = F.log_softmax(x, -1) if c.params.get("from_logits", False) else torch.log(torch.clamp(x, lo, 1.0))
+        out = F.kl_div(log_q, y, reduction="none", log_target=True).sum(-1)
+        c.check("torch kl_div(log_target=True) = kl_div(log q, exp(t)) (no zero target)", out,
+                F.kl_div(log_q, torch.exp(y), reduction="none").sum(-1))  # fmt: skip
+        return out, None
     if c.params.get("from_logits", False):
         log_q = F.log_softmax(x, -1)
         out = F.kl_div(log_q, y, reduction="none").sum(-1)
@@ -351,7 +358,28 @@ def distribution_data(kind: str, shape: tuple[int, ...], rng: np.random.Generato
     return {"predictions": x, "targets": y}
 
 
+def kl_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """distribution_data; with log_target the targets as log-probabilities (a zero as log 1e-300 = -690.8, whose
+    exp underflows to 0 in float32), 'extreme' adding a target of -1e3 and an unnormalised row."""
+    data = distribution_data(kind, shape, rng, params)
+    if not params.get("log_target", False):
+        return data
+    t = np.log(np.maximum(data["targets"], 1e-300))
+    if kind == "extreme":
+        t.reshape(-1, shape[-1])[0, -1] = -1e3
+        t.reshape(-1, shape[-1])[1] += 0.5
+    return {**data, "targets": t}
+
+
 # -- finite-difference inputs ----------------------------------------------------------------------
+
+
+def fd_log_targets(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """fd_categorical; log-probability targets with log_target."""
+    data = fd_categorical(rng, params)
+    if not params.get("log_target", False):
+        return data
+    return {**data, "targets": np.log(rng.dirichlet(np.ones(4), size=(3, 2)))}
 
 
 CLASS_WEIGHTS = [0.5, 2.0, 1.0, 1.5]
@@ -573,10 +601,13 @@ LOSSES = (
         "kl_divergence",
         golden=Golden(
             reference=ref_kl,
-            data=distribution_data,
+            data=kl_data,
             describe=lambda p: (
-                "torch.nn.functional.kl_div(log_softmax(x), y, reduction='none') summed over the last axis (0 log 0 "
-                "= 0)"
+                "torch.nn.functional.kl_div(log q, t, log_target=True, reduction='none') summed over the last axis, "
+                "log q = log_softmax(x) (from_logits) or log clamp(p, eps, 1)"
+                if p.get("log_target")
+                else "torch.nn.functional.kl_div(log_softmax(x), y, reduction='none') summed over the last axis (0 "
+                "log 0 = 0)"
                 if p.get("from_logits")
                 else "keras.losses.kl_divergence formula sum y' log(y'/p'), y' = clip(y, eps, 1), "
                 "p' = clip(p, eps, 1), in torch float64 with the case dtype's eps, checked against Keras run in the "
@@ -586,9 +617,11 @@ LOSSES = (
                 ({}, BOTH),
                 ({"eps": 1e-3}, BOTH),
                 ({"from_logits": True}, BOTH),
+                ({"log_target": True}, BOTH),
+                ({"from_logits": True, "log_target": True}, BOTH),
             ),
         ),
-        gradients=GradientCase(fd_categorical, ({}, {"eps": 1e-3})),
+        gradients=GradientCase(fd_log_targets, ({}, {"eps": 1e-3}, {"log_target": True})),
         domain=Simplex(eps=KlDivergenceParams().eps),
     ),
 )

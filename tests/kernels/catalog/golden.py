@@ -74,7 +74,8 @@ GENERATED_BY = "scripts/make_golden.py (make golden)"
 
 def library_version(name: str) -> str:
     """The version a golden file records for one of a declaration's ``versions``."""
-    if name in ("pytorch-msssim", "pytorch-metric-learning", "segmentation-models-pytorch"):
+    libraries = ("pytorch-msssim", "pytorch-metric-learning", "segmentation-models-pytorch", "torchvision")
+    if name in (*libraries, "scoringrules", "properscoring"):
         return version(name)
     module = {"scipy": scipy, "monai": monai, "scikit-image": skimage}[name]
     return str(module.__version__)
@@ -83,12 +84,16 @@ def library_version(name: str) -> str:
 def concrete_params(params: dict[str, Any], shape: tuple[int, ...], rng: np.random.Generator) -> dict[str, Any]:
     """'per_class' placeholders become one value per class (last axis); 'per_class_with_zero'
     the same with a zero first class; 'per_channel' one per kept channel of a channel-first input
-    (axis 1, less channel 0 with ``include_background: false``)."""
+    (axis 1, less channel 0 with ``include_background: false``); 'per_class_unit' one value in [0, 1]
+    per class, 0 and 1 included (quantiles)."""
     out = {}
     for key, value in params.items():
         if value == "per_channel":
             kept = (shape[1] if len(shape) > 1 else 1) - (0 if params.get("include_background", True) else 1)
             out[key] = [round(float(v), 3) for v in rng.uniform(0.2, 3.0, kept)]
+        elif value == "per_class_unit":
+            out[key] = [round(float(v), 3) for v in rng.uniform(0.0, 1.0, shape[-1])]
+            out[key][:2] = [0.0, 1.0][: shape[-1]]
         elif value in ("per_class", "per_class_with_zero"):
             out[key] = [round(float(v), 3) for v in rng.uniform(0.2, 3.0, shape[-1])]
             if value == "per_class_with_zero":

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from hypothesis import strategies as st
 
-from kernels.margin import MultiMarginParams
-from tests.kernels.catalog.base import BOTH, ELEMENT_SHAPES, Arrays, Golden, GradientCase, LossInfo
+from kernels.margin import HingeEmbeddingParams, MultiMarginParams
+from tests.kernels.catalog.base import BOTH, ELEMENT_SHAPES, ONE, Arrays, Golden, GradientCase, LossInfo
 from tests.kernels.catalog.classification import CLASS_WEIGHTS
 from tests.kernels.catalog.reference import Ctx, F, Tensor, Tensors, keras, torch
-from tests.kernels.properties import ClassScores, SignedTargets
+from tests.kernels.properties import ClassScores, Line, SignedTargets
 
 # -- references (run by the golden generator only) -------------------------------------------------
 
@@ -69,6 +71,37 @@ def ref_multi_margin(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
     return out, None
 
 
+def ref_soft_margin(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
+    """softplus(-y x): torch's soft_margin_loss computes log(1 + exp(-y x)) as written, which overflows to inf
+    for -y x beyond ~88 (float32) / ~709 (float64); it is checked where it is finite."""
+    x, y = t["predictions"], t["targets"]
+    out = F.softplus(-y * x)
+    theirs = F.soft_margin_loss(x, y, reduction="none")
+    finite = torch.isfinite(theirs)
+    c.check("torch soft_margin_loss(reduction='none') where finite", out[finite], theirs[finite])
+    return out, None
+
+
+def ref_hinge_embedding(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
+    x, y = t["predictions"], t["targets"]
+    margin = c.f("margin", 1.0)
+    out = F.hinge_embedding_loss(x, y, margin=margin, reduction="none")
+    c.check("torch hinge_embedding_loss(reduction='mean') = mean over every element",
+            F.hinge_embedding_loss(x, y, margin=margin).reshape(1), out.mean().reshape(1))  # fmt: skip
+    return out, None
+
+
+def ref_multilabel_soft_margin(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
+    """torch's per-sample loss is the class mean; the element losses are its C terms (their mean is it)."""
+    x, y = t["predictions"], t["targets"]
+    w = c.f("class_weights")
+    weight = None if w is None else torch.tensor(w, dtype=torch.float64)
+    out = -(y * F.logsigmoid(x) + (1 - y) * F.logsigmoid(-x)) * (1.0 if weight is None else weight)
+    c.check("torch multilabel_soft_margin_loss(reduction='none') = mean of the class terms",
+            F.multilabel_soft_margin_loss(x, y, weight=weight, reduction="none"), out.mean(-1))  # fmt: skip
+    return out, None
+
+
 # -- golden inputs ---------------------------------------------------------------------------------
 
 
@@ -124,6 +157,27 @@ def margin_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, par
     return {"predictions": x, "targets": labels}
 
 
+def strict_signed_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """-1/1 labels; 'margin': scores at the margin (x = margin, y x = 1) and far out (+-1e3)."""
+    x = rng.normal(0.0, 2.0, shape)
+    y = rng.choice([-1.0, 1.0], size=shape)
+    if kind == "margin":
+        picks = rng.random(shape)
+        x = np.where(picks < 0.3, params.get("margin", 1.0) * np.ones(shape), x)
+        x = np.where(picks > 0.85, rng.choice([-1e3, 1e3], size=shape), x)
+    return {"predictions": x, "targets": y}
+
+
+def multilabel_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """(N, C) logits and 0/1 labels; 'extreme': saturated logits (+-50, +-800) on both labels, and soft labels."""
+    x = rng.normal(0.0, 2.0, shape)
+    y = rng.integers(0, 2, shape).astype(np.float64)
+    if kind == "extreme":
+        x = np.where(rng.random(shape) < 0.5, rng.choice([-800.0, -50.0, 50.0, 800.0], size=shape), x)
+        y[0] = rng.uniform(0.0, 1.0, shape[1])
+    return {"predictions": x, "targets": y}
+
+
 # -- finite-difference inputs ----------------------------------------------------------------------
 
 
@@ -165,9 +219,59 @@ def fd_class_margins(rng: np.random.Generator, params: dict[str, Any]) -> Arrays
     return {"predictions": x, "targets": labels}
 
 
+def fd_strict_signed(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """-1/1 labels, scores at least 0.1 from the margin (x = margin for hinge_embedding)."""
+    shape = (3, 2, 4)
+    y = rng.choice([-1.0, 1.0], size=shape)
+    x = rng.normal(0.0, 2.0, shape)
+    margin = params.get("margin", 1.0)
+    x[np.abs(x - margin) < 0.1] += 0.3
+    return {"predictions": x, "targets": y}
+
+
+def fd_multilabel(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    shape = (4, 3)
+    y = rng.integers(0, 2, shape).astype(np.float64)
+    y[0] = [0.2, 0.7, 1.0]
+    return {"predictions": rng.normal(0.0, 2.0, shape), "targets": y}
+
+
+@dataclass(frozen=True)
+class Distances(SignedTargets):
+    """hinge_embedding: the score x = t on the real line for a label 1 (the loss x) or -1 (max(0, margin - x),
+    its kink at x = margin)."""
+
+    margin: float = 1.0
+
+    def line(self, y: float) -> Line:
+        return replace(super().line(y), kinks=(self.margin,) if y < 0 else ())
+
+
+@dataclass(frozen=True)
+class Logits(ClassScores):
+    """multilabel_soft_margin: :class:`ClassScores` lines whose direction's components are 0 or at least 0.3 in
+    magnitude. The bounded-below check recognises a loss approaching its bound by a descent that slows down over
+    the ladder's decades; a component of 1e-4 would put the whole softplus descent of its class into the last
+    decades (t = 1e4..1e6), which reads as a loss that keeps falling although each term is above 0."""
+
+    def lines(self) -> st.SearchStrategy[Line]:
+        c = self.classes
+
+        @st.composite
+        def draw_line(draw: st.DrawFn) -> Line:
+            origin = np.array(draw(st.lists(st.floats(-3.0, 3.0), min_size=c, max_size=c)))
+            target = np.array(draw(st.lists(st.sampled_from([0.0, 1.0, 0.3]), min_size=c, max_size=c)))
+            part = st.one_of(st.just(0.0), st.floats(0.3, 1.0), st.floats(-1.0, -0.3))
+            v = np.array(draw(st.lists(part, min_size=c, max_size=c)))
+            norm = float(np.linalg.norm(v))
+            return self.line(target, origin, v / norm if norm > 0 else np.eye(c)[0])
+
+        return draw_line()
+
+
 # -- declarations ----------------------------------------------------------------------------------
 
-LOSSES = (
+HINGES = (
     LossInfo(
         "hinge",
         whole="not row-wise: the label rule looks at the whole batch",
@@ -237,5 +341,51 @@ LOSSES = (
         ),
         # margin 1 against other scores of 0: the true class's kink at 1, a wrong class's at -1 (its own margin term)
         domain=ClassScores(kinks=(-MultiMarginParams().margin, MultiMarginParams().margin), labels=True),
+    ),
+)
+
+LOSSES = (
+    *HINGES,
+    LossInfo(
+        "soft_margin",
+        golden=Golden(
+            reference=ref_soft_margin,
+            shapes=ELEMENT_SHAPES,
+            data=strict_signed_data,
+            describe=lambda p: "torch.nn.functional.soft_margin_loss(reduction='none')",
+            combos=(({}, ("random", "margin")),),
+        ),
+        gradients=GradientCase(fd_strict_signed),
+        domain=SignedTargets(),
+    ),
+    LossInfo(
+        "hinge_embedding",
+        golden=Golden(
+            reference=ref_hinge_embedding,
+            shapes=ELEMENT_SHAPES,
+            data=strict_signed_data,
+            describe=lambda p: (
+                "torch.nn.functional.hinge_embedding_loss(margin, reduction='none'); at x = margin "
+                "torch's clamp_min passes the gradient (-1)"
+            ),
+            combos=(({}, ("random", "margin")), ({"margin": 2.5}, ("random", "margin")), ({"margin": -0.5}, ONE)),
+        ),
+        gradients=GradientCase(fd_strict_signed, ({}, {"margin": 2.5})),
+        domain=Distances(margin=HingeEmbeddingParams().margin),
+    ),
+    LossInfo(
+        "multilabel_soft_margin",
+        golden=Golden(
+            reference=ref_multilabel_soft_margin,
+            shapes=("2d", "2d-wide"),
+            data=multilabel_data,
+            describe=lambda p: (
+                "torch.nn.functional.multilabel_soft_margin_loss(weight, reduction='none') (per "
+                "sample: the mean of its C class terms)"
+            ),
+            combos=(({}, BOTH), ({"class_weights": "per_class_with_zero"}, BOTH)),
+        ),
+        gradients=GradientCase(fd_multilabel, ({}, {"class_weights": [0.5, 2.0, 1.0]})),
+        domain=Logits(kinks=()),
     ),
 )

@@ -61,6 +61,8 @@ monai: Any = Library("monai")
 scipy: Any = Library("scipy")
 skimage: Any = Library("skimage")
 pytorch_msssim: Any = Library("pytorch_msssim")
+scoringrules: Any = Library("scoringrules")
+properscoring: Any = Library("properscoring")
 
 
 @contextlib.contextmanager
@@ -100,8 +102,44 @@ LIBRARIES = (
     "pytorch_msssim",
     "pytorch_metric_learning",
     "segmentation_models_pytorch",
+    "torchvision",
+    "scoringrules",
+    "properscoring",
 )
 """The top-level modules the stand-ins import (a test checks the suite imports none of them)."""
+
+
+def torchvision_ops() -> Any:
+    """``torchvision.ops``; where torchvision's compiled operators do not match the installed torch (its
+    import fails registering them), its box losses, which are plain torch code, loaded from their files."""
+    try:
+        return importlib.import_module("torchvision.ops")
+    except (ImportError, RuntimeError):
+        pass
+    import importlib.util as util
+    import sys
+    import types
+
+    spec = util.find_spec("torchvision")
+    assert spec is not None and spec.origin is not None, "torchvision is not installed"
+    root = os.path.dirname(spec.origin)
+    package = types.ModuleType("_torchvision_boxes")
+    package.__path__ = []
+    utils = types.ModuleType("_torchvision_boxes.utils")
+    utils._log_api_usage_once = lambda _: None  # type: ignore[attr-defined]
+    ops = types.ModuleType("_torchvision_boxes.ops")
+    ops.__path__ = []
+    sys.modules.update({package.__name__: package, utils.__name__: utils, ops.__name__: ops})
+    for name in ("_utils", "giou_loss", "diou_loss", "ciou_loss"):
+        found = util.spec_from_file_location(f"{ops.__name__}.{name}", os.path.join(root, "ops", f"{name}.py"))
+        assert found is not None and found.loader is not None
+        module = util.module_from_spec(found)
+        sys.modules[found.name] = module
+        found.loader.exec_module(module)
+        for attr in dir(module):
+            if attr.endswith("_loss"):
+                setattr(ops, attr, getattr(module, attr))
+    return ops
 
 
 class Ctx:

@@ -136,7 +136,8 @@ def ref_quantile(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
     """TF-Addons pinball_loss's documented formula in torch float64 (TF-Addons needs
     TensorFlow, which is not installable here): delta = y - x, max(tau delta, (tau - 1) delta)."""
     x, y = t["predictions"], t["targets"]
-    tau = c.f("quantile", 0.5)
+    taus = c.f("quantiles")
+    tau = c.f("quantile", 0.5) if taus is None else torch.tensor(taus, dtype=torch.float64)
 
     def pinball(y_true: Tensor, y_pred: Tensor, tau: float) -> Tensor:
         delta = y_true - y_pred
@@ -152,7 +153,7 @@ def ref_quantile(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
         example.mean().reshape(1),
         torch.tensor([0.475], dtype=torch.float64),
     )
-    if tau == 0.5:
+    if taus is None and tau == 0.5:
         c.check("tau = 0.5 is half of torch l1_loss", pinball(y, x, tau), 0.5 * F.l1_loss(x, y, reduction="none"))
     return pinball(y, x, tau), None
 
@@ -480,16 +481,22 @@ LOSSES = (
             describe=lambda p: (
                 "independent torch float64 implementation of TF-Addons pinball_loss's documented formula, delta = y "
                 "- x, max(tau delta, (tau - 1) delta) (TF-Addons needs TensorFlow, not installable here); checked "
-                "against its docstring example (0.475)"
+                "against its docstring example (0.475); quantiles: tau per column of the last axis"
             ),
             combos=(
                 ({}, BOTH),
                 ({"quantile": 0.1}, BOTH),
                 ({"quantile": 0.9}, ONE),
                 ({"quantile": 0.25}, ONE),
+                ({"quantile": 0.0}, BOTH),
+                ({"quantile": 1.0}, ONE),
+                ({"quantiles": "per_class_unit"}, BOTH),
             ),
         ),
-        gradients=GradientCase(fd_regression(0.05, 3.0), ({}, {"quantile": 0.1}, {"quantile": 0.9})),
+        gradients=GradientCase(
+            fd_regression(0.05, 3.0),
+            ({}, {"quantile": 0.1}, {"quantile": 0.9}, {"quantile": 0.0}, {"quantiles": [0.0, 0.3, 0.9, 1.0]}),
+        ),
         domain=Real(),
     ),
 )
