@@ -121,6 +121,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/loss/ciou": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Complete IoU loss
+         * @description Complete IoU loss. The distance IoU loss plus an aspect-ratio term alpha v, v = 4/pi^2 (atan(w_gt/h_gt) - atan(w/h))^2, alpha = v / (1 - IoU + v + eps). Follows torchvision.ops.complete_box_iou_loss exactly, where it departs from the paper too: the DIoU part always uses eps = 1e-7 (torchvision does not pass its eps on), and alpha is a constant of the gradient (computed under no_grad, as in the paper's reference code). Boxes need a positive height (w/h). Properties, as a function of the predicted box's four coordinates: bounded below (by 0), not convex, the gradient jumps where the intersection appears or an edge passes the target's (the max/min of two edges: half to each at a tie, as torch), and it stays bounded as the box moves far away (the penalty saturates).
+         */
+        post: operations["compute_ciou_loss_ciou_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/loss/circle": {
         parameters: {
             query?: never;
@@ -242,6 +262,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/loss/crps": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Continuous ranked probability score (ensemble)
+         * @description Continuous ranked probability score (ensemble). The CRPS of an ensemble forecast: the mean absolute error of the members minus half their mean absolute difference, which rewards an ensemble that is both close to the observation (sharp) and as spread as its errors (calibrated). Default estimator nrg, the energy form of the CRPS of the ensemble's empirical distribution (pairs averaged over M^2): properscoring.crps_ensemble and scoringrules.crps_ensemble (its default 'qd', and 'nrg', 'int' give the same value). estimator fair averages the pairs over M (M - 1) (scoringrules 'fair' = 'pwm'): unbiased for the distribution the members are drawn from, and can be slightly negative. Properties (nrg): at least 0, not convex in the members (a member passing another one bends the spread term the concave way), gradient bounded by 2/M per member with jumps where a member crosses the target or another member (subgradient 0 at a tie, as torch's abs). Cost O(M^2) per sample.
+         */
+        post: operations["compute_crps_loss_crps_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/loss/ctc": {
         parameters: {
             query?: never;
@@ -296,6 +336,26 @@ export interface paths {
          * @description Dice + binary cross-entropy. The usual segmentation loss: Dice optimises the overlap, binary cross-entropy gives every pixel a gradient early in training. Predictions and targets are channel-first probabilities. A weighted sum of catalog losses computed as one graph: 1 x dice + 1 x binary_cross_entropy. Each term's own params and reduction apply; the loss, per-sample losses and gradients are the weighted sums of the terms'. Properties are those every term claims (for their default forms), kept where a sum preserves them.
          */
         post: operations["compute_dice_bce_loss_dice_bce_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/loss/diou": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Distance IoU loss
+         * @description Distance IoU loss. 1 - IoU plus the squared distance between the boxes' centres over the squared diagonal of their smallest enclosing box (plus eps), which pulls non-overlapping boxes together faster than GIoU. Exactly torchvision.ops.distance_box_iou_loss. In [0, 2). Properties, as a function of the predicted box's four coordinates: bounded below (by 0), not convex, the gradient jumps where the intersection appears or an edge passes the target's (the max/min of two edges: half to each at a tie, as torch), and it stays bounded as the box moves far away (the penalty saturates).
+         */
+        post: operations["compute_diou_loss_diou_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -422,6 +482,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/loss/giou": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Generalized IoU loss (1 - GIoU)
+         * @description Generalized IoU loss (1 - GIoU). One minus the generalized intersection over union of each predicted box with its target: 1 - IoU plus the share of the smallest enclosing box that the union leaves empty, so boxes that do not overlap still get a gradient. Exactly torchvision.ops.generalized_box_iou_loss (eps added to the union and to the enclosing area). In [0, 2). Properties, as a function of the predicted box's four coordinates: bounded below (by 0), not convex, the gradient jumps where the intersection appears or an edge passes the target's (the max/min of two edges: half to each at a tie, as torch), and it stays bounded as the box moves far away (the penalty saturates).
+         */
+        post: operations["compute_giou_loss_giou_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/loss/hinge": {
         parameters: {
             query?: never;
@@ -436,6 +516,26 @@ export interface paths {
          * @description Hinge loss. The support-vector-machine loss: zero once the score has the label's sign with a margin of at least 1, linear in the shortfall below it. Averaged over all non-batch axes (element-wise). Convex, with a bounded gradient (-y or 0) that jumps at the margin (subgradient 0 there). Labels are -1/1; as in Keras, 0/1 labels become -1/1 (2y - 1) only when every label of the request is 0 or 1: one -1 anywhere leaves the whole request unchanged, and a 0 label then scores 1 - 0 = 1 (zero gradient). So a sample's loss can depend on the other samples' labels; send -1/1 to avoid that.
          */
         post: operations["compute_hinge_loss_hinge_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/loss/hinge_embedding": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Hinge embedding loss
+         * @description Hinge embedding loss. torch.nn.HingeEmbeddingLoss: a similar pair (label 1) costs its distance x, a dissimilar pair (label -1) costs max(0, margin - x), so dissimilar pairs are pushed at least the margin apart. Element-wise (averaged over the non-batch axes, torch's mean over every element). Convex, gradient 1, -1 or 0 (bounded, but it jumps at x = margin; at the kink -1, torch's clamp_min subgradient). The input is meant to be a distance (x >= 0); like torch it takes any real, and for label 1 the loss x is then unbounded below.
+         */
+        post: operations["compute_hinge_embedding_loss_hinge_embedding_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -493,7 +593,7 @@ export interface paths {
         put?: never;
         /**
          * Kullback-Leibler divergence
-         * @description Kullback-Leibler divergence. Divergence of the predicted distribution from the target distribution on the last axis. Probabilities (default) follow keras.losses.KLDivergence exactly: predictions and targets are both clipped to [eps, 1] (not renormalised), so a zero target entry counts as eps and contributes eps log(eps / p), a small nonzero (possibly negative) term, where the mathematical KL has 0. With from_logits the predictions go through a stable log_softmax and targets are used as they are (0 log 0 = 0), exactly torch.nn.KLDivLoss(log_softmax(x), y). Properties are those of the probability form: convex in the prediction, with a gradient -y/p that is not Lipschitz.
+         * @description Kullback-Leibler divergence. Divergence of the predicted distribution from the target distribution on the last axis. Probabilities (default) follow keras.losses.KLDivergence exactly: predictions and targets are both clipped to [eps, 1] (not renormalised), so a zero target entry counts as eps and contributes eps log(eps / p), a small nonzero (possibly negative) term, where the mathematical KL has 0. With from_logits the predictions go through a stable log_softmax and targets are used as they are (0 log 0 = 0), exactly torch.nn.KLDivLoss(log_softmax(x), y). With log_target the targets are log-probabilities t (torch's log_target=True): the divergence is sum e^t (t - log q), with log q = log_softmax(x) (from_logits) or log max(p, eps), and the targets are not clipped. Properties are those of the probability form: convex in the prediction, with a gradient -y/p that is not Lipschitz.
          */
         post: operations["compute_kl_divergence_loss_kl_divergence_post"];
         delete?: never;
@@ -642,6 +742,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/loss/ms_ssim": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Multi-scale structural similarity loss (1 - MS-SSIM)
+         * @description Multi-scale structural similarity loss (1 - MS-SSIM). One minus MS-SSIM, exactly as pytorch_msssim.ms_ssim computes it: SSIM's contrast-structure term at five scales (the image average-pooled 2 x 2 between them, zero-padded when a side is odd, as avg_pool2d(padding=side % 2)) and the full SSIM at the coarsest, each clipped at 0 (relu) and combined as a product with Wang et al.'s weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333); the Gaussian window (window_size taps of sigma) filters without padding (valid convolution). Per channel, averaged over the channels; float64 inside whatever the dtype. pytorch_msssim computes its window in float32: values agree with it to about 1e-6. Differences from ms_ssim: its data_range default is 255 (ours 1, as ssim), and its weights param (not offered: the five standard scales always). Where a scale's term is clipped to 0 the loss is 1 and the gradient is 0 (the power's derivative is infinite there; torch gives nan). Properties: in [0, 1], not convex, bounded gradient fading as the error grows, and the relu clip makes the gradient jump where a scale's contrast term crosses 0.
+         */
+        post: operations["compute_ms_ssim_loss_ms_ssim_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/loss/mse": {
         parameters: {
             query?: never;
@@ -696,6 +816,26 @@ export interface paths {
          * @description Multi-class margin loss. torch.nn.MultiMarginLoss: every wrong class whose score comes within the margin of the true class's score adds its shortfall (squared for p = 2), and the sum is divided by the number of classes C (including the true class). A class weight scales the whole sample by the weight of its true class; the mean is torch's, the plain mean over samples (not divided by the sum of class weights). Properties are those of the default p = 1: convex, bounded gradient, kinks where a term reaches 0 (subgradient 0 there, as torch).
          */
         post: operations["compute_multi_margin_loss_multi_margin_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/loss/multilabel_soft_margin": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Multi-label soft margin loss
+         * @description Multi-label soft margin loss. torch.nn.MultiLabelSoftMarginLoss: a logistic loss per class on raw scores, each class's term scaled by its class weight and averaged over the C classes (per_sample is torch's per-sample loss). The same as binary_cross_entropy with from_logits on (N, C), which also offers pos_weight and label smoothing. Computed without overflow; convex, with a bounded, Lipschitz gradient.
+         */
+        post: operations["compute_multilabel_soft_margin_loss_multilabel_soft_margin_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -793,7 +933,7 @@ export interface paths {
         put?: never;
         /**
          * Quantile (pinball) loss
-         * @description Quantile (pinball) loss. Asymmetric absolute error whose minimiser is the tau-quantile: with delta = y - prediction, tau * delta when under-predicting (delta > 0) and (tau - 1) * delta when over-predicting. tau = 0.5 is half the MAE. Convex with bounded gradient (-tau or 1 - tau), kinked at zero residual, where the gradient is -tau as TF-Addons' maximum gives it.
+         * @description Quantile (pinball) loss. Asymmetric absolute error whose minimiser is the tau-quantile: with delta = y - prediction, tau * delta when under-predicting (delta > 0) and (tau - 1) * delta when over-predicting. tau = 0.5 is half the MAE. Convex with bounded gradient (-tau or 1 - tau), kinked at zero residual, where the gradient is -tau as TF-Addons' maximum gives it. quantile 0 and 1 are valid and one-sided (only over- or under-prediction costs). quantiles: several at once, column q of the predictions' last axis scored at quantiles[q] (predictions (N, Q) for one value per sample), per_sample the mean over the columns; targets (N,) are repeated per column (TF-Addons broadcasts y_true (N, 1) against tau (Q,) the same way).
          */
         post: operations["compute_quantile_loss_quantile_post"];
         delete?: never;
@@ -816,6 +956,26 @@ export interface paths {
          * @description Smooth L1 loss. Quadratic (d^2 / 2beta) for residuals below beta and linear (|d| - beta/2) beyond: Huber loss divided by its delta, so the linear part always has slope 1 whatever beta. Its gradient is the residual over beta clipped to [-1, 1]. beta = 0 is exactly L1 (MAE), gradient sign(d) with 0 at d = 0, and is then neither differentiable nor smooth; the properties are those of the default beta = 1.
          */
         post: operations["compute_smooth_l1_loss_smooth_l1_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/loss/soft_margin": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Soft margin loss
+         * @description Soft margin loss. torch.nn.SoftMarginLoss: the logistic loss log(1 + exp(-y x)) of -1/1 labels, a smooth hinge. Averaged over all non-batch axes (element-wise), so the mean is torch's mean over every element. Convex, with a bounded gradient -y sigmoid(-y x) that is Lipschitz (constant 1/4); computed without overflow for any score (torch's log(1 + exp(-y x)) is inf beyond -y x = 88 in float32). Labels must be -1 or 1 (torch computes the formula for any y; 0/1 labels are a 422 here: send 2y - 1, or use binary_cross_entropy with from_logits).
+         */
+        post: operations["compute_soft_margin_loss_soft_margin_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -873,7 +1033,7 @@ export interface paths {
         put?: never;
         /**
          * Structural similarity loss (1 - SSIM)
-         * @description Structural similarity loss (1 - SSIM). One minus the structural similarity index: compares local means (luminance), variances (contrast) and covariance (structure) under a Gaussian window, which tracks perceived image quality better than pixel errors. Computed per channel exactly as scikit-image's structural_similarity with gaussian_weights=True and use_sample_covariance=False (Wang et al.'s settings), averaged over the channels; the local moments are computed in float64 whatever the dtype (E[x^2] - E[x]^2 cancels). Properties: 1 - SSIM lies in [0, 2] and is differentiable with a Lipschitz gradient (C1, C2 > 0 keep the denominators positive), steepest where the target is flat: there the contrast term C2 / (var(x) + C2) has curvature 2 var(d) / C2 (2200 per unit RMS residual with the defaults) at the optimum; its gradient fades as the error grows (robust to outliers, saturating at loss ~1), and it is not convex.
+         * @description Structural similarity loss (1 - SSIM). One minus the structural similarity index: compares local means (luminance), variances (contrast) and covariance (structure) under a Gaussian window, which tracks perceived image quality better than pixel errors. Computed per channel exactly as scikit-image's structural_similarity with gaussian_weights=True and use_sample_covariance=False (Wang et al.'s settings, the defaults here), averaged over the channels; window='uniform' takes equal weights over the window (skimage's own default, gaussian_weights=False, with win_size 7 and use_sample_covariance=True: send window_size 7 and sample_covariance true), and sample_covariance scales the moments by P / (P - 1); the local moments are computed in float64 whatever the dtype (E[x^2] - E[x]^2 cancels). Properties: 1 - SSIM lies in [0, 2] and is differentiable with a Lipschitz gradient (C1, C2 > 0 keep the denominators positive), steepest where the target is flat: there the contrast term C2 / (var(x) + C2) has curvature 2 var(d) / C2 (2200 per unit RMS residual with the defaults) at the optimum; its gradient fades as the error grows (robust to outliers, saturating at loss ~1), and it is not convex.
          */
         post: operations["compute_ssim_loss_ssim_post"];
         delete?: never;
@@ -1817,6 +1977,15 @@ export interface components {
              */
             weights?: number[];
         };
+        /** BoxParams */
+        BoxParams: {
+            /**
+             * Eps
+             * @description Added to the denominators (torchvision's eps).
+             * @default 1e-7
+             */
+            eps?: number;
+        };
         /** CategoricalFocalParams */
         CategoricalFocalParams: {
             /**
@@ -1927,6 +2096,49 @@ export interface components {
             /**
              * Targets
              * @description One-hot targets on the last axis, or integer labels (shape (N, ...)), which are expanded to one-hot. Shape (N, ..., C).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
+        /**
+         * CiouRequest
+         * @description Compute Complete IoU loss.
+         */
+        CiouRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["BoxParams"];
+            /**
+             * Predictions
+             * @description Predicted boxes, one (x1, y1, x2, y2) row each, x1 <= x2, y1 <= y2. Shape (N, 4).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Target boxes, same format. Shape (N, 4).
              */
             targets: (number | unknown[])[];
             /**
@@ -2312,6 +2524,59 @@ export interface components {
              */
             weights?: number[];
         };
+        /** CrpsParams */
+        CrpsParams: {
+            /**
+             * Estimator
+             * @description nrg: the CRPS of the ensemble's empirical distribution, pairs averaged over M^2 (properscoring, scoringrules' default); fair: pairs averaged over M (M - 1), unbiased for the CRPS of the distribution the members are drawn from (scoringrules 'fair', equal to its 'pwm'); needs M >= 2.
+             * @default nrg
+             * @enum {string}
+             */
+            estimator?: "nrg" | "fair";
+        };
+        /**
+         * CrpsRequest
+         * @description Compute Continuous ranked probability score (ensemble).
+         */
+        CrpsRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["CrpsParams"];
+            /**
+             * Predictions
+             * @description Ensemble forecasts: M members (samples of the predictive distribution) per sample. Shape (N, M).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description The observed value of each sample. Shape (N).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
         /** CtcParams */
         CtcParams: {
             /**
@@ -2538,6 +2803,49 @@ export interface components {
             /**
              * Targets
              * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions; or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y). Shape (N, C, ...).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
+        /**
+         * DiouRequest
+         * @description Compute Distance IoU loss.
+         */
+        DiouRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["BoxParams"];
+            /**
+             * Predictions
+             * @description Predicted boxes, one (x1, y1, x2, y2) row each, x1 <= x2, y1 <= y2. Shape (N, 4).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Target boxes, same format. Shape (N, 4).
              */
             targets: (number | unknown[])[];
             /**
@@ -2967,6 +3275,49 @@ export interface components {
              */
             weights?: number[];
         };
+        /**
+         * GiouRequest
+         * @description Compute Generalized IoU loss (1 - GIoU).
+         */
+        GiouRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["BoxParams"];
+            /**
+             * Predictions
+             * @description Predicted boxes, one (x1, y1, x2, y2) row each, x1 <= x2, y1 <= y2. Shape (N, 4).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Target boxes, same format. Shape (N, 4).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
         /** HTTPValidationError */
         HTTPValidationError: {
             /** Detail */
@@ -2985,6 +3336,58 @@ export interface components {
             status: "ok";
             /** Version */
             version: string;
+        };
+        /** HingeEmbeddingParams */
+        HingeEmbeddingParams: {
+            /**
+             * Margin
+             * @description Dissimilar pairs (label -1) cost max(0, margin - x).
+             * @default 1
+             */
+            margin?: number;
+        };
+        /**
+         * HingeEmbeddingRequest
+         * @description Compute Hinge embedding loss.
+         */
+        HingeEmbeddingRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["HingeEmbeddingParams"];
+            /**
+             * Predictions
+             * @description Distances (or any dissimilarity score) between the two items of each pair, e.g. an L1 distance. Shape (N, ...).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description 1 for similar pairs, -1 for dissimilar ones (torch). Shape (N, ...).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
         };
         /**
          * HingeRequest
@@ -3200,6 +3603,12 @@ export interface components {
              * @default false
              */
             from_logits?: boolean;
+            /**
+             * Log Target
+             * @description Targets are log-probabilities (torch KLDivLoss log_target): any reals, exp(targets) the distribution, and no target clipping.
+             * @default false
+             */
+            log_target?: boolean;
         };
         /**
          * KlDivergenceRequest
@@ -3234,7 +3643,7 @@ export interface components {
             reduction?: "mean" | "sum" | "none";
             /**
              * Targets
-             * @description Target distributions over the last axis. Shape (N, ..., C).
+             * @description Target distributions over the last axis; log-probabilities (any reals) when log_target. Shape (N, ..., C).
              */
             targets: (number | unknown[])[];
             /**
@@ -3585,6 +3994,39 @@ export interface components {
              */
             weights?: number[];
         };
+        /** MSSSIMParams */
+        MSSSIMParams: {
+            /**
+             * Data Range
+             * @description Range of the pixel values (max - min possible), e.g. 255.
+             * @default 1
+             */
+            data_range?: number;
+            /**
+             * K1
+             * @description C1 = (k1 data_range)^2 stabilises the luminance term.
+             * @default 0.01
+             */
+            k1?: number;
+            /**
+             * K2
+             * @description C2 = (k2 data_range)^2 stabilises the contrast-structure term.
+             * @default 0.03
+             */
+            k2?: number;
+            /**
+             * Sigma
+             * @description Standard deviation of the Gaussian window (win_sigma).
+             * @default 1.5
+             */
+            sigma?: number;
+            /**
+             * Window Size
+             * @description Odd length of the Gaussian window (pytorch_msssim win_size); images must be larger than (window_size - 1) * 16 on each side (four halvings).
+             * @default 11
+             */
+            window_size?: number;
+        };
         /**
          * MaeRequest
          * @description Compute Mean absolute error.
@@ -3847,6 +4289,49 @@ export interface components {
             windows?: components["schemas"]["Window"][] | null;
         };
         /**
+         * MsSsimRequest
+         * @description Compute Multi-scale structural similarity loss (1 - MS-SSIM).
+         */
+        MsSsimRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["MSSSIMParams"];
+            /**
+             * Predictions
+             * @description Images, channel-first (N, C, H, W). Shape (N, C, H, W).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Reference images, same shape as predictions. Shape (N, C, H, W).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
+        /**
          * MseRequest
          * @description Compute Mean squared error.
          */
@@ -3988,6 +4473,58 @@ export interface components {
             /**
              * Targets
              * @description Integer class labels in [0, C). Shape (N).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
+        /** MultilabelSoftMarginParams */
+        MultilabelSoftMarginParams: {
+            /**
+             * Class Weights
+             * @description One non-negative weight per class (length C): torch's weight.
+             * @default null
+             */
+            class_weights?: number[] | null;
+        };
+        /**
+         * MultilabelSoftMarginRequest
+         * @description Compute Multi-label soft margin loss.
+         */
+        MultilabelSoftMarginRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["MultilabelSoftMarginParams"];
+            /**
+             * Predictions
+             * @description Raw scores (logits), one per class. Shape (N, C).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description 1 where the class applies, 0 where it does not (soft values in [0, 1] are accepted). Shape (N, C).
              */
             targets: (number | unknown[])[];
             /**
@@ -4322,10 +4859,16 @@ export interface components {
         QuantileParams: {
             /**
              * Quantile
-             * @description The quantile tau to estimate: under-prediction costs tau per unit, over-prediction 1 - tau.
+             * @description The quantile tau to estimate: under-prediction costs tau per unit, over-prediction 1 - tau (0 and 1: one-sided).
              * @default 0.5
              */
             quantile?: number;
+            /**
+             * Quantiles
+             * @description Several quantiles at once, one per column of the predictions' last axis (length Q): predictions (N, ..., Q) against targets of the same shape, or with one axis fewer (repeated per column). Replaces quantile.
+             * @default null
+             */
+            quantiles?: number[] | null;
         };
         /**
          * QuantileRequest
@@ -4360,7 +4903,7 @@ export interface components {
             reduction?: "mean" | "sum" | "none";
             /**
              * Targets
-             * @description Observed values, same shape as predictions. Shape (N, ...).
+             * @description Observed values, same shape as predictions; with quantiles also one axis fewer (each target then stands for every column). Shape (N, ...).
              */
             targets: (number | unknown[])[];
             /**
@@ -4454,11 +4997,24 @@ export interface components {
              */
             k2?: number;
             /**
+             * Sample Covariance
+             * @description Scale the local (co)variances by P / (P - 1), P = window_size^2 (skimage use_sample_covariance, its default); false: population moments (Wang et al.).
+             * @default false
+             */
+            sample_covariance?: boolean;
+            /**
              * Sigma
              * @description Standard deviation of the Gaussian weights, truncated at radius int(3.5 sigma + 0.5) as in skimage (whose filter does not depend on window_size).
              * @default 1.5
              */
             sigma?: number;
+            /**
+             * Window
+             * @description gaussian: Gaussian weights of sigma (skimage gaussian_weights=True); uniform: equal weights over the window_size x window_size window (skimage's default, gaussian_weights=False; sigma unused).
+             * @default gaussian
+             * @enum {string}
+             */
+            window?: "gaussian" | "uniform";
             /**
              * Window Size
              * @description Odd side of the window: SSIM is averaged over the pixels at least (window_size - 1) / 2 from every border (skimage win_size). Images must be at least this large.
@@ -4535,6 +5091,49 @@ export interface components {
             /**
              * Targets
              * @description Observed values, same shape as predictions. Shape (N, ...).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
+        /**
+         * SoftMarginRequest
+         * @description Compute Soft margin loss.
+         */
+        SoftMarginRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["NoParams"];
+            /**
+             * Predictions
+             * @description Raw scores (decision values), any real. Shape (N, ...).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Labels -1 or 1, same shape as predictions (torch). Shape (N, ...).
              */
             targets: (number | unknown[])[];
             /**
@@ -5700,6 +6299,66 @@ export interface operations {
             };
         };
     };
+    compute_ciou_loss_ciou_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CiouRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     compute_circle_loss_circle_post: {
         parameters: {
             query?: never;
@@ -6060,6 +6719,66 @@ export interface operations {
             };
         };
     };
+    compute_crps_loss_crps_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CrpsRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     compute_ctc_loss_ctc_post: {
         parameters: {
             query?: never;
@@ -6190,6 +6909,66 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["DiceBceRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    compute_diou_loss_diou_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DiouRequest"];
             };
         };
         responses: {
@@ -6600,6 +7379,66 @@ export interface operations {
             };
         };
     };
+    compute_giou_loss_giou_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GiouRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     compute_hinge_loss_hinge_post: {
         parameters: {
             query?: never;
@@ -6610,6 +7449,66 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["HingeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    compute_hinge_embedding_loss_hinge_embedding_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["HingeEmbeddingRequest"];
             };
         };
         responses: {
@@ -7260,6 +8159,66 @@ export interface operations {
             };
         };
     };
+    compute_ms_ssim_loss_ms_ssim_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MsSsimRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     compute_mse_loss_mse_post: {
         parameters: {
             query?: never;
@@ -7390,6 +8349,66 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["MultiMarginRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    compute_multilabel_soft_margin_loss_multilabel_soft_margin_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MultilabelSoftMarginRequest"];
             };
         };
         responses: {
@@ -7759,6 +8778,66 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["SmoothL1Request"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    compute_soft_margin_loss_soft_margin_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SoftMarginRequest"];
             };
         };
         responses: {
