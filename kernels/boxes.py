@@ -19,6 +19,7 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
+from kernels.curves import Arrays, Curve
 from kernels.ops import LOSSD
 from kernels.regression import exact
 from kernels.spec import Card, Input, InvalidInput, KernelFunction, Params, Properties, loss
@@ -217,6 +218,19 @@ REFERENCES_DIOU = (
 )
 
 
+def box_offset() -> Curve:
+    """The predicted unit box slid x to the right of the target unit box (0, 0, 1, 1)."""
+
+    def inputs(x: np.ndarray) -> Arrays:
+        predictions = np.stack([x, np.zeros_like(x), x + 1.0, np.ones_like(x)], axis=1)
+        return {"predictions": predictions, "targets": np.tile([0.0, 0.0, 1.0, 1.0], (x.size, 1))}
+
+    def direction(x: np.ndarray) -> Arrays:
+        return {"predictions": np.tile([1.0, 0.0, 1.0, 0.0], (x.size, 1))}
+
+    return Curve("horizontal offset of the predicted box (unit boxes)", -2.0, 2.0, inputs, direction)
+
+
 @loss(
     name="giou",
     aliases=("generalized_box_iou",),
@@ -224,6 +238,7 @@ REFERENCES_DIOU = (
     inputs=BOXES,
     params=BoxParams,
     check=check_boxes,
+    curve=box_offset(),
     properties=PROPERTIES,
     card=Card(
         title="Generalized IoU loss (1 - GIoU)",
@@ -251,6 +266,7 @@ def giou() -> KernelFunction:
     inputs=BOXES,
     params=BoxParams,
     check=check_boxes,
+    curve=box_offset(),
     properties=PROPERTIES,
     card=Card(
         title="Distance IoU loss",
@@ -274,6 +290,7 @@ def diou() -> KernelFunction:
     inputs=BOXES,
     params=BoxParams,
     check=check_boxes_with_height,
+    curve=box_offset(),
     properties=PROPERTIES,
     card=Card(
         title="Complete IoU loss",

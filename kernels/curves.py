@@ -113,6 +113,20 @@ def margin(start: float = -2.0, stop: float = 3.0) -> Curve:
     )
 
 
+def two_labels(start: float = -3.0, stop: float = 3.0) -> Curve:
+    """Multi-label losses: the score x of a class that applies, beside a class scored 0 that does not."""
+    return Curve(
+        "score of a class that applies (another, not applying, scored 0)",
+        start,
+        stop,
+        inputs=lambda x: {
+            "predictions": np.stack([x, np.zeros_like(x)], 1),
+            "targets": np.tile([1.0, 0.0], (x.size, 1)),
+        },
+        direction=lambda x: {"predictions": np.tile([1.0, 0.0], (x.size, 1))},
+    )
+
+
 def true_class_score(classes: int = 3, labels: bool = False, start: float = -2.0, stop: float = 3.0) -> Curve:
     """Multi-class margin losses: the true class (0) scores x, every other class 0, so x is the
     true class's margin over the best other score."""

@@ -211,17 +211,18 @@ def test_image(side: int = IMAGE_SIDE) -> np.ndarray:
     return image.clip(0.2, 0.8)
 
 
-def brightness_offset() -> Curve:
+def brightness_offset(side: int = IMAGE_SIDE, params: dict[str, object] | None = None) -> Curve:
     """The prediction is the test image plus a constant x: only SSIM's luminance term moves."""
 
     def inputs(x: np.ndarray) -> Arrays:
-        target = np.broadcast_to(test_image(), (x.size, 1, IMAGE_SIDE, IMAGE_SIDE))
+        target = np.broadcast_to(test_image(side), (x.size, 1, side, side))
         return {"predictions": target + x[:, None, None, None], "targets": target.copy()}
 
     def direction(x: np.ndarray) -> Arrays:
-        return {"predictions": np.ones((x.size, 1, IMAGE_SIDE, IMAGE_SIDE))}
+        return {"predictions": np.ones((x.size, 1, side, side))}
 
-    return Curve("constant brightness offset (prediction - target, data_range 1)", -0.5, 0.5, inputs, direction)
+    variable = "constant brightness offset (prediction - target, data_range 1)"
+    return Curve(variable, -0.5, 0.5, inputs, direction, dict(params or {}))
 
 
 IMAGES = "Images, channel-first (N, C, H, W); H and W at least window_size."
@@ -463,6 +464,7 @@ def check_ms_ssim_size(params: MSSSIMParams, arrays: Mapping[str, np.ndarray]) -
     name="ms_ssim",
     aliases=("multiscale_ssim",),
     task="generative",
+    curve=brightness_offset(33, {"window_size": 3}),  # five scales of a 33 px image take a window of 3
     inputs=(
         Input("predictions", ("N", "C", "H", "W"), "real", "Images, channel-first (N, C, H, W).", differentiable=True),
         Input("targets", ("N", "C", "H", "W"), "real", "Reference images, same shape as predictions."),

@@ -11,7 +11,7 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
-from kernels.curves import margin, true_class_score
+from kernels.curves import margin, true_class_score, two_labels
 from kernels.ops import LOSSD, logistic, one_hot_labels
 from kernels.spec import Card, Input, KernelFunction, NoParams, Params, Properties, loss
 
@@ -404,6 +404,7 @@ def multilabel_soft_margin_kernel(predictions, targets, class_weights):  # type:
 @loss(
     name="multilabel_soft_margin",
     task="classification",
+    curve=two_labels(),
     inputs=(
         Input("predictions", ("N", "C"), "real", "Raw scores (logits), one per class.", differentiable=True),
         Input(

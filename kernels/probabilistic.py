@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
+from kernels.curves import Arrays, Curve
 from kernels.ops import LOSSD
 from kernels.spec import Card, Input, KernelFunction, MinSize, Params, Properties, loss
 
@@ -58,10 +60,24 @@ def crps_fair(predictions, targets):  # type: ignore[no-untyped-def]
     return error - spread / pairs, d_error - d_spread / pairs
 
 
+def ensemble_offset(members: int = 5) -> Curve:
+    """An ensemble spread evenly over [x - 0.5, x + 0.5] against a target of 0."""
+    spread = np.linspace(-0.5, 0.5, members)
+
+    def inputs(x: np.ndarray) -> Arrays:
+        return {"predictions": x[:, None] + spread, "targets": np.zeros(x.size)}
+
+    def direction(x: np.ndarray) -> Arrays:
+        return {"predictions": np.ones((x.size, members))}
+
+    return Curve("ensemble centre (members spread over 1, target 0)", -3.0, 3.0, inputs, direction)
+
+
 @loss(
     name="crps",
     aliases=("continuous_ranked_probability_score",),
     task="regression",
+    curve=ensemble_offset(),
     inputs=(
         Input(
             "predictions",
