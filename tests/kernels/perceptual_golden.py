@@ -1,4 +1,4 @@
-"""Write tests/golden/perceptual_gradients.json: the perceptual loss and its gradients by torch
+"""Write tests/golden/extractors/perceptual_gradients.json: the perceptual loss and its gradients by torch
 autograd, through torch twins of the test extractors (tests/feature_models.py: the same seeded
 weights, each operator as torch has it), for tests/kernels/test_perceptual_gradients.py.
 
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from tests.feature_models import feature_maps, pointwise_extractor, pointwise_weights, vgg_extractor, vgg_weights
 
-OUT = Path(__file__).resolve().parents[1] / "golden" / "perceptual_gradients.json"
+OUT = Path(__file__).resolve().parents[1] / "golden" / "extractors" / "perceptual_gradients.json"
 Tensor = Any
 
 

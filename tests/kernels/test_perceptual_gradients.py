@@ -1,6 +1,6 @@
 """``perceptual``'s gradients through the automatic backward of its extractor (kernels.backward).
 
-* Against torch autograd: tests/golden/perceptual_gradients.json (written by
+* Against torch autograd: tests/golden/extractors/perceptual_gradients.json (written by
   tests/kernels/perceptual_golden.py under the reference environment) holds the loss and its
   gradients through torch twins of the random-weight VGG-style extractor (every operator the
   backward knows) and of the float64 ``pointwise64`` extractor, for reductions mean and sum
@@ -31,7 +31,7 @@ from kernels.runtime import Runtime
 from kernels.spec import Registry
 from tests.feature_models import pointwise_extractor, softmax_extractor, vgg_extractor
 
-GOLDEN = json.loads((Path(__file__).parents[1] / "golden" / "perceptual_gradients.json").read_text())
+GOLDEN = json.loads((Path(__file__).parents[1] / "golden" / "extractors" / "perceptual_gradients.json").read_text())
 TOLERANCE = {
     ("vgg", "float64"): 1e-5,  # the extractor is float32: its features carry float32 rounding (seen: 1.3e-6)
     ("vgg", "float32"): 1e-5,
