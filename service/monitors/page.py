@@ -8,6 +8,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from service.errors import invalid
 from service.monitors.aggregate import Aggregate
 from service.monitors.baseline import Baseline
 from service.monitors.store import Monitor, Segment, Store
@@ -33,13 +34,27 @@ table.segments th, table.segments td {{ padding: 2px 10px; border-bottom: 1px so
 """
 
 
-def page(store: Store) -> str:
-    """Three queries for the monitors without segments, whatever their number (the
-    monitors, all segments, all their windows); a segmented monitor reads its own."""
-    monitors = store.monitors()
+PAGE_SIZE = 20
+"""Monitors per page: a page costs what its monitors' charts cost, however many there are."""
+
+
+def pages(count: int) -> int:
+    return max(1, -(-count // PAGE_SIZE))
+
+
+def page(store: Store, number: int = 1) -> str:
+    """Page ``number`` (from 1) of the monitors, by name: three queries for the monitors
+    without segments (the monitors, the segments, their windows); a segmented monitor reads
+    its own."""
+    everyone = store.monitors()
+    last = pages(len(everyone))
+    if number > last:
+        raise invalid("page", f"there are {last} page(s) of monitors ({PAGE_SIZE} a page), not {number}")
+    monitors = everyone[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     segments: dict[int, list[Segment]] = {m.id: [] for m in monitors}
     for segment in store.segments():
-        segments.setdefault(segment.monitor_id, []).append(segment)
+        if segment.monitor_id in segments:
+            segments[segment.monitor_id].append(segment)
     plain = store.plain_windows(monitors)
     sections = [
         section(
@@ -56,8 +71,21 @@ def page(store: Store) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta http-equiv='refresh' content='30'><title>lossd monitors</title>"
         f"<style>{STYLE}</style></head><body><h1>lossd monitors</h1>"
-        f"<div class='meta'>{len(monitors)} monitor(s); the page refreshes every 30 s.</div>{body}</body></html>"
+        f"<div class='meta'>{len(everyone)} monitor(s); the page refreshes every 30 s.</div>"
+        f"{navigation(number, last)}{body}{navigation(number, last)}</body></html>"
     )
+
+
+def navigation(number: int, last: int) -> str:
+    """Links to the previous and next pages, where there is more than one."""
+    if last == 1:
+        return ""
+    links = [f"page {number} of {last}"]
+    if number > 1:
+        links.insert(0, f"<a href='?page={number - 1}'>previous</a>")
+    if number < last:
+        links.append(f"<a href='?page={number + 1}'>next</a>")
+    return f"<nav class='meta'>{' · '.join(links)}</nav>"
 
 
 def section(store: Store, view: dict[str, Any], monitor: Monitor) -> str:

@@ -3,10 +3,10 @@ are a data-plane route (service.routing)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from service.errors import ServiceError, conflict
@@ -145,6 +145,7 @@ def get_segments(request: Request, name: str) -> dict[str, Any]:
 
 
 @router.get("/ui/monitors", response_class=HTMLResponse, tags=["ui"])
-def monitors_page(request: Request) -> HTMLResponse:
-    """Every monitor's loss over time, its baseline band and its flagged windows (an HTML page)."""
-    return HTMLResponse(page(store_of(request)))
+def monitors_page(request: Request, page_number: Annotated[int, Query(alias="page", ge=1)] = 1) -> HTMLResponse:
+    """The monitors' loss over time, baseline bands and flagged windows (an HTML page, 20
+    monitors a page, by name)."""
+    return HTMLResponse(page(store_of(request), page_number))

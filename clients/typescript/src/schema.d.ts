@@ -1489,7 +1489,8 @@ export interface paths {
         };
         /**
          * Monitors Page
-         * @description Every monitor's loss over time, its baseline band and its flagged windows (an HTML page).
+         * @description The monitors' loss over time, baseline bands and flagged windows (an HTML page, 20
+         *     monitors a page, by name).
          */
         get: operations["monitors_page_ui_monitors_get"];
         put?: never;
@@ -10256,7 +10257,9 @@ export interface operations {
     };
     monitors_page_ui_monitors_get: {
         parameters: {
-            query?: never;
+            query?: {
+                page?: number;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -10270,6 +10273,15 @@ export interface operations {
                 };
                 content: {
                     "text/html": string;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

@@ -85,3 +85,24 @@ def test_chromium_renders_the_chart(server: Server, tmp_path: Path) -> None:
     assert pixels_of(image, MEAN_COLOUR) > 1000  # the mean line, 3 px wide across the chart
     assert pixels_of(image, BAND_COLOUR, tolerance=6) > 300  # the baseline band (3 standard errors: thin)
     assert pixels_of(image, ALERT_COLOUR) > 100  # the flagged windows' markers
+
+
+def test_the_page_shows_twenty_monitors_a_page(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.monitors.page import PAGE_SIZE
+    from service.settings import Settings
+
+    with TestClient(create_app(Settings(data_dir=tmp_path, graph_cache=None, grpc_port=0))) as client:
+        for index in range(2 * PAGE_SIZE + 5):
+            assert client.post("/monitors", json={"name": f"m{index:03d}", "loss": "mse"}).status_code == 201
+        first, last = client.get("/ui/monitors"), client.get("/ui/monitors?page=3")
+        assert first.status_code == last.status_code == 200
+        assert first.text.count("<section>") == PAGE_SIZE and last.text.count("<section>") == 5
+        assert "m000" in first.text and "m020" not in first.text and "m044" in last.text
+        assert "page 1 of 3" in first.text and "href='?page=2'" in first.text
+        assert "href='?page=2'" in last.text and "?page=4" not in last.text
+        for beyond in ("4", "0"):
+            refused = client.get(f"/ui/monitors?page={beyond}")
+            assert refused.status_code == 422 and refused.json()["field"] == "page", refused.text
