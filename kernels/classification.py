@@ -4,7 +4,12 @@ from onnxscript import opset18 as op
 from onnxscript import script
 from pydantic import Field
 
-from kernels.curves import log_probability_of_true_class, probability_of_target, probability_of_true_class
+from kernels.curves import (
+    channel_true_class,
+    log_probability_of_true_class,
+    probability_of_target,
+    probability_of_true_class,
+)
 from kernels.ops import (
     LOSSD,
     binary_smoothed,
@@ -17,7 +22,7 @@ from kernels.ops import (
     smoothed,
     spread,
 )
-from kernels.spec import Card, Input, KernelFunction, Params, Properties, loss
+from kernels.spec import Card, Input, KernelFunction, MinSize, Params, Properties, loss
 
 FROM_LOGITS = Field(False, description="Predictions are raw scores (logits) rather than probabilities.")
 EPS = Field(1e-7, gt=0, lt=0.5, description="Probabilities are clipped to [eps, 1 - eps] before a logarithm.")
@@ -265,6 +270,106 @@ CATEGORICAL_PREDICTIONS = Input(
 )
 def cross_entropy(from_logits: bool) -> KernelFunction:
     return cross_entropy_logits if from_logits else cross_entropy_probabilities
+
+
+class ChannelCrossEntropyParams(CrossEntropyParams):
+    def classes(self, shape: tuple[int, ...]) -> int:
+        return shape[1]
+
+    def classes_description(self) -> str:
+        return "one per class (axis 1 of the predictions, the channel axis)"
+
+
+CHANNELS_LAST = [0, 2, 1]  # (N, C, R) <-> (N, R, C): the graph sees the spatial axes collapsed into R
+
+
+@script(LOSSD, default_opset=op)
+def channel_cross_entropy_logits(predictions, targets, label_smoothing, class_weights):  # type: ignore[no-untyped-def]
+    """cross_entropy_logits over axis 1 of (N, C, R): elements (N, R), gradient (N, C, R)."""
+    x = op.Transpose(predictions, perm=CHANNELS_LAST)
+    y = op.Transpose(targets, perm=CHANNELS_LAST)
+    elements, gradient = cross_entropy_logits(x, y, label_smoothing, class_weights)
+    return elements, op.Transpose(gradient, perm=CHANNELS_LAST)
+
+
+@script(LOSSD, default_opset=op)
+def channel_cross_entropy_probabilities(predictions, targets, label_smoothing, class_weights, eps):  # type: ignore[no-untyped-def]
+    x = op.Transpose(predictions, perm=CHANNELS_LAST)
+    y = op.Transpose(targets, perm=CHANNELS_LAST)
+    elements, gradient = cross_entropy_probabilities(x, y, label_smoothing, class_weights, eps)
+    return elements, op.Transpose(gradient, perm=CHANNELS_LAST)
+
+
+@loss(
+    name="channel_cross_entropy",
+    curve=channel_true_class(),
+    task="segmentation",
+    inputs=(
+        Input(
+            "predictions",
+            ("N", "C", "..."),
+            "score",
+            "Class probabilities over axis 1 (channel-first), or logits when from_logits.",
+            differentiable=True,
+        ),
+        Input(
+            "targets",
+            ("N", "C", "..."),
+            "probability",
+            "Target class distributions over axis 1 (one-hot or soft), same shape as predictions; or an integer "
+            "label map (N, ...) or (N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y).",
+            accepts_labels=True,
+        ),
+    ),
+    params=ChannelCrossEntropyParams,
+    min_sizes=(
+        MinSize(
+            "C",
+            2,
+            "predictions",
+            "cross-entropy over one channel is 0 whatever the prediction; for a single foreground channel use "
+            "binary_cross_entropy (MONAI's DiceCELoss switches to BCEWithLogitsLoss there)",
+        ),
+    ),
+    properties=Properties(
+        robust_to_outliers=False,
+        smooth_gradient=False,
+        convex=True,
+        differentiable=True,
+        bounded_below=True,
+        probabilistic_interpretation="Categorical negative log-likelihood of each position's class, averaged over "
+        "the positions.",
+    ),
+    card=Card(
+        title="Channel-first (pixel-wise) cross-entropy",
+        summary="Categorical cross-entropy over the channel axis of channel-first maps (N, C, ...), one term per "
+        "spatial position, averaged over the positions of each sample: torch's CrossEntropyLoss on (N, C, d1, ...) "
+        "with probability targets, the cross-entropy of segmentation networks (and the CE of MONAI's DiceCELoss). "
+        "The same formula as cross_entropy, whose class axis is the last one: logits go through a stable "
+        "log-softmax; probabilities are renormalised over the channels and clipped, as Keras does; class weights "
+        "multiply each class's term and the mean divides by the number of positions (torch's mean for probability "
+        "targets). Integer label maps are accepted as targets and expanded to one-hot.",
+        formula=r"\ell_n = \frac{1}{R}\sum_{r} -\sum_c w_c\, \tilde y_{ncr} \log p_{ncr},\quad "
+        r"\tilde y = y(1-s) + s/C",
+        use_cases=(
+            "Semantic and medical segmentation on channel-first logits (U-Net, nnU-Net)",
+            "The cross-entropy term of Dice + CE (dice_ce) and other channel-first composites",
+        ),
+        equivalents={
+            "torch": "torch.nn.CrossEntropyLoss(weight, label_smoothing) on (N, C, d1, ...) with probability (one-hot) "
+            "targets, from_logits=true (matched); with an index target map and class weights torch's mean divides "
+            "by the summed weights of the labels, ours by the number of positions (the same without weights)",
+            "monai": "the cross-entropy of monai.losses.DiceCELoss (nn.CrossEntropyLoss on the raw input, "
+            "from_logits=true) for C > 1",
+            "keras": "keras.losses.CategoricalCrossentropy(axis=1, from_logits, label_smoothing), averaged over the "
+            "positions",
+            "lossd": "cross_entropy on the channel-last layout (the class axis moved last)",
+        },
+        references=("Shannon, C. E. (1948). A Mathematical Theory of Communication.",),
+    ),
+)
+def channel_cross_entropy(from_logits: bool) -> KernelFunction:
+    return channel_cross_entropy_logits if from_logits else channel_cross_entropy_probabilities
 
 
 class SparseCrossEntropyParams(CrossEntropyParams):

@@ -1,5 +1,5 @@
 """Named composites: weighted sums of catalog losses registered as losses of their own, with a
-card derived from their terms. ``dice_bce`` and ``focal_dice`` ship; operators add more with
+card derived from their terms. ``dice_bce``, ``focal_dice`` and ``dice_ce`` ship; operators add more with
 ``LOSSD_COMPOSITES`` (see service.settings)."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from kernels.classification import binary_cross_entropy
+from kernels.classification import ChannelCrossEntropyParams, binary_cross_entropy, channel_cross_entropy
 from kernels.composite import CompositeSpec, Term, field_inputs, proto_kernel, term
+from kernels.curves import Curve, channel_true_class
 from kernels.imbalance import focal
 from kernels.segmentation import dice
 from kernels.spec import REGISTRY, Card, KernelFunction, NoParams, Properties, Registry, Task
@@ -64,8 +65,14 @@ def composite(
     summary: str = "",
     aliases: tuple[str, ...] = (),
     use_cases: tuple[str, ...] = (),
+    equivalents: dict[str, str] | None = None,
+    curve: Curve | None = None,
+    claims: Properties | None = None,
 ) -> CompositeSpec:
-    """A named composite's declaration; its task is the terms' common task unless given."""
+    """A named composite's declaration; its task is the terms' common task unless given, its curve the
+    first term curve drawn on its own fields unless given, and ``equivalents`` join the terms'. ``claims``
+    replaces the properties derived from the terms' cards (which hold for their default forms) where a term's
+    params change them (cross-entropy on logits has a bounded, Lipschitz gradient, on probabilities not)."""
     terms = tuple(terms)
     tasks = {t.spec.task for t in terms}
     if task is None:
@@ -79,10 +86,17 @@ def composite(
         summary=(summary + " " if summary else "")
         + f"A weighted sum of catalog losses computed as one graph: {sums}. Each term's own params and "
         "reduction apply; the loss, per-sample losses and gradients are the weighted sums of the terms'. "
-        "Properties are those every term claims (for their default forms), kept where a sum preserves them.",
+        + (
+            "Properties are those every term claims (for their default forms), kept where a sum preserves them."
+            if claims is None
+            else "Properties are those of the terms in the forms used here, kept where a sum preserves them."
+        ),
         formula=formula(terms),
         use_cases=use_cases or tuple(t.spec.card.use_cases[0] for t in terms if t.spec.card.use_cases),
-        equivalents={t.spec.name: f"lossd {t.spec.name}, weight {t.weight:g}" for t in terms},
+        equivalents={
+            **(equivalents or {}),
+            **{t.spec.name: f"lossd {t.spec.name}, weight {t.weight:g}" for t in terms},
+        },
         references=tuple(dict.fromkeys(r for t in terms for r in t.spec.card.references)),
     )
 
@@ -92,7 +106,8 @@ def composite(
         for t in terms
         if t.spec.curve is not None and set(t.fields) == set(t.fields.values()) == set(fields)
     )
-    curve = next((replace(c, params={}) for c in curves), None)
+    if curve is None:
+        curve = next((replace(c, params={}) for c in curves), None)
 
     def kernel() -> KernelFunction:
         return proto_kernel(name, terms)
@@ -102,7 +117,7 @@ def composite(
         task=task,
         inputs=tuple(fields.values()),
         params=NoParams,
-        properties=properties(terms),
+        properties=claims if claims is not None else properties(terms),
         card=card,
         kernel=kernel,
         structural=(),
@@ -154,5 +169,45 @@ FOCAL_DICE = register(
         summary="Focal loss down-weights the easy pixels, Dice optimises the overlap: for segmentation with a "
         "rare foreground. Predictions and targets are channel-first probabilities.",
         use_cases=("Segmentation of small or rare structures", "Lesion and defect segmentation"),
+    )
+)
+DICE_CE = register(
+    composite(
+        "dice_ce",
+        [term(dice, 1.0), term(channel_cross_entropy, 1.0, ChannelCrossEntropyParams(from_logits=True))],
+        title="Dice + cross-entropy (MONAI DiceCELoss)",
+        task="segmentation",
+        summary="MONAI's DiceCELoss with its defaults (lambda_dice = lambda_ce = 1, no activation for the Dice "
+        "term): Dice on the predictions as probabilities plus the channel-first cross-entropy over axis 1 of the "
+        "same predictions read as logits (torch's CrossEntropyLoss, which applies the log-softmax itself), on "
+        "channel-first maps (N, C, ...) with C >= 2. Targets are one-hot (or soft) masks of the same shape, or an "
+        "integer label map (N, ...) or (N, 1, ...), expanded to one-hot (MONAI to_onehot_y=True). MONAI's other "
+        "flags are the ad-hoc composite (POST /loss/composite) of the same two terms with their params: "
+        "softmax=True (the usual form, nnU-Net's loss) is dice with activation 'softmax' plus "
+        "channel_cross_entropy with from_logits true; sigmoid=True is dice with activation 'sigmoid'; "
+        "include_background, squared_pred, jaccard (iou instead of dice), smooth_nr, smooth_dr and weight "
+        "(class_weights on both terms) are the terms' params, lambda_dice and lambda_ce the term weights. For one "
+        "channel MONAI uses BCEWithLogitsLoss instead: dice plus binary_cross_entropy with from_logits true.",
+        use_cases=(
+            "Medical image segmentation (MONAI DiceCELoss, nnU-Net's Dice + CE)",
+            "Multi-class segmentation where Dice alone trains slowly at the start",
+        ),
+        equivalents={
+            "monai": "monai.losses.DiceCELoss() (defaults; matched): reduction='mean' is our mean (Dice averaged "
+            "over samples and classes plus CE averaged over samples and positions); MONAI's reduction='sum' sums "
+            "the Dice over samples and classes and the CE over samples and positions, ours the per-sample losses "
+            "(each term's own mean over its classes or positions). The other flags: the ad-hoc composite, above.",
+        },
+        curve=channel_true_class(),
+        # Dice's claims and cross-entropy's on logits: a gradient bounded by 1 (softmax - y) with a Lipschitz
+        # constant of 1/2, so the sum keeps Dice's robustness and smoothness; not convex (Dice is not).
+        claims=Properties(
+            robust_to_outliers=True,
+            smooth_gradient=True,
+            convex=False,
+            differentiable=True,
+            bounded_below=True,
+            probabilistic_interpretation=None,
+        ),
     )
 )

@@ -73,6 +73,26 @@ def probability_of_true_class(classes: int = 3, labels: bool = False) -> Curve:
     return Curve("predicted probability of the true class", 0.01, 0.99, inputs, direction)
 
 
+def channel_true_class(classes: int = 2, pixels: int = 4) -> Curve:
+    """Channel-first maps ``(N, C, pixels)``: the true class (channel 0, one-hot target on every pixel) gets
+    probability x on every pixel, the other channels share 1 - x."""
+    rest = 1.0 / (classes - 1)
+
+    def inputs(x: np.ndarray) -> Arrays:
+        p = np.repeat(((1 - x) * rest)[:, None, None], classes, axis=1).repeat(pixels, axis=2)
+        p[:, 0] = x[:, None]
+        targets = np.zeros((x.size, classes, pixels))
+        targets[:, 0] = 1.0
+        return {"predictions": p, "targets": targets}
+
+    def direction(x: np.ndarray) -> Arrays:
+        d = np.full((x.size, classes, pixels), -rest)
+        d[:, 0] = 1.0
+        return {"predictions": d}
+
+    return Curve("predicted probability of the true class (every pixel, one-hot target)", 0.01, 0.99, inputs, direction)
+
+
 def prediction(
     target: float, start: float, stop: float, variable: str, offset: float = 0.0, scale: float = 1.0
 ) -> Curve:

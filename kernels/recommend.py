@@ -252,6 +252,20 @@ RULES: tuple[Rule, ...] = (
     ),
     rule("iou", "Segmentation masks scored by intersection over union (Jaccard).", "segmentation", priority=2),
     rule(
+        "dice_ce",
+        "Medical segmentation (MONAI DiceCELoss, nnU-Net's Dice + CE): Dice for the overlap plus pixel-wise "
+        "cross-entropy, which gives every pixel a gradient early in training.",
+        "segmentation",
+        priority=2,
+    ),
+    rule(
+        "channel_cross_entropy",
+        "Multi-class segmentation on channel-first logits (U-Net): cross-entropy at every pixel, label maps accepted.",
+        "segmentation",
+        priority=1,
+        params={"from_logits": True},
+    ),
+    rule(
         "tversky",
         "Segmentation with imbalance: beta > alpha penalises missed foreground more.",
         "segmentation",

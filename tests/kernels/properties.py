@@ -211,13 +211,16 @@ def _default(spec: LossSpec, name: str) -> Any:
     return getattr(spec.params(**property_params(spec)), name, None)
 
 
-def _score_mismatch(spec: LossSpec, eps: float, class_axis: bool, labels: bool) -> str | None:
+def _score_mismatch(
+    spec: LossSpec, eps: float, class_axis: bool, labels: bool, channel_first: bool = False
+) -> str | None:
     predictions, targets = spec.inputs[0], spec.inputs[1]
     if predictions.kind not in ("score", "probability"):
         return f"predictions are {predictions.kind!r}, not probabilities"
     if not predictions.holds_probabilities(spec.params(**property_params(spec))):
         return "the default form takes logits"
-    if (predictions.shape[-1] == "C") != class_axis:
+    on_axis = predictions.shape[:2] == ("N", "C") if channel_first else predictions.shape[-1] == "C"
+    if on_axis != class_axis:
         return f"predictions have shape {predictions.shape}"
     if (targets.kind == "label") != labels:
         return f"targets are {targets.kind!r}"
@@ -386,6 +389,8 @@ class Simplex(Domain):
     eps: float
     labels: bool = False
     classes: int = 3
+    channel_first: bool = False
+    """The loss takes channel-first maps (N, C, ...): a point is one position, (N, C) with no spatial axes."""
 
     def line(self, target: Array, origin: Floats, direction: Floats) -> Line:
         inner = self.eps * (1 + 1e-6)  # rounding of origin + t * direction must not reach the clip
@@ -449,7 +454,7 @@ class Simplex(Domain):
         return draw_line()
 
     def mismatch(self, spec: LossSpec) -> str | None:
-        return _score_mismatch(spec, self.eps, class_axis=True, labels=self.labels)
+        return _score_mismatch(spec, self.eps, class_axis=True, labels=self.labels, channel_first=self.channel_first)
 
 
 @dataclass(frozen=True, eq=False)

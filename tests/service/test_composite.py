@@ -279,3 +279,37 @@ def test_a_bad_configured_composite_stops_start_up() -> None:
         running_server({"LOSSD_COMPOSITES": json.dumps(bad), "LOSSD_PROVIDER": "cpu"}, timeout=START),
     ):
         pass
+
+
+# MONAI's own DiceCELoss test case (tests/losses/test_dice_ce_loss.py): (2, 2, 3) inputs, (2, 1, 3) label maps;
+# the values are monai 1.6.1's DiceCELoss in float64.
+MONAI_X = [[[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]], [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]]
+MONAI_LABELS = [[[0, 0, 1]], [[0, 1, 0]]]
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [MONAI_LABELS, [[0, 0, 1], [0, 1, 0]], [[[1, 1, 0], [0, 0, 1]], [[1, 0, 1], [0, 1, 0]]]],
+    ids=["labels-n1", "labels-n", "one-hot"],
+)
+def test_dice_ce_is_monai_dice_ce_loss(client: TestClient, targets: Any) -> None:
+    """dice_ce is DiceCELoss() (to_onehot_y=True for label maps); its softmax=True form the ad-hoc composite."""
+    result = post(client, "/loss/dice_ce", {"predictions": MONAI_X, "targets": targets, "dtype": "float64"})
+    assert result["loss"] == pytest.approx(0.31326168751822286, rel=1e-12)
+    softmax = [
+        {"loss": "dice", "weight": 0.5, "params": {"activation": "softmax"}},
+        {"loss": "channel_cross_entropy", "weight": 2.0, "params": {"from_logits": True}},
+    ]
+    body = {"terms": softmax, "predictions": MONAI_X, "targets": targets, "dtype": "float64"}
+    assert post(client, "/loss/composite", body)["loss"] == pytest.approx(0.7694829433012482, rel=1e-12)
+    softmax = [{**softmax[0], "weight": 1.0, "params": {"activation": "softmax", "include_background": False}}]
+    softmax.append({"loss": "channel_cross_entropy", "params": {"from_logits": True}})
+    body = {**body, "terms": softmax}
+    assert post(client, "/loss/composite", body)["loss"] == pytest.approx(0.6688551376515994, rel=1e-12)
+
+
+def test_dice_ce_needs_two_channels(client: TestClient) -> None:
+    """One channel: cross-entropy over it is 0, and MONAI switches to BCE (dice + binary_cross_entropy here)."""
+    response = client.post("/loss/dice_ce", json={"predictions": [[[0.2, 0.7]]], "targets": [[[0, 1]]]})
+    assert response.status_code == 422, response.text
+    assert "binary_cross_entropy" in response.json()["detail"]

@@ -9,6 +9,7 @@ import numpy as np
 
 from kernels.classification import (
     BinaryCrossEntropyParams,
+    ChannelCrossEntropyParams,
     CrossEntropyParams,
     KlDivergenceParams,
     LabelSmoothingCrossEntropyParams,
@@ -102,6 +103,31 @@ def ref_cross_entropy(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
         rtol=1e-12 if c.dtype == "float64" else 1e-5,
     )
     return out, None
+
+
+def channels_last(t: Tensors) -> Tensors:
+    """A channel-first case's tensors with the class axis moved last (the autograd leaves stay the originals)."""
+    return {k: v.movedim(1, -1) if v.dim() > 1 else v for k, v in t.items()}
+
+
+def ref_channel_cross_entropy(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
+    """torch's cross_entropy on (N, C, d...) directly for logits (checked against cross_entropy's reference on
+    the channel-last layout); probabilities: cross_entropy's reference on the channel-last layout."""
+    if c.params.get("from_logits", False):
+        x, y = t["predictions"], t["targets"]
+        s = c.f("label_smoothing", 0.0)
+        w = c.f("class_weights")
+        weight = None if w is None else torch.tensor(w, dtype=torch.float64)
+        out = F.cross_entropy(x, y, weight=weight, label_smoothing=s, reduction="none")
+        c.check(
+            "torch CrossEntropyLoss(reduction='mean') on (N, C, d...) = our unweighted mean (sum / positions)",
+            F.cross_entropy(x, y, weight=weight, label_smoothing=s).reshape(1),
+            out.mean().reshape(1),
+        )
+        last, _ = ref_cross_entropy(channels_last(t), c)
+        c.check("cross_entropy's reference, class axis moved last", last, out)
+        return out, None
+    return ref_cross_entropy(channels_last(t), c)
 
 
 def sparse_mass(labels: Tensor, weight: Tensor | None, ignore: int) -> tuple[Tensor, Tensor]:
@@ -297,6 +323,15 @@ def categorical_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator
     return {"predictions": x, "targets": y}
 
 
+def channel_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """categorical_data drawn channel-last, then the class axis moved to axis 1."""
+    drawn = categorical_data(kind, (shape[0], *shape[2:], shape[1]), rng, params)
+    return {k: np.moveaxis(v, -1, 1) for k, v in drawn.items()}
+
+
+CHANNEL_SHAPES: dict[str, tuple[int, ...]] = {"0d": (4, 3), "1d": (3, 4, 5), "2d": (2, 3, 2, 3)}
+
+
 def sparse_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
     classes = shape[-1]
     x = categorical_predictions(kind, shape, rng, params.get("from_logits", False))
@@ -407,6 +442,11 @@ def fd_categorical(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
     return {"predictions": class_scores(rng, params, shape), "targets": y}
 
 
+def fd_channels(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
+    """fd_categorical's (3, 2, 4) rows, channel-first: (3, 4, 2)."""
+    return {k: np.moveaxis(v, -1, 1) for k, v in fd_categorical(rng, params).items()}
+
+
 def fd_sparse(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
     shape = (3, 2, 4)
     labels = rng.integers(0, shape[-1], shape[:-1])
@@ -497,6 +537,40 @@ LOSSES = (
             ({}, {"label_smoothing": 0.1}, {"class_weights": CLASS_WEIGHTS, "label_smoothing": 0.2}),
         ),
         domain=Simplex(eps=CrossEntropyParams().eps),
+    ),
+    LossInfo(
+        "channel_cross_entropy",
+        golden=Golden(
+            reference=ref_channel_cross_entropy,
+            data=channel_data,
+            shapes=CHANNEL_SHAPES,
+            describe=lambda p: (
+                "torch.nn.functional.cross_entropy(probability targets (N, C, d...), weight, label_smoothing, "
+                "reduction='none')"
+                if p.get("from_logits")
+                else (
+                    "keras.losses.categorical_crossentropy(label_smoothing) on the class axis moved last (renormalise "
+                    "+ clip; Keras 3 torch backend, run in the case dtype)"
+                    if p.get("class_weights") is None
+                    else "formula -sum_c w_c (y_c(1-s)+s/C) log clip(p_c/sum p) over axis 1, torch float64"
+                )
+            ),
+            combos=(
+                ({"from_logits": True}, BOTH),
+                ({"from_logits": True, "label_smoothing": 0.1}, ONE),
+                ({"from_logits": True, "class_weights": "per_channel"}, BOTH),
+                ({"from_logits": True, "class_weights": "per_channel", "label_smoothing": 0.2}, ONE),
+                ({}, BOTH),
+                ({"label_smoothing": 0.1}, ONE),
+                ({"class_weights": "per_channel"}, ONE),
+                ({"eps": 1e-3}, ONE),
+            ),
+        ),
+        gradients=GradientCase(
+            fd_channels,
+            ({}, {"label_smoothing": 0.1}, {"class_weights": CLASS_WEIGHTS, "label_smoothing": 0.2}),
+        ),
+        domain=Simplex(eps=ChannelCrossEntropyParams().eps, channel_first=True),
     ),
     LossInfo(
         "sparse_cross_entropy",
