@@ -121,6 +121,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/loss/channel_cross_entropy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Channel-first (pixel-wise) cross-entropy
+         * @description Channel-first (pixel-wise) cross-entropy. Categorical cross-entropy over the channel axis of channel-first maps (N, C, ...), one term per spatial position, averaged over the positions of each sample: torch's CrossEntropyLoss on (N, C, d1, ...) with probability targets, the cross-entropy of segmentation networks (and the CE of MONAI's DiceCELoss). The same formula as cross_entropy, whose class axis is the last one: logits go through a stable log-softmax; probabilities are renormalised over the channels and clipped, as Keras does; class weights multiply each class's term and the mean divides by the number of positions (torch's mean for probability targets). Integer label maps are accepted as targets and expanded to one-hot.
+         */
+        post: operations["compute_channel_cross_entropy_loss_channel_cross_entropy_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/loss/ciou": {
         parameters: {
             query?: never;
@@ -336,6 +356,26 @@ export interface paths {
          * @description Dice + binary cross-entropy. The usual segmentation loss: Dice optimises the overlap, binary cross-entropy gives every pixel a gradient early in training. Predictions and targets are channel-first probabilities. A weighted sum of catalog losses computed as one graph: 1 x dice + 1 x binary_cross_entropy. Each term's own params and reduction apply; the loss, per-sample losses and gradients are the weighted sums of the terms'. Properties are those every term claims (for their default forms), kept where a sum preserves them.
          */
         post: operations["compute_dice_bce_loss_dice_bce_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/loss/dice_ce": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Dice + cross-entropy (MONAI DiceCELoss)
+         * @description Dice + cross-entropy (MONAI DiceCELoss). MONAI's DiceCELoss with its defaults (lambda_dice = lambda_ce = 1, no activation for the Dice term): Dice on the predictions as probabilities plus the channel-first cross-entropy over axis 1 of the same predictions read as logits (torch's CrossEntropyLoss, which applies the log-softmax itself), on channel-first maps (N, C, ...) with C >= 2. Targets are one-hot (or soft) masks of the same shape, or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot (MONAI to_onehot_y=True). MONAI's other flags are the ad-hoc composite (POST /loss/composite) of the same two terms with their params: softmax=True (the usual form, nnU-Net's loss) is dice with activation 'softmax' plus channel_cross_entropy with from_logits true; sigmoid=True is dice with activation 'sigmoid'; include_background, squared_pred, jaccard (iou instead of dice), smooth_nr, smooth_dr and weight (class_weights on both terms) are the terms' params, lambda_dice and lambda_ce the term weights. For one channel MONAI uses BCEWithLogitsLoss instead: dice plus binary_cross_entropy with from_logits true. A weighted sum of catalog losses computed as one graph: 1 x dice + 1 x channel_cross_entropy (params {'from_logits': True}). Each term's own params and reduction apply; the loss, per-sample losses and gradients are the weighted sums of the terms'. Properties are those of the terms in the forms used here, kept where a sum preserves them.
+         */
+        post: operations["compute_dice_ce_loss_dice_ce_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2106,6 +2146,76 @@ export interface components {
              */
             weights?: number[];
         };
+        /** ChannelCrossEntropyParams */
+        ChannelCrossEntropyParams: {
+            /**
+             * Class Weights
+             * @description One non-negative weight per class (length C).
+             * @default null
+             */
+            class_weights?: number[] | null;
+            /**
+             * Eps
+             * @description Probabilities are clipped to [eps, 1 - eps] before a logarithm.
+             * @default 1e-7
+             */
+            eps?: number;
+            /**
+             * From Logits
+             * @description Predictions are raw scores (logits) rather than probabilities.
+             * @default false
+             */
+            from_logits?: boolean;
+            /**
+             * Label Smoothing
+             * @description Targets become y(1 - s) + s/C.
+             * @default 0
+             */
+            label_smoothing?: number;
+        };
+        /**
+         * ChannelCrossEntropyRequest
+         * @description Compute Channel-first (pixel-wise) cross-entropy.
+         */
+        ChannelCrossEntropyRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["ChannelCrossEntropyParams"];
+            /**
+             * Predictions
+             * @description Class probabilities over axis 1 (channel-first), or logits when from_logits. Shape (N, C, ...).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Target class distributions over axis 1 (one-hot or soft), same shape as predictions; or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y). Shape (N, C, ...).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
         /**
          * CiouRequest
          * @description Compute Complete IoU loss.
@@ -2715,6 +2825,49 @@ export interface components {
             /**
              * Targets
              * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions; or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y). (used by binary_cross_entropy, dice) Shape (N, C, ...).
+             */
+            targets: (number | unknown[])[];
+            /**
+             * Weights
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @default null
+             */
+            weights?: number[];
+        };
+        /**
+         * DiceCeRequest
+         * @description Compute Dice + cross-entropy (MONAI DiceCELoss).
+         */
+        DiceCeRequest: {
+            /**
+             * Dtype
+             * @description Precision the kernel runs in.
+             * @default float32
+             * @enum {string}
+             */
+            dtype?: "float32" | "float64";
+            /**
+             * Outputs
+             * @description What to return: loss, per_sample, gradients.
+             */
+            outputs?: ("loss" | "per_sample" | "gradients")[];
+            /** @description Loss parameters. */
+            params?: components["schemas"]["NoParams"];
+            /**
+             * Predictions
+             * @description Per-channel probabilities in [0, 1] (activation none), or logits (sigmoid, softmax); channel-first. (used by channel_cross_entropy, dice) Shape (N, C, ...).
+             */
+            predictions: (number | unknown[])[];
+            /**
+             * Reduction
+             * @description mean: weighted mean; sum; none: per-sample.
+             * @default mean
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /**
+             * Targets
+             * @description Target masks in [0, 1] (one-hot or soft), same shape as predictions; or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot over the C channels (MONAI to_onehot_y). (used by channel_cross_entropy, dice) Shape (N, C, ...).
              */
             targets: (number | unknown[])[];
             /**
@@ -6300,6 +6453,66 @@ export interface operations {
             };
         };
     };
+    compute_channel_cross_entropy_loss_channel_cross_entropy_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChannelCrossEntropyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     compute_ciou_loss_ciou_post: {
         parameters: {
             query?: never;
@@ -6910,6 +7123,66 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["DiceBceRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LossResponse"];
+                };
+            };
+            /** @description Malformed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many elements. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; `field` names it. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    compute_dice_ce_loss_dice_ce_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DiceCeRequest"];
             };
         };
         responses: {
