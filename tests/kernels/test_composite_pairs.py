@@ -301,11 +301,11 @@ def test_a_named_composite_of_terms_sharing_kernel_functions(dtype: Any) -> None
 
 def test_functions_keep_same_named_kernels_apart() -> None:
     functions = Functions()
-    dice = functions.add(ratio_kernel(False, "none", False, True))
-    iou = functions.add(ratio_kernel(True, "none", False, True))
-    tversky = functions.add(tversky_kernel("sigmoid", True))
+    dice = functions.add(ratio_kernel(False, "none", False, True, False))
+    iou = functions.add(ratio_kernel(True, "none", False, True, False))
+    tversky = functions.add(tversky_kernel("sigmoid", True, False))
     assert dice == ("lossd", "overlap_kernel") and len({dice, iou, tversky}) == 3
-    assert functions.add(ratio_kernel(False, "none", False, True)) == dice  # one function, added once
+    assert functions.add(ratio_kernel(False, "none", False, True, False)) == dice  # one function, added once
     assert functions.add(reduce_loss) == functions.add(reduce_loss) == ("lossd", "reduce_loss")
     protos = {(p.domain, p.name): p for p in functions.protos}
     assert len(protos) == len(functions.protos)
@@ -317,7 +317,7 @@ def test_functions_keep_same_named_kernels_apart() -> None:
     assert calls[dice] & {"probabilities", "probabilities_2"} != calls[tversky] & {"probabilities", "probabilities_2"}
     # protos merged into another model keep their calls, renamed where that model has the names
     other = Functions()
-    other.add(tversky_kernel("none", True))
+    other.add(tversky_kernel("none", True, False))
     placed = other.merge(functions.protos)
     assert placed[dice] != dice or placed[tversky] != tversky
     merged = {(p.domain, p.name): p for p in other.protos}

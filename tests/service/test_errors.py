@@ -253,8 +253,8 @@ CASES: list[tuple[str, str, Any, int, str | None, str]] = [
     ("variance-missing", "gaussian_nll", {"predictions": [[0.5]], "targets": [[0.0]]}, 422, "variance", "required"),
     ("variance-shape", "gaussian_nll", {**GAUSSIAN, "variance": [[1.0], [2.0]]}, 422, "variance", "expected shape"),
     ("variance-overflow", "gaussian_nll", {**GAUSSIAN, "variance": [[1e39, 1], [1, 1]]}, 422, "variance", "non-finite"),
-    ("quantile-one", "quantile", {**FOCAL, "params": {"quantile": 1}}, 422, "params.quantile", "less than 1"),
-    ("quantile-zero", "pinball", {**FOCAL, "params": {"quantile": 0}}, 422, "params.quantile", "greater than 0"),
+    ("quantile-above-one", "quantile", {**FOCAL, "params": {"quantile": 1.5}}, 422, "params.quantile", "less than"),
+    ("quantile-below-zero", "pinball", {**FOCAL, "params": {"quantile": -0.1}}, 422, "params.quantile", "greater than"),
     ("beta-negative", "smooth_l1", {**FOCAL, "params": {"beta": -0.5}}, 422, "params.beta", "greater than or equal"),
     (
         "overflow",
