@@ -144,7 +144,9 @@ def get_segments(request: Request, name: str) -> dict[str, Any]:
     return segments_view(store, find(store, name))
 
 
-@router.get("/ui/monitors", response_class=HTMLResponse, tags=["ui"])
+@router.get(
+    "/ui/monitors", response_class=HTMLResponse, tags=["ui"], responses=problems({422: "No such page of monitors."})
+)
 def monitors_page(request: Request, page_number: Annotated[int, Query(alias="page", ge=1)] = 1) -> HTMLResponse:
     """The monitors' loss over time, baseline bands and flagged windows (an HTML page, 20
     monitors a page, by name)."""

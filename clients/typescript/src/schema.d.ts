@@ -10548,13 +10548,13 @@ export interface operations {
                     "text/html": string;
                 };
             };
-            /** @description Validation Error */
+            /** @description No such page of monitors. */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
