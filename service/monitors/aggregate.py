@@ -36,11 +36,15 @@ class Aggregate:
     @classmethod
     def of(cls, losses: np.ndarray, weights: np.ndarray | None = None) -> Aggregate:
         losses = np.asarray(losses, dtype=np.float64).ravel()
-        w = np.ones_like(losses) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
-        weighted = w * losses
+        w: np.ndarray | None = None
+        if weights is None:
+            weight, weighted = float(losses.size), losses
+        else:
+            w = np.asarray(weights, dtype=np.float64).ravel()
+            weight, weighted = float(w.sum()), w * losses
         return cls(
             count=int(losses.size),
-            weight=float(w.sum()),
+            weight=weight,
             total=float(weighted.sum()),
             squares=float(weighted @ losses),
             min=float(losses.min()) if losses.size else math.inf,

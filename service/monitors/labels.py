@@ -86,8 +86,9 @@ def checked_ids(value: object) -> list[str]:
 
 def first_places(ids: list[str]) -> dict[str, int]:
     """Each id's first place in the request."""
-    if len(set(ids)) == len(ids):
-        return dict(zip(ids, range(len(ids)), strict=True))
+    places = dict(zip(ids, range(len(ids)), strict=True))  # the last place of each: the first where none repeats
+    if len(places) == len(ids):
+        return places
     first: dict[str, int] = {}
     for place, id_ in enumerate(ids):
         first.setdefault(id_, place)

@@ -28,6 +28,7 @@ labels write that labels the last one. An expired row still present counts as ab
 
 from __future__ import annotations
 
+import collections
 import itertools
 import threading
 import weakref
@@ -157,6 +158,9 @@ class Index:
     """id -> its row << 32 | its position there; a later row's entry replaces an earlier one's."""
     rows: dict[int, tuple[float, list[str]]] = field(default_factory=dict)
     """row -> (expires, its ids), in id order: what to forget when a row expires."""
+    reused: bool = False
+    """Some id took the entry of an earlier row (sent again once labelled or expired): forgetting a
+    row then checks each of its ids' entry."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -204,7 +208,10 @@ def catch_up(store: Store, connection: Any, monitor: Monitor, index: Index) -> N
 def add(index: Index, row: int, expires: float, names: list[str]) -> None:
     """A row into the index (the newest: rows are added in id order)."""
     index.rows[row] = (expires, names)
+    before = len(index.ids)
     index.ids.update(zip(names, range(row << SHIFT, (row << SHIFT) + len(names)), strict=True))
+    if len(index.ids) - before < len(names):  # (a row's ids are distinct)
+        index.reused = True
     index.last = row
 
 
@@ -219,10 +226,15 @@ def forget_expired(index: Index, now: float) -> None:
 def drop(index: Index, row: int) -> None:
     """Forget a row (under the index's lock)."""
     entry = index.rows.pop(row, None)
-    if entry is not None:
-        for name in entry[1]:
-            if index.ids.get(name, -1) >> SHIFT == row:
-                del index.ids[name]
+    if entry is None:
+        return
+    names, ids = entry[1], index.ids
+    if index.reused:  # an id a later row took again keeps that row's entry: this row's own are its range
+        codes = range(row << SHIFT, (row << SHIFT) + len(names))
+        names = [name for name, code, held in zip(names, codes, map(ids.get, names), strict=True) if held == code]
+    collections.deque(map(ids.pop, names, itertools.repeat(None)), maxlen=0)  # the loop in C: ~10 us per 1,000
+    if not index.rows:
+        index.reused = False
 
 
 def forget(store: Store, monitor: Monitor, rows: Iterable[int]) -> None:

@@ -45,7 +45,7 @@ class Bins:
     counts: np.ndarray = field(default_factory=lambda: _EMPTY)
 
     @classmethod
-    def of(cls, magnitudes: np.ndarray, weights: np.ndarray) -> Bins:
+    def of(cls, magnitudes: np.ndarray, weights: np.ndarray | None) -> Bins:
         if magnitudes.size == 0:
             return cls()
         keys = np.ceil(np.log(magnitudes) / math.log(2) * _LOG2_MULTIPLIER).astype(np.int64) + int(MAPPING._offset)
@@ -84,10 +84,16 @@ class Sketch:
     def of(cls, values: np.ndarray, weights: np.ndarray | None = None) -> Sketch:
         """The sketch of ``values``; samples of zero weight are left out (DDSketch counts only positive weights)."""
         values = np.asarray(values, dtype=np.float64)
-        w = np.ones_like(values) if weights is None else np.asarray(weights, dtype=np.float64)
-        positive = (values > MAPPING.min_possible) & (w > 0)
-        negative = (values < -MAPPING.min_possible) & (w > 0)
-        zero = float(w[~positive & ~negative & (w > 0)].sum())
+        positive = values > MAPPING.min_possible
+        negative = values < -MAPPING.min_possible
+        if weights is None:  # most batches: no masks of weights to build
+            zero = float(values.size - np.count_nonzero(positive) - np.count_nonzero(negative))
+            return cls(Bins.of(values[positive], None), Bins.of(-values[negative], None), zero)
+        w = np.asarray(weights, dtype=np.float64)
+        counted = w > 0
+        positive &= counted
+        negative &= counted
+        zero = float(w[~positive & ~negative & counted].sum())
         return cls(Bins.of(values[positive], w[positive]), Bins.of(-values[negative], w[negative]), zero)
 
     def merged(self, other: Sketch) -> Sketch:
@@ -139,17 +145,18 @@ class Sketch:
         count = below + self.zero + (float(positive[-1]) if positive.size else 0.0)
         if count == 0:
             return [None for _ in qs]
+        ranks = np.asarray(qs, dtype=np.float64) * (count - 1)
+        # One search per store for every quantile (numpy's per-call cost dominates here).
+        lower = np.searchsorted(negative, below - ranks, side="left").tolist() if negative.size else []
+        upper = np.searchsorted(positive, ranks - self.zero - below, side="right").tolist() if positive.size else []
         values: list[float | None] = []
-        for q in qs:
-            rank = q * (count - 1)
+        for i, rank in enumerate(ranks.tolist()):
             if rank < below:
-                index = int(np.searchsorted(negative, below - rank - 1 + 1, side="left"))
-                values.append(-MAPPING.value(self.negative.offset + min(index, negative.size - 1)))
+                values.append(-MAPPING.value(self.negative.offset + min(lower[i], negative.size - 1)))
             elif rank < below + self.zero:
                 values.append(0)
             else:
-                index = int(np.searchsorted(positive, rank - self.zero - below, side="right"))
-                values.append(MAPPING.value(self.positive.offset + min(index, positive.size - 1)))
+                values.append(MAPPING.value(self.positive.offset + min(upper[i], positive.size - 1)))
         return values
 
     def library_quantiles(self, qs: tuple[float, ...]) -> list[float | None]:

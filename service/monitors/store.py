@@ -189,6 +189,7 @@ SEGMENT_COLUMNS = "id, monitor_id, tags, count, weight, total, squares, low, hig
 SUMS = "SUM(count), SUM(weight), SUM(total), SUM(squares), MIN(low), MAX(high)"
 WINDOW_COLUMNS = "window_start, count, weight, total, squares, low, high, sketch"
 INSERTED_WINDOW_COLUMNS = f"segment_id, monitor_id, batches, {WINDOW_COLUMNS}, p50, p90, p99"
+EMPTY_SKETCH = Sketch().encode()
 
 
 def tags_key(tags: Mapping[str, str | None]) -> str:
@@ -449,8 +450,10 @@ class Store(ABC):
         if segment is None:
             return False
         segment_id, segment_frozen = segment
-        quantiles = aggregate.sketch.quantiles(QUANTILES)
-        row = (segment_id, monitor.id, 1, window_start, *sums(aggregate), aggregate.sketch.encode(), *quantiles)
+        # The row takes an empty sketch and no quantiles first: the sketch of a window with
+        # earlier batches is the merge of the stored one, which only the upsert's RETURNING
+        # gives under the row's lock; either way the row's sketch is encoded once.
+        row = (segment_id, monitor.id, 1, window_start, *sums(aggregate), EMPTY_SKETCH, None, None, None)
         batches, stored = run(
             connection,
             self.sql(
@@ -468,28 +471,23 @@ class Store(ABC):
             row,
         )[0]
         if batches > 1:  # the row existed and is locked: merge its sketch with this batch's
-            merged = Sketch.decode(bytes(stored)).merged(aggregate.sketch)
-            connection.execute(
-                self.sql(
-                    "UPDATE lossd_windows SET sketch = ?, p50 = ?, p90 = ?, p99 = ?, drift = ? "
-                    "WHERE segment_id = ? AND window_start = ?"
-                ),
-                (
-                    merged.encode(),
-                    *merged.quantiles(QUANTILES),
-                    window_drift(monitor, segment_frozen, window_start, merged),
-                    segment_id,
-                    window_start,
-                ),
-            )
+            sketch = Sketch.decode(bytes(stored)).merged(aggregate.sketch)
         else:
+            sketch = aggregate.sketch
             segment_frozen = self.settle(connection, monitor, segment_id, segment_frozen, now)
-            distance = window_drift(monitor, segment_frozen, window_start, aggregate.sketch)
-            if distance is not None:
-                connection.execute(
-                    self.sql("UPDATE lossd_windows SET drift = ? WHERE segment_id = ? AND window_start = ?"),
-                    (distance, segment_id, window_start),
-                )
+        connection.execute(
+            self.sql(
+                "UPDATE lossd_windows SET sketch = ?, p50 = ?, p90 = ?, p99 = ?, drift = ? "
+                "WHERE segment_id = ? AND window_start = ?"
+            ),
+            (
+                sketch.encode(),
+                *sketch.quantiles(QUANTILES),
+                window_drift(monitor, segment_frozen, window_start, sketch),
+                segment_id,
+                window_start,
+            ),
+        )
         return True
 
     def add_to_segment(

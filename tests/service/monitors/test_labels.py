@@ -115,6 +115,19 @@ def test_labels_join_by_id_into_the_predictions_windows_and_segments(labelled: T
     assert post(labelled, name, "predictions", {"ids": ["a"], "predictions": [[7.0]], "timestamp": T0})["accepted"] == 1
 
 
+def test_an_id_sent_again_keeps_waiting_when_its_first_row_is_forgotten(labelled: TestClient) -> None:
+    """The index forgets a row once its last prediction is labelled; an id of that row sent
+    again meanwhile belongs to the later row and must still be found."""
+    name = new_monitor(labelled)
+    post(labelled, name, "predictions", {"ids": ["x", "y"], "predictions": [[1.0], [2.0]], "timestamp": T0})
+    assert post(labelled, name, "labels", {"ids": ["x"], "targets": [[0.0]]})["matched"] == 1
+    post(labelled, name, "predictions", {"ids": ["x"], "predictions": [[3.0]], "timestamp": T0})  # x is free again
+    assert post(labelled, name, "labels", {"ids": ["y"], "targets": [[0.0]]})["matched"] == 1  # the first row goes
+    answer = post(labelled, name, "labels", {"ids": ["x"], "targets": [[0.0]]})
+    assert answer == {"matched": 1, "unmatched": 0, "duplicates": 0, "loss": pytest.approx(9.0)}
+    assert stored_rows(labelled, name) == 0
+
+
 def test_a_prediction_without_timestamp_lands_in_the_window_it_was_stored_in(labelled: TestClient) -> None:
     name = new_monitor(labelled)
     before = time.time()
