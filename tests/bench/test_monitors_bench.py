@@ -32,4 +32,5 @@ def test_the_scale_bench_reads_what_it_wrote(capsys: pytest.CaptureFixture[str])
     result = printed(capsys)
     assert result["batches"] == 1440
     for key in ("windows_ms", "monitor_ms", "metrics_ms", "page_ms", "database_mib", "ratio"):
-        assert isinstance(result[key], float) and result[key] > 0, key
+        value = result[key]
+        assert isinstance(value, float) and value > 0, key
