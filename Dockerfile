@@ -31,7 +31,7 @@ FROM ${BASE} AS cpu
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin lossd \
     && install -d -o 10001 -g 10001 /var/lib/lossd
 COPY --from=build /opt/lossd /opt/lossd
-# MALLOC_MMAP_THRESHOLD_ is already what `lossd serve` wants, so it starts without
+# The allocator thresholds are already what `lossd serve` wants, so it starts without
 # re-executing itself; the server is PID 1 and handles SIGTERM from `docker stop`.
 # onnxruntime (1.29+) sends usage telemetry from Linux unless ORT_DISABLE_TELEMETRY is set;
 # a service image has no business phoning home (and no home to keep a device ID in).
@@ -44,6 +44,7 @@ ENV PATH=/opt/lossd/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     MALLOC_MMAP_THRESHOLD_=33554432 \
+    MALLOC_TRIM_THRESHOLD_=33554432 \
     ORT_DISABLE_TELEMETRY=1 \
     HOME=/tmp \
     MPLCONFIGDIR=/tmp/matplotlib \

@@ -184,11 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     found = versions()
     busy = idle_check()
+    allocator = ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in MALLOC_ENV)
     print("lossd bench: " + ", ".join(f"{k} {v}" for k, v in found.items()))
-    print(
-        f"{os.cpu_count()} cores; {MALLOC_ENV}={os.environ.get(MALLOC_ENV, 'unset')}; "
-        f"other processes kept {busy:.2f} cores busy before the run"
-    )
+    print(f"{os.cpu_count()} cores; {allocator}; other processes kept {busy:.2f} cores busy before the run")
     results: dict[str, Any] = {
         "versions": found,
         "cores": os.cpu_count(),

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from service.cli import MALLOC_ENV as SERVICE_MALLOC_ENV
 
-((MALLOC_ENV, MALLOC_VALUE),) = SERVICE_MALLOC_ENV.items()  # the setting lossd serve runs with
-"""What ``lossd serve`` and ``make`` set: glibc's mmap threshold, read at process start."""
+MALLOC_ENV: dict[str, str] = dict(SERVICE_MALLOC_ENV)
+"""What ``lossd serve`` and ``make`` set: glibc's mmap and trim thresholds, read at process start."""
 PACKAGES = ("numpy", "onnxruntime", "fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools", "orjson")
 
 

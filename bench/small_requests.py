@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import Generator, LoadResult, Target
-from bench.machine import MALLOC_ENV, MALLOC_VALUE, Interference
+from bench.machine import MALLOC_ENV, Interference
 from bench.minimal_graph import LOSS_RTOL, focal_graph
 from bench.payload import COLUMNS, PATH, ROWS, small_request
 from bench.process import HOST, ServerProcess
@@ -71,7 +71,7 @@ def server_env(threads: int) -> dict[str, str]:
     """This environment plus what every server gets: the service's allocator setting,
     its intra-op threads, the CPU provider and one worker."""
     env = dict(os.environ)
-    env[MALLOC_ENV] = MALLOC_VALUE
+    env.update(MALLOC_ENV)
     # gRPC off unless a section serves it on a port of its own (bench.grpc): two servers would
     # otherwise share 8001 through SO_REUSEPORT.
     env.update(LOSSD_INTRA_OP_THREADS=str(threads), LOSSD_PROVIDER="cpu", LOSSD_WORKERS="1", LOSSD_GRPC_PORT="0")

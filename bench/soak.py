@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.faults import KillResult, SigtermResult, kill_one_worker, sigterm_during_large_request
 from bench.load import Generator, Target, generator
-from bench.machine import MALLOC_ENV, MALLOC_VALUE
+from bench.machine import MALLOC_ENV
 from bench.payload import PATH, small_request
 from bench.process import HOST, ServerProcess
 from bench.procfs import workers_rss
@@ -55,7 +55,7 @@ def server_env(workers: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
-            MALLOC_ENV: MALLOC_VALUE,
+            **MALLOC_ENV,
             "LOSSD_PROVIDER": "cpu",
             "LOSSD_WORKERS": str(workers),
             "LOSSD_INTRA_OP_THREADS": "1",

@@ -65,3 +65,25 @@ def release() -> None:
     arrays and copies fall below the mmap threshold in pieces and stay in the heap otherwise."""
     if _malloc_trim is not None:
         _malloc_trim(0)
+
+
+RELEASE_DELAY = 0.5
+"""Seconds from the first ask to the release: large requests back to back reuse the heap's
+pages rather than fault them in again (on this machine's VM a fault-in costs more than
+copying the body), and an idle worker still hands them back within this."""
+_scheduled = threading.Lock()
+"""Held while a release is scheduled."""
+
+
+def release_soon() -> None:
+    """``release`` once, RELEASE_DELAY seconds from now, however many threads ask meanwhile."""
+    if _malloc_trim is None or not _scheduled.acquire(blocking=False):
+        return
+
+    def run() -> None:
+        _scheduled.release()
+        release()
+
+    timer = threading.Timer(RELEASE_DELAY, run)
+    timer.daemon = True
+    timer.start()

@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kernels import REGISTRY
+from kernels import REGISTRY, memory
 from kernels.cache import GraphCache
 from kernels.features import FEATURE_MODELS, load_feature_models
 from kernels.runtime import Runtime
@@ -139,6 +139,7 @@ def create_app(settings: Settings | None = None) -> LossdApp:
         # frozen, the heap is not walked by them (1M-element JSON: ~1.3x -> see bench).
         gc.collect()
         gc.freeze()
+        memory.release()  # what start-up freed, which the trim threshold (service.cli) would keep
         grpc_server = None
         if settings.grpc_port:  # imported only then: an app without gRPC loads none of it
             from service.grpc import server as grpc_edge

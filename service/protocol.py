@@ -23,9 +23,6 @@ Refusals are written here directly, in the app's error shapes (service.problems)
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -33,6 +30,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from kernels import memory
 from service import limits
 from service.errors import ServiceError
 from service.problems import render
@@ -68,35 +66,11 @@ def worker_limits() -> Limits:
     )
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    library = ctypes.CDLL(name) if name else None
-    return getattr(library, "malloc_trim", None)  # glibc's; none elsewhere
-
-
-MALLOC_TRIM = _malloc_trim()
 TRIM_BYTES = 1 << 20
-"""A dropped partial body this large has its memory handed back to the system."""
-TRIM_DELAY = 0.5
-"""Seconds after the drop: the app lets go of the body once it has seen the disconnect."""
-_trim_pending = False
-
-
-def trim_soon(loop: asyncio.AbstractEventLoop) -> None:
-    """Return freed heap pages to the system shortly (once for many drops). A body arrives in
-    64 KiB pieces, below glibc's mmap threshold: freed, they stay in the heap between
-    long-lived objects, and a worker that held 256 MiB of partial uploads kept it."""
-    global _trim_pending
-    if MALLOC_TRIM is None or _trim_pending:
-        return
-    _trim_pending = True
-
-    def trim() -> None:
-        global _trim_pending
-        _trim_pending = False
-        MALLOC_TRIM(0)
-
-    loop.call_later(TRIM_DELAY, trim)
+"""A dropped partial body this large has its memory handed back to the system, shortly
+(kernels.memory.release_soon: the app lets go of the body once it has seen the disconnect).
+A body arrives in 64 KiB pieces, below glibc's mmap threshold: freed, they stay in the heap
+between long-lived objects, and a worker that held 256 MiB of partial uploads kept it."""
 
 
 class Refused(Exception):
@@ -235,7 +209,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def drop(self) -> None:
         """The request's partial body is dropped with its connection."""
         if self.received >= TRIM_BYTES:
-            trim_soon(self.loop)
+            memory.release_soon()
         self.release()
 
     def stop_timers(self) -> None:

@@ -44,8 +44,8 @@ OFF_LOOP_BYTES = 1 << 20
 NO_RUN = (0.0, 0.0)
 """The kernel times of a request that ran no kernel (it failed first)."""
 RELEASE_BYTES = 8 << 20
-"""After a body of this size, its thread hands free heap pages back (kernels.memory.release):
-its arrays and copies otherwise stay in the worker's heap."""
+"""After a body of this size, free heap pages go back to the system shortly
+(kernels.memory.release_soon): its arrays and copies otherwise stay in the worker's heap."""
 """Bodies this large are decoded and computed in a worker thread, so that a burst of large
 requests leaves the event loop free for health probes, scrapes and small requests (a small
 request stays on the loop: the hand-off would cost more than its computation)."""
@@ -388,7 +388,7 @@ def run(handler: Handler, state: Any, scope: Scope, body: bytes) -> tuple[Reply,
         reply = handler(state, scope, body)
     finally:
         if len(body) >= RELEASE_BYTES:
-            memory.release()
+            memory.release_soon()
     return reply, (stats.CLOCK.kernel_start, stats.CLOCK.kernel_end)
 
 

@@ -67,7 +67,7 @@ def run(spec: LossSpec, request: pb.ModelInferRequest, host: Host, size: int) ->
         answer = tensors.encode(spec, request, prepared, result).SerializeToString()
     finally:
         if size >= RELEASE_BYTES:
-            memory.release()
+            memory.release_soon()
     return answer, (stats.CLOCK.kernel_start, stats.CLOCK.kernel_end)
 
 
