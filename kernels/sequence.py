@@ -135,7 +135,11 @@ def ctc_occupancy(lp, targets, input_lengths, target_lengths, blank):  # type: i
     ends = op.Concat(two_l, two_l - op.Constant(value_int=1), axis=1)  # (N, 2)
     picked = op.GatherElements(at_end, op.Max(ends, op.Constant(value_int=0)), axis=1)
     picked = op.Where(op.GreaterOrEqual(ends, op.Constant(value_int=0)), picked, neg)
-    nll = op.Neg(op.ReduceLogSumExp(picked, one, keepdims=0))
+    # Written out like the step's, not ReduceLogSumExp: onnxruntime's (CPU, 1.32) returns -inf for
+    # (-inf, -751), so an input just long enough for its target, with log p below about -708, had an
+    # infinite (or, from -708 down, an inexact) loss.
+    end_top = op.Max(op.ReduceMax(picked, one, keepdims=1), floor)  # (N, 1)
+    nll = op.Neg(op.Log(op.ReduceSum(op.Exp(picked - end_top), one, keepdims=0)) + op.Squeeze(end_top, one))
     # gamma_t(s) = alpha_t(s) beta_t(s) / y_t(l'_s) / p, on valid frames and states.
     beta = op.GatherElements(
         op.ReverseSequence(alpha_reversed, input_lengths, batch_axis=0, time_axis=1),

@@ -28,7 +28,8 @@ from tests.kernels.properties import (
 @dataclass(frozen=True)
 class Cosines(Domain):
     """Cosine logits (shape ``(C,)``, every component in ``[-1, 1]``) with a label target: along the true
-    class's cosine and another class's (the others fixed), and along random chords through the box. ``kinks``
+    class's cosine and another class's (the others fixed; also against a rival close to the box's end), and
+    along random chords through the box. ``kinks``
     are the true class's cosines where the kernel switches formula (ArcFace's continuation past theta + m = pi,
     its clip near 1); the central region keeps every component within ``[-0.95, 0.95]``."""
 
@@ -61,6 +62,10 @@ class Cosines(Domain):
             self.class_line(0, 0, rest),
             self.class_line(0, 1, rest),
             self.line(1, np.array([0.1, 0.4, -0.2]), chord),
+            # a strong rival (0.7): the true class competes with it only beyond the central region (CosFace's
+            # margin 0.35: at t = 1.05), so the curvature grows by e^(s 0.05) = 25x from the central region's
+            # end to the box's (s = 64); random lines reach that band only by chance
+            self.class_line(0, 0, np.array([0.7, -0.3])),
         )
 
     def lines(self) -> st.SearchStrategy[Line]:

@@ -3,6 +3,7 @@ its speed, the Scan body's size, impossible alignments in process, and the card'
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from typing import Any, Literal
@@ -139,6 +140,27 @@ def test_impossible_alignment_in_process() -> None:
     for result in (plain, zeroed):
         np.testing.assert_array_equal(result.gradients["predictions"][0], 0.0)
         assert np.isfinite(result.gradients["predictions"]).all()
+
+
+@pytest.mark.parametrize("log_p", [-700.0, -740.0, -746.0, -1004.0])
+def test_a_forced_alignment_of_tiny_probability_is_exact(log_p: float) -> None:
+    """An input just long enough for its target has one alignment, ending in the target's last label (the
+    final blank state unreachable, -inf): the loss is -(sum of its log-probabilities), however small the
+    probability. (onnxruntime's ReduceLogSumExp of (-inf, x) loses x below about -708 and gives -inf below
+    -745: the loss was inexact there, then infinite.)"""
+    lp = np.log(np.full((2, 4, 3), 1.0 / 3.0))
+    lp[:, 1, 2] = log_p
+    inputs = {
+        "predictions": lp,
+        "targets": np.array([[1, 2], [1, 2]]),
+        "input_lengths": np.array([2, 4]),
+        "target_lengths": np.array([2, 2]),
+    }
+    result = evaluate("ctc", inputs, reduction="none")
+    expected, gamma = numpy_ctc(lp, inputs["targets"], inputs["input_lengths"], inputs["target_lengths"], 0)
+    assert result.per_sample[0] == pytest.approx(math.log(3.0) - log_p, rel=1e-15)
+    np.testing.assert_allclose(result.per_sample, expected, rtol=1e-12)
+    np.testing.assert_allclose(result.gradients["predictions"], -gamma, atol=1e-12)
 
 
 def test_curve_slope_is_the_kernel_gradient_along_it() -> None:
