@@ -130,7 +130,7 @@ class CompositeSessions:
         kernel = self.kernel(terms, dtype, gradients)
         np_dtype = NUMPY_DTYPE[dtype]
         arrays = {x.name: np.asarray(inputs[x.name], np.int64 if x.integer else np_dtype) for x in kernel.layouts}
-        count = 1 if terms[0].spec.batch_level else next(iter(arrays.values())).shape[0]
+        count = 1 if terms[0].batch_level else next(iter(arrays.values())).shape[0]
         w = np.ones(count, np_dtype) if weights is None else np.asarray(weights, np_dtype)
         result, term_losses, term_per_sample = self.compute(kernel, terms, arrays, w, reduction == "mean")
         if reduction == "none":

@@ -103,8 +103,8 @@ def decode_terms(
                 )
             owner.setdefault(field, index)
         if count is None:
-            count = (batch.count, t.inputs[0][1])
-        elif not t.spec.batch_level and batch.count != count[0]:
+            count = (1 if t.batch_level else batch.count, t.inputs[0][1])
+        elif not t.batch_level and batch.count != count[0]:
             field = t.inputs[0][1]
             raise invalid(field, f"has {batch.count} samples but {count[1]!r} has {count[0]}: the terms share N")
     assert count is not None
