@@ -55,6 +55,16 @@ class OverlapBase(Params):
         "fn = sum max(y - p, 0)), so a soft target predicted exactly has loss 0; the same as false for hard "
         "(0/1) targets and for squared_pred.",
     )
+    any_range: bool = Field(
+        False,
+        description="MONAI other_act (a callable, which HTTP cannot carry): apply it yourself (e.g. torch.tanh, or "
+        "log_softmax over the channels as MONAI's own tests do) and send its output as the predictions with "
+        "activation 'none'; true lifts their [0, 1] check (any finite values, as MONAI takes them), and the "
+        "gradients are with respect to what you sent, to chain through your activation. The overlap statistics are "
+        "MONAI's sums (sum p y, sum p + sum y, sum p^2 with squared_pred) for any values; soft_label needs "
+        "predictions in [0, 1] (MONAI's |p| norms and our min/max forms differ below 0), so negative ones with it "
+        "are a 422.",
+    )
     batch: bool = Field(
         False,
         description="MONAI batch: sum the overlap statistics of each class over the whole batch before the ratio, "
@@ -426,8 +436,19 @@ def empty_denominator(spec_name: str, where: np.ndarray, batch: bool = False) ->
     )
 
 
+def check_soft_range(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """any_range with soft_label: the soft statistics hold for predictions in [0, 1] only."""
+    if params.any_range and params.soft_label and params.activation == "none" and (arrays["predictions"] < 0).any():
+        raise InvalidInput(
+            "params.soft_label",
+            "soft_label takes predictions in [0, 1]: with any_range, negative predictions (e.g. from tanh or "
+            "log_softmax) have no soft overlap here (MONAI's |p| norms differ); use soft_label=false",
+        )
+
+
 def check_overlap(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
     """Dice and IoU with smooth_dr = 0: every (sample, kept class) needs sum p + sum y > 0."""
+    check_soft_range(params, arrays)
     if params.smooth_dr == 0:
         p, y = kept_probabilities(params, arrays)
         empty = (p.sum(axis=-1) + y.sum(axis=-1)) <= 0
@@ -437,6 +458,7 @@ def check_overlap(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
 
 def check_tversky(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
     """Tversky with smooth_dr = 0: tp + alpha fp + beta fn > 0 for every (sample, kept class)."""
+    check_soft_range(params, arrays)
     if params.smooth_dr == 0:
         p, y = kept_probabilities(params, arrays)
         if params.soft_label:
@@ -451,6 +473,7 @@ def check_tversky(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
 def check_generalized(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
     """Generalised Dice with smooth_dr = 0: each sample needs a weighted denominator > 0, so a class in
     its target (the weights of absent classes are 0 when none is present) or, uniform, anything at all."""
+    check_soft_range(params, arrays)
     if params.smooth_dr == 0:
         p, y = kept_probabilities(params, arrays)
         volume = y.sum(-1)
@@ -469,6 +492,7 @@ PREDICTIONS = Input(
     "Per-channel probabilities in [0, 1] (activation none), or logits (sigmoid, softmax); channel-first.",
     differentiable=True,
     probabilities_when=("activation", "none"),
+    relaxed_by="any_range",
 )
 TARGETS = Input(
     "targets",
@@ -536,8 +560,12 @@ MONAI_COMMON = (
     "for reduction='mean', which is our unweighted mean. For one channel MONAI ignores softmax and "
     "include_background=false with a warning; we reject them (422). MONAI's to_onehot_y=True: send the integer "
     "label map, (N, ...) or (N, 1, ...), as targets; soft_label and smooth_dr=0 are ours too (a class whose "
-    "denominator then vanishes is a 422, where MONAI returns nan). Not offered: batch=True (one value per batch, "
-    "where our overlap losses are per sample) and other_act (an arbitrary callable)."
+    "denominator then vanishes is a 422, where MONAI returns nan). batch=True is params.batch (one value for the "
+    "whole batch: per_sample is [loss], no sample weights; MONAI's reduction='mean' is our loss, and its 'sum' "
+    "sums the batch's per-class losses, so it is ours times the number of kept classes, as our 'sum' sums "
+    "samples and the batch is one; generalized_dice's batch form is one value, so both match). other_act (a "
+    "callable) is any_range: apply it yourself, send its output with activation 'none', and chain the gradients "
+    "through it."
 )
 MONAI_WEIGHT = (
     " MONAI's weight is class_weights (one per kept class; MONAI ignores it when a single class is kept, we apply it)."

@@ -242,8 +242,8 @@ LOSSES = (
             describe=lambda p: (
                 "TF-GAN losses_impl.py formulas without label smoothing, each term averaged before the sum "
                 "(weighted as TF-GAN's compute_weighted_loss(SUM_BY_NONZERO_WEIGHTS) where the case has "
-                "real_weights and fake_weights), as an independent float64 torch implementation with autograd (TF-GAN needs TensorFlow, which is not "
-                "installable here); softplus as torch.logaddexp(x, 0)"
+                "real_weights and fake_weights), as an independent float64 torch implementation with autograd "
+                "(TF-GAN needs TensorFlow, which is not installable here); softplus as torch.logaddexp(x, 0)"
             ),
             combos=(
                 *(

@@ -28,6 +28,20 @@ def monai_activation(c: Ctx) -> dict[str, bool]:
     return {"sigmoid": activation == "sigmoid", "softmax": activation == "softmax"}
 
 
+def other_act_check(c: Ctx, make: Any, x: Tensor, y: Tensor, out: Tensor) -> None:
+    """any_range: the predictions are other_act's output (golden data kinds ``tanh`` and ``log_softmax``), so
+    MONAI with that other_act on their pre-activations gives the same losses: log_softmax is idempotent over the
+    channels, tanh is undone by atanh. ``make(other_act)`` builds the module (reduction 'none')."""
+    if not c.params.get("any_range", False) or c.dtype != "float64":
+        return
+    if bool(torch.allclose(x.exp().sum(1), torch.ones(1, dtype=x.dtype))):
+        theirs = monai_per_class(make(lambda t: torch.log_softmax(t, dim=1)), x, y)
+        c.check("monai other_act=log_softmax(dim=1) on the same maps (idempotent) = ours with any_range", theirs, out)
+    else:
+        theirs = monai_per_class(make(torch.tanh), torch.atanh(x), y)
+        c.check("monai other_act=torch.tanh on atanh(predictions) = ours with any_range", theirs, out, rtol=1e-9)
+
+
 def monai_per_class(module: Any, x: Tensor, y: Tensor) -> Tensor:
     """MONAI's reduction='none' output (N, C', 1, ...) as the (N, C') per-class losses; with batch=True its
     (C', 1, ...) as the one row (1, C') of the whole batch."""
@@ -77,6 +91,9 @@ def ref_dice(t: Tensors, c: Ctx, jaccard: bool = False) -> tuple[Tensor, None]:
         **monai_activation(c),
     )
     out = monai_per_class(monai.losses.DiceLoss(jaccard=jaccard, reduction="none", **kwargs), x, y)
+    other_act_check(
+        c, lambda act: monai.losses.DiceLoss(jaccard=jaccard, reduction="none", other_act=act, **kwargs), x, y, out
+    )
     batch_checks(
         c,
         lambda batch, reduction: monai.losses.DiceLoss(
@@ -144,7 +161,7 @@ def ref_tversky(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
         **monai_activation(c),
     )
 
-    def make(batch: bool, reduction: str) -> Any:
+    def make(batch: bool, reduction: str, other_act: Any = None) -> Any:
         return monai.losses.TverskyLoss(
             alpha=alpha,
             beta=beta,
@@ -152,10 +169,12 @@ def ref_tversky(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
             smooth_dr=smooth_dr,
             soft_label=soft_label,
             reduction=reduction,
+            other_act=other_act,
             **{**common, "batch": batch},
         )
 
     out = monai_per_class(make(common["batch"], "none"), x, y)
+    other_act_check(c, lambda act: make(common["batch"], "none", act), x, y, out)
     batch_checks(c, make, x, y, out)
     weights = c.f("class_weights")
     if weights is not None:  # MONAI's TverskyLoss has no weight: DiceLoss's (the per-class loss times it)
@@ -290,10 +309,14 @@ def mask_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, param
     a class absent from a sample's target, and a sample predicted perfectly."""
     activation = params.get("activation", "none")
     n, ch = shape[:2]
-    if activation == "softmax":
+    if activation == "softmax" or kind == "log_softmax":
         y = np.moveaxis(np.eye(ch)[rng.integers(0, ch, (n, *shape[2:]))], -1, 1)
     else:
         y = (rng.random(shape) < 0.4).astype(np.float64)
+    if kind in ("tanh", "log_softmax"):  # any_range: MONAI's other_act applied by the client (its own tests' two)
+        z = rng.normal(0.0, 1.5, shape)
+        x = np.tanh(z) if kind == "tanh" else z - np.log(np.exp(z).sum(1, keepdims=True))
+        return {"predictions": x, "targets": y}
     if kind == "random":
         flat = y.reshape(-1)
         flat[rng.permutation(flat.size)[:3]] = rng.uniform(0.1, 0.9, 3)
@@ -394,6 +417,11 @@ BASE_CHOICES: dict[str, tuple[Any, ...]] = {
     "include_background": (True, False),
     "soft_label": (False, True),
 }
+OTHER_ACT: tuple[Combo, ...] = (
+    ({"any_range": True}, ("tanh", "log_softmax")),
+    ({"any_range": True, "include_background": False, "batch": True}, ("tanh",)),
+)
+"""MONAI's other_act (torch.tanh, log_softmax over the channels): the client applies it, any_range takes it."""
 WEIGHTED_BATCH: tuple[ShapedCombo, ...] = (
     ({"batch": True, "activation": "sigmoid", "class_weights": "per_channel"}, ONE, BATCH_SHAPES),
 )
@@ -404,10 +432,13 @@ WEIGHTED_BATCH: tuple[ShapedCombo, ...] = (
 
 def fd_masks(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
     """Channel-first maps (N, C, H, W): probabilities inside (0, 1), or logits; masks with soft values and a
-    class absent from one sample (its loss stays smooth while sum p is far from 0)."""
+    class absent from one sample (its loss stays smooth while sum p is far from 0); any_range: tanh outputs in
+    (-1, 1), as MONAI's other_act=torch.tanh gives."""
     shape = (2, 3, 2, 3)
     logits = params.get("activation", "none") != "none"
     x = rng.normal(0.0, 2.0, shape) if logits else rng.uniform(0.05, 0.95, shape)
+    if params.get("any_range"):
+        x = np.tanh(rng.normal(0.0, 1.0, shape))
     y = (rng.random(shape) < 0.4).astype(np.float64)
     y[0, 0, 0, :2] = [0.3, 0.8]
     y[1, 2] = 0.0
@@ -426,6 +457,7 @@ OVERLAP: tuple[dict[str, Any], ...] = (
     {"batch": True},
     {"batch": True, "activation": "softmax", "include_background": False, "class_weights": [0.5, 2.0]},
     {"batch": True, "activation": "sigmoid", "squared_pred": True, "soft_label": True},
+    {"any_range": True},
 )
 
 
@@ -460,6 +492,8 @@ def dice_like(name: str, reference: Reference, description: str) -> LossInfo:
                 *SQUARED_COMBOS,
                 *soft_twins((*OVERLAP_COMBOS, ({"squared_pred": True}, ONE), *SQUARED_COMBOS)),
                 *WEIGHTED_COMBOS,
+                *OTHER_ACT,
+                ({"any_range": True, "squared_pred": True}, ("tanh",)),
             ),
             shaped=(*batch_combos(**BASE_CHOICES, squared_pred=(False, True)), *WEIGHTED_BATCH),
             batch_param="batch",
@@ -503,6 +537,7 @@ OVERLAP_LOSSES: tuple[LossInfo, ...] = (
                 ({"alpha": 1.0, "beta": 1.0}, ONE),
                 ({"alpha": 0.8, "beta": 0.1, "activation": "softmax", "include_background": False}, ONE),
                 ({"alpha": 0.0, "beta": 2.0, "activation": "sigmoid"}, ONE),
+                *OTHER_ACT,
             ),
             shaped=(
                 *batch_combos(**BASE_CHOICES),
@@ -521,6 +556,7 @@ OVERLAP_LOSSES: tuple[LossInfo, ...] = (
                 {"alpha": 0.8, "beta": 0.2, "activation": "softmax", "include_background": False},
                 {"batch": True, "alpha": 0.3, "beta": 0.7, "soft_label": True, "class_weights": [0.5, 2.0, 1.5]},
                 {"batch": True, "activation": "softmax", "include_background": False},
+                {"any_range": True, "alpha": 0.3, "beta": 0.7},
             ),
         ),
         domain=ChannelMasks(),
@@ -559,7 +595,7 @@ LOSSES: tuple[LossInfo, ...] = (
                 "monai.losses.GeneralizedDiceLoss(w_type, reduction='none', sigmoid/softmax, include_background, "
                 "smooth_nr, smooth_dr, soft_label) with its weights in float64: one loss per sample (N, 1)"
             ),
-            combos=GENERALIZED_COMBOS,
+            combos=(*GENERALIZED_COMBOS, *OTHER_ACT),
             shaped=batch_combos(**BASE_CHOICES, w_type=("square", "simple", "uniform")),
             batch_param="batch",
             versions=("monai",),
@@ -588,7 +624,7 @@ LOSSES: tuple[LossInfo, ...] = (
                 "monai.losses.TverskyLoss(alpha, beta, reduction='none', sigmoid/softmax, include_background, "
                 "smooth_nr, smooth_dr, soft_label) per class, clamped at 0, ** gamma: per-class losses (N, C')"
             ),
-            combos=FOCAL_TVERSKY_COMBOS,
+            combos=(*FOCAL_TVERSKY_COMBOS, *OTHER_ACT),
             shaped=(
                 *batch_combos(**BASE_CHOICES),
                 ({"batch": True, "gamma": 0.75, "alpha": 0.3, "beta": 0.7}, ONE, BATCH_SHAPES),
