@@ -193,12 +193,14 @@ def field_inputs(terms: Sequence[Term]) -> dict[str, Input]:
     for field, used in uses.items():
         first = used[0][2]
         users = ", ".join(sorted({t.spec.name for _, t, _ in used}))
+        fills = {x.optional for _, _, x in used}
         merged[field] = Input(
             field,
             _layout(field, used),
             first.kind,
             f"{first.description} (used by {users})",
             differentiable=any(x.differentiable for _, _, x in used),
+            optional=first.optional if len(fills) == 1 else None,  # optional where every term fills it alike
         )
     return merged
 

@@ -416,11 +416,17 @@ def kept_probabilities(params: OverlapParams, arrays: Mapping[str, np.ndarray]) 
         p = z / z.sum(axis=1, keepdims=True)
     else:
         p = x
-    p = p.astype(np.float64)
-    p, y = (p, y) if params.include_background else (p[:, 1:], y[:, 1:])
+    kept: tuple[np.ndarray, np.ndarray] = (p.astype(np.float64), y)
+    if not params.include_background:
+        kept = (kept[0][:, 1:], kept[1][:, 1:])
     if params.batch:
-        p, y = (a.transpose(1, 0, 2).reshape(1, a.shape[1], -1) for a in (p, y))
-    return p, y
+        kept = (side_by_side(kept[0]), side_by_side(kept[1]))
+    return kept
+
+
+def side_by_side(a: np.ndarray) -> np.ndarray:
+    """(N, C', R) maps as one row (1, C', N R): the batch axis summed with the spatial one (MONAI's batch)."""
+    return a.transpose(1, 0, 2).reshape(1, a.shape[1], -1)
 
 
 def empty_denominator(spec_name: str, where: np.ndarray, batch: bool = False) -> None:

@@ -302,14 +302,7 @@ class LossSpec:
 
     def fill_optional(self, arrays: Mapping[str, np.ndarray], dtype: type[np.floating[Any]]) -> dict[str, np.ndarray]:
         """``arrays`` with every optional input left out filled in, at the sizes the others bind."""
-        missing = [i for i in self.inputs if i.optional is not None and i.name not in arrays]
-        if not missing:
-            return dict(arrays)
-        sizes: dict[str, int] = {}
-        for spec_input in self.inputs:
-            if spec_input.name in arrays and "..." not in spec_input.shape:
-                sizes.update(zip(spec_input.shape, arrays[spec_input.name].shape, strict=False))
-        return {**arrays, **{i.name: i.filled(sizes, dtype) for i in missing}}
+        return fill_optional(self.inputs, arrays, dtype)
 
     def no_gradients(self, variant: Variant, resources: Resources = NO_RESOURCES) -> str | None:
         """Why one variant's graphs return no gradients although the loss has differentiable
@@ -367,6 +360,22 @@ class LossSpec:
             for name, value in variant
         }
         return self.kernel(**args)
+
+
+def fill_optional(
+    inputs: tuple[Input, ...], arrays: Mapping[str, np.ndarray], dtype: type[np.floating[Any]]
+) -> dict[str, np.ndarray]:
+    """``arrays`` with every optional input left out filled in, at the sizes the sent fixed-rank inputs bind
+    their symbols to (the one place optional inputs become arrays: the service's checks, in-process runs and
+    composites all call it)."""
+    missing = [i for i in inputs if i.optional is not None and i.name not in arrays]
+    if not missing:
+        return dict(arrays)
+    sizes: dict[str, int] = {}
+    for spec_input in inputs:
+        if spec_input.name in arrays and "..." not in spec_input.shape:
+            sizes.update(zip(spec_input.shape, arrays[spec_input.name].shape, strict=False))
+    return {**arrays, **{i.name: i.filled(sizes, dtype) for i in missing}}
 
 
 @functools.cache  # every request selects its graph by these
