@@ -48,10 +48,19 @@ class Term:
     weight: float
     params: Params
     inputs: tuple[tuple[str, str], ...]
+    pooled: bool = False
+    """A per-sample loss taken as its unweighted mean over the batch, one value for the whole batch (the
+    cross-entropy of MONAI's DiceCELoss(batch=True), whose Dice is batch-level): only named composites pool a
+    term, so that it can be summed with batch-level ones."""
 
     @property
     def fields(self) -> dict[str, str]:
         return dict(self.inputs)
+
+    @property
+    def batch_level(self) -> bool:
+        """Whether the term is one value for the whole batch: its loss with its params, or pooled."""
+        return self.pooled or self.spec.is_batch_level(self.params)
 
     @property
     def structure(self) -> tuple[str, Variant, tuple[tuple[str, str], ...]]:
@@ -120,15 +129,16 @@ def check_terms(terms: Sequence[Term]) -> None:
     that one term takes as integers and another as floats, or incompatible layouts."""
     if not terms:
         raise InvalidInput("terms", "a composite needs at least one term")
-    levels = {t.spec.batch_level for t in terms}
+    levels = {t.batch_level for t in terms}
     if len(levels) > 1:
-        index = next(i for i, t in enumerate(terms) if t.spec.batch_level != terms[0].spec.batch_level)
-        batch = next(t for t in terms if t.spec.batch_level)
-        per_sample = next(t for t in terms if not t.spec.batch_level)
+        index = next(i for i, t in enumerate(terms) if t.batch_level != terms[0].batch_level)
+        batch = next(t for t in terms if t.batch_level)
+        per_sample = next(t for t in terms if not t.batch_level)
+        how = f" (with {batch.spec.batch_param}=true)" if batch.spec.batch_param and not batch.spec.batch_level else ""
         raise InvalidInput(
             f"terms[{index}].loss",
-            f"{batch.spec.name} is one value for the whole batch and {per_sample.spec.name} one per sample: their "
-            "per-sample losses have incompatible shapes, so they cannot be summed",
+            f"{batch.spec.name}{how} is one value for the whole batch and {per_sample.spec.name} one per sample: "
+            "their per-sample losses have incompatible shapes, so they cannot be summed",
         )
     for index, t in enumerate(terms):
         if t.spec.configured:
@@ -183,12 +193,14 @@ def field_inputs(terms: Sequence[Term]) -> dict[str, Input]:
     for field, used in uses.items():
         first = used[0][2]
         users = ", ".join(sorted({t.spec.name for _, t, _ in used}))
+        fills = {x.optional for _, _, x in used}
         merged[field] = Input(
             field,
             _layout(field, used),
             first.kind,
             f"{first.description} (used by {users})",
             differentiable=any(x.differentiable for _, _, x in used),
+            optional=first.optional if len(fills) == 1 else None,  # optional where every term fills it alike
         )
     return merged
 
@@ -281,6 +293,8 @@ def build_graph(terms: Sequence[Term], dtype: Dtype, constants: bool) -> Composi
                 args.append(p + name)
         differentiable = t.spec.differentiable
         if WEIGHTS in args:  # the kernel reduces by itself
+            if t.pooled:
+                raise ValueError(f"{t.spec.name} reduces by itself and cannot be pooled")
             outputs = [f"{p}loss", f"{p}per_sample", *(f"{p}grad_{n}" for n in differentiable)]
             nodes.nodes.append(helper.make_node(kernel_name, args, outputs, domain=kernel_domain))
         else:
@@ -289,14 +303,26 @@ def build_graph(terms: Sequence[Term], dtype: Dtype, constants: bool) -> Composi
             nodes.nodes.append(helper.make_node(kernel_name, args, outputs, domain=kernel_domain))
             reduce_domain, reduce_name = functions.add(reduce_loss_mass if t.spec.mass else reduce_loss)
             reduce_args = [f"{p}elements", f"{p}mass"] if t.spec.mass else [f"{p}elements"]
+            how = [WEIGHTS, MEAN]
+            if t.pooled:  # its own unweighted mean over its N samples, whatever the request's reduction
+                rows = nodes.add("Shape", [f"{p}elements"], f"{p}rows", end=1)
+                one = nodes.add(
+                    "CastLike", [nodes.add("Constant", [], f"{p}one_value", value_float=1.0), reference], f"{p}one"
+                )
+                true = nodes.add(
+                    "Constant", [], f"{p}true", value=helper.make_tensor(f"{p}t", TensorProto.BOOL, [], [True])
+                )
+                how = [nodes.add("Expand", [one, rows], f"{p}unit_weights"), true]
             nodes.nodes.append(
                 helper.make_node(
                     reduce_name,
-                    [*reduce_args, WEIGHTS, MEAN],
-                    [f"{p}loss", f"{p}per_sample", f"{p}coef"],
+                    [*reduce_args, *how],
+                    [f"{p}loss", f"{p}per_sample" if not t.pooled else f"{p}sample_losses", f"{p}coef"],
                     domain=reduce_domain,
                 )
             )
+            if t.pooled:  # per_sample is [loss]
+                nodes.add("Unsqueeze", [f"{p}loss", zero], f"{p}per_sample")
             for n in differentiable:
                 scaled = [f"{p}element_grad_{n}", f"{p}coef"]
                 if len(graph_dims(by_name[n].shape)) == 1:
@@ -348,7 +374,7 @@ def build_graph(terms: Sequence[Term], dtype: Dtype, constants: bool) -> Composi
         for k, part in enumerate(parts[1:]):
             total = nodes.add("Add", [total, part], f"grad_{field}_{k}")
         nodes.add("Identity", [total], f"grad_{field}")
-    batch = "batch" if terms[0].spec.batch_level else "N"
+    batch = "batch" if terms[0].batch_level else "N"
     all_inputs = [
         *inputs,
         *param_inputs,
@@ -378,7 +404,7 @@ def build_model(terms: Sequence[Term], dtype: Dtype, gradients: bool) -> onnx.Mo
 def _build_model(terms: Sequence[Term], dtype: Dtype, gradients: bool) -> onnx.ModelProto:
     graph = build_graph(terms, dtype, constants=False)
     elem_type = ELEMENT_TYPE[dtype]
-    batch = "batch" if terms[0].spec.batch_level else "N"
+    batch = "batch" if terms[0].batch_level else "N"
     outputs = [
         helper.make_tensor_value_info("loss", elem_type, []),
         helper.make_tensor_value_info("per_sample", elem_type, [batch]),
@@ -435,6 +461,13 @@ def proto_kernel(name: str, terms: Sequence[Term]) -> ProtoKernel:
 
 @dataclass(frozen=True, eq=False)
 class CompositeSpec(LossSpec):
-    """A named composite, registered like any loss; its params are fixed in its terms."""
+    """A named composite, registered like any loss; its params are fixed in its terms, but for ``batch``
+    (``batch_param``), which selects ``batch_terms`` instead (MONAI's DiceCELoss(batch=True))."""
 
     terms: tuple[Term, ...] = ()
+    batch_terms: tuple[Term, ...] = ()
+    """The terms with ``params.batch`` true (empty: the composite has no ``batch`` param)."""
+
+    def terms_for(self, params: Params) -> tuple[Term, ...]:
+        """The terms a request's params select."""
+        return self.batch_terms if self.is_batch_level(params) and self.batch_terms else self.terms

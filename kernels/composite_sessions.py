@@ -26,7 +26,7 @@ from kernels.composite import (
 )
 from kernels.feeds import NUMPY_DTYPE, Evaluation, from_graph, param_feed, to_graph
 from kernels.graph import MEAN, WEIGHTS, Dtype
-from kernels.spec import Input
+from kernels.spec import Input, fill_optional
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,13 @@ class CompositeSessions:
         combined loss, per-sample losses and gradients, and each term's own value, out."""
         kernel = self.kernel(terms, dtype, gradients)
         np_dtype = NUMPY_DTYPE[dtype]
-        arrays = {x.name: np.asarray(inputs[x.name], np.int64 if x.integer else np_dtype) for x in kernel.layouts}
-        count = 1 if terms[0].spec.batch_level else next(iter(arrays.values())).shape[0]
+        arrays = {
+            x.name: np.asarray(inputs[x.name], np.int64 if x.integer else np_dtype)
+            for x in kernel.layouts
+            if x.optional is None or inputs.get(x.name) is not None
+        }
+        arrays = fill_optional(kernel.layouts, arrays, np_dtype)
+        count = 1 if terms[0].batch_level else next(iter(arrays.values())).shape[0]
         w = np.ones(count, np_dtype) if weights is None else np.asarray(weights, np_dtype)
         result, term_losses, term_per_sample = self.compute(kernel, terms, arrays, w, reduction == "mean")
         if reduction == "none":

@@ -7,12 +7,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from pydantic import Field
+
 from kernels.classification import ChannelCrossEntropyParams, binary_cross_entropy, channel_cross_entropy
 from kernels.composite import CompositeSpec, Term, field_inputs, proto_kernel, term
 from kernels.curves import Curve, channel_true_class
 from kernels.imbalance import focal
 from kernels.segmentation import dice
-from kernels.spec import REGISTRY, Card, KernelFunction, NoParams, Properties, Registry, Task
+from kernels.spec import REGISTRY, Card, KernelFunction, NoParams, Params, Properties, Registry, Task
 
 ORDER_PRESERVING = ("robust_to_outliers", "smooth_gradient", "differentiable")
 """Claims that hold for any weighted sum of losses that all have them: a bounded, a Lipschitz
@@ -56,6 +58,31 @@ def describe(t: Term) -> str:
     return f"{t.weight:g} x {t.spec.name}" + (f" ({detail})" if detail else "")
 
 
+class BatchParams(Params):
+    """The one param of a named composite with a batch form (``composite(batch=True)``)."""
+
+    batch: bool = Field(
+        False,
+        description="MONAI batch: the terms that take it (the overlap losses) sum their statistics over the whole "
+        "batch before the ratio, the others are averaged over the whole batch (MONAI's DiceCELoss(batch=True): "
+        "its cross-entropy stays a mean over everything); the loss is then one value for the batch (per_sample "
+        "is [loss], no sample weights).",
+    )
+
+
+def batch_form(terms: Sequence[Term]) -> tuple[Term, ...]:
+    """The terms of a composite's batch form: ``batch`` set where a term's loss takes it, every other
+    term pooled (its unweighted mean over the batch)."""
+    out = []
+    for t in terms:
+        param = t.spec.batch_param
+        if param is not None:
+            out.append(replace(t, params=t.params.model_copy(update={param: True})))
+        else:
+            out.append(replace(t, pooled=True))
+    return tuple(out)
+
+
 def composite(
     name: str,
     terms: Sequence[Term],
@@ -68,9 +95,11 @@ def composite(
     equivalents: dict[str, str] | None = None,
     curve: Curve | None = None,
     claims: Properties | None = None,
+    batch: bool = False,
 ) -> CompositeSpec:
     """A named composite's declaration; its task is the terms' common task unless given, its curve the
-    first term curve drawn on its own fields unless given, and ``equivalents`` join the terms'. ``claims``
+    first term curve drawn on its own fields unless given, and ``equivalents`` join the terms'. ``batch`` gives
+    it the param ``batch`` (:class:`BatchParams`, its terms' :func:`batch_form`). ``claims``
     replaces the properties derived from the terms' cards (which hold for their default forms) where a term's
     params change them (cross-entropy on logits has a bounded, Lipschitz gradient, on probabilities not)."""
     terms = tuple(terms)
@@ -109,23 +138,27 @@ def composite(
     if curve is None:
         curve = next((replace(c, params={}) for c in curves), None)
 
-    def kernel() -> KernelFunction:
-        return proto_kernel(name, terms)
+    batch_terms = batch_form(terms) if batch else ()
+
+    def kernel(batch: bool = False) -> KernelFunction:
+        return proto_kernel(name, batch_terms if batch else terms)
 
     return CompositeSpec(
         name=name,
         task=task,
         inputs=tuple(fields.values()),
-        params=NoParams,
+        params=BatchParams if batch else NoParams,
         properties=claims if claims is not None else properties(terms),
         card=card,
         kernel=kernel,
-        structural=(),
+        structural=("batch",) if batch else (),
         aliases=aliases,
-        batch_level=terms[0].spec.batch_level,
+        batch_level=terms[0].batch_level,
+        batch_param="batch" if batch else None,
         curve=curve,
-        variants=((),),
+        variants=((("batch", False),), (("batch", True),)) if batch else ((),),
         terms=terms,
+        batch_terms=batch_terms,
     )
 
 
@@ -187,7 +220,11 @@ DICE_CE = register(
         "channel_cross_entropy with from_logits true; sigmoid=True is dice with activation 'sigmoid'; "
         "include_background, squared_pred, jaccard (iou instead of dice), smooth_nr, smooth_dr and weight "
         "(class_weights on both terms) are the terms' params, lambda_dice and lambda_ce the term weights. For one "
-        "channel MONAI uses BCEWithLogitsLoss instead: dice plus binary_cross_entropy with from_logits true.",
+        "channel MONAI uses BCEWithLogitsLoss instead: dice plus binary_cross_entropy with from_logits true. "
+        "params.batch true is MONAI's DiceCELoss(batch=True): the Dice statistics are summed over the batch before "
+        "the ratio (one Dice per class for the whole batch) and the cross-entropy stays its mean over every sample "
+        "and position, so the loss is one value for the batch (per_sample is [loss], no sample weights); the ad-hoc "
+        "composite cannot mix a batch-level dice with a per-sample cross-entropy, only this named form does.",
         use_cases=(
             "Medical image segmentation (MONAI DiceCELoss, nnU-Net's Dice + CE)",
             "Multi-class segmentation where Dice alone trains slowly at the start",
@@ -196,9 +233,13 @@ DICE_CE = register(
             "monai": "monai.losses.DiceCELoss() (defaults; matched): reduction='mean' is our mean (Dice averaged "
             "over samples and classes plus CE averaged over samples and positions); MONAI's reduction='sum' sums "
             "the Dice over samples and classes and the CE over samples and positions, ours the per-sample losses "
-            "(each term's own mean over its classes or positions). The other flags: the ad-hoc composite, above.",
+            "(each term's own mean over its classes or positions). The other flags: the ad-hoc composite, above. "
+            "DiceCELoss(batch=True) is params.batch true (reduction='mean' matched; MONAI's 'sum' then sums the "
+            "batch Dice over the classes and the CE over samples and positions, ours is the same one value as "
+            "'mean').",
         },
         curve=channel_true_class(),
+        batch=True,
         # Dice's claims and cross-entropy's on logits: a gradient bounded by 1 (softmax - y) with a Lipschitz
         # constant of 1/2, so the sum keeps Dice's robustness and smoothness; not convex (Dice is not).
         claims=Properties(

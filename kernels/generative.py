@@ -18,10 +18,20 @@ F64 = TensorProto.DOUBLE
 
 
 @script(LOSSD, default_opset=op)
-def mean64(x):  # type: ignore[no-untyped-def]
-    """The mean of a 1-D tensor as a float64 tensor of shape (1,): accumulated in float64 so a float32 batch
-    of millions of scores stays exact to float32 rounding."""
-    return op.ReduceMean(op.Cast(x, to=F64), keepdims=1)
+def nonzero(w):  # type: ignore[no-untyped-def]
+    """How many weights are nonzero, shape (1,), in w's dtype."""
+    return op.ReduceSum(op.CastLike(op.Not(op.Equal(w, op.CastLike(0.0, w))), w), keepdims=1)
+
+
+@script(LOSSD, default_opset=op)
+def mean64(x, w):  # type: ignore[no-untyped-def]
+    """TF-GAN's weighted mean of a 1-D tensor of scores (tf.compat.v1.losses.compute_weighted_loss, reduction
+    SUM_BY_NONZERO_WEIGHTS): sum(w x) / (the number of nonzero weights), 0 when every weight is 0 (TF's
+    div_no_nan); the plain mean for unit weights. A float64 tensor of shape (1,): accumulated in float64 so a
+    float32 batch of millions of scores stays exact to float32 rounding."""
+    w64 = op.Cast(w, to=F64)
+    total = op.ReduceSum(op.Cast(x, to=F64) * w64, keepdims=1)
+    return total / op.Max(nonzero(w64), op.CastLike(1.0, w64))
 
 
 @script(LOSSD, default_opset=op)
@@ -31,9 +41,11 @@ def batch_element(value, like):  # type: ignore[no-untyped-def]
 
 
 @script(LOSSD, default_opset=op)
-def per_score(x):  # type: ignore[no-untyped-def]
-    """1 / len(x), shape (1,), in x's dtype: the weight of each score in its batch's mean."""
-    return op.Reciprocal(op.CastLike(op.Shape(x), x))
+def per_score(x, w):  # type: ignore[no-untyped-def]
+    """w / (the number of nonzero weights), shaped as x, in x's dtype: the weight of each score in its batch's
+    weighted mean (1 / len(x) for unit weights)."""
+    w64 = op.Cast(w, to=F64)
+    return op.CastLike(w64 / op.Max(nonzero(w64), op.CastLike(1.0, w64)), x)
 
 
 @script(LOSSD, default_opset=op)
@@ -53,23 +65,56 @@ class WassersteinParams(Params):
 
 
 @script(LOSSD, default_opset=op)
-def wasserstein_critic(real_scores, fake_scores):  # type: ignore[no-untyped-def]
-    value = mean64(fake_scores) - mean64(real_scores)
-    real_grad = op.Expand(op.Neg(per_score(real_scores)), op.Shape(real_scores))
-    fake_grad = op.Expand(per_score(fake_scores), op.Shape(fake_scores))
+def wasserstein_critic(real_scores, fake_scores, real_weights, fake_weights):  # type: ignore[no-untyped-def]
+    value = mean64(fake_scores, fake_weights) - mean64(real_scores, real_weights)
+    real_grad = op.Neg(per_score(real_scores, real_weights))
+    fake_grad = per_score(fake_scores, fake_weights)
     return batch_element(value, fake_scores), real_grad, fake_grad
 
 
 @script(LOSSD, default_opset=op)
-def wasserstein_generator(real_scores, fake_scores):  # type: ignore[no-untyped-def]
-    value = op.Neg(mean64(fake_scores))
-    fake_grad = op.Expand(op.Neg(per_score(fake_scores)), op.Shape(fake_scores))
+def wasserstein_generator(real_scores, fake_scores, real_weights, fake_weights):  # type: ignore[no-untyped-def]
+    value = op.Neg(mean64(fake_scores, fake_weights))
+    fake_grad = op.Neg(per_score(fake_scores, fake_weights))
     return batch_element(value, fake_scores), zeros_like(real_scores), fake_grad
+
+
+SCORE_WEIGHTS = (
+    "No sample weights (the weights field is refused: one value for the whole batch); instead the optional inputs "
+    "real_weights (N,) and fake_weights (M,) weigh the scores as TF-GAN does: each batch's mean becomes sum(w x) / "
+    "(the number of nonzero w), 0 when every weight is 0 (compute_weighted_loss, SUM_BY_NONZERO_WEIGHTS); left out, "
+    "they are all 1. per_sample is [loss]."
+)
+
+
+def score_weights(of: str) -> tuple[Input, Input]:
+    """The optional per-score weights of a GAN batch (TF-GAN's real_weights and generated_weights), named after
+    the scores they weigh: each batch's term is sum(w s) / (the number of nonzero w), TF-GAN's
+    compute_weighted_loss with its default reduction SUM_BY_NONZERO_WEIGHTS."""
+    return (
+        Input(
+            "real_weights",
+            ("N",),
+            "nonnegative",
+            f"Weights of the real {of} (TF-GAN's real_weights): the real term is sum(w x) / (the number of "
+            "nonzero w), 0 when all are 0; a scalar weight is the same value repeated N times.",
+            optional=1.0,
+        ),
+        Input(
+            "fake_weights",
+            ("M",),
+            "nonnegative",
+            f"Weights of the generated {of} (TF-GAN's generated_weights, or weights of the generator losses), "
+            "averaged like real_weights.",
+            optional=1.0,
+        ),
+    )
 
 
 SCORES = (
     Input("real_scores", ("N",), "real", "Critic scores of the real samples.", differentiable=True),
     Input("fake_scores", ("M",), "real", "Critic scores of the generated samples (any length M).", differentiable=True),
+    *score_weights("scores"),
 )
 
 
@@ -107,7 +152,7 @@ def _one_point(name: str, fixed: float) -> Curve:
         "length; each mean runs in float64. Linear in the scores, so its gradients are constant (-1/N and 1/M; "
         "zero for the real scores in generator mode) and it has no lower bound: the critic must be kept "
         "Lipschitz (weight clipping, or a gradient penalty computed outside this service, since it needs the "
-        "critic's input gradient). No sample weights; per_sample is [loss].",
+        "critic's input gradient). " + SCORE_WEIGHTS,
         formula=r"\mathcal L_{critic} = \tfrac1M \sum_j f_j - \tfrac1N \sum_i r_i,\qquad "
         r"\mathcal L_{generator} = -\tfrac1M \sum_j f_j",
         use_cases=(
@@ -115,7 +160,10 @@ def _one_point(name: str, fixed: float) -> Curve:
             "Monitoring the critic's estimate of the distance between real and generated data",
         ),
         equivalents={
-            "tf-gan": "tfgan.losses.wasserstein_discriminator_loss / wasserstein_generator_loss (unweighted)",
+            "tf-gan": "tfgan.losses.wasserstein_discriminator_loss(real, gen, real_weights, generated_weights) / "
+            "wasserstein_generator_loss(gen, weights) with the default reduction SUM_BY_NONZERO_WEIGHTS (matched): "
+            "real_weights = real_weights, generated_weights (or the generator's weights) = fake_weights, each shaped "
+            "as its scores (a scalar weight: repeat it)",
             "torch": "none in torch.nn: fake.mean() - real.mean() and -fake.mean()",
             "keras": "none in Keras 3",
         },
@@ -146,59 +194,63 @@ class AdversarialParams(Params):
 
 
 @script(LOSSD, default_opset=op)
-def adversarial_logistic_discriminator(real_logits, fake_logits):  # type: ignore[no-untyped-def]
+def adversarial_logistic_discriminator(real_logits, fake_logits, real_weights, fake_weights):  # type: ignore[no-untyped-def]
     _, r_neg, _, softplus_neg_r = logistic(real_logits)
     f_pos, _, softplus_f, _ = logistic(fake_logits)
-    value = mean64(softplus_neg_r) + mean64(softplus_f)
-    real_grad = op.Neg(r_neg) * per_score(real_logits)
-    return batch_element(value, fake_logits), real_grad, f_pos * per_score(fake_logits)
+    value = mean64(softplus_neg_r, real_weights) + mean64(softplus_f, fake_weights)
+    real_grad = op.Neg(r_neg) * per_score(real_logits, real_weights)
+    return batch_element(value, fake_logits), real_grad, f_pos * per_score(fake_logits, fake_weights)
 
 
 @script(LOSSD, default_opset=op)
-def adversarial_minimax_generator(real_logits, fake_logits):  # type: ignore[no-untyped-def]
+def adversarial_minimax_generator(real_logits, fake_logits, real_weights, fake_weights):  # type: ignore[no-untyped-def]
     f_pos, _, softplus_f, _ = logistic(fake_logits)
-    value = op.Neg(mean64(softplus_f))
-    fake_grad = op.Neg(f_pos) * per_score(fake_logits)
+    value = op.Neg(mean64(softplus_f, fake_weights))
+    fake_grad = op.Neg(f_pos) * per_score(fake_logits, fake_weights)
     return batch_element(value, fake_logits), zeros_like(real_logits), fake_grad
 
 
 @script(LOSSD, default_opset=op)
-def adversarial_non_saturating_generator(real_logits, fake_logits):  # type: ignore[no-untyped-def]
+def adversarial_non_saturating_generator(real_logits, fake_logits, real_weights, fake_weights):  # type: ignore[no-untyped-def]
     _, f_neg, _, softplus_neg_f = logistic(fake_logits)
-    fake_grad = op.Neg(f_neg) * per_score(fake_logits)
-    return batch_element(mean64(softplus_neg_f), fake_logits), zeros_like(real_logits), fake_grad
+    fake_grad = op.Neg(f_neg) * per_score(fake_logits, fake_weights)
+    return batch_element(mean64(softplus_neg_f, fake_weights), fake_logits), zeros_like(real_logits), fake_grad
 
 
 @script(LOSSD, default_opset=op)
-def adversarial_hinge_discriminator(real_logits, fake_logits):  # type: ignore[no-untyped-def]
+def adversarial_hinge_discriminator(real_logits, fake_logits, real_weights, fake_weights):  # type: ignore[no-untyped-def]
     zero = op.CastLike(0.0, real_logits)
     real_gap = 1.0 - real_logits
     fake_gap = 1.0 + fake_logits
-    value = mean64(op.Relu(real_gap)) + mean64(op.Relu(fake_gap))
+    value = mean64(op.Relu(real_gap), real_weights) + mean64(op.Relu(fake_gap), fake_weights)
     # relu's derivative is 0 at 0 (torch and TensorFlow agree)
-    real_grad = op.Neg(op.CastLike(op.Greater(real_gap, zero), zero)) * per_score(real_logits)
-    fake_grad = op.CastLike(op.Greater(fake_gap, zero), zero) * per_score(fake_logits)
+    real_grad = op.Neg(op.CastLike(op.Greater(real_gap, zero), zero)) * per_score(real_logits, real_weights)
+    fake_grad = op.CastLike(op.Greater(fake_gap, zero), zero) * per_score(fake_logits, fake_weights)
     return batch_element(value, fake_logits), real_grad, fake_grad
 
 
 @script(LOSSD, default_opset=op)
-def adversarial_hinge_generator(real_logits, fake_logits):  # type: ignore[no-untyped-def]
-    fake_grad = op.Expand(op.Neg(per_score(fake_logits)), op.Shape(fake_logits))
-    return batch_element(op.Neg(mean64(fake_logits)), fake_logits), zeros_like(real_logits), fake_grad
+def adversarial_hinge_generator(real_logits, fake_logits, real_weights, fake_weights):  # type: ignore[no-untyped-def]
+    fake_grad = op.Neg(per_score(fake_logits, fake_weights))
+    return batch_element(op.Neg(mean64(fake_logits, fake_weights)), fake_logits), zeros_like(real_logits), fake_grad
 
 
 @script(LOSSD, default_opset=op)
-def adversarial_least_squares_discriminator(real_logits, fake_logits):  # type: ignore[no-untyped-def]
+def adversarial_least_squares_discriminator(real_logits, fake_logits, real_weights, fake_weights):  # type: ignore[no-untyped-def]
     real_gap = real_logits - 1.0
-    value = 0.5 * (mean64(real_gap * real_gap) + mean64(fake_logits * fake_logits))
-    return batch_element(value, fake_logits), real_gap * per_score(real_logits), fake_logits * per_score(fake_logits)
+    value = 0.5 * (mean64(real_gap * real_gap, real_weights) + mean64(fake_logits * fake_logits, fake_weights))
+    return (
+        batch_element(value, fake_logits),
+        real_gap * per_score(real_logits, real_weights),
+        fake_logits * per_score(fake_logits, fake_weights),
+    )
 
 
 @script(LOSSD, default_opset=op)
-def adversarial_least_squares_generator(real_logits, fake_logits):  # type: ignore[no-untyped-def]
+def adversarial_least_squares_generator(real_logits, fake_logits, real_weights, fake_weights):  # type: ignore[no-untyped-def]
     fake_gap = fake_logits - 1.0
-    value = 0.5 * mean64(fake_gap * fake_gap)
-    return batch_element(value, fake_logits), zeros_like(real_logits), fake_gap * per_score(fake_logits)
+    value = 0.5 * mean64(fake_gap * fake_gap, fake_weights)
+    return batch_element(value, fake_logits), zeros_like(real_logits), fake_gap * per_score(fake_logits, fake_weights)
 
 
 ADVERSARIAL_KERNELS = {
@@ -225,6 +277,7 @@ ADVERSARIAL_KERNELS = {
             "Discriminator logits on the generated samples (any length M).",
             differentiable=True,
         ),
+        *score_weights("logits"),
     ),
     params=AdversarialParams,
     batch_level=True,
@@ -247,8 +300,7 @@ ADVERSARIAL_KERNELS = {
         "relu(1 + f) and -f; least_squares: (r - 1)^2 / 2 + f^2 / 2 and (f - 1)^2 / 2. Stable softplus forms "
         "throughout; generator modes give the real logits a zero gradient. Properties are those of the default "
         "(non-saturating discriminator): convex, smooth, bounded below, gradients bounded by 1/N and 1/M; "
-        "hinge has kinks, least_squares unbounded gradients, the minimax generator no lower bound. No sample "
-        "weights; per_sample is [loss].",
+        "hinge has kinks, least_squares unbounded gradients, the minimax generator no lower bound. " + SCORE_WEIGHTS,
         formula=r"\mathcal L_D = \overline{\mathrm{softplus}(-r)} + \overline{\mathrm{softplus}(f)},\quad "
         r"\mathcal L_G = \overline{\mathrm{softplus}(-f)}\ \ (\text{non-saturating}),\ "
         r"-\overline{\mathrm{softplus}(f)}\ \ (\text{minimax}),\ -\bar f\ \ (\text{hinge}),\ "
@@ -261,10 +313,13 @@ ADVERSARIAL_KERNELS = {
             "tf-gan": "tfgan.losses.modified_discriminator_loss / minimax_discriminator_loss (label_smoothing=0; "
             "TF-GAN's default 0.25 makes the real target 0.875), modified_generator_loss, "
             "wasserstein_hinge_discriminator_loss / wasserstein_hinge_generator_loss, "
-            "least_squares_discriminator_loss / least_squares_generator_loss",
+            "least_squares_discriminator_loss / least_squares_generator_loss; their real_weights and "
+            "generated_weights (generators: weights), reduction SUM_BY_NONZERO_WEIGHTS, are the inputs real_weights "
+            "and fake_weights (matched; a scalar weight: repeat it). TF-GAN's label_smoothing has no param here",
             "tf-gan minimax generator": "tfgan.losses.minimax_generator_loss(f, label_smoothing=0) returns ours "
-            "minus log(1 + e^-1) = 0.3133: it negates the discriminator loss with placeholder real logits of 1, "
-            "which adds -softplus(-1); the gradients are the same",
+            "minus log(1 + e^-1) = 0.3133 (with weights: 0.3133 sum(w) / (the number of nonzero w)): it negates "
+            "the discriminator loss with placeholder real logits of 1 weighted by its weights, which adds "
+            "-softplus(-1); the gradients are the same",
             "torch": "none in torch.nn; e.g. F.softplus(-r).mean() + F.softplus(f).mean()",
             "monai": "monai.losses.PatchAdversarialLoss differs: least squares applies LeakyReLU(0.05) and an MSE "
             "without 1/2, hinge applies tanh first",

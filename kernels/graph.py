@@ -55,7 +55,7 @@ def columnable(spec: LossSpec) -> bool:
     ``(1, N)``: as ``(N, 1)`` it would pay onnxruntime's slow paths for a last axis of size 1
     (broadcasting row by row, reducing an axis of one), 2-10x at 1M elements."""
     element_wise = all(i.shape == ("N", "...") for i in spec.inputs)
-    return element_wise and not (spec.batch_level or spec.mass or spec.configured)
+    return element_wise and not (spec.ever_batch_level or spec.mass or spec.configured)
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,8 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
                 nodes.append(helper.make_node("Unsqueeze", [i.name, "row_axis"], [f"{i.name}_row"]))
         args = [f"{a}_row" if a in declared else a for a in args]
     nodes += [helper.make_node(kernel_name, args, kernel_outputs, domain=kernel_domain), *reduction]
-    batch = "batch" if spec.batch_level else "N"
+    batch_level = spec.variant_batch_level(key.variant)
+    batch = "batch" if batch_level else "N"
     outputs = [_value_info("loss", elem_type, ()), _value_info("per_sample", elem_type, (batch,))]
     dims = {i.name: i.dims for i in inputs}
     if key.gradients:
@@ -319,7 +320,7 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     model.ir_version = 10
     nodes_count = len(model.graph.node)
     model = equalize_ranks(model)
-    row_wise = spec.row_wise and not (self_reducing or spec.batch_level or spec.mass)
+    row_wise = spec.row_wise and not (self_reducing or batch_level or spec.mass)
     row_wise = row_wise and all(i.shape[0] == "N" for i in spec.inputs)
     helper.set_model_props(model, {ROW_WISE: str(row_wise).lower(), NODES: str(nodes_count)})
     onnx.checker.check_model(model, full_check=True)

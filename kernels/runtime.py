@@ -377,8 +377,13 @@ class Runtime:
         shapes in, loss, per-sample losses and gradients (same shapes) out."""
         params = params if params is not None else spec.params()
         np_dtype = NUMPY_DTYPE[dtype]
-        arrays = {x.name: np.asarray(inputs[x.name], np.int64 if x.integer else np_dtype) for x in spec.inputs}
-        count = 1 if spec.batch_level else arrays[spec.inputs[0].name].shape[0]
+        arrays = {
+            x.name: np.asarray(inputs[x.name], np.int64 if x.integer else np_dtype)
+            for x in spec.inputs
+            if x.optional is None or inputs.get(x.name) is not None
+        }
+        arrays = spec.fill_optional(arrays, np_dtype)
+        count = 1 if spec.is_batch_level(params) else arrays[spec.inputs[0].name].shape[0]
         w = np.ones(count, np_dtype) if weights is None else np.asarray(weights, np_dtype)
         kernel = self.kernel(spec, params, dtype, gradients)
         result = self.compute(kernel, params, arrays, w, reduction == "mean")

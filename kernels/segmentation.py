@@ -55,6 +55,23 @@ class OverlapBase(Params):
         "fn = sum max(y - p, 0)), so a soft target predicted exactly has loss 0; the same as false for hard "
         "(0/1) targets and for squared_pred.",
     )
+    any_range: bool = Field(
+        False,
+        description="MONAI other_act (a callable, which HTTP cannot carry): apply it yourself (e.g. torch.tanh, or "
+        "log_softmax over the channels as MONAI's own tests do) and send its output as the predictions with "
+        "activation 'none'; true lifts their [0, 1] check (any finite values, as MONAI takes them), and the "
+        "gradients are with respect to what you sent, to chain through your activation. The overlap statistics are "
+        "MONAI's sums (sum p y, sum p + sum y, sum p^2 with squared_pred) for any values; soft_label needs "
+        "predictions in [0, 1] (MONAI's |p| norms and our min/max forms differ below 0), so negative ones with it "
+        "are a 422.",
+    )
+    batch: bool = Field(
+        False,
+        description="MONAI batch: sum the overlap statistics of each class over the whole batch before the ratio, "
+        "so the loss is one value for the batch (per_sample is [loss], no sample weights): the mean over the kept "
+        "classes of the batch-summed ratios, MONAI's reduction='mean' (its 'sum' is that times the number of kept "
+        "classes). false: one loss per sample.",
+    )
 
 
 class OverlapParams(OverlapBase):
@@ -109,28 +126,27 @@ class GeneralizedDiceParams(OverlapBase):
 
 
 @script(LOSSD, default_opset=op)
-def overlap_sums(p, y):  # type: ignore[no-untyped-def]
+def overlap_sums(p, y, axes):  # type: ignore[no-untyped-def]
     """Soft true positives, false positives and false negatives of each (sample, class):
-    sum p y, sum p (1 - y), sum (1 - p) y over the spatial axis, in float64 (N, C', 1).
+    sum p y, sum p (1 - y), sum (1 - p) y over ``axes`` (the spatial axis, or with MONAI's batch the batch axis
+    too: ``sum_axes``), in float64 (N, C', 1) (batch: (1, C', 1)).
     Every term is non-negative, so the sums are accurate however they are combined."""
     p64 = op.Cast(p, to=F64)
     y64 = op.Cast(y, to=F64)
-    axis = op.Constant(value_ints=[-1])
-    tp = op.ReduceSum(p64 * y64, axis, keepdims=1)
-    fp = op.ReduceSum(p64 * (1.0 - y64), axis, keepdims=1)
-    fn = op.ReduceSum((1.0 - p64) * y64, axis, keepdims=1)
+    tp = op.ReduceSum(p64 * y64, axes, keepdims=1)
+    fp = op.ReduceSum(p64 * (1.0 - y64), axes, keepdims=1)
+    fn = op.ReduceSum((1.0 - p64) * y64, axes, keepdims=1)
     return tp, fp, fn
 
 
 @script(LOSSD, default_opset=op)
-def squared_sums(p, y):  # type: ignore[no-untyped-def]
+def squared_sums(p, y, axes):  # type: ignore[no-untyped-def]
     """squared_pred: sum p y and sum (p - y)^2 = (sum p^2 - sum p y) + (sum y^2 - sum p y),
     the false positives plus false negatives of MONAI's squared (ord 2) statistics."""
     p64 = op.Cast(p, to=F64)
     y64 = op.Cast(y, to=F64)
-    axis = op.Constant(value_ints=[-1])
     d = p64 - y64
-    return op.ReduceSum(p64 * y64, axis, keepdims=1), op.ReduceSum(d * d, axis, keepdims=1)
+    return op.ReduceSum(p64 * y64, axes, keepdims=1), op.ReduceSum(d * d, axes, keepdims=1)
 
 
 @script(LOSSD, default_opset=op)
@@ -145,6 +161,12 @@ def overlap_ratio(ktp, err, smooth_nr, smooth_dr, like):  # type: ignore[no-unty
     u = (ktp + a) / (q * q)
     elements = op.Squeeze(value, op.Constant(value_ints=[-1]))
     return op.CastLike(elements, like), op.CastLike(u, like), op.CastLike(value / q, like)
+
+
+def sum_axes(batch: bool) -> list[int]:
+    """The axes of the kept (N, C', R) maps the overlap statistics sum over: the spatial one, or with MONAI's
+    batch the batch axis too (the statistics, hence the loss, are then (1, C'): one row for the batch)."""
+    return [0, -1] if batch else [-1]
 
 
 @cache
@@ -202,17 +224,16 @@ def activation_pair(activation: str, include_background: bool) -> tuple[KernelFu
 
 
 @script(LOSSD, default_opset=op)
-def soft_sums(p, y):  # type: ignore[no-untyped-def]
+def soft_sums(p, y, axes):  # type: ignore[no-untyped-def]
     """soft_label (MONAI, after Wang et al. 2023): tp = sum min(p, y), fp = sum max(p - y, 0),
     fn = sum max(y - p, 0) in float64 (N, C', 1), and sign(p - y), whose 0 at a tie gives the
     half-gradients of MONAI's |p - y| norms (torch's sign(0) = 0)."""
     p64 = op.Cast(p, to=F64)
     y64 = op.Cast(y, to=F64)
-    axis = op.Constant(value_ints=[-1])
     d = p64 - y64
-    tp = op.ReduceSum(op.Min(p64, y64), axis, keepdims=1)
-    fp = op.ReduceSum(op.Relu(d), axis, keepdims=1)
-    fn = op.ReduceSum(op.Relu(op.Neg(d)), axis, keepdims=1)
+    tp = op.ReduceSum(op.Min(p64, y64), axes, keepdims=1)
+    fp = op.ReduceSum(op.Relu(d), axes, keepdims=1)
+    fn = op.ReduceSum(op.Relu(op.Neg(d)), axes, keepdims=1)
     return tp, fp, fn, op.Sign(p - y)
 
 
@@ -226,10 +247,16 @@ def class_weighted(elements, grad, class_weights):  # type: ignore[no-untyped-de
 
 @cache
 def ratio_kernel(
-    jaccard: bool, activation: str, squared_pred: bool, include_background: bool, soft_label: bool
+    jaccard: bool,
+    activation: str,
+    squared_pred: bool,
+    include_background: bool,
+    soft_label: bool,
+    batch: bool = False,
 ) -> KernelFunction:
     """Dice (err = fp + fn) or MONAI's Jaccard (err = 2 (fp + fn)), both with k = 2."""
     probabilities, backward = activation_pair(activation, include_background)
+    summed = sum_axes(batch)
     c = 2.0 if jaccard else 1.0
     c2 = 2.0 * c  # a Python constant: a product of two literals inside the script would not be cast
     soft = soft_label and not squared_pred  # MONAI's squared (ord 2) statistics are the same either way
@@ -237,17 +264,18 @@ def ratio_kernel(
     @script(LOSSD, default_opset=op)
     def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, class_weights):  # type: ignore[no-untyped-def]
         p, y, aux = probabilities(predictions, targets)
+        axes = op.Constant(value_ints=summed)
         if squared_pred:
-            tp, err = squared_sums(p, y)
+            tp, err = squared_sums(p, y, axes)
             d_err = c2 * (p - y)
             d_tp = op.Identity(y)
         elif soft:
-            tp, fp, fn, sign = soft_sums(p, y)
+            tp, fp, fn, sign = soft_sums(p, y, axes)
             err = fp + fn
             d_err = c * sign
             d_tp = 0.5 - 0.5 * sign
         else:
-            tp, fp, fn = overlap_sums(p, y)
+            tp, fp, fn = overlap_sums(p, y, axes)
             err = fp + fn
             d_err = c * (1.0 - 2.0 * y)
             d_tp = op.Identity(y)
@@ -259,17 +287,20 @@ def ratio_kernel(
 
 
 @cache
-def tversky_terms(soft_label: bool) -> KernelFunction:
-    """Tversky's per-(sample, class) losses L (N, C') and dL/d(kept probabilities) (N, C', R)."""
+def tversky_terms(soft_label: bool, batch: bool = False) -> KernelFunction:
+    """Tversky's per-(sample, class) losses L (N, C') and dL/d(kept probabilities) (N, C', R); with
+    ``batch``, per class over the whole batch (1, C')."""
+    summed = sum_axes(batch)
 
     @script(LOSSD, default_opset=op)
     def terms(p, y, smooth_nr, smooth_dr, alpha, beta):  # type: ignore[no-untyped-def]
+        axes = op.Constant(value_ints=summed)
         if soft_label:
-            tp, fp, fn, sign = soft_sums(p, y)
+            tp, fp, fn, sign = soft_sums(p, y, axes)
             d_tp = 0.5 - 0.5 * sign
             d_err = alpha * (1.0 - d_tp) - beta * d_tp  # d fp = 1 - d tp, d fn = -d tp
         else:
-            tp, fp, fn = overlap_sums(p, y)
+            tp, fp, fn = overlap_sums(p, y, axes)
             d_tp = op.Identity(y)
             d_err = alpha * (1.0 - y) - beta * y
         err = op.CastLike(alpha, tp) * fp + op.CastLike(beta, tp) * fn
@@ -280,9 +311,9 @@ def tversky_terms(soft_label: bool) -> KernelFunction:
 
 
 @cache
-def tversky_kernel(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
+def tversky_kernel(activation: str, include_background: bool, soft_label: bool, batch: bool = False) -> KernelFunction:
     probabilities, backward = activation_pair(activation, include_background)
-    terms = tversky_terms(soft_label)
+    terms = tversky_terms(soft_label, batch)
 
     @script(LOSSD, default_opset=op)
     def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, alpha, beta, class_weights):  # type: ignore[no-untyped-def]
@@ -295,12 +326,14 @@ def tversky_kernel(activation: str, include_background: bool, soft_label: bool) 
 
 
 @cache
-def focal_tversky_kernel(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
+def focal_tversky_kernel(
+    activation: str, include_background: bool, soft_label: bool, batch: bool = False
+) -> KernelFunction:
     """L^gamma of each Tversky loss L, clamped at 0 (a smooth_nr above smooth_dr makes a perfect
     prediction's L negative); its slope gamma L^(gamma - 1) takes L floored at 1e-30, so gamma < 1
     stays finite at a perfect prediction."""
     probabilities, backward = activation_pair(activation, include_background)
-    terms = tversky_terms(soft_label)
+    terms = tversky_terms(soft_label, batch)
 
     @script(LOSSD, default_opset=op)
     def overlap_kernel(predictions, targets, smooth_nr, smooth_dr, alpha, beta, gamma):  # type: ignore[no-untyped-def]
@@ -319,22 +352,27 @@ def focal_tversky_kernel(activation: str, include_background: bool, soft_label: 
 
 
 @cache
-def generalized_kernel(activation: str, include_background: bool, soft_label: bool, w_type: str) -> KernelFunction:
+def generalized_kernel(
+    activation: str, include_background: bool, soft_label: bool, w_type: str, batch: bool = False
+) -> KernelFunction:
     """Sudre et al.'s generalised Dice as MONAI computes it: per sample,
     1 - (2 sum_c w_c tp_c + s_nr) / (sum_c w_c (sum p_c + sum y_c) + s_dr), taken as
-    (sum_c w_c err_c + s_dr - s_nr) / q with err = fp + fn; the weights depend on the targets only."""
+    (sum_c w_c err_c + s_dr - s_nr) / q with err = fp + fn; the weights depend on the targets only. With
+    ``batch``, one ratio for the whole batch from statistics (and weights) summed over it (MONAI's batch)."""
     probabilities, backward = activation_pair(activation, include_background)
+    summed = sum_axes(batch)
     square = w_type == "square"
     simple = w_type == "simple"
 
     @script(LOSSD, default_opset=op)
     def generalized(predictions, targets, smooth_nr, smooth_dr):  # type: ignore[no-untyped-def]
         p, y, aux = probabilities(predictions, targets)
+        axes = op.Constant(value_ints=summed)
         if soft_label:
-            tp, fp, fn, sign = soft_sums(p, y)
+            tp, fp, fn, sign = soft_sums(p, y, axes)
             d_err = op.Identity(sign)
         else:
-            tp, fp, fn = overlap_sums(p, y)
+            tp, fp, fn = overlap_sums(p, y, axes)
             d_err = 1.0 - 2.0 * y
         volume = tp + fn  # sum y, also under soft_label: min(p, y) + max(y - p, 0) = y
         present = op.Greater(volume, op.CastLike(0.0, volume))
@@ -366,7 +404,8 @@ def generalized_kernel(activation: str, include_background: bool, soft_label: bo
 
 
 def kept_probabilities(params: OverlapParams, arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The kernel's kept probabilities and targets, (N, C', R) in numpy (for the checks)."""
+    """The kernel's kept probabilities and targets, (N, C', R) in numpy (for the checks); with MONAI's batch
+    the batch laid side by side as one row, (1, C', N R), as the kernel sums them."""
     x = arrays["predictions"]
     x = x.reshape(*x.shape[:2], -1)
     y = arrays["targets"].reshape(x.shape).astype(np.float64)
@@ -377,14 +416,25 @@ def kept_probabilities(params: OverlapParams, arrays: Mapping[str, np.ndarray]) 
         p = z / z.sum(axis=1, keepdims=True)
     else:
         p = x
-    p = p.astype(np.float64)
-    return (p, y) if params.include_background else (p[:, 1:], y[:, 1:])
+    kept: tuple[np.ndarray, np.ndarray] = (p.astype(np.float64), y)
+    if not params.include_background:
+        kept = (kept[0][:, 1:], kept[1][:, 1:])
+    if params.batch:
+        kept = (side_by_side(kept[0]), side_by_side(kept[1]))
+    return kept
 
 
-def empty_denominator(spec_name: str, where: np.ndarray) -> None:
-    """A 422 naming the first sample, or (sample, class), whose ratio is 0/0 (smooth_dr = 0)."""
+def side_by_side(a: np.ndarray) -> np.ndarray:
+    """(N, C', R) maps as one row (1, C', N R): the batch axis summed with the spatial one (MONAI's batch)."""
+    return a.transpose(1, 0, 2).reshape(1, a.shape[1], -1)
+
+
+def empty_denominator(spec_name: str, where: np.ndarray, batch: bool = False) -> None:
+    """A 422 naming the first sample, or (sample, class), whose ratio is 0/0 (smooth_dr = 0); with MONAI's
+    batch, the batch (or the class) as a whole."""
     first = [int(i) for i in np.argwhere(where)[0]]
-    at = f"sample {first[0]}" + (f", kept class {first[1]}" if len(first) > 1 else "")
+    at = "the batch" if batch else f"sample {first[0]}"
+    at += f", kept class {first[1]}" if len(first) > 1 else ""
     raise InvalidInput(
         "params.smooth_dr",
         f"smooth_dr=0 leaves {spec_name}'s ratio 0/0 for {at}, whose denominator vanishes (nothing predicted and "
@@ -392,17 +442,29 @@ def empty_denominator(spec_name: str, where: np.ndarray) -> None:
     )
 
 
+def check_soft_range(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """any_range with soft_label: the soft statistics hold for predictions in [0, 1] only."""
+    if params.any_range and params.soft_label and params.activation == "none" and (arrays["predictions"] < 0).any():
+        raise InvalidInput(
+            "params.soft_label",
+            "soft_label takes predictions in [0, 1]: with any_range, negative predictions (e.g. from tanh or "
+            "log_softmax) have no soft overlap here (MONAI's |p| norms differ); use soft_label=false",
+        )
+
+
 def check_overlap(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
     """Dice and IoU with smooth_dr = 0: every (sample, kept class) needs sum p + sum y > 0."""
+    check_soft_range(params, arrays)
     if params.smooth_dr == 0:
         p, y = kept_probabilities(params, arrays)
         empty = (p.sum(axis=-1) + y.sum(axis=-1)) <= 0
         if empty.any():
-            empty_denominator("the overlap", empty)
+            empty_denominator("the overlap", empty, params.batch)
 
 
 def check_tversky(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
     """Tversky with smooth_dr = 0: tp + alpha fp + beta fn > 0 for every (sample, kept class)."""
+    check_soft_range(params, arrays)
     if params.smooth_dr == 0:
         p, y = kept_probabilities(params, arrays)
         if params.soft_label:
@@ -411,19 +473,20 @@ def check_tversky(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
             tp, fp, fn = p * y, p * (1.0 - y), (1.0 - p) * y
         q = tp.sum(-1) + params.alpha * fp.sum(-1) + params.beta * fn.sum(-1)
         if (q <= 0).any():
-            empty_denominator("the Tversky", q <= 0)
+            empty_denominator("the Tversky", q <= 0, params.batch)
 
 
 def check_generalized(params: Any, arrays: Mapping[str, np.ndarray]) -> None:
     """Generalised Dice with smooth_dr = 0: each sample needs a weighted denominator > 0, so a class in
     its target (the weights of absent classes are 0 when none is present) or, uniform, anything at all."""
+    check_soft_range(params, arrays)
     if params.smooth_dr == 0:
         p, y = kept_probabilities(params, arrays)
         volume = y.sum(-1)
         total = p.sum(-1) + volume
         empty = (total.sum(-1) <= 0) if params.w_type == "uniform" else ((volume > 0) & (total > 0)).sum(-1) == 0
         if empty.any():
-            empty_denominator("the generalised Dice", empty)
+            empty_denominator("the generalised Dice", empty, params.batch)
 
 
 # --- declarations ----------------------------------------------------------------------------
@@ -435,6 +498,7 @@ PREDICTIONS = Input(
     "Per-channel probabilities in [0, 1] (activation none), or logits (sigmoid, softmax); channel-first.",
     differentiable=True,
     probabilities_when=("activation", "none"),
+    relaxed_by="any_range",
 )
 TARGETS = Input(
     "targets",
@@ -502,8 +566,12 @@ MONAI_COMMON = (
     "for reduction='mean', which is our unweighted mean. For one channel MONAI ignores softmax and "
     "include_background=false with a warning; we reject them (422). MONAI's to_onehot_y=True: send the integer "
     "label map, (N, ...) or (N, 1, ...), as targets; soft_label and smooth_dr=0 are ours too (a class whose "
-    "denominator then vanishes is a 422, where MONAI returns nan). Not offered: batch=True (one value per batch, "
-    "where our overlap losses are per sample) and other_act (an arbitrary callable)."
+    "denominator then vanishes is a 422, where MONAI returns nan). batch=True is params.batch (one value for the "
+    "whole batch: per_sample is [loss], no sample weights; MONAI's reduction='mean' is our loss, and its 'sum' "
+    "sums the batch's per-class losses, so it is ours times the number of kept classes, as our 'sum' sums "
+    "samples and the batch is one; generalized_dice's batch form is one value, so both match). other_act (a "
+    "callable) is any_range: apply it yourself, send its output with activation 'none', and chain the gradients "
+    "through it."
 )
 MONAI_WEIGHT = (
     " MONAI's weight is class_weights (one per kept class; MONAI ignores it when a single class is kept, we apply it)."
@@ -517,6 +585,7 @@ MONAI_WEIGHT = (
     params=DiceParams,
     properties=OVERLAP_PROPERTIES,
     min_sizes=CHANNEL_RULES,
+    batch_param="batch",
     check=check_overlap,
     curve=foreground_probability(),
     card=Card(
@@ -548,8 +617,10 @@ MONAI_WEIGHT = (
         ),
     ),
 )
-def dice(activation: str, squared_pred: bool, include_background: bool, soft_label: bool) -> KernelFunction:
-    return ratio_kernel(False, activation, squared_pred, include_background, soft_label)
+def dice(
+    activation: str, squared_pred: bool, include_background: bool, soft_label: bool, batch: bool
+) -> KernelFunction:
+    return ratio_kernel(False, activation, squared_pred, include_background, soft_label, batch)
 
 
 @loss(
@@ -560,6 +631,7 @@ def dice(activation: str, squared_pred: bool, include_background: bool, soft_lab
     params=DiceParams,
     properties=OVERLAP_PROPERTIES,
     min_sizes=CHANNEL_RULES,
+    batch_param="batch",
     check=check_overlap,
     curve=foreground_probability(),
     card=Card(
@@ -589,8 +661,8 @@ def dice(activation: str, squared_pred: bool, include_background: bool, soft_lab
         ),
     ),
 )
-def iou(activation: str, squared_pred: bool, include_background: bool, soft_label: bool) -> KernelFunction:
-    return ratio_kernel(True, activation, squared_pred, include_background, soft_label)
+def iou(activation: str, squared_pred: bool, include_background: bool, soft_label: bool, batch: bool) -> KernelFunction:
+    return ratio_kernel(True, activation, squared_pred, include_background, soft_label, batch)
 
 
 @loss(
@@ -600,6 +672,7 @@ def iou(activation: str, squared_pred: bool, include_background: bool, soft_labe
     params=TverskyParams,
     properties=OVERLAP_PROPERTIES,
     min_sizes=CHANNEL_RULES,
+    batch_param="batch",
     check=check_tversky,
     curve=foreground_probability(),
     card=Card(
@@ -632,8 +705,8 @@ def iou(activation: str, squared_pred: bool, include_background: bool, soft_labe
         ),
     ),
 )
-def tversky(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
-    return tversky_kernel(activation, include_background, soft_label)
+def tversky(activation: str, include_background: bool, soft_label: bool, batch: bool) -> KernelFunction:
+    return tversky_kernel(activation, include_background, soft_label, batch)
 
 
 @loss(
@@ -644,6 +717,7 @@ def tversky(activation: str, include_background: bool, soft_label: bool) -> Kern
     params=GeneralizedDiceParams,
     properties=OVERLAP_PROPERTIES,
     min_sizes=CHANNEL_RULES,
+    batch_param="batch",
     check=check_generalized,
     curve=foreground_probability(),
     card=Card(
@@ -673,8 +747,10 @@ def tversky(activation: str, include_background: bool, soft_label: bool) -> Kern
         ),
     ),
 )
-def generalized_dice(activation: str, include_background: bool, soft_label: bool, w_type: str) -> KernelFunction:
-    return generalized_kernel(activation, include_background, soft_label, w_type)
+def generalized_dice(
+    activation: str, include_background: bool, soft_label: bool, w_type: str, batch: bool
+) -> KernelFunction:
+    return generalized_kernel(activation, include_background, soft_label, w_type, batch)
 
 
 @loss(
@@ -684,6 +760,7 @@ def generalized_dice(activation: str, include_background: bool, soft_label: bool
     params=FocalTverskyParams,
     properties=OVERLAP_PROPERTIES,
     min_sizes=CHANNEL_RULES,
+    batch_param="batch",
     check=check_tversky,
     curve=foreground_probability(),
     card=Card(
@@ -721,5 +798,5 @@ def generalized_dice(activation: str, include_background: bool, soft_label: bool
         ),
     ),
 )
-def focal_tversky(activation: str, include_background: bool, soft_label: bool) -> KernelFunction:
-    return focal_tversky_kernel(activation, include_background, soft_label)
+def focal_tversky(activation: str, include_background: bool, soft_label: bool, batch: bool) -> KernelFunction:
+    return focal_tversky_kernel(activation, include_background, soft_label, batch)

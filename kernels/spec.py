@@ -90,10 +90,19 @@ class Input:
     probabilities (checked to lie in [0, 1]); any other value of that param means raw
     scores (logits), e.g. ``("activation", "none")``. A loss without that param takes
     probabilities."""
+    optional: float | None = None
+    """An input a request may leave out: it is then filled with this value at the shape its symbols
+    are bound to by the other inputs (e.g. TF-GAN's per-score weights, 1.0). Only for fixed-rank
+    float inputs whose symbols another, required input binds; never differentiable."""
 
     @property
     def integer(self) -> bool:
         return self.kind in ("label", "count")
+
+    def filled(self, sizes: Mapping[str, int], dtype: type[np.floating[Any]]) -> np.ndarray:
+        """The array an optional input left out stands for, given the sizes its symbols are bound to."""
+        assert self.optional is not None, f"{self.name} is not optional"
+        return np.full(tuple(sizes[d] for d in self.shape), self.optional, dtype=dtype)
 
     def holds_probabilities(self, params: BaseModel) -> bool:
         """Whether the values must lie in [0, 1] with these params."""
@@ -250,7 +259,12 @@ class LossSpec:
     batch_level: bool = False
     """The loss is one value for the whole batch (its inputs may have different
     lengths, e.g. N real and M fake scores): no sample weights, ``per_sample`` is
-    ``[loss]`` and the kernel returns elements of shape ``(1, 1)``."""
+    ``[loss]`` and the kernel returns elements of shape ``(1, R)``. Always, whatever the params; a
+    loss that is batch-level for some params only names the param in ``batch_param``. Read it
+    through :meth:`is_batch_level` (a request's params) or :meth:`variant_batch_level` (a graph)."""
+    batch_param: str | None = None
+    """A boolean structural param under which the loss is batch-level (MONAI's ``batch``: overlap
+    statistics summed over the batch before the ratio); None: ``batch_level`` alone decides."""
     min_sizes: tuple[MinSize, ...] = ()
     """Least sizes of shape symbols (e.g. an image at least as large as the window);
     the service checks them after binding the shapes."""
@@ -267,6 +281,28 @@ class LossSpec:
     @property
     def differentiable(self) -> tuple[str, ...]:
         return tuple(i.name for i in self.inputs if i.differentiable)
+
+    @property
+    def required(self) -> tuple[Input, ...]:
+        """The inputs every request must send (all but the ``optional`` ones)."""
+        return tuple(i for i in self.inputs if i.optional is None)
+
+    @property
+    def ever_batch_level(self) -> bool:
+        """Whether some params make the loss one value for the whole batch."""
+        return self.batch_level or self.batch_param is not None
+
+    def is_batch_level(self, params: BaseModel) -> bool:
+        """Whether the loss, with these params, is one value for the whole batch."""
+        return self.batch_level or (self.batch_param is not None and bool(getattr(params, self.batch_param)))
+
+    def variant_batch_level(self, variant: Variant) -> bool:
+        """Whether one graph variant is batch-level (the ``batch_param`` is structural)."""
+        return self.batch_level or (self.batch_param is not None and bool(dict(variant).get(self.batch_param)))
+
+    def fill_optional(self, arrays: Mapping[str, np.ndarray], dtype: type[np.floating[Any]]) -> dict[str, np.ndarray]:
+        """``arrays`` with every optional input left out filled in, at the sizes the others bind."""
+        return fill_optional(self.inputs, arrays, dtype)
 
     def no_gradients(self, variant: Variant, resources: Resources = NO_RESOURCES) -> str | None:
         """Why one variant's graphs return no gradients although the loss has differentiable
@@ -324,6 +360,22 @@ class LossSpec:
             for name, value in variant
         }
         return self.kernel(**args)
+
+
+def fill_optional(
+    inputs: tuple[Input, ...], arrays: Mapping[str, np.ndarray], dtype: type[np.floating[Any]]
+) -> dict[str, np.ndarray]:
+    """``arrays`` with every optional input left out filled in, at the sizes the sent fixed-rank inputs bind
+    their symbols to (the one place optional inputs become arrays: the service's checks, in-process runs and
+    composites all call it)."""
+    missing = [i for i in inputs if i.optional is not None and i.name not in arrays]
+    if not missing:
+        return dict(arrays)
+    sizes: dict[str, int] = {}
+    for spec_input in inputs:
+        if spec_input.name in arrays and "..." not in spec_input.shape:
+            sizes.update(zip(spec_input.shape, arrays[spec_input.name].shape, strict=False))
+    return {**arrays, **{i.name: i.filled(sizes, dtype) for i in missing}}
 
 
 @functools.cache  # every request selects its graph by these
@@ -413,6 +465,7 @@ def loss(
     curve: Curve | None = None,
     mass: bool = False,
     batch_level: bool = False,
+    batch_param: str | None = None,
     configured: Mapping[str, Configured] | None = None,
     check: InputCheck | None = None,
     min_sizes: tuple[MinSize, ...] = (),
@@ -434,6 +487,22 @@ def loss(
             switch = spec_input.relaxed_by
             if switch is not None and (switch not in params.model_fields or _choices(params, switch) != (False, True)):
                 raise ValueError(f"{name}: input {spec_input.name!r} is relaxed by {switch!r}, not a boolean param")
+        if batch_param is not None and (
+            batch_param not in structural or _choices(params, batch_param) != (False, True)
+        ):
+            raise ValueError(f"{name}: batch_param {batch_param!r} must be a structural boolean param")
+        bound_by_required = {d for i in inputs if i.optional is None for d in i.shape}
+        for spec_input in inputs:
+            if spec_input.optional is not None and (
+                spec_input.differentiable
+                or spec_input.integer
+                or "..." in spec_input.shape
+                or not set(spec_input.shape) <= bound_by_required
+            ):
+                raise ValueError(
+                    f"{name}: optional input {spec_input.name!r} must be a fixed-rank float input, not differentiable, "
+                    "whose symbols a required input binds"
+                )
         symbols = {d for i in inputs for d in i.shape}
         for rule in min_sizes:
             named = {n for n, _ in rule.when} | ({rule.minimum} if isinstance(rule.minimum, str) else set())
@@ -453,6 +522,7 @@ def loss(
                 curve=curve,
                 mass=mass,
                 batch_level=batch_level,
+                batch_param=batch_param,
                 variants=_all_variants(params, structural, dict.fromkeys(configured_params, ())),
                 configured=configured_params,
                 check=check,

@@ -240,7 +240,8 @@ def decode_inputs(
 ) -> Batch:
     arrays: dict[str, np.ndarray] = {}
     total = 0
-    for spec_input in spec.inputs:
+    sent = tuple(i for i in spec.inputs if i.optional is None or values.get(i.name) is not None)
+    for spec_input in sent:
         array = to_array(spec_input.name, values[spec_input.name], np.int64 if spec_input.integer else dtype)
         total += array.size
         if total > max_elements:
@@ -252,9 +253,9 @@ def decode_inputs(
             if array.ndim >= 1 and array.shape == first.shape[:-1]:
                 array = np.repeat(array[..., None], first.shape[-1], axis=-1)
         arrays[spec_input.name] = array
-    bound = bind_shapes(spec.inputs, arrays)
+    bound = bind_shapes(sent, arrays)
     check_min_sizes(spec, params, bound)
-    for spec_input in spec.inputs:
+    for spec_input in sent:
         name = spec_input.name
         array = arrays[name]
         if spec_input.kind == "label":
@@ -280,10 +281,11 @@ def decode_inputs(
             check_allowed(name, array, spec_input.allowed)
         if spec_input.normalized:
             check_positive_rows(name, arrays[name])
+    arrays = spec.fill_optional(arrays, dtype)  # optional inputs left out, at the sizes the others bound
     check_per_class_params(params, arrays[spec.inputs[0].name].shape)
     if spec.check is not None:
         spec.check(params, arrays)  # InvalidInput: the data plane answers it as invalid
-    count = 1 if spec.batch_level else bound["N"]
+    count = 1 if spec.is_batch_level(params) else bound["N"]
     assert isinstance(count, int)
     return Batch(arrays, count)
 

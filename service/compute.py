@@ -66,11 +66,9 @@ def evaluate(runtime: Runtime, spec: LossSpec | None, request: Computation, max_
 
 def _evaluate(runtime: Runtime, spec: LossSpec | None, request: Computation, max_elements: int) -> Computed:
     terms = request.terms
-    batch_level = spec.batch_level if spec is not None else terms[0].spec.batch_level
+    batch_level = spec.is_batch_level(request.params) if spec is not None else terms[0].batch_level
     if batch_level and request.weights is not None:
-        what = f"{spec.name} is" if spec is not None else "the terms are"
-        subject = "it takes" if spec is not None else "they take"
-        raise invalid("weights", f"{what} one value for the whole batch: {subject} no sample weights")
+        raise invalid("weights", batch_weights_refusal(spec))
     dtype = NUMPY_DTYPE[request.dtype]
     check_params(request.params, dtype)  # the graph takes params in the request's dtype
     for index, term in enumerate(terms):
@@ -83,7 +81,7 @@ def _evaluate(runtime: Runtime, spec: LossSpec | None, request: Computation, max
         gradients = request.gradients and bool(spec.differentiable)
         kernel = select_kernel(runtime, spec, request.params, request.dtype, gradients)
         if isinstance(spec, CompositeSpec):  # each term checks its own inputs
-            batch = decode_terms(spec.terms, request.values, dtype, max_elements)
+            batch = decode_terms(spec.terms_for(request.params), request.values, dtype, max_elements)
         else:
             batch = decode_inputs(spec, request.params, request.values, dtype, max_elements)
         if kernel.fixed_dims:
@@ -109,7 +107,7 @@ def _evaluate(runtime: Runtime, spec: LossSpec | None, request: Computation, max
     metrics.kernel_seconds(spec.name if spec is not None else COMPOSITE).observe(end - start)
     CLOCK.kernel_start, CLOCK.kernel_end = start, end
     if not np.isfinite(result.loss):
-        raise undefined_loss(spec or terms[0].spec, result.loss, result.per_sample, request.dtype)
+        raise undefined_loss(spec or terms[0].spec, result.loss, result.per_sample, request.dtype, batch_level)
     loss, per_sample, grads = result.loss, result.per_sample, result.gradients
     weighted = per_sample * weights if raw is not None else per_sample
     if spread is not None:
@@ -125,14 +123,29 @@ def _evaluate(runtime: Runtime, spec: LossSpec | None, request: Computation, max
     return Computed(loss, per_sample, grads, batch.count, term_values)
 
 
-def undefined_loss(spec: LossSpec, loss: np.ndarray, per_sample: np.ndarray, dtype: str) -> ServiceError:
+def batch_weights_refusal(spec: LossSpec | None) -> str:
+    """Why a batch-level request takes no sample weights, and what weighs its inputs instead (an
+    optional weights input, e.g. TF-GAN's real and generated weights)."""
+    if spec is None:
+        return "the terms are one value for the whole batch: they take no sample weights"
+    how = "" if spec.batch_level or spec.batch_param is None else f" with {spec.batch_param}=true"
+    text = f"{spec.name}{how} is one value for the whole batch: it takes no sample weights"
+    optional = [i.name for i in spec.inputs if i.optional is not None]
+    if optional:
+        text += f"; weigh its scores with the inputs {' and '.join(optional)} instead"
+    return text
+
+
+def undefined_loss(
+    spec: LossSpec, loss: np.ndarray, per_sample: np.ndarray, dtype: str, batch_level: bool = False
+) -> ServiceError:
     """Why a reduced loss is not finite: a sample's loss overflowed the dtype, the sum did,
     or a mean has nothing to divide by."""
     hint = "; send dtype float64" if dtype == "float32" else ""
     bad = ~np.isfinite(per_sample)
     if bad.any():  # e.g. exp of a large log-rate, a squared distance beyond float32's range
         index = int(np.argmax(bad))
-        what = "the loss" if spec.batch_level else f"the loss of sample [{index}]"
+        what = "the loss" if batch_level or spec.batch_level else f"the loss of sample [{index}]"
         detail = f"{what} is {per_sample[index].item()!r}: the inputs overflow {dtype}{hint}"
         return ServiceError(Kind.INVALID, UNDEFINED, detail, field=spec.inputs[0].name)
     if np.isinf(loss):

@@ -37,17 +37,30 @@ def request_model(spec: LossSpec) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for spec_input in spec.inputs:
         shape = "(" + ", ".join(spec_input.shape) + ")"
-        fields[spec_input.name] = (
-            Annotated[Any, WithJsonSchema(array_schema(spec_input))],
-            Field(description=f"{spec_input.description} Shape {shape}."),
-        )
-    weights = (
-        "Not accepted: this loss is one value for the whole batch."
-        if spec.batch_level
-        else "Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the "
+        description = f"{spec_input.description} Shape {shape}."
+        if spec_input.optional is None:
+            fields[spec_input.name] = (
+                Annotated[Any, WithJsonSchema(array_schema(spec_input))],
+                Field(description=description),
+            )
+        else:
+            fields[spec_input.name] = (
+                Annotated[Any, WithJsonSchema(array_schema(spec_input))],
+                Field(None, description=f"{description} Optional: all {spec_input.optional:g} when left out."),
+            )
+    per_sample = (
+        "Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the "
         "'...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', "
         "the loss is each sample's weighted loss."
     )
+    optional = [i.name for i in spec.inputs if i.optional is not None]
+    instead = f" Weigh the scores with {' and '.join(optional)} instead." if optional else ""
+    if spec.batch_level:
+        weights = "Not accepted: this loss is one value for the whole batch." + instead
+    elif spec.batch_param is not None:
+        weights = f"{per_sample} Not accepted with params.{spec.batch_param} true (one value for the whole batch)."
+    else:
+        weights = per_sample
     fields["weights"] = (Annotated[Any, WithJsonSchema(array_schema(None))], Field(None, description=weights))
     if any(f.is_required() for f in spec.params.model_fields.values()):
         # Validate a missing params object as {}: the 422 then names the missing param

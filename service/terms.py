@@ -70,18 +70,22 @@ def decode_terms(
 ) -> Batch:
     """Each term's inputs checked by its own declaration, by request field."""
     layouts = field_inputs(terms)
-    missing = [f for f in layouts if values.get(f) is None]
+    missing = [f for f, x in layouts.items() if x.optional is None and values.get(f) is None]
     if missing:
         users = [f"terms[{i}] ({t.spec.name})" for i, t in enumerate(terms) if missing[0] in t.fields.values()]
         raise invalid(missing[0], f"missing: required by {', '.join(users)}")
-    raw = {f: to_array(f, values[f], np.int64 if x.integer else dtype) for f, x in layouts.items()}
+    raw = {
+        f: to_array(f, values[f], np.int64 if x.integer else dtype)
+        for f, x in layouts.items()
+        if values.get(f) is not None  # an optional field left out: each term fills its own (decode_inputs)
+    }
     if sum(a.size for a in raw.values()) > max_elements:
         raise too_many_elements(max_elements, next(iter(raw)))
     arrays: dict[str, np.ndarray] = {}
     owner: dict[str, int] = {}
     count: tuple[int, str] | None = None
     for index, t in enumerate(terms):
-        own = {name: raw[field] for name, field in t.inputs}
+        own = {name: raw[field] for name, field in t.inputs if field in raw}
         try:
             batch = decode_inputs(t.spec, t.params, own, dtype, max_elements)
         except (ServiceError, InvalidInput) as exc:
@@ -103,8 +107,8 @@ def decode_terms(
                 )
             owner.setdefault(field, index)
         if count is None:
-            count = (batch.count, t.inputs[0][1])
-        elif not t.spec.batch_level and batch.count != count[0]:
+            count = (1 if t.batch_level else batch.count, t.inputs[0][1])
+        elif not t.batch_level and batch.count != count[0]:
             field = t.inputs[0][1]
             raise invalid(field, f"has {batch.count} samples but {count[1]!r} has {count[0]}: the terms share N")
     assert count is not None

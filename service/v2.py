@@ -174,6 +174,7 @@ def model_config(spec: LossSpec) -> dict[str, Any]:
     """Triton's model configuration: the batch axis is part of every shape, so
     ``max_batch_size`` is 0 (lossd batches nothing itself)."""
     metadata = model_metadata(spec)
+    optional = {"weights", *(i.name for i in spec.inputs if i.optional is not None)}
     return {
         "name": spec.name,
         "platform": "onnxruntime_onnx",
@@ -184,7 +185,7 @@ def model_config(spec: LossSpec) -> dict[str, Any]:
                 "name": i["name"],
                 "data_type": f"TYPE_{i['datatype']}",
                 "dims": i["shape"],
-                "optional": i["name"] == "weights",
+                "optional": i["name"] in optional,
             }
             for i in metadata["inputs"]
         ],
@@ -402,7 +403,7 @@ def prepare(
     """The protocol's request, bound-independent (HTTP and gRPC): decoded inputs by name
     (checked by ``check_input``) with their datatypes, the request ``parameters`` as Python
     scalars, and the names of the requested outputs (None: all of them)."""
-    missing = [i.name for i in spec.inputs if i.name not in values]
+    missing = [i.name for i in spec.required if i.name not in values]
     if missing:
         raise bad_request(f"missing input(s) {', '.join(missing)} for model {spec.name}")
     available = output_names(spec)
@@ -419,7 +420,7 @@ def prepare(
         raise bad_request(f"parameter dtype: {dtype!r} is not one of float32, float64")
     computation = Computation(
         params=parse_params(spec, parameters),
-        values={i.name: values[i.name] for i in spec.inputs},
+        values={i.name: values[i.name] for i in spec.inputs if i.name in values},
         weights=values.get("weights"),
         reduction=reduction,
         dtype=dtype,

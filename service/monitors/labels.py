@@ -43,7 +43,8 @@ def prediction_inputs(monitor: Monitor, spec: LossSpec) -> list[Input]:
     """The loss's inputs a prediction carries: all but ``targets`` (a 422 for a loss whose
     samples cannot be labelled later)."""
     names = [i.name for i in spec.inputs]
-    if TARGETS not in names or spec.batch_level:
+    batch_level = spec.batch_level or bool(spec.batch_param and monitor.params.get(spec.batch_param))
+    if TARGETS not in names or batch_level:
         raise invalid_request(
             f"monitor {monitor.name!r} computes {spec.name}, which has no per-sample targets (its inputs are "
             f"{', '.join(names)}): send its samples as observations",

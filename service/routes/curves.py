@@ -28,7 +28,7 @@ def evaluate_curve(runtime: Runtime, spec: LossSpec, points: int) -> CurveRespon
     params = spec.params(**curve.params)
     inputs, direction = curve.inputs(x), curve.direction(x)
     try:
-        if spec.batch_level:  # each point of the curve is a batch of its own
+        if spec.is_batch_level(params):  # each point of the curve is a batch of its own
             rows = [
                 runtime.evaluate(spec, {k: v[i] for k, v in inputs.items()}, params, dtype="float64")
                 for i in range(points)

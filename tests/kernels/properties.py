@@ -843,9 +843,9 @@ class BatchScores(Domain):
     def mismatch(self, spec: LossSpec) -> str | None:
         if not spec.batch_level:
             return "the loss is not batch-level"
-        if spec.differentiable != self.inputs or len(spec.inputs) != 2:
-            return f"inputs are {[i.name for i in spec.inputs]}, not {self.inputs}"
-        if any(len(i.shape) != 1 or i.kind != "real" for i in spec.inputs):
+        if spec.differentiable != self.inputs or len(spec.required) != 2:  # the default form: no optional weights
+            return f"inputs are {[i.name for i in spec.required]}, not {self.inputs}"
+        if any(len(i.shape) != 1 or i.kind != "real" for i in spec.required):
             return "the inputs are not 1-D real scores"
         return None
 

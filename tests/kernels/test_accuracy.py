@@ -204,7 +204,7 @@ def test_float32_batch_level_means_over_10m_scores(
     fake = rng.standard_normal(6_000_000, dtype=np.float32) * np.float32(3.0) - np.float32(0.5)
     spec = REGISTRY.get(loss)
     assert spec is not None and spec.batch_level
-    inputs = dict(zip([i.name for i in spec.inputs], (real, fake), strict=True))
+    inputs = dict(zip([i.name for i in spec.required], (real, fake), strict=True))
     result = evaluate(loss, inputs, params, dtype="float32", gradients=False)
     assert result.loss.dtype == np.float32
     expected = reference(real.astype(np.float64), fake.astype(np.float64))

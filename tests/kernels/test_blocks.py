@@ -59,10 +59,11 @@ def test_blocks_equal_one_run(loss: str, monkeypatch: pytest.MonkeyPatch) -> Non
         arrays = case.inputs(rng, params)
         rows = next(iter(arrays.values())).shape[0]
         assert rows >= 2, "one-row blocks of a one-row batch are one run"
-        split_expected = loss not in NOT_SPLIT
+        batch_level = spec.is_batch_level(spec.params(**params))  # e.g. MONAI's batch=True: one value, whole
+        split_expected = loss not in NOT_SPLIT and not batch_level
         assert blockable(loss, params) == split_expected, f"{loss} {params}"
         for reduction, weighted in CONFIGS:
-            weights = rng.uniform(0.2, 3.0, rows) if weighted and not spec.batch_level else None
+            weights = rng.uniform(0.2, 3.0, rows) if weighted and not batch_level else None
             where = f"{loss} {params} {reduction} weighted={weighted}"
             monkeypatch.setattr(blocks, "MIN_ELEMENTS", 1 << 62)
             whole = evaluate(loss, arrays, params, reduction=reduction, weights=weights)
@@ -72,7 +73,7 @@ def test_blocks_equal_one_run(loss: str, monkeypatch: pytest.MonkeyPatch) -> Non
             monkeypatch.setattr(blocks, "BLOCK_ELEMENTS", 1)
             split = evaluate(loss, arrays, params, reduction=reduction, weights=weights)
             if not split_expected:
-                assert calls == [], f"{where}: run in blocks ({NOT_SPLIT[loss]})"
+                assert calls == [], f"{where}: run in blocks ({NOT_SPLIT.get(loss, 'batch-level')})"
                 continue
             assert calls == [rows], f"{where}: expected one block per row, got {calls}"
             calls.clear()

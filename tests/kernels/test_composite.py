@@ -96,6 +96,17 @@ COMPOSITIONS: dict[str, tuple[Callable[[], list[Term]], Callable[[np.random.Gene
         ],
         gan_scores,
     ),
+    "wasserstein+adversarial (batch level, TF-GAN score weights)": (
+        lambda: [
+            spec_term("wasserstein", 1.0),
+            spec_term("adversarial", 0.5, real_logits="real_scores", fake_logits="fake_scores"),
+        ],
+        lambda rng: {
+            **gan_scores(rng),
+            "real_weights": np.array([0.0, 1.0, 2.5, 0.5]),
+            "fake_weights": rng.uniform(0.2, 2.0, 6),
+        },
+    ),
 }
 TOLERANCE = {"float64": 1e-10, "float32": 2e-5}
 SESSIONS = CompositeSessions(session_options(1), ["CPUExecutionProvider"], size=8)
@@ -108,7 +119,7 @@ def separately(terms: list[Term], fields: Arrays, reduction: str, weights: Any, 
     gradients: dict[str, Any] = {}
     values = []
     for t in terms:
-        own = {name: fields[field] for name, field in t.inputs}
+        own = {name: fields[field] for name, field in t.inputs if field in fields}  # optional inputs may be left out
         result = evaluate(t.spec.name, own, t.params.model_dump(), reduction=reduction, weights=weights, dtype=dtype)
         values.append(result.loss)
         loss = loss + t.weight * np.asarray(result.loss, np.float64)

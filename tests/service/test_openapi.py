@@ -25,7 +25,7 @@ def test_every_loss_documents_its_request(client: TestClient) -> None:
         operation = document["paths"][f"/loss/{spec.name}"]["post"]
         ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         model = schemas[ref.rsplit("/", 1)[1]]
-        assert set(model["required"]) == {i.name for i in spec.inputs}
+        assert set(model["required"]) == {i.name for i in spec.required}
         assert model["additionalProperties"] is False
         for spec_input in spec.inputs:
             assert model["properties"][spec_input.name]["description"]

@@ -32,7 +32,7 @@ export interface paths {
         put?: never;
         /**
          * GAN adversarial loss
-         * @description GAN adversarial loss. The standard GAN objectives on discriminator logits, one value for the whole batch, as TF-GAN defines them without label smoothing: each term is averaged over its own batch (real N, fake M) before the terms are summed. Discriminator, non_saturating and minimax: softplus(-r) + softplus(f) (binary cross-entropy with real = 1, fake = 0); generator, non_saturating: softplus(-f); minimax: -softplus(f) = log(1 - sigmoid(f)), which saturates and has no lower bound; hinge: relu(1 - r) + relu(1 + f) and -f; least_squares: (r - 1)^2 / 2 + f^2 / 2 and (f - 1)^2 / 2. Stable softplus forms throughout; generator modes give the real logits a zero gradient. Properties are those of the default (non-saturating discriminator): convex, smooth, bounded below, gradients bounded by 1/N and 1/M; hinge has kinks, least_squares unbounded gradients, the minimax generator no lower bound. No sample weights; per_sample is [loss].
+         * @description GAN adversarial loss. The standard GAN objectives on discriminator logits, one value for the whole batch, as TF-GAN defines them without label smoothing: each term is averaged over its own batch (real N, fake M) before the terms are summed. Discriminator, non_saturating and minimax: softplus(-r) + softplus(f) (binary cross-entropy with real = 1, fake = 0); generator, non_saturating: softplus(-f); minimax: -softplus(f) = log(1 - sigmoid(f)), which saturates and has no lower bound; hinge: relu(1 - r) + relu(1 + f) and -f; least_squares: (r - 1)^2 / 2 + f^2 / 2 and (f - 1)^2 / 2. Stable softplus forms throughout; generator modes give the real logits a zero gradient. Properties are those of the default (non-saturating discriminator): convex, smooth, bounded below, gradients bounded by 1/N and 1/M; hinge has kinks, least_squares unbounded gradients, the minimax generator no lower bound. No sample weights (the weights field is refused: one value for the whole batch); instead the optional inputs real_weights (N,) and fake_weights (M,) weigh the scores as TF-GAN does: each batch's mean becomes sum(w x) / (the number of nonzero w), 0 when every weight is 0 (compute_weighted_loss, SUM_BY_NONZERO_WEIGHTS); left out, they are all 1. per_sample is [loss].
          */
         post: operations["compute_adversarial_loss_adversarial_post"];
         delete?: never;
@@ -373,7 +373,7 @@ export interface paths {
         put?: never;
         /**
          * Dice + cross-entropy (MONAI DiceCELoss)
-         * @description Dice + cross-entropy (MONAI DiceCELoss). MONAI's DiceCELoss with its defaults (lambda_dice = lambda_ce = 1, no activation for the Dice term): Dice on the predictions as probabilities plus the channel-first cross-entropy over axis 1 of the same predictions read as logits (torch's CrossEntropyLoss, which applies the log-softmax itself), on channel-first maps (N, C, ...) with C >= 2. Targets are one-hot (or soft) masks of the same shape, or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot (MONAI to_onehot_y=True). MONAI's other flags are the ad-hoc composite (POST /loss/composite) of the same two terms with their params: softmax=True (the usual form, nnU-Net's loss) is dice with activation 'softmax' plus channel_cross_entropy with from_logits true; sigmoid=True is dice with activation 'sigmoid'; include_background, squared_pred, jaccard (iou instead of dice), smooth_nr, smooth_dr and weight (class_weights on both terms) are the terms' params, lambda_dice and lambda_ce the term weights. For one channel MONAI uses BCEWithLogitsLoss instead: dice plus binary_cross_entropy with from_logits true. A weighted sum of catalog losses computed as one graph: 1 x dice + 1 x channel_cross_entropy (params {'from_logits': True}). Each term's own params and reduction apply; the loss, per-sample losses and gradients are the weighted sums of the terms'. Properties are those of the terms in the forms used here, kept where a sum preserves them.
+         * @description Dice + cross-entropy (MONAI DiceCELoss). MONAI's DiceCELoss with its defaults (lambda_dice = lambda_ce = 1, no activation for the Dice term): Dice on the predictions as probabilities plus the channel-first cross-entropy over axis 1 of the same predictions read as logits (torch's CrossEntropyLoss, which applies the log-softmax itself), on channel-first maps (N, C, ...) with C >= 2. Targets are one-hot (or soft) masks of the same shape, or an integer label map (N, ...) or (N, 1, ...), expanded to one-hot (MONAI to_onehot_y=True). MONAI's other flags are the ad-hoc composite (POST /loss/composite) of the same two terms with their params: softmax=True (the usual form, nnU-Net's loss) is dice with activation 'softmax' plus channel_cross_entropy with from_logits true; sigmoid=True is dice with activation 'sigmoid'; include_background, squared_pred, jaccard (iou instead of dice), smooth_nr, smooth_dr and weight (class_weights on both terms) are the terms' params, lambda_dice and lambda_ce the term weights. For one channel MONAI uses BCEWithLogitsLoss instead: dice plus binary_cross_entropy with from_logits true. params.batch true is MONAI's DiceCELoss(batch=True): the Dice statistics are summed over the batch before the ratio (one Dice per class for the whole batch) and the cross-entropy stays its mean over every sample and position, so the loss is one value for the batch (per_sample is [loss], no sample weights); the ad-hoc composite cannot mix a batch-level dice with a per-sample cross-entropy, only this named form does. A weighted sum of catalog losses computed as one graph: 1 x dice + 1 x channel_cross_entropy (params {'from_logits': True}). Each term's own params and reduction apply; the loss, per-sample losses and gradients are the weighted sums of the terms'. Properties are those of the terms in the forms used here, kept where a sum preserves them.
          */
         post: operations["compute_dice_ce_loss_dice_ce_post"];
         delete?: never;
@@ -1193,7 +1193,7 @@ export interface paths {
         put?: never;
         /**
          * Wasserstein GAN loss
-         * @description Wasserstein GAN loss. The WGAN objective on critic scores, one value for the whole batch: the critic minimises mean(fake) - mean(real), the generator minimises -mean(fake). Real and fake batches may differ in length; each mean runs in float64. Linear in the scores, so its gradients are constant (-1/N and 1/M; zero for the real scores in generator mode) and it has no lower bound: the critic must be kept Lipschitz (weight clipping, or a gradient penalty computed outside this service, since it needs the critic's input gradient). No sample weights; per_sample is [loss].
+         * @description Wasserstein GAN loss. The WGAN objective on critic scores, one value for the whole batch: the critic minimises mean(fake) - mean(real), the generator minimises -mean(fake). Real and fake batches may differ in length; each mean runs in float64. Linear in the scores, so its gradients are constant (-1/N and 1/M; zero for the real scores in generator mode) and it has no lower bound: the critic must be kept Lipschitz (weight clipping, or a gradient penalty computed outside this service, since it needs the critic's input gradient). No sample weights (the weights field is refused: one value for the whole batch); instead the optional inputs real_weights (N,) and fake_weights (M,) weigh the scores as TF-GAN does: each batch's mean becomes sum(w x) / (the number of nonzero w), 0 when every weight is 0 (compute_weighted_loss, SUM_BY_NONZERO_WEIGHTS); left out, they are all 1. per_sample is [loss].
          */
         post: operations["compute_wasserstein_loss_wasserstein_post"];
         delete?: never;
@@ -1779,6 +1779,12 @@ export interface components {
              */
             fake_logits: (number | unknown[])[];
             /**
+             * Fake Weights
+             * @description Weights of the generated logits (TF-GAN's generated_weights, or weights of the generator losses), averaged like real_weights. Shape (M). Optional: all 1 when left out.
+             * @default null
+             */
+            fake_weights?: (number | unknown[])[];
+            /**
              * Outputs
              * @description What to return: loss, per_sample, gradients.
              */
@@ -1791,6 +1797,12 @@ export interface components {
              */
             real_logits: (number | unknown[])[];
             /**
+             * Real Weights
+             * @description Weights of the real logits (TF-GAN's real_weights): the real term is sum(w x) / (the number of nonzero w), 0 when all are 0; a scalar weight is the same value repeated N times. Shape (N). Optional: all 1 when left out.
+             * @default null
+             */
+            real_weights?: (number | unknown[])[];
+            /**
              * Reduction
              * @description mean: weighted mean; sum; none: per-sample.
              * @default mean
@@ -1799,7 +1811,7 @@ export interface components {
             reduction?: "mean" | "sum" | "none";
             /**
              * Weights
-             * @description Not accepted: this loss is one value for the whole batch.
+             * @description Not accepted: this loss is one value for the whole batch. Weigh the scores with real_weights and fake_weights instead.
              * @default null
              */
             weights?: number[];
@@ -1947,6 +1959,18 @@ export interface components {
             threshold: number;
             /** Windows */
             windows: number;
+        };
+        /**
+         * BatchParams
+         * @description The one param of a named composite with a batch form (``composite(batch=True)``).
+         */
+        BatchParams: {
+            /**
+             * Batch
+             * @description MONAI batch: the terms that take it (the overlap losses) sum their statistics over the whole batch before the ratio, the others are averaged over the whole batch (MONAI's DiceCELoss(batch=True): its cross-entropy stays a mean over everything); the loss is then one value for the batch (per_sample is [loss], no sample weights).
+             * @default false
+             */
+            batch?: boolean;
         };
         /** BinaryCrossEntropyParams */
         BinaryCrossEntropyParams: {
@@ -2852,7 +2876,7 @@ export interface components {
              */
             outputs?: ("loss" | "per_sample" | "gradients")[];
             /** @description Loss parameters. */
-            params?: components["schemas"]["NoParams"];
+            params?: components["schemas"]["BatchParams"];
             /**
              * Predictions
              * @description Per-channel probabilities in [0, 1] (activation none), or logits (sigmoid, softmax); channel-first. (used by channel_cross_entropy, dice) Shape (N, C, ...).
@@ -2872,7 +2896,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss. Not accepted with params.batch true (one value for the whole batch).
              * @default null
              */
             weights?: number[];
@@ -2886,6 +2910,18 @@ export interface components {
              * @enum {string}
              */
             activation?: "none" | "sigmoid" | "softmax";
+            /**
+             * Any Range
+             * @description MONAI other_act (a callable, which HTTP cannot carry): apply it yourself (e.g. torch.tanh, or log_softmax over the channels as MONAI's own tests do) and send its output as the predictions with activation 'none'; true lifts their [0, 1] check (any finite values, as MONAI takes them), and the gradients are with respect to what you sent, to chain through your activation. The overlap statistics are MONAI's sums (sum p y, sum p + sum y, sum p^2 with squared_pred) for any values; soft_label needs predictions in [0, 1] (MONAI's |p| norms and our min/max forms differ below 0), so negative ones with it are a 422.
+             * @default false
+             */
+            any_range?: boolean;
+            /**
+             * Batch
+             * @description MONAI batch: sum the overlap statistics of each class over the whole batch before the ratio, so the loss is one value for the batch (per_sample is [loss], no sample weights): the mean over the kept classes of the batch-summed ratios, MONAI's reduction='mean' (its 'sum' is that times the number of kept classes). false: one loss per sample.
+             * @default false
+             */
+            batch?: boolean;
             /**
              * Class Weights
              * @description MONAI weight: one non-negative weight per kept class (C, or C - 1 without the background), multiplying that class's loss before the mean over the classes.
@@ -2961,7 +2997,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss. Not accepted with params.batch true (one value for the whole batch).
              * @default null
              */
             weights?: number[];
@@ -3203,6 +3239,18 @@ export interface components {
              */
             alpha?: number;
             /**
+             * Any Range
+             * @description MONAI other_act (a callable, which HTTP cannot carry): apply it yourself (e.g. torch.tanh, or log_softmax over the channels as MONAI's own tests do) and send its output as the predictions with activation 'none'; true lifts their [0, 1] check (any finite values, as MONAI takes them), and the gradients are with respect to what you sent, to chain through your activation. The overlap statistics are MONAI's sums (sum p y, sum p + sum y, sum p^2 with squared_pred) for any values; soft_label needs predictions in [0, 1] (MONAI's |p| norms and our min/max forms differ below 0), so negative ones with it are a 422.
+             * @default false
+             */
+            any_range?: boolean;
+            /**
+             * Batch
+             * @description MONAI batch: sum the overlap statistics of each class over the whole batch before the ratio, so the loss is one value for the batch (per_sample is [loss], no sample weights): the mean over the kept classes of the batch-summed ratios, MONAI's reduction='mean' (its 'sum' is that times the number of kept classes). false: one loss per sample.
+             * @default false
+             */
+            batch?: boolean;
+            /**
              * Beta
              * @description Weight of the false negatives, sum (1 - p) y.
              * @default 0.5
@@ -3277,7 +3325,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss. Not accepted with params.batch true (one value for the whole batch).
              * @default null
              */
             weights?: number[];
@@ -3355,6 +3403,18 @@ export interface components {
              */
             activation?: "none" | "sigmoid" | "softmax";
             /**
+             * Any Range
+             * @description MONAI other_act (a callable, which HTTP cannot carry): apply it yourself (e.g. torch.tanh, or log_softmax over the channels as MONAI's own tests do) and send its output as the predictions with activation 'none'; true lifts their [0, 1] check (any finite values, as MONAI takes them), and the gradients are with respect to what you sent, to chain through your activation. The overlap statistics are MONAI's sums (sum p y, sum p + sum y, sum p^2 with squared_pred) for any values; soft_label needs predictions in [0, 1] (MONAI's |p| norms and our min/max forms differ below 0), so negative ones with it are a 422.
+             * @default false
+             */
+            any_range?: boolean;
+            /**
+             * Batch
+             * @description MONAI batch: sum the overlap statistics of each class over the whole batch before the ratio, so the loss is one value for the batch (per_sample is [loss], no sample weights): the mean over the kept classes of the batch-summed ratios, MONAI's reduction='mean' (its 'sum' is that times the number of kept classes). false: one loss per sample.
+             * @default false
+             */
+            batch?: boolean;
+            /**
              * Include Background
              * @description false: channel 0 (the background) is left out of the loss; needs at least 2 channels.
              * @default true
@@ -3424,7 +3484,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss. Not accepted with params.batch true (one value for the whole batch).
              * @default null
              */
             weights?: number[];
@@ -3738,7 +3798,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss. Not accepted with params.batch true (one value for the whole batch).
              * @default null
              */
             weights?: number[];
@@ -5844,6 +5904,18 @@ export interface components {
              */
             alpha?: number;
             /**
+             * Any Range
+             * @description MONAI other_act (a callable, which HTTP cannot carry): apply it yourself (e.g. torch.tanh, or log_softmax over the channels as MONAI's own tests do) and send its output as the predictions with activation 'none'; true lifts their [0, 1] check (any finite values, as MONAI takes them), and the gradients are with respect to what you sent, to chain through your activation. The overlap statistics are MONAI's sums (sum p y, sum p + sum y, sum p^2 with squared_pred) for any values; soft_label needs predictions in [0, 1] (MONAI's |p| norms and our min/max forms differ below 0), so negative ones with it are a 422.
+             * @default false
+             */
+            any_range?: boolean;
+            /**
+             * Batch
+             * @description MONAI batch: sum the overlap statistics of each class over the whole batch before the ratio, so the loss is one value for the batch (per_sample is [loss], no sample weights): the mean over the kept classes of the batch-summed ratios, MONAI's reduction='mean' (its 'sum' is that times the number of kept classes). false: one loss per sample.
+             * @default false
+             */
+            batch?: boolean;
+            /**
              * Beta
              * @description Weight of the false negatives, sum (1 - p) y.
              * @default 0.5
@@ -5918,7 +5990,7 @@ export interface components {
             targets: (number | unknown[])[];
             /**
              * Weights
-             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss.
+             * @description Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the '...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', the loss is each sample's weighted loss. Not accepted with params.batch true (one value for the whole batch).
              * @default null
              */
             weights?: number[];
@@ -5964,6 +6036,12 @@ export interface components {
              */
             fake_scores: (number | unknown[])[];
             /**
+             * Fake Weights
+             * @description Weights of the generated scores (TF-GAN's generated_weights, or weights of the generator losses), averaged like real_weights. Shape (M). Optional: all 1 when left out.
+             * @default null
+             */
+            fake_weights?: (number | unknown[])[];
+            /**
              * Outputs
              * @description What to return: loss, per_sample, gradients.
              */
@@ -5976,6 +6054,12 @@ export interface components {
              */
             real_scores: (number | unknown[])[];
             /**
+             * Real Weights
+             * @description Weights of the real scores (TF-GAN's real_weights): the real term is sum(w x) / (the number of nonzero w), 0 when all are 0; a scalar weight is the same value repeated N times. Shape (N). Optional: all 1 when left out.
+             * @default null
+             */
+            real_weights?: (number | unknown[])[];
+            /**
              * Reduction
              * @description mean: weighted mean; sum; none: per-sample.
              * @default mean
@@ -5984,7 +6068,7 @@ export interface components {
             reduction?: "mean" | "sum" | "none";
             /**
              * Weights
-             * @description Not accepted: this loss is one value for the whole batch.
+             * @description Not accepted: this loss is one value for the whole batch. Weigh the scores with real_weights and fake_weights instead.
              * @default null
              */
             weights?: number[];

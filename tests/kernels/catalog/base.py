@@ -49,6 +49,9 @@ that clip); ``M`` weighs the mean (``sparse_cross_entropy``'s class weights, CTC
 Combo = tuple[dict[str, Any], tuple[str, ...]]
 """Params (``"per_class"``, ``"per_class_with_zero"``: one value per class, drawn per case) and the data
 kinds each is generated with."""
+ShapedCombo = tuple[dict[str, Any], tuple[str, ...], Mapping[str, tuple[int, ...]]]
+"""A combo with its own named shapes instead of the declaration's (e.g. the batch form of the overlap losses
+on 2-D and 3-D images, which the other combos need not repeat)."""
 
 SHAPES: dict[str, tuple[int, ...]] = {"1d": (9,), "2d": (4, 5), "3d": (3, 2, 4), "2d-wide": (3, 7)}
 """Named golden shapes for losses whose inputs share one shape (a :class:`Golden`'s ``shapes`` names them)."""
@@ -92,6 +95,10 @@ class Golden:
     input, each a float64 leaf of the reference's autograd graph (no ``predictions_native``)."""
     batch_level: bool = False
     """One value for the whole batch: per_sample = [loss], no sample weights."""
+    batch_param: str | None = None
+    """A boolean param that makes a case batch-level (MONAI's ``batch``), as ``batch_level`` for those cases."""
+    shaped: tuple[ShapedCombo, ...] = ()
+    """Combos with their own shapes, after ``combos`` (those take ``shapes``)."""
     reduce: Literal["api", "ctc"] = "api"
     """``ctc``: the mean divides each sample's loss by its mass (torch's CTC mean)."""
     versions: tuple[str, ...] = ()
@@ -102,6 +109,26 @@ class Golden:
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.shapes[name] if isinstance(self.shapes, Mapping) else SHAPES[name]
+
+    def cases(self) -> list[tuple[dict[str, Any], str, str, tuple[int, ...]]]:
+        """(params, data kind, shape name, shape) of every case but the dtype, in the golden file's order."""
+        out = [
+            (params, kind, name, self.shape(name))
+            for params, kinds in self.combos
+            for kind in kinds
+            for name in self.shapes
+        ]
+        out += [
+            (params, kind, name, shape)
+            for params, kinds, shapes in self.shaped
+            for kind in kinds
+            for name, shape in shapes.items()
+        ]
+        return out
+
+    def is_batch_level(self, params: Mapping[str, Any]) -> bool:
+        """Whether a case with these params is one value for the whole batch."""
+        return self.batch_level or bool(self.batch_param and params.get(self.batch_param))
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,15 @@ def ref_dice_ce(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
     axis 1 on them as logits, per sample; checked against DiceCELoss's own mean, with one-hot targets and with
     the label map (to_onehot_y=True)."""
     x, y = t["predictions"], t["targets"]
+    if c.params.get("batch", False):  # MONAI's batch applies to the Dice only: CE stays a mean over everything
+        dice, _ = ref_dice(t, Ctx(c.dtype, {"batch": True}, c.checks))
+        out = (dice.mean() + F.cross_entropy(x, y)).reshape(1, 1)
+        c.check(
+            "monai DiceCELoss(batch=True) = the batch Dice's class mean + the CE's mean over everything",
+            monai.losses.DiceCELoss(batch=True)(x, y).reshape(1),
+            out.reshape(1),
+        )
+        return out, None
     dice, _ = ref_dice(t, Ctx(c.dtype, {}, c.checks))
     ce = F.cross_entropy(x, y, reduction="none")
     out = per_sample_sum(dice, ce)
@@ -132,11 +141,18 @@ LOSSES = (
                 "monai.losses.DiceLoss(reduction='none') per-class losses averaged over the channels, plus "
                 "torch.nn.functional.cross_entropy on the predictions as logits (probability targets, class axis 1) "
                 "averaged over the positions; checked against monai.losses.DiceCELoss()"
+                + (
+                    "; batch=True: DiceLoss(batch=True) averaged over the classes plus the cross-entropy's mean over "
+                    "every sample and position, one value for the batch (monai.losses.DiceCELoss(batch=True))"
+                    if p.get("batch")
+                    else ""
+                )
             ),
-            combos=(({}, BOTH),),
+            combos=(({}, BOTH), ({"batch": True}, BOTH)),
+            batch_param="batch",
             versions=("monai",),
         ),
-        gradients=GradientCase(fd_dice_ce),
+        gradients=GradientCase(fd_dice_ce, ({}, {"batch": True})),
         domain=ChannelMasks(empty_class=True),
     ),
 )

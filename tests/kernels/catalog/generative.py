@@ -10,6 +10,9 @@ from tests.kernels.catalog.base import BOTH, Arrays, FdData, Golden, GoldenData,
 from tests.kernels.catalog.reference import Ctx, F, Tensor, Tensors, scipy, torch
 from tests.kernels.properties import BatchScores, Bins
 
+WEIGHTED = ("random", "extreme", "weighted")
+"""Data kinds of the GAN goldens: ``weighted`` adds TF-GAN's per-score weights (real_weights, fake_weights)."""
+
 # -- references (run by the golden generator only) -------------------------------------------------
 
 
@@ -18,11 +21,37 @@ def batch(value: Tensor) -> Tensor:
     return value.reshape(1, 1)
 
 
+def tf_weighted_mean(x: Tensor, w: Tensor | None, c: Ctx) -> Tensor:
+    """tf.compat.v1.losses.compute_weighted_loss(x, w, reduction=SUM_BY_NONZERO_WEIGHTS), as TF-GAN's losses
+    (losses_impl.py: wasserstein_discriminator_loss, wasserstein_generator_loss, minimax_discriminator_loss via
+    tf.compat.v1.losses.sigmoid_cross_entropy, modified_generator_loss, least_squares_*_loss,
+    wasserstein_hinge_discriminator_loss) reduce each batch: sum(w x) / (the number of nonzero w, the weights
+    broadcast to x), 0 when none is (math_ops.div_no_nan); the plain mean without weights. Cross-checked with a
+    brute-force numpy loop."""
+    if w is None:
+        return x.mean()
+    value = (w * x).sum() / torch.clamp_min((w != 0).sum().double(), 1.0)
+    xs, ws = x.detach().numpy(), w.detach().numpy()
+    total, present = 0.0, 0
+    for xi, wi in zip(xs.tolist(), ws.tolist(), strict=True):
+        total += wi * xi
+        present += wi != 0.0
+    brute = total / present if present else 0.0
+    c.check(
+        "sum(w x) / count(w != 0) = a brute-force loop over the scores",
+        value,
+        torch.tensor(brute, dtype=torch.float64),
+        rtol=1e-12,
+    )
+    return value
+
+
 def ref_wasserstein(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
     r, f = t["real_scores"], t["fake_scores"]
+    rw, fw = t.get("real_weights"), t.get("fake_weights")
     if c.params.get("mode", "critic") == "critic":
-        return batch(f.mean() - r.mean()), None
-    return batch(-f.mean() + 0 * r.sum()), None
+        return batch(tf_weighted_mean(f, fw, c) - tf_weighted_mean(r, rw, c)), None
+    return batch(-tf_weighted_mean(f, fw, c) + 0 * r.sum()), None
 
 
 def torch_softplus(x: Tensor) -> Tensor:
@@ -36,33 +65,43 @@ def tf_sigmoid_cross_entropy(labels: float, logits: Tensor) -> Tensor:
 
 
 def ref_adversarial(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
-    """TF-GAN losses_impl.py formulas (label_smoothing=0, unit weights, each term averaged before the sum),
-    written independently in torch float64 (TF-GAN needs TensorFlow, not installable here)."""
+    """TF-GAN losses_impl.py formulas (label_smoothing=0, each term averaged with its weights before the sum:
+    ``tf_weighted_mean``), written independently in torch float64 (TF-GAN needs TensorFlow, not installable
+    here)."""
     r, f = t["real_logits"], t["fake_logits"]
+    rw, fw = t.get("real_weights"), t.get("fake_weights")
+
+    def mean(x: Tensor, w: Tensor | None) -> Tensor:
+        return tf_weighted_mean(x, w, c)
+
     formulation = c.params.get("formulation", "non_saturating")
     zero = 0 * r.sum()  # the real logits take part (with a zero gradient) in generator losses
     if c.params.get("mode", "discriminator") == "discriminator":
         if formulation in ("non_saturating", "minimax"):
-            value = torch_softplus(-r).mean() + torch_softplus(f).mean()
-            tf = tf_sigmoid_cross_entropy(1.0, r).mean() + tf_sigmoid_cross_entropy(0.0, f).mean()
+            value = mean(torch_softplus(-r), rw) + mean(torch_softplus(f), fw)
+            tf = mean(tf_sigmoid_cross_entropy(1.0, r), rw) + mean(tf_sigmoid_cross_entropy(0.0, f), fw)
             c.check("TF-GAN minimax_discriminator_loss(label_smoothing=0) in TensorFlow's form", tf, value)
         elif formulation == "hinge":
-            value = F.relu(1 - r).mean() + F.relu(1 + f).mean()
+            value = mean(F.relu(1 - r), rw) + mean(F.relu(1 + f), fw)
         else:
-            value = 0.5 * (r - 1).square().mean() + 0.5 * f.square().mean()
+            value = mean(0.5 * (r - 1).square(), rw) + mean(0.5 * f.square(), fw)
         return batch(value), None
     if formulation == "non_saturating":
-        value = torch_softplus(-f).mean()
+        value = mean(torch_softplus(-f), fw)
     elif formulation == "minimax":
-        value = -torch_softplus(f).mean()
-        # TF-GAN's minimax_generator_loss negates its discriminator loss on placeholder real logits of 1
-        one = torch.ones(1, dtype=torch.float64)
-        tf = -(tf_sigmoid_cross_entropy(1.0, one).mean() + tf_sigmoid_cross_entropy(0.0, f).mean())
-        c.check("TF-GAN minimax_generator_loss literally = ours - softplus(-1)", tf, value - torch_softplus(-one)[0])
+        value = -mean(torch_softplus(f), fw)
+        # TF-GAN's minimax_generator_loss negates its discriminator loss on placeholder real logits of 1, weighted
+        # by its weights as the fake ones
+        ones = torch.ones_like(f)
+        tf = -(mean(tf_sigmoid_cross_entropy(1.0, ones), fw) + mean(tf_sigmoid_cross_entropy(0.0, f), fw))
+        constant = mean(torch_softplus(-ones), fw)
+        c.check(
+            "TF-GAN minimax_generator_loss literally = ours - softplus(-1) sum(w) / count(w != 0)", tf, value - constant
+        )
     elif formulation == "hinge":
-        value = -f.mean()
+        value = -mean(f, fw)
     else:
-        value = 0.5 * (f - 1).square().mean()
+        value = mean(0.5 * (f - 1).square(), fw)
     return batch(value + zero), None
 
 
@@ -103,9 +142,20 @@ def scores_data(suffix: str) -> GoldenData:
                 real[0], fake[0] = 1.0, -1.0  # exactly at the kinks: relu's derivative is 0 there
             real[1], fake[1] = 40.0, -40.0  # saturated logits
             real[-1], fake[-1] = -1e3, 1e3
-        return {f"real_{suffix}": real, f"fake_{suffix}": fake}
+        arrays = {f"real_{suffix}": real, f"fake_{suffix}": fake}
+        if kind == "weighted":  # TF-GAN's per-score weights, a zero among them
+            arrays["real_weights"], arrays["fake_weights"] = score_weights(rng, n, m)
+        return arrays
 
     return make
+
+
+def score_weights(rng: np.random.Generator, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-score weights of a real batch of n and a fake batch of m, one zero in each (TF-GAN counts only the
+    nonzero ones)."""
+    real, fake = rng.uniform(0.2, 3.0, n), rng.uniform(0.2, 3.0, m)
+    real[1], fake[0] = 0.0, 0.0
+    return real, fake
 
 
 def distributions_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
@@ -129,13 +179,15 @@ def distributions_data(kind: str, shape: tuple[int, ...], rng: np.random.Generat
 
 
 def fd_batch_scores(suffix: str) -> FdData:
-    """A real batch of 3 and a fake batch of 5 scores, away from the hinge formulation's kinks at +-1."""
+    """A real batch of 3 and a fake batch of 5 scores, away from the hinge formulation's kinks at +-1, with
+    per-score weights (one zero in each batch)."""
 
     def make(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
         real, fake = rng.normal(0.5, 2.0, 3), rng.normal(-0.5, 2.0, 5)
         real[np.abs(real - 1.0) < 0.1] += 0.3
         fake[np.abs(fake + 1.0) < 0.1] -= 0.3
-        return {f"real_{suffix}": real, f"fake_{suffix}": fake}
+        weights = score_weights(rng, 3, 5)  # TF-GAN's per-score weights (the goldens check unit weights too)
+        return {f"real_{suffix}": real, f"fake_{suffix}": fake, "real_weights": weights[0], "fake_weights": weights[1]}
 
     return make
 
@@ -166,11 +218,13 @@ LOSSES = (
             describe=lambda p: (
                 "WGAN formula in torch float64 with autograd: "
                 + ("mean(fake) - mean(real)" if p.get("mode", "critic") == "critic" else "-mean(fake)")
-                + " (tfgan.losses.wasserstein_discriminator_loss / wasserstein_generator_loss)"
+                + " (tfgan.losses.wasserstein_discriminator_loss / wasserstein_generator_loss), each mean weighted "
+                "as TF-GAN's compute_weighted_loss(SUM_BY_NONZERO_WEIGHTS) where the case has real_weights and "
+                "fake_weights"
             ),
             combos=(
-                ({}, BOTH),
-                ({"mode": "generator"}, BOTH),
+                ({}, WEIGHTED),
+                ({"mode": "generator"}, WEIGHTED),
             ),
         ),
         gradients=GradientCase(fd_batch_scores("scores"), ({}, {"mode": "generator"})),
@@ -186,13 +240,14 @@ LOSSES = (
             shapes={"n5m3": (5, 3), "n3m7": (3, 7)},
             batch_level=True,
             describe=lambda p: (
-                "TF-GAN losses_impl.py formulas without label smoothing, each term averaged before the sum, as an "
-                "independent float64 torch implementation with autograd (TF-GAN needs TensorFlow, which is not "
-                "installable here); softplus as torch.logaddexp(x, 0)"
+                "TF-GAN losses_impl.py formulas without label smoothing, each term averaged before the sum "
+                "(weighted as TF-GAN's compute_weighted_loss(SUM_BY_NONZERO_WEIGHTS) where the case has "
+                "real_weights and fake_weights), as an independent float64 torch implementation with autograd "
+                "(TF-GAN needs TensorFlow, which is not installable here); softplus as torch.logaddexp(x, 0)"
             ),
             combos=(
                 *(
-                    ({"formulation": formulation, "mode": mode}, BOTH)
+                    ({"formulation": formulation, "mode": mode}, WEIGHTED)
                     for formulation in ("non_saturating", "minimax", "hinge", "least_squares")
                     for mode in ("discriminator", "generator")
                 ),

@@ -154,9 +154,17 @@ def case_rng(loss: str, params_spec: dict[str, Any], kind: str, shape_name: str)
 
 
 def run_case(
-    loss: str, entry: Golden, params_spec: dict[str, Any], kind: str, shape_name: str, dtype: str
+    loss: str,
+    entry: Golden,
+    params_spec: dict[str, Any],
+    kind: str,
+    shape_name: str,
+    dtype: str,
+    shape: tuple[int, ...],
 ) -> dict[str, Any]:
-    shape = entry.shape(shape_name)
+    """One case of a predictions/targets loss; a batch-level case (``entry.is_batch_level``: MONAI's batch) has
+    per_sample = [loss] (its reference returns one row) and no weighted results."""
+    batch_level = entry.is_batch_level(params_spec)
     reducer = REDUCERS[entry.reduce]
     base = f"{loss}/{json.dumps(params_spec, sort_keys=True)}/{kind}/{shape_name}"
     rng = case_rng(loss, params_spec, kind, shape_name)
@@ -192,6 +200,8 @@ def run_case(
     per_sample = reducer(e, m, None, "none").detach().numpy()
     results = []
     for reduction, weighted in REDUCTIONS:
+        if weighted and batch_level:
+            continue
         e, m, x64, xn, tensors = forward(Ctx(dtype, params, []))
         w = torch.tensor(weights, dtype=torch.float64) if weighted else None
         value = reducer(e, m, w, reduction)
@@ -232,17 +242,22 @@ def run_case(
 
 
 def run_general_case(
-    loss: str, entry: Golden, params_spec: dict[str, Any], kind: str, shape_name: str, dtype: str
+    loss: str,
+    entry: Golden,
+    params_spec: dict[str, Any],
+    kind: str,
+    shape_name: str,
+    dtype: str,
+    shape: tuple[int, ...],
 ) -> dict[str, Any]:
     """As run_case, for losses declared with fixed shapes and any differentiable inputs
     (``entry.differentiable``), each a float64 leaf the reference's autograd differentiates. Batch-level
     losses (``entry.batch_level``: one value for the whole batch) have no sample weights."""
-    shape = entry.shape(shape_name)
     base = f"{loss}/{json.dumps(params_spec, sort_keys=True)}/{kind}/{shape_name}"
     rng = case_rng(loss, params_spec, kind, shape_name)
     params = concrete_params(params_spec, shape, rng)
     raw = entry.data(kind, shape, rng, params)
-    batch_level = entry.batch_level
+    batch_level = entry.is_batch_level(params_spec)
     inputs = {
         name: value if value.dtype.kind == "i" else np.asarray(value, dtype=dtype).astype(np.float64)
         for name, value in raw.items()
@@ -308,23 +323,15 @@ def run_general_case(
 
 def case_ids(entry: Golden) -> list[str]:
     """The ids of the cases a declaration makes, in the file's order."""
-    return [
-        case_id(params_spec, kind, shape_name, dtype)
-        for params_spec, kinds in entry.combos
-        for kind in kinds
-        for shape_name in entry.shapes
-        for dtype in DTYPES
-    ]
+    return [case_id(params_spec, kind, name, dtype) for params_spec, kind, name, _ in entry.cases() for dtype in DTYPES]
 
 
 def document(loss: str, entry: Golden) -> dict[str, Any]:
     """The golden file of one loss."""
     run = run_case if entry.differentiable is None else run_general_case
     cases = [
-        run(loss, entry, params_spec, kind, shape_name, dtype)
-        for params_spec, kinds in entry.combos
-        for kind in kinds
-        for shape_name in entry.shapes
+        run(loss, entry, params_spec, kind, name, dtype, shape)
+        for params_spec, kind, name, shape in entry.cases()
         for dtype in DTYPES
     ]
     versions = {"torch": torch.__version__, "keras": keras.__version__, "keras_backend": keras.backend.backend()}

@@ -6,7 +6,17 @@ from typing import Any
 
 import numpy as np
 
-from tests.kernels.catalog.base import BOTH, ONE, Arrays, Combo, Golden, GradientCase, LossInfo, Reference
+from tests.kernels.catalog.base import (
+    BOTH,
+    ONE,
+    Arrays,
+    Combo,
+    Golden,
+    GradientCase,
+    LossInfo,
+    Reference,
+    ShapedCombo,
+)
 from tests.kernels.catalog.reference import Ctx, Tensor, Tensors, float_keeps_double, keras, monai, smp_losses, torch
 from tests.kernels.properties import ChannelMasks
 
@@ -18,10 +28,45 @@ def monai_activation(c: Ctx) -> dict[str, bool]:
     return {"sigmoid": activation == "sigmoid", "softmax": activation == "softmax"}
 
 
+def other_act_check(c: Ctx, make: Any, x: Tensor, y: Tensor, out: Tensor) -> None:
+    """any_range: the predictions are other_act's output (golden data kinds ``tanh`` and ``log_softmax``), so
+    MONAI with that other_act on their pre-activations gives the same losses: log_softmax is idempotent over the
+    channels, tanh is undone by atanh. ``make(other_act)`` builds the module (reduction 'none')."""
+    if not c.params.get("any_range", False) or c.dtype != "float64":
+        return
+    if bool(torch.allclose(x.exp().sum(1), torch.ones(1, dtype=x.dtype))):
+        theirs = monai_per_class(make(lambda t: torch.log_softmax(t, dim=1)), x, y)
+        c.check("monai other_act=log_softmax(dim=1) on the same maps (idempotent) = ours with any_range", theirs, out)
+    else:
+        theirs = monai_per_class(make(torch.tanh), torch.atanh(x), y)
+        c.check("monai other_act=torch.tanh on atanh(predictions) = ours with any_range", theirs, out, rtol=1e-9)
+
+
 def monai_per_class(module: Any, x: Tensor, y: Tensor) -> Tensor:
-    """MONAI's reduction='none' output (N, C', 1, ...) as the (N, C') per-class losses."""
+    """MONAI's reduction='none' output (N, C', 1, ...) as the (N, C') per-class losses; with batch=True its
+    (C', 1, ...) as the one row (1, C') of the whole batch."""
     out: Tensor = module(x, y)
-    return out.reshape(x.shape[0], -1)
+    return out.reshape(1 if getattr(module, "batch", False) else x.shape[0], -1)
+
+
+def batch_checks(c: Ctx, make: Any, x: Tensor, y: Tensor, out: Tensor) -> None:
+    """MONAI's batch=True cross-checked: its own reduction='mean' is the mean of the (1, C') row over the classes
+    (our per_sample), and it equals MONAI's batch=False on the batch laid side by side as one sample (the
+    statistics summed over the batch and the spatial axes alike); ``make(batch)`` builds the module."""
+    if not c.params.get("batch", False):
+        return
+    c.check(
+        "monai batch=True reduction='mean' = the mean over the kept classes",
+        make(True, "mean")(x, y).reshape(1),
+        out.mean().reshape(1),
+    )
+    side = (x.movedim(0, 1).reshape(1, x.shape[1], -1), y.movedim(0, 1).reshape(1, y.shape[1], -1))
+    c.check(
+        "monai batch=True = monai batch=False on the batch laid side by side as one sample",
+        monai_per_class(make(False, "none"), *side),
+        out,
+        rtol=1e-10,
+    )
 
 
 def keras_single_sample(c: Ctx, what: str, ours: Tensor, keras_value: Tensor) -> None:
@@ -42,9 +87,22 @@ def ref_dice(t: Tensors, c: Ctx, jaccard: bool = False) -> tuple[Tensor, None]:
         smooth_nr=c.f("smooth_nr", 1e-5),
         smooth_dr=c.f("smooth_dr", 1e-5),
         soft_label=c.params.get("soft_label", False),
+        batch=c.params.get("batch", False),
         **monai_activation(c),
     )
     out = monai_per_class(monai.losses.DiceLoss(jaccard=jaccard, reduction="none", **kwargs), x, y)
+    other_act_check(
+        c, lambda act: monai.losses.DiceLoss(jaccard=jaccard, reduction="none", other_act=act, **kwargs), x, y, out
+    )
+    batch_checks(
+        c,
+        lambda batch, reduction: monai.losses.DiceLoss(
+            jaccard=jaccard, reduction=reduction, **{**kwargs, "batch": batch}
+        ),
+        x,
+        y,
+        out,
+    )
     weights = c.f("class_weights")
     if weights is not None:  # MONAI holds its weight in float32 (torch.as_tensor): the golden in float64
         weighted = monai.losses.DiceLoss(jaccard=jaccard, reduction="none", weight=weights, **kwargs)
@@ -67,7 +125,13 @@ def ref_dice(t: Tensors, c: Ctx, jaccard: bool = False) -> tuple[Tensor, None]:
             monai.losses.DiceLoss(jaccard=jaccard, reduction="none", **{**kwargs, "soft_label": False}), x, y
         )
         c.check("monai soft_label=True with squared_pred = soft_label=False (its ord-2 statistics)", out, hard)
-    if p is not None and not kwargs["squared_pred"] and c.dtype == "float64" and weights is None:
+    if (
+        p is not None
+        and not kwargs["squared_pred"]
+        and c.dtype == "float64"
+        and weights is None
+        and not kwargs["batch"]
+    ):
         if jaccard:  # MONAI's Jaccard = the textbook soft IoU with halved smoothing
             tp = (torch.minimum(x, y) if kwargs["soft_label"] else x * y).flatten(2).sum(-1)
             union = x.flatten(2).sum(-1) + y.flatten(2).sum(-1) - tp
@@ -91,20 +155,27 @@ def ref_tversky(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
     alpha, beta = c.f("alpha", 0.5), c.f("beta", 0.5)
     smooth_nr, smooth_dr = c.f("smooth_nr", 1e-5), c.f("smooth_dr", 1e-5)
     soft_label = c.params.get("soft_label", False)
-    common = dict(include_background=c.params.get("include_background", True), **monai_activation(c))
-    out = monai_per_class(
-        monai.losses.TverskyLoss(
+    common = dict(
+        include_background=c.params.get("include_background", True),
+        batch=c.params.get("batch", False),
+        **monai_activation(c),
+    )
+
+    def make(batch: bool, reduction: str, other_act: Any = None) -> Any:
+        return monai.losses.TverskyLoss(
             alpha=alpha,
             beta=beta,
             smooth_nr=smooth_nr,
             smooth_dr=smooth_dr,
             soft_label=soft_label,
-            reduction="none",
-            **common,
-        ),
-        x,
-        y,
-    )
+            reduction=reduction,
+            other_act=other_act,
+            **{**common, "batch": batch},
+        )
+
+    out = monai_per_class(make(common["batch"], "none"), x, y)
+    other_act_check(c, lambda act: make(common["batch"], "none", act), x, y, out)
+    batch_checks(c, make, x, y, out)
     weights = c.f("class_weights")
     if weights is not None:  # MONAI's TverskyLoss has no weight: DiceLoss's (the per-class loss times it)
         out = out * torch.tensor(weights, dtype=out.dtype)
@@ -126,7 +197,7 @@ def ref_tversky(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
             out,
             monai_per_class(other, x, y),
         )
-    if c.params.get("activation", "none") == "none" and c.dtype == "float64" and not soft_label:
+    if c.params.get("activation", "none") == "none" and c.dtype == "float64" and not soft_label and not common["batch"]:
         keras_tversky_checks(c, x, y, alpha, beta)
     return out, None
 
@@ -172,17 +243,23 @@ def ref_generalized_dice(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
     """MONAI's GeneralizedDiceLoss with its weights in float64: MONAI casts the target volumes to float32
     (``ground_o.float()``) first, which the kernel does not; the unpatched MONAI is the cross-check."""
     x, y = t["predictions"], t["targets"]
-    module = monai.losses.GeneralizedDiceLoss(
-        include_background=c.params.get("include_background", True),
-        w_type=c.params.get("w_type", "square"),
-        smooth_nr=c.f("smooth_nr", 1e-5),
-        smooth_dr=c.f("smooth_dr", 1e-5),
-        soft_label=c.params.get("soft_label", False),
-        reduction="none",
-        **monai_activation(c),
-    )
+
+    def make(batch: bool, reduction: str) -> Any:
+        return monai.losses.GeneralizedDiceLoss(
+            include_background=c.params.get("include_background", True),
+            w_type=c.params.get("w_type", "square"),
+            smooth_nr=c.f("smooth_nr", 1e-5),
+            smooth_dr=c.f("smooth_dr", 1e-5),
+            soft_label=c.params.get("soft_label", False),
+            reduction=reduction,
+            batch=batch,
+            **monai_activation(c),
+        )
+
+    module = make(c.params.get("batch", False), "none")
     with float_keeps_double():
         out = monai_per_class(module, x, y)
+        batch_checks(c, make, x, y, out)
     c.check("monai GeneralizedDiceLoss (weights in float32)", monai_per_class(module, x, y), out, rtol=1e-6)
     return out, None
 
@@ -202,10 +279,12 @@ def ref_focal_tversky(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
         soft_label=c.params.get("soft_label", False),
         include_background=include_background,
         reduction="none",
+        batch=c.params.get("batch", False),
         **monai_activation(c),
     )
     out = monai_per_class(module, x, y).clamp_min(0.0) ** gamma
     plain = c.params.get("activation", "none") == "none" and include_background and smooth_nr == smooth_dr
+    plain = plain and not c.params.get("batch", False)
     if plain and c.params.get("soft_label", False) and c.dtype == "float64":  # smp's overlap is MONAI's soft one
         theirs = smp_losses().TverskyLoss(
             "binary", alpha=alpha, beta=beta, gamma=gamma, smooth=smooth_nr, from_logits=False, eps=1e-300
@@ -230,10 +309,14 @@ def mask_data(kind: str, shape: tuple[int, ...], rng: np.random.Generator, param
     a class absent from a sample's target, and a sample predicted perfectly."""
     activation = params.get("activation", "none")
     n, ch = shape[:2]
-    if activation == "softmax":
+    if activation == "softmax" or kind == "log_softmax":
         y = np.moveaxis(np.eye(ch)[rng.integers(0, ch, (n, *shape[2:]))], -1, 1)
     else:
         y = (rng.random(shape) < 0.4).astype(np.float64)
+    if kind in ("tanh", "log_softmax"):  # any_range: MONAI's other_act applied by the client (its own tests' two)
+        z = rng.normal(0.0, 1.5, shape)
+        x = np.tanh(z) if kind == "tanh" else z - np.log(np.exp(z).sum(1, keepdims=True))
+        return {"predictions": x, "targets": y}
     if kind == "random":
         flat = y.reshape(-1)
         flat[rng.permutation(flat.size)[:3]] = rng.uniform(0.1, 0.9, 3)
@@ -305,15 +388,57 @@ SQUARED_COMBOS: tuple[Combo, ...] = (
 )
 
 
+BATCH_SHAPES: dict[str, tuple[int, ...]] = {"2d": (2, 3, 2, 3), "3d": (3, 3, 2, 2, 2)}
+"""MONAI's batch=True on 2-D and 3-D images (N, C, H, W) and (N, C, D, H, W)."""
+
+
+def batch_combos(**choices: tuple[Any, ...]) -> tuple[ShapedCombo, ...]:
+    """MONAI's batch=True for every graph variant the structural ``choices`` span (each on one of the batch
+    shapes, alternately, random data), then the usual forms on both shapes with extreme data too: the
+    default, softmax without the background, sigmoid with per-class weights where the loss takes them."""
+    variants: list[dict[str, Any]] = [{}]
+    for name, values in choices.items():
+        variants = [{**v, name: value} for v in variants for value in values]
+    names = list(BATCH_SHAPES)
+    out: list[ShapedCombo] = []
+    for index, variant in enumerate(variants):
+        changed = {k: v for k, v in variant.items() if v not in (False, "none") and k != "include_background"}
+        if variant.get("include_background") is False:
+            changed["include_background"] = False
+        name = names[index % len(names)]
+        out.append(({"batch": True, **changed}, ONE, {name: BATCH_SHAPES[name]}))
+    out.append(({"batch": True}, ("extreme",), BATCH_SHAPES))
+    out.append(({"batch": True, "activation": "softmax", "include_background": False}, BOTH, BATCH_SHAPES))
+    return tuple(out)
+
+
+BASE_CHOICES: dict[str, tuple[Any, ...]] = {
+    "activation": ("none", "sigmoid", "softmax"),
+    "include_background": (True, False),
+    "soft_label": (False, True),
+}
+OTHER_ACT: tuple[Combo, ...] = (
+    ({"any_range": True}, ("tanh", "log_softmax")),
+    ({"any_range": True, "include_background": False, "batch": True}, ("tanh",)),
+)
+"""MONAI's other_act (torch.tanh, log_softmax over the channels): the client applies it, any_range takes it."""
+WEIGHTED_BATCH: tuple[ShapedCombo, ...] = (
+    ({"batch": True, "activation": "sigmoid", "class_weights": "per_channel"}, ONE, BATCH_SHAPES),
+)
+
+
 # -- finite-difference inputs ----------------------------------------------------------------------
 
 
 def fd_masks(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
     """Channel-first maps (N, C, H, W): probabilities inside (0, 1), or logits; masks with soft values and a
-    class absent from one sample (its loss stays smooth while sum p is far from 0)."""
+    class absent from one sample (its loss stays smooth while sum p is far from 0); any_range: tanh outputs in
+    (-1, 1), as MONAI's other_act=torch.tanh gives."""
     shape = (2, 3, 2, 3)
     logits = params.get("activation", "none") != "none"
     x = rng.normal(0.0, 2.0, shape) if logits else rng.uniform(0.05, 0.95, shape)
+    if params.get("any_range"):
+        x = np.tanh(rng.normal(0.0, 1.0, shape))
     y = (rng.random(shape) < 0.4).astype(np.float64)
     y[0, 0, 0, :2] = [0.3, 0.8]
     y[1, 2] = 0.0
@@ -329,10 +454,26 @@ OVERLAP: tuple[dict[str, Any], ...] = (
     {"activation": "softmax", "include_background": False},
     {"activation": "softmax", "squared_pred": True, "smooth_nr": 0.5, "smooth_dr": 1.0},
     {"squared_pred": True, "include_background": False},
+    {"batch": True},
+    {"batch": True, "activation": "softmax", "include_background": False, "class_weights": [0.5, 2.0]},
+    {"batch": True, "activation": "sigmoid", "squared_pred": True, "soft_label": True},
+    {"any_range": True},
 )
 
 
 # -- declarations ----------------------------------------------------------------------------------
+
+
+def batch_text(description: str) -> Any:
+    """A case's reference text: the declaration's, and MONAI's batch=True where the case has it."""
+    return lambda p: (
+        description
+        + (
+            "; batch=True: the statistics summed over the batch, one row (1, C') for the whole batch"
+            if p.get("batch")
+            else ""
+        )
+    )
 
 
 def dice_like(name: str, reference: Reference, description: str) -> LossInfo:
@@ -344,14 +485,18 @@ def dice_like(name: str, reference: Reference, description: str) -> LossInfo:
             data=mask_data,
             shapes=MASK_SHAPES,
             conventions=PER_CHANNEL,
-            describe=lambda p: description,
+            describe=batch_text(description),
             combos=(
                 *OVERLAP_COMBOS,
                 ({"squared_pred": True}, BOTH),
                 *SQUARED_COMBOS,
                 *soft_twins((*OVERLAP_COMBOS, ({"squared_pred": True}, ONE), *SQUARED_COMBOS)),
                 *WEIGHTED_COMBOS,
+                *OTHER_ACT,
+                ({"any_range": True, "squared_pred": True}, ("tanh",)),
             ),
+            shaped=(*batch_combos(**BASE_CHOICES, squared_pred=(False, True)), *WEIGHTED_BATCH),
+            batch_param="batch",
             versions=("monai",),
         ),
         gradients=GradientCase(fd_masks, OVERLAP),
@@ -392,7 +537,14 @@ OVERLAP_LOSSES: tuple[LossInfo, ...] = (
                 ({"alpha": 1.0, "beta": 1.0}, ONE),
                 ({"alpha": 0.8, "beta": 0.1, "activation": "softmax", "include_background": False}, ONE),
                 ({"alpha": 0.0, "beta": 2.0, "activation": "sigmoid"}, ONE),
+                *OTHER_ACT,
             ),
+            shaped=(
+                *batch_combos(**BASE_CHOICES),
+                *WEIGHTED_BATCH,
+                ({"batch": True, "alpha": 0.3, "beta": 0.7}, ONE, BATCH_SHAPES),
+            ),
+            batch_param="batch",
             versions=("monai",),
         ),
         gradients=GradientCase(
@@ -402,6 +554,9 @@ OVERLAP_LOSSES: tuple[LossInfo, ...] = (
                 {"alpha": 0.3, "beta": 0.7, "activation": "sigmoid"},
                 {"alpha": 0.3, "beta": 0.7, "soft_label": True, "class_weights": [0.5, 2.0, 1.5]},
                 {"alpha": 0.8, "beta": 0.2, "activation": "softmax", "include_background": False},
+                {"batch": True, "alpha": 0.3, "beta": 0.7, "soft_label": True, "class_weights": [0.5, 2.0, 1.5]},
+                {"batch": True, "activation": "softmax", "include_background": False},
+                {"any_range": True, "alpha": 0.3, "beta": 0.7},
             ),
         ),
         domain=ChannelMasks(),
@@ -440,7 +595,9 @@ LOSSES: tuple[LossInfo, ...] = (
                 "monai.losses.GeneralizedDiceLoss(w_type, reduction='none', sigmoid/softmax, include_background, "
                 "smooth_nr, smooth_dr, soft_label) with its weights in float64: one loss per sample (N, 1)"
             ),
-            combos=GENERALIZED_COMBOS,
+            combos=(*GENERALIZED_COMBOS, *OTHER_ACT),
+            shaped=batch_combos(**BASE_CHOICES, w_type=("square", "simple", "uniform")),
+            batch_param="batch",
             versions=("monai",),
         ),
         gradients=GradientCase(
@@ -450,6 +607,8 @@ LOSSES: tuple[LossInfo, ...] = (
                 {"w_type": "simple", "activation": "softmax", "include_background": False},
                 {"w_type": "uniform", "activation": "sigmoid", "soft_label": True},
                 {"soft_label": True},
+                {"batch": True, "w_type": "simple", "activation": "sigmoid"},
+                {"batch": True, "activation": "softmax", "include_background": False, "soft_label": True},
             ),
         ),
         domain=ChannelMasks(),
@@ -465,7 +624,12 @@ LOSSES: tuple[LossInfo, ...] = (
                 "monai.losses.TverskyLoss(alpha, beta, reduction='none', sigmoid/softmax, include_background, "
                 "smooth_nr, smooth_dr, soft_label) per class, clamped at 0, ** gamma: per-class losses (N, C')"
             ),
-            combos=FOCAL_TVERSKY_COMBOS,
+            combos=(*FOCAL_TVERSKY_COMBOS, *OTHER_ACT),
+            shaped=(
+                *batch_combos(**BASE_CHOICES),
+                ({"batch": True, "gamma": 0.75, "alpha": 0.3, "beta": 0.7}, ONE, BATCH_SHAPES),
+            ),
+            batch_param="batch",
             versions=("monai", "segmentation-models-pytorch"),
         ),
         gradients=GradientCase(
@@ -475,6 +639,8 @@ LOSSES: tuple[LossInfo, ...] = (
                 {"gamma": 2.0, "alpha": 0.3, "beta": 0.7, "activation": "sigmoid"},
                 {"gamma": 0.75, "activation": "softmax", "include_background": False},
                 {"gamma": 4 / 3, "soft_label": True},
+                {"batch": True, "gamma": 2.0, "activation": "sigmoid"},
+                {"batch": True, "gamma": 0.75, "activation": "softmax", "include_background": False},
             ),
         ),
         domain=ChannelMasks(),
