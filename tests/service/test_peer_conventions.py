@@ -1,4 +1,4 @@
-"""Issue 17's last expressibility gaps over the edges: MONAI's batch=True (a loss batch-level for some params),
+"""Peer conventions over the edges: MONAI's batch=True (a loss batch-level for some params),
 MONAI's other_act (any_range) and TF-GAN's per-score weights (optional inputs), by REST and V2."""
 
 from typing import Any
