@@ -58,7 +58,8 @@ so the search is deterministic). A property *holds* when no counterexample is fo
   10x its largest value on the line's central region.
 * ``robust_to_outliers``: walking away from the target (the loss grows), the gradient magnitude stops
   growing: on the far half of a geometric ladder (residuals 1e3..1e6; probabilities within 5e-6 of the
-  wrong end, down to eps) it is at most 1.25x its largest value on the near half.
+  wrong end, down to eps) it is at most 1.25x its largest value on the near half -- or, towards a finite
+  end, it converges there (its rise dies out decade by decade; at the end itself it may point back).
 """
 
 from __future__ import annotations
@@ -1381,6 +1382,9 @@ def _smooth_violation(evaluator: Evaluator, line: Line, case: Case) -> str | Non
 
 
 ROBUST_GROWTH = 1.25
+ROBUST_END_KINK = 10.0
+"""At a finite end whose approach converges, the kernel's slope at the end itself may point back (the loss
+falling beyond the end: a kink there) with a magnitude up to this multiple of the largest before it."""
 
 
 def _robust_violation(evaluator: Evaluator, line: Line, case: Case) -> str | None:
@@ -1388,14 +1392,22 @@ def _robust_violation(evaluator: Evaluator, line: Line, case: Case) -> str | Non
     (residual 1, 10, ..., 1e6; probability within (center - end) * 10**-k of the end, k = 1..7, then the
     end), if the loss grows (that end is away from the target), the largest ``|phi'|`` on the far half
     (residual 1e3..1e6; within 5e-6 of the end, down to the end) must be at most 1.25x the largest on
-    the near half: a bounded gradient has converged by then, MSE's grew 1e4x, a ``-y/p`` gradient 500x."""
+    the near half: a bounded gradient has converged by then, MSE's grew 1e4x, a ``-y/p`` gradient 500x.
+    Unless the end is finite and the gradient converges towards it (``_settles``: its rise dies out
+    decade by decade, and the slope at the end itself, where the kernel may switch to a one-sided
+    formula, pulls towards the target at most 1.25x harder than before it): DIoU's slope as a box
+    collapses onto the target's corner converges, then points back at the degenerate box; ``-y/p``
+    rises 10x more each decade, ``log p`` by the same amount."""
     side = int(case[0])
     ts = line.ladder(side).tolist()
     values, slopes = _phi_t(evaluator, line, ts)
     if not values[-1] > values[0] + 1e-9 * (1.0 + abs(values[0])):
         return None  # the loss does not grow this way: not away from the target
     near, far = _near_far(np.abs(slopes))
-    if not far.max() <= ROBUST_GROWTH * near.max() + 1e-12:
+    end = line.end(side)
+    if not far.max() <= ROBUST_GROWTH * near.max() + 1e-12 and not (
+        math.isfinite(end) and _settles(slopes * math.copysign(1.0, end - line.center))
+    ):
         i, j = int(np.argmax(near)), len(near) + int(np.argmax(far))
         return (
             f"gradient grows without bound away from the target: |g| = {near.max():.6g} at t={ts[i]!r}, "
@@ -1403,6 +1415,27 @@ def _robust_violation(evaluator: Evaluator, line: Line, case: Case) -> str | Non
             f"{line.describe([ts[i], ts[j]])}"
         )
     return None
+
+
+def _settles(outward: Floats) -> bool:
+    """Along a finite end's ladder (the distance to the end 10x smaller at each step, then the end), the
+    loss's slope towards the end (``outward``: positive where the loss grows that way) converges. Before the
+    end, the rise of its magnitude over the last two decades (distance 1e-5 -> 1e-7 of the center's) is at
+    most a tenth of its rise three decades before, as ``_dies_out`` asks of the loss for ``bounded_below``:
+    a Lipschitz slope rises about 1e-3 as much, a Hoelder one of exponent 1/2 about 0.03, while ``1/d``
+    rises 1000x more and ``log d`` the same each decade. At the end itself the kernel may take a one-sided
+    formula (a degenerate box, an error of exactly 0): its slope may point back (the loss falling beyond
+    the end, magnitude at most 10x the largest before), but may not pull towards the target more than
+    1.25x harder than the largest before (a step up at the end is growth as much as one before it)."""
+    if not np.isfinite(outward).all():
+        return False
+    inside, end = np.abs(outward[:-1]), float(outward[-1])
+    largest = float(inside.max())
+    rises = np.diff(inside)
+    tolerance = 1e-12 * (1.0 + largest)
+    converging = max(rises[5], rises[6]) <= 0.1 * max(rises[2], 0.0) + tolerance
+    end_kink = end <= ROBUST_GROWTH * largest + tolerance and -end <= ROBUST_END_KINK * largest + tolerance
+    return bool(converging and end_kink)
 
 
 # --- random probe points ---------------------------------------------------------------------------
