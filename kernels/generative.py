@@ -8,7 +8,7 @@ import numpy as np
 from onnx import TensorProto
 from onnxscript import opset18 as op
 from onnxscript import script
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from kernels.curves import Arrays, Curve
 from kernels.ops import LOSSD, logistic
@@ -184,6 +184,12 @@ Formulation = Literal["non_saturating", "minimax", "hinge", "least_squares"]
 Role = Literal["discriminator", "generator"]
 
 
+def smoothed(formulation: str, mode: str) -> bool:
+    """Whether label smoothing applies: the logistic discriminator (TF-GAN's modified / minimax
+    discriminator loss)."""
+    return formulation in ("non_saturating", "minimax") and mode == "discriminator"
+
+
 class AdversarialParams(Params):
     formulation: Formulation = Field(
         "non_saturating",
@@ -191,14 +197,45 @@ class AdversarialParams(Params):
         "hinge is SN-GAN's; least_squares is LSGAN's with targets 1 (real) and 0 (fake).",
     )
     mode: Role = Field("discriminator", description="Whose loss: the discriminator's or the generator's.")
+    label_smoothing: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="TF-GAN's one-sided label smoothing s (modified_discriminator_loss / "
+        "minimax_discriminator_loss, whose default is 0.25): the real labels become 1 - s/2 "
+        "(tf.compat.v1.losses.sigmoid_cross_entropy's y(1 - s) + s/2), the fake labels stay 0. Only for the "
+        "logistic discriminator (formulation non_saturating or minimax, mode discriminator); Keras and torch "
+        "have no GAN loss with it.",
+    )
+
+    @field_validator("label_smoothing")
+    @classmethod
+    def _logistic_discriminator_only(cls, value: float, info: ValidationInfo) -> float:
+        formulation, mode = info.data.get("formulation"), info.data.get("mode")
+        if value != 0 and formulation is not None and mode is not None and not smoothed(formulation, mode):
+            raise ValueError(
+                "label_smoothing applies only to the logistic discriminator (formulation non_saturating or "
+                f"minimax, mode discriminator), not to formulation={formulation} with mode={mode}: TF-GAN "
+                "smooths only the real labels of modified_discriminator_loss and minimax_discriminator_loss; "
+                "use label_smoothing=0"
+            )
+        return value
 
 
 @script(LOSSD, default_opset=op)
-def adversarial_logistic_discriminator(real_logits, fake_logits, real_weights, fake_weights):  # type: ignore[no-untyped-def]
-    _, r_neg, _, softplus_neg_r = logistic(real_logits)
+def adversarial_logistic_discriminator(real_logits, fake_logits, real_weights, fake_weights, label_smoothing):  # type: ignore[no-untyped-def]
+    # TF-GAN's one-sided label smoothing (tf.compat.v1.losses.sigmoid_cross_entropy): real labels
+    # t = 1 - s/2, so each real score costs t softplus(-r) + (s/2) softplus(r), both terms nonnegative and
+    # exactly softplus(-r) at s = 0; its derivative (s/2) sigmoid(r) - t sigmoid(-r) = sigmoid(r) - t,
+    # written so that s = 0 gives -sigmoid(-r) to full relative precision
+    r_pos, r_neg, softplus_r, softplus_neg_r = logistic(real_logits)
     f_pos, _, softplus_f, _ = logistic(fake_logits)
-    value = mean64(softplus_neg_r, real_weights) + mean64(softplus_f, fake_weights)
-    real_grad = op.Neg(r_neg) * per_score(real_logits, real_weights)
+    off = 0.5 * label_smoothing
+    on = 1.0 - off
+    real_losses = on * softplus_neg_r + off * softplus_r
+    value = mean64(real_losses, real_weights) + mean64(softplus_f, fake_weights)
+    real_grad = (off * r_pos - on * r_neg) * per_score(real_logits, real_weights)
     return batch_element(value, fake_logits), real_grad, f_pos * per_score(fake_logits, fake_weights)
 
 
@@ -253,7 +290,7 @@ def adversarial_least_squares_generator(real_logits, fake_logits, real_weights, 
     return batch_element(value, fake_logits), zeros_like(real_logits), fake_gap * per_score(fake_logits, fake_weights)
 
 
-ADVERSARIAL_KERNELS = {
+ADVERSARIAL_KERNELS: dict[tuple[Formulation, Role], KernelFunction] = {
     ("non_saturating", "discriminator"): adversarial_logistic_discriminator,
     ("minimax", "discriminator"): adversarial_logistic_discriminator,
     ("non_saturating", "generator"): adversarial_non_saturating_generator,
@@ -293,15 +330,20 @@ ADVERSARIAL_KERNELS = {
     card=Card(
         title="GAN adversarial loss",
         summary="The standard GAN objectives on discriminator logits, one value for the whole batch, as TF-GAN "
-        "defines them without label smoothing: each term is averaged over its own batch (real N, fake M) "
-        "before the terms are summed. Discriminator, non_saturating and minimax: softplus(-r) + softplus(f) "
-        "(binary cross-entropy with real = 1, fake = 0); generator, non_saturating: softplus(-f); minimax: "
+        "defines them: each term is averaged over its own batch (real N, fake M) before the terms are summed. "
+        "Discriminator, non_saturating and minimax: softplus(-r) + softplus(f) (binary cross-entropy with real = "
+        "1, fake = 0); label_smoothing s is TF-GAN's one-sided label smoothing of that discriminator (its "
+        "default there is 0.25, here 0): the real labels become t = 1 - s/2, the fake ones stay 0, so each real "
+        "score costs t softplus(-r) + (1 - t) softplus(r), with gradient sigmoid(r) - t (times its weight "
+        "factor); Keras and torch have no GAN loss with label smoothing, and every other formulation or mode "
+        "refuses a nonzero s (422). Generator, non_saturating: softplus(-f); minimax: "
         "-softplus(f) = log(1 - sigmoid(f)), which saturates and has no lower bound; hinge: relu(1 - r) + "
         "relu(1 + f) and -f; least_squares: (r - 1)^2 / 2 + f^2 / 2 and (f - 1)^2 / 2. Stable softplus forms "
         "throughout; generator modes give the real logits a zero gradient. Properties are those of the default "
         "(non-saturating discriminator): convex, smooth, bounded below, gradients bounded by 1/N and 1/M; "
         "hinge has kinks, least_squares unbounded gradients, the minimax generator no lower bound. " + SCORE_WEIGHTS,
-        formula=r"\mathcal L_D = \overline{\mathrm{softplus}(-r)} + \overline{\mathrm{softplus}(f)},\quad "
+        formula=r"\mathcal L_D = \overline{t\,\mathrm{softplus}(-r) + (1 - t)\,\mathrm{softplus}(r)} + "
+        r"\overline{\mathrm{softplus}(f)},\ t = 1 - \tfrac s2,\quad "
         r"\mathcal L_G = \overline{\mathrm{softplus}(-f)}\ \ (\text{non-saturating}),\ "
         r"-\overline{\mathrm{softplus}(f)}\ \ (\text{minimax}),\ -\bar f\ \ (\text{hinge}),\ "
         r"\tfrac12 \overline{(f - 1)^2}\ \ (\text{least squares})",
@@ -310,17 +352,23 @@ ADVERSARIAL_KERNELS = {
             "Comparing GAN formulations on the same logits",
         ),
         equivalents={
-            "tf-gan": "tfgan.losses.modified_discriminator_loss / minimax_discriminator_loss (label_smoothing=0; "
-            "TF-GAN's default 0.25 makes the real target 0.875), modified_generator_loss, "
+            "tf-gan": "tfgan.losses.modified_discriminator_loss / minimax_discriminator_loss with "
+            "label_smoothing as ours (matched; send 0.25 for TF-GAN's default, which makes the real "
+            "labels 0.875: ours defaults to 0), modified_generator_loss (with its default label_smoothing=0: the "
+            "generator modes take none), "
             "wasserstein_hinge_discriminator_loss / wasserstein_hinge_generator_loss, "
             "least_squares_discriminator_loss / least_squares_generator_loss; their real_weights and "
             "generated_weights (generators: weights), reduction SUM_BY_NONZERO_WEIGHTS, are the inputs real_weights "
-            "and fake_weights (matched; a scalar weight: repeat it). TF-GAN's label_smoothing has no param here",
+            "and fake_weights (matched; a scalar weight: repeat it)",
             "tf-gan minimax generator": "tfgan.losses.minimax_generator_loss(f, label_smoothing=0) returns ours "
             "minus log(1 + e^-1) = 0.3133 (with weights: 0.3133 sum(w) / (the number of nonzero w)): it negates "
             "the discriminator loss with placeholder real logits of 1 weighted by its weights, which adds "
             "-softplus(-1); the gradients are the same",
-            "torch": "none in torch.nn; e.g. F.softplus(-r).mean() + F.softplus(f).mean()",
+            "torch": "none in torch.nn, and no one-sided label smoothing; e.g. F.softplus(-r).mean() + "
+            "F.softplus(f).mean(), or F.binary_cross_entropy_with_logits(r, torch.full_like(r, 1 - s / 2)) + "
+            "F.softplus(f).mean() with smoothing",
+            "keras": "none in Keras 3 (no GAN losses; BinaryCrossentropy(label_smoothing) smooths both labels "
+            "towards 0.5, not the real ones only)",
             "monai": "monai.losses.PatchAdversarialLoss differs: least squares applies LeakyReLU(0.05) and an MSE "
             "without 1/2, hinge applies tanh first",
         },
@@ -328,6 +376,7 @@ ADVERSARIAL_KERNELS = {
             "Goodfellow, I. et al. (2014). Generative Adversarial Nets. NeurIPS.",
             "Mao, X. et al. (2017). Least Squares Generative Adversarial Networks. ICCV.",
             "Miyato, T. et al. (2018). Spectral Normalization for Generative Adversarial Networks. ICLR.",
+            "Salimans, T. et al. (2016). Improved Techniques for Training GANs. NeurIPS (one-sided label smoothing).",
             "TF-GAN, tensorflow_gan/python/losses/losses_impl.py.",
         ),
     ),

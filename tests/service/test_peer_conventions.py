@@ -110,6 +110,12 @@ TF_GAN_CASES = [
     ("adversarial", {"formulation": "least_squares"}, 41.73375, True),
     ("adversarial", {"formulation": "least_squares", "mode": "generator"}, 17.69625, False),
     ("adversarial", {"mode": "generator"}, 1.38582, False),  # modified_generator_loss
+    # modified_discriminator_loss and minimax_discriminator_loss at their default label_smoothing=0.25
+    ("adversarial", {"label_smoothing": 0.25}, 6.19637, True),
+    ("adversarial", {"formulation": "minimax", "label_smoothing": 0.25}, 6.19637, True),
+    # wasserstein_hinge_discriminator_loss / wasserstein_hinge_generator_loss
+    ("adversarial", {"formulation": "hinge"}, 6.75, True),
+    ("adversarial", {"formulation": "hinge", "mode": "generator"}, -3.125, False),
 ]
 
 
@@ -126,6 +132,48 @@ def test_tf_gan_values_with_its_scalar_weight(
     if real_weighted:
         weighted["real_weights"] = [TF_WEIGHT] * 4
     assert post(client, name, **weighted)["loss"] == pytest.approx(expected * TF_WEIGHT, abs=1e-4)
+
+
+def test_label_smoothing_moves_only_the_real_labels(client: TestClient) -> None:
+    """TF-GAN's label_smoothing s (tf.compat.v1.losses.sigmoid_cross_entropy) makes the real labels 1 - s/2, the
+    fake ones stay 0: at s = 0.25 the real term is 0.875 softplus(-r) + 0.125 softplus(r), its gradient
+    (sigmoid(r) - 0.875) w / count(w != 0); the fake term and its gradient are those of s = 0."""
+    real_weights = [0.0, 1.0, 3.0, 0.5]
+    body: dict[str, Any] = {
+        "real_logits": REAL,
+        "fake_logits": FAKE,
+        "real_weights": real_weights,
+        "dtype": "float64",
+        "outputs": ["loss", "gradients"],
+    }
+    plain = post(client, "adversarial", **body)
+    smoothed = post(client, "adversarial", **body, params={"label_smoothing": 0.25})
+    r, w = np.asarray(REAL), np.asarray(real_weights)
+    # 0.875 softplus(-r) + 0.125 softplus(r) - softplus(-r) = 0.125 (softplus(r) - softplus(-r)) = 0.125 r
+    shift = (w * 0.125 * r).sum() / 3  # three nonzero weights
+    assert smoothed["loss"] == pytest.approx(plain["loss"] + shift, rel=1e-12)
+    sigmoid = 1.0 / (1.0 + np.exp(-r))
+    np.testing.assert_allclose(smoothed["gradients"]["real_logits"], (sigmoid - 0.875) * w / 3, rtol=1e-12)
+    assert smoothed["gradients"]["fake_logits"] == plain["gradients"]["fake_logits"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"formulation": "hinge"},
+        {"formulation": "least_squares"},
+        {"mode": "generator"},
+        {"formulation": "minimax", "mode": "generator"},
+    ],
+)
+def test_label_smoothing_is_refused_where_it_does_not_apply(client: TestClient, params: dict[str, str]) -> None:
+    body: dict[str, Any] = {"real_logits": REAL, "fake_logits": FAKE}
+    error = post(client, "adversarial", 422, **body, params={**params, "label_smoothing": 0.25})
+    assert error["field"] == "params.label_smoothing"
+    assert "label_smoothing applies only to the logistic discriminator" in error["detail"]
+    post(client, "adversarial", **body, params={**params, "label_smoothing": 0.0})  # 0 is no smoothing: taken
+    error = post(client, "adversarial", 422, **body, params={"label_smoothing": 1.5})
+    assert error["field"] == "params.label_smoothing"
 
 
 def test_score_weights_count_only_the_nonzero_ones(client: TestClient) -> None:

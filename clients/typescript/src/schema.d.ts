@@ -32,7 +32,7 @@ export interface paths {
         put?: never;
         /**
          * GAN adversarial loss
-         * @description GAN adversarial loss. The standard GAN objectives on discriminator logits, one value for the whole batch, as TF-GAN defines them without label smoothing: each term is averaged over its own batch (real N, fake M) before the terms are summed. Discriminator, non_saturating and minimax: softplus(-r) + softplus(f) (binary cross-entropy with real = 1, fake = 0); generator, non_saturating: softplus(-f); minimax: -softplus(f) = log(1 - sigmoid(f)), which saturates and has no lower bound; hinge: relu(1 - r) + relu(1 + f) and -f; least_squares: (r - 1)^2 / 2 + f^2 / 2 and (f - 1)^2 / 2. Stable softplus forms throughout; generator modes give the real logits a zero gradient. Properties are those of the default (non-saturating discriminator): convex, smooth, bounded below, gradients bounded by 1/N and 1/M; hinge has kinks, least_squares unbounded gradients, the minimax generator no lower bound. No sample weights (the weights field is refused: one value for the whole batch); instead the optional inputs real_weights (N,) and fake_weights (M,) weigh the scores as TF-GAN does: each batch's mean becomes sum(w x) / (the number of nonzero w), 0 when every weight is 0 (compute_weighted_loss, SUM_BY_NONZERO_WEIGHTS); left out, they are all 1. per_sample is [loss].
+         * @description GAN adversarial loss. The standard GAN objectives on discriminator logits, one value for the whole batch, as TF-GAN defines them: each term is averaged over its own batch (real N, fake M) before the terms are summed. Discriminator, non_saturating and minimax: softplus(-r) + softplus(f) (binary cross-entropy with real = 1, fake = 0); label_smoothing s is TF-GAN's one-sided label smoothing of that discriminator (its default there is 0.25, here 0): the real labels become t = 1 - s/2, the fake ones stay 0, so each real score costs t softplus(-r) + (1 - t) softplus(r), with gradient sigmoid(r) - t (times its weight factor); Keras and torch have no GAN loss with label smoothing, and every other formulation or mode refuses a nonzero s (422). Generator, non_saturating: softplus(-f); minimax: -softplus(f) = log(1 - sigmoid(f)), which saturates and has no lower bound; hinge: relu(1 - r) + relu(1 + f) and -f; least_squares: (r - 1)^2 / 2 + f^2 / 2 and (f - 1)^2 / 2. Stable softplus forms throughout; generator modes give the real logits a zero gradient. Properties are those of the default (non-saturating discriminator): convex, smooth, bounded below, gradients bounded by 1/N and 1/M; hinge has kinks, least_squares unbounded gradients, the minimax generator no lower bound. No sample weights (the weights field is refused: one value for the whole batch); instead the optional inputs real_weights (N,) and fake_weights (M,) weigh the scores as TF-GAN does: each batch's mean becomes sum(w x) / (the number of nonzero w), 0 when every weight is 0 (compute_weighted_loss, SUM_BY_NONZERO_WEIGHTS); left out, they are all 1. per_sample is [loss].
          */
         post: operations["compute_adversarial_loss_adversarial_post"];
         delete?: never;
@@ -1753,6 +1753,12 @@ export interface components {
              * @enum {string}
              */
             formulation?: "non_saturating" | "minimax" | "hinge" | "least_squares";
+            /**
+             * Label Smoothing
+             * @description TF-GAN's one-sided label smoothing s (modified_discriminator_loss / minimax_discriminator_loss, whose default is 0.25): the real labels become 1 - s/2 (tf.compat.v1.losses.sigmoid_cross_entropy's y(1 - s) + s/2), the fake labels stay 0. Only for the logistic discriminator (formulation non_saturating or minimax, mode discriminator); Keras and torch have no GAN loss with it.
+             * @default 0
+             */
+            label_smoothing?: number;
             /**
              * Mode
              * @description Whose loss: the discriminator's or the generator's.

@@ -64,10 +64,17 @@ def tf_sigmoid_cross_entropy(labels: float, logits: Tensor) -> Tensor:
     return torch.clamp_min(logits, 0) - logits * labels + torch.log1p(torch.exp(-logits.abs()))
 
 
+def tf_smoothed_labels(labels: float, label_smoothing: float) -> float:
+    """tf.compat.v1.losses.sigmoid_cross_entropy's label_smoothing: labels (1 - s) + s / 2."""
+    return labels * (1 - label_smoothing) + 0.5 * label_smoothing if label_smoothing > 0 else labels
+
+
 def ref_adversarial(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
-    """TF-GAN losses_impl.py formulas (label_smoothing=0, each term averaged with its weights before the sum:
+    """TF-GAN losses_impl.py formulas (each term averaged with its weights before the sum:
     ``tf_weighted_mean``), written independently in torch float64 (TF-GAN needs TensorFlow, not installable
-    here)."""
+    here). label_smoothing s (the logistic discriminator only): modified_discriminator_loss and
+    minimax_discriminator_loss pass it to tf.compat.v1.losses.sigmoid_cross_entropy for the real logits alone,
+    whose labels 1 become 1 - s/2 (``tf_smoothed_labels``); the generated logits keep labels 0."""
     r, f = t["real_logits"], t["fake_logits"]
     rw, fw = t.get("real_weights"), t.get("fake_weights")
 
@@ -78,9 +85,17 @@ def ref_adversarial(t: Tensors, c: Ctx) -> tuple[Tensor, None]:
     zero = 0 * r.sum()  # the real logits take part (with a zero gradient) in generator losses
     if c.params.get("mode", "discriminator") == "discriminator":
         if formulation in ("non_saturating", "minimax"):
-            value = mean(torch_softplus(-r), rw) + mean(torch_softplus(f), fw)
-            tf = mean(tf_sigmoid_cross_entropy(1.0, r), rw) + mean(tf_sigmoid_cross_entropy(0.0, f), fw)
-            c.check("TF-GAN minimax_discriminator_loss(label_smoothing=0) in TensorFlow's form", tf, value)
+            smoothing = c.f("label_smoothing", 0.0)  # rounded to the case dtype, as the kernel holds it
+            real_label = tf_smoothed_labels(1.0, smoothing)
+            real_losses = real_label * torch_softplus(-r) + (1 - real_label) * torch_softplus(r)
+            value = mean(real_losses, rw) + mean(torch_softplus(f), fw)
+            tf = mean(tf_sigmoid_cross_entropy(real_label, r), rw) + mean(tf_sigmoid_cross_entropy(0.0, f), fw)
+            c.check(
+                f"TF-GAN minimax_discriminator_loss(label_smoothing={c.params.get('label_smoothing', 0)}) in "
+                "TensorFlow's form",
+                tf,
+                value,
+            )
         elif formulation == "hinge":
             value = mean(F.relu(1 - r), rw) + mean(F.relu(1 + f), fw)
         else:
@@ -240,10 +255,18 @@ LOSSES = (
             shapes={"n5m3": (5, 3), "n3m7": (3, 7)},
             batch_level=True,
             describe=lambda p: (
-                "TF-GAN losses_impl.py formulas without label smoothing, each term averaged before the sum "
-                "(weighted as TF-GAN's compute_weighted_loss(SUM_BY_NONZERO_WEIGHTS) where the case has "
-                "real_weights and fake_weights), as an independent float64 torch implementation with autograd "
-                "(TF-GAN needs TensorFlow, which is not installable here); softplus as torch.logaddexp(x, 0)"
+                "TF-GAN losses_impl.py formulas "
+                + (
+                    f"with label_smoothing={p['label_smoothing']} (modified_discriminator_loss / "
+                    "minimax_discriminator_loss: the real labels 1 - s/2 of tf.compat.v1.losses.sigmoid_cross_entropy, "
+                    "the generated labels 0)"
+                    if p.get("label_smoothing")
+                    else "without label smoothing"
+                )
+                + ", each term averaged before the sum (weighted as TF-GAN's compute_weighted_loss("
+                "SUM_BY_NONZERO_WEIGHTS) where the case has real_weights and fake_weights), as an independent float64 "
+                "torch implementation with autograd (TF-GAN needs TensorFlow, which is not installable here); "
+                "softplus as torch.logaddexp(x, 0)"
             ),
             combos=(
                 *(
@@ -251,14 +274,22 @@ LOSSES = (
                     for formulation in ("non_saturating", "minimax", "hinge", "least_squares")
                     for mode in ("discriminator", "generator")
                 ),
+                # TF-GAN's one-sided label smoothing: its default 0.25, another value, and the largest (labels 0.5)
+                ({"formulation": "non_saturating", "label_smoothing": 0.25}, WEIGHTED),
+                ({"formulation": "minimax", "label_smoothing": 0.1}, WEIGHTED),
+                ({"formulation": "non_saturating", "label_smoothing": 1.0}, ("random", "weighted")),
             ),
         ),
         gradients=GradientCase(
             fd_batch_scores("logits"),
-            tuple(
-                {"formulation": formulation, "mode": mode}
-                for formulation in ("non_saturating", "minimax", "hinge", "least_squares")
-                for mode in ("discriminator", "generator")
+            (
+                *(
+                    {"formulation": formulation, "mode": mode}
+                    for formulation in ("non_saturating", "minimax", "hinge", "least_squares")
+                    for mode in ("discriminator", "generator")
+                ),
+                {"formulation": "non_saturating", "label_smoothing": 0.25},
+                {"formulation": "minimax", "label_smoothing": 0.7},
             ),
         ),
         domain=BatchScores(("real_logits", "fake_logits")),
