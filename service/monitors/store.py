@@ -781,13 +781,15 @@ def aggregate_of(values: Sequence[Any]) -> Aggregate:
 
 
 BASELINES_KEPT = 4096
-_baselines: dict[tuple[int, str | None], Baseline] = {}
-"""Fixed baselines by monitor id and frozen text (ids are never reused, and a fixed baseline
-never changes): a write decodes its segment's baseline sketch once, not per batch."""
+_baselines: dict[tuple[int, float, str | None], Baseline] = {}
+"""Fixed baselines by monitor id, creation time and frozen text (a fixed baseline never changes):
+a write decodes its segment's baseline sketch once, not per batch. Ids are never reused within
+a database, but a process may open two (the tests do): the creation time tells their monitors
+apart."""
 
 
 def fixed_baseline(monitor: Monitor, frozen: str | None) -> Baseline:
-    key = (monitor.id, frozen)
+    key = (monitor.id, monitor.created, frozen)
     found = _baselines.get(key)
     if found is None:
         if len(_baselines) >= BASELINES_KEPT:

@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.monitors.aggregate import Aggregate, merge
-from service.monitors.baseline import sketch_of_text
+from service.monitors.baseline import sketch_of_text, sketch_text
 from service.monitors.sketch import Sketch
 from service.monitors.store import EXPIRED_PER_WRITE, Conflict, SQLiteStore, Store, TooManySegments, open_store
 from service.settings import Settings
@@ -165,6 +165,19 @@ def test_a_baseline_is_fixed_once_a_window_after_it_exists(store: Store) -> None
     assert drift == 1.0  # 9 lies above all of the baseline [1, 3]
     store.record(monitor, 180, Aggregate.of(np.array([1.0])), {"region": "us"})  # a new segment: its own
     assert store.segments(monitor)[1].frozen is None
+
+
+def test_two_databases_in_one_process_keep_their_baselines_apart(tmp_path: Path) -> None:
+    """Monitor ids repeat across databases: a baseline cached for one must not judge the other's."""
+    first, second = (open_store(f"sqlite:///{tmp_path / name}", tmp_path) for name in ("a.db", "b.db"))
+    counted = first.create("counted", "mse", {}, 60, {"windows": 3, "threshold": 3.0})
+    first.record(counted, 0, Aggregate.of(np.array([1.0])))  # its id's baseline: none fixed yet
+    reference = {"count": 4, "mean": 1.0, "std": 0.0, "sketch": sketch_text(Sketch.of(np.ones(4)))}
+    referred = second.create("referred", "mse", {}, 60, {"threshold": 3.0, "reference": reference})
+    assert referred.id == counted.id
+    second.record(referred, 60, Aggregate.of(np.array([1.0, 1.5])))
+    (drift,) = second.query("SELECT drift FROM lossd_windows")[0]
+    assert drift == pytest.approx(0.5)  # half the window lies above the reference's one value
 
 
 def test_concurrent_writers_count_exactly(store: Store) -> None:
