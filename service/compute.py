@@ -145,7 +145,7 @@ def undefined_loss(
     bad = ~np.isfinite(per_sample)
     if bad.any():  # e.g. exp of a large log-rate, a squared distance beyond float32's range
         index = int(np.argmax(bad))
-        what = "the loss" if batch_level or spec.batch_level else f"the loss of sample [{index}]"
+        what = "the loss" if batch_level else f"the loss of sample [{index}]"
         detail = f"{what} is {per_sample[index].item()!r}: the inputs overflow {dtype}{hint}"
         return ServiceError(Kind.INVALID, UNDEFINED, detail, field=spec.inputs[0].name)
     if np.isinf(loss):

@@ -37,18 +37,18 @@ log = logging.getLogger("lossd.routing")
 Headers = list[tuple[bytes, bytes]]
 Reply = tuple[bytes, Headers]
 Handler = Callable[[Any, Scope, bytes], Reply]
-Result = tuple[Reply, tuple[float, float]]
 """(app state, scope, body) -> (body, headers) of a 200; errors are raised as ServiceError."""
+Result = tuple[Reply, tuple[float, float]]
 JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 OFF_LOOP_BYTES = 1 << 20
+"""Bodies this large are decoded and computed in a worker thread, so that a burst of large
+requests leaves the event loop free for health probes, scrapes and small requests (a small
+request stays on the loop: the hand-off would cost more than its computation)."""
 NO_RUN = (0.0, 0.0)
 """The kernel times of a request that ran no kernel (it failed first)."""
 RELEASE_BYTES = 8 << 20
 """After a body of this size, free heap pages go back to the system shortly
 (kernels.memory.release_soon): its arrays and copies otherwise stay in the worker's heap."""
-"""Bodies this large are decoded and computed in a worker thread, so that a burst of large
-requests leaves the event loop free for health probes, scrapes and small requests (a small
-request stays on the loop: the hand-off would cost more than its computation)."""
 
 
 @dataclass(frozen=True)

@@ -39,15 +39,10 @@ def request_model(spec: LossSpec) -> type[BaseModel]:
         shape = "(" + ", ".join(spec_input.shape) + ")"
         description = f"{spec_input.description} Shape {shape}."
         if spec_input.optional is None:
-            fields[spec_input.name] = (
-                Annotated[Any, WithJsonSchema(array_schema(spec_input))],
-                Field(description=description),
-            )
+            field = Field(description=description)
         else:
-            fields[spec_input.name] = (
-                Annotated[Any, WithJsonSchema(array_schema(spec_input))],
-                Field(None, description=f"{description} Optional: all {spec_input.optional:g} when left out."),
-            )
+            field = Field(None, description=f"{description} Optional: all {spec_input.optional:g} when left out.")
+        fields[spec_input.name] = (Annotated[Any, WithJsonSchema(array_schema(spec_input))], field)
     per_sample = (
         "Non-negative weights: one per sample, shape (N,), or, for a loss averaged over positions (the "
         "'...' axes), one per position, shaped as the inputs' leading axes, e.g. (N, T). With reduction 'none', "

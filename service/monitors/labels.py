@@ -43,8 +43,7 @@ def prediction_inputs(monitor: Monitor, spec: LossSpec) -> list[Input]:
     """The loss's inputs a prediction carries: all but ``targets`` (a 422 for a loss whose
     samples cannot be labelled later)."""
     names = [i.name for i in spec.inputs]
-    batch_level = spec.batch_level or bool(spec.batch_param and monitor.params.get(spec.batch_param))
-    if TARGETS not in names or batch_level:
+    if TARGETS not in names or spec.is_batch_level(spec.params.model_validate(monitor.params)):
         raise invalid_request(
             f"monitor {monitor.name!r} computes {spec.name}, which has no per-sample targets (its inputs are "
             f"{', '.join(names)}): send its samples as observations",
