@@ -20,6 +20,15 @@ def log1p(z):  # type: ignore[no-untyped-def]
 
 
 @script(LOSSD, default_opset=op)
+def select(condition, a, b):  # type: ignore[no-untyped-def]
+    """Where(condition, a, b) for finite a and b, bit for bit (a * 1 + b * 0 is a): onnxruntime's
+    Where is a scalar loop, 7 ms for a million floats against 0.2 ms for a Mul. An unselected inf
+    or NaN would spread, so a branch that can overflow is clamped first, or keeps Where."""
+    keep = op.CastLike(condition, a)
+    return a * keep + b * (1.0 - keep)
+
+
+@script(LOSSD, default_opset=op)
 def softplus(x):  # type: ignore[no-untyped-def]
     """log(1 + e^x) without overflow or loss of small values; ORT's Softplus op is a slow scalar loop."""
     return op.Relu(x) + log1p(op.Exp(op.Neg(op.Abs(x))))
@@ -38,7 +47,7 @@ def logistic(x):  # type: ignore[no-untyped-def]
     small = e * big  # sigmoid(-|x|) = e^-|x| / (1 + e^-|x|)
     positive = op.GreaterOrEqual(x, op.CastLike(0.0, x))
     tail = log1p(e)
-    return op.Where(positive, big, small), op.Where(positive, small, big), op.Relu(x) + tail, op.Relu(op.Neg(x)) + tail
+    return select(positive, big, small), select(positive, small, big), op.Relu(x) + tail, op.Relu(op.Neg(x)) + tail
 
 
 @script(LOSSD, default_opset=op)

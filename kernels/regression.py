@@ -11,7 +11,7 @@ from onnxscript import script
 from pydantic import Field, model_validator
 
 from kernels.curves import Curve, prediction, residual
-from kernels.ops import LOSSD, log1p, softplus
+from kernels.ops import LOSSD, log1p, select, softplus
 from kernels.spec import Card, Input, KernelFunction, Params, Properties, loss
 
 
@@ -113,9 +113,10 @@ class HuberParams(Params):
 def huber_kernel(predictions, targets, delta):  # type: ignore[no-untyped-def]
     d = predictions - targets
     z = op.Abs(d)
-    quadratic = 0.5 * d * d
+    m = op.Min(z, delta)  # z where the quadratic branch is taken, and no overflow where it is not
+    quadratic = 0.5 * m * m
     linear = delta * (z - 0.5 * delta)
-    return op.Where(op.Less(z, delta), quadratic, linear), op.Clip(d, op.Neg(delta), delta)
+    return select(op.Less(z, delta), quadratic, linear), op.Clip(d, op.Neg(delta), delta)
 
 
 @loss(
@@ -204,9 +205,11 @@ def smooth_l1_kernel(predictions, targets, beta):  # type: ignore[no-untyped-def
     d = predictions - targets
     z = op.Abs(d)
     quadratic = op.Less(z, beta)  # never true for beta = 0: then exactly L1
-    # d / beta where the quadratic branch is taken; beta = 0 is never divided by.
-    q = d / op.Where(op.Greater(beta, op.CastLike(0.0, beta)), beta, op.CastLike(1.0, beta))
-    return op.Where(quadratic, 0.5 * d * q, z - 0.5 * beta), op.Where(quadratic, q, op.Sign(d))
+    # d / beta where the quadratic branch is taken (d clipped to beta is d there, and keeps the
+    # other branch from overflowing); beta = 0 is never divided by.
+    divisor = op.Where(op.Greater(beta, op.CastLike(0.0, beta)), beta, op.CastLike(1.0, beta))
+    q = op.Clip(d, op.Neg(beta), beta) / divisor
+    return select(quadratic, 0.5 * d * q, z - 0.5 * beta), select(quadratic, q, op.Sign(d))
 
 
 @loss(
@@ -257,7 +260,7 @@ def msle_kernel(predictions, targets):  # type: ignore[no-untyped-def]
     d = a - b
     r = log1p(op.Abs(d) / (op.Min(a, b) + 1.0))
     inside = op.GreaterOrEqual(predictions, eps)  # the clamp lets the prediction through
-    return r * r, op.Where(inside, (r + r) * op.Sign(d) / (a + 1.0), op.CastLike(0.0, r))
+    return r * r, (r + r) * op.Sign(d) / (a + 1.0) * op.CastLike(inside, r)
 
 
 @loss(
@@ -366,9 +369,11 @@ class PoissonParams(Params):
 @script(LOSSD, default_opset=op)
 def stirling(targets):  # type: ignore[no-untyped-def]
     """torch's full term: y log y - y + log(2 pi y) / 2 where y > 1, else 0."""
-    log_y = op.Log(targets)
-    term = targets * (log_y - 1.0) + (0.5 * log_y + op.CastLike(op.Constant(value=HALF_LOG_2PI), targets))
-    return op.Where(op.Greater(targets, op.CastLike(1.0, targets)), term, op.CastLike(0.0, targets))
+    above = op.Greater(targets, op.CastLike(1.0, targets))
+    y = op.Max(targets, op.CastLike(1.0, targets))  # y where the term is kept; log(0) nowhere
+    log_y = op.Log(y)
+    term = y * (log_y - 1.0) + (0.5 * log_y + op.CastLike(op.Constant(value=HALF_LOG_2PI), targets))
+    return term * op.CastLike(above, targets)
 
 
 @script(LOSSD, default_opset=op)
@@ -569,7 +574,7 @@ class QuantileParams(Params):
 @script(LOSSD, default_opset=op)
 def pinball(d, quantile):  # type: ignore[no-untyped-def]
     # slope 1 - tau above the target, -tau at or below it (TF's max picks tau * delta at a tie)
-    slope = op.Where(op.Greater(d, op.CastLike(0.0, d)), 1.0 - quantile, op.Neg(quantile))
+    slope = op.CastLike(op.Greater(d, op.CastLike(0.0, d)), d) - quantile  # 1 - tau or 0 - tau, exactly
     return slope * d, slope
 
 
