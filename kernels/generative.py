@@ -11,7 +11,7 @@ from onnxscript import script
 from pydantic import Field, ValidationInfo, field_validator
 
 from kernels.curves import Arrays, Curve
-from kernels.ops import LOSSD, logistic
+from kernels.ops import LOSSD, logistic, spread
 from kernels.spec import Card, Input, KernelFunction, Params, Properties, loss
 
 F64 = TensorProto.DOUBLE
@@ -401,8 +401,8 @@ def cdf_gaps(predictions, targets):  # type: ignore[no-untyped-def]
     0..K-2 (at the last bin both CDFs are 1)."""
     axis = op.Constant(value_ints=[-1])
     total = op.ReduceSum(predictions, axis, keepdims=1)
-    q = predictions / total
-    cdf = op.CumSum(q - targets / op.ReduceSum(targets, axis, keepdims=1), op.Constant(value_int=1))
+    q = predictions / spread(total, predictions)  # per-row values as outer products: see kernels.ops
+    cdf = op.CumSum(q - targets / spread(op.ReduceSum(targets, axis, keepdims=1), targets), op.Constant(value_int=1))
     gaps = op.Slice(cdf, op.Constant(value_ints=[0]), op.Constant(value_ints=[-1]), op.Constant(value_ints=[1]))
     return q, total, gaps
 
@@ -413,7 +413,7 @@ def through_cdf(slopes, q, total):  # type: ignore[no-untyped-def]
     = sum_{k >= j} slope_k (0 for the last bin), then the normalisation q = p / sum p."""
     padded = op.Pad(slopes, op.Constant(value_ints=[0, 0, 0, 1]))
     dq = op.CumSum(padded, op.Constant(value_int=1), reverse=1)
-    return (dq - op.ReduceSum(dq * q, op.Constant(value_ints=[-1]), keepdims=1)) / total
+    return (dq - spread(op.ReduceSum(dq * q, op.Constant(value_ints=[-1]), keepdims=1), dq)) / spread(total, dq)
 
 
 @script(LOSSD, default_opset=op)

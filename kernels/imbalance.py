@@ -16,7 +16,9 @@ from kernels.ops import (
     log1p,
     logistic,
     renormalised,
+    select,
     smoothed,
+    spread,
     through_renormalisation,
 )
 from kernels.spec import Card, Input, KernelFunction, Params, Properties, loss
@@ -286,15 +288,15 @@ def softmax_parts(x):  # type: ignore[no-untyped-def]
     has log p = -log1p(r) and 1 - p = r / (1 + r) (no cancellation in 1 - p); every other
     class has p <= 1/2, where 1 - p is exact."""
     axis = op.Constant(value_ints=[-1])
-    z = x - op.ReduceMax(x, axis, keepdims=1)
+    z = x - spread(op.ReduceMax(x, axis, keepdims=1), x)
     e = op.Exp(z)
     top = op.Equal(z, op.CastLike(0.0, z))
-    rest = op.ReduceSum(op.Where(top, op.CastLike(0.0, e), e), axis, keepdims=1)
+    rest = op.ReduceSum(e * (1.0 - op.CastLike(top, e)), axis, keepdims=1)  # the max class's e dropped, exactly
     ties = op.ReduceSum(op.CastLike(top, e), axis, keepdims=1) - 1.0  # other classes at the max
     r = rest + ties
-    log_p = z - log1p(r)
+    log_p = z - spread(log1p(r), z)
     p = op.Exp(log_p)
-    one_minus_p = op.Where(op.Greater(p, op.CastLike(0.5, p)), r / (1.0 + r), 1.0 - p)
+    one_minus_p = select(op.Greater(p, op.CastLike(0.5, p)), spread(r / (1.0 + r), p), 1.0 - p)
     return log_p, p, one_minus_p
 
 
@@ -304,7 +306,7 @@ def categorical_focal_logits(predictions, targets, alpha, gamma, label_smoothing
     log_p, p, one_minus_p = softmax_parts(predictions)
     elements, weighted, log_part = focal_terms(ay, log_p, one_minus_p, gamma)
     g = p * log_part - weighted  # p_c d/dp_c, finite where p underflows; dp_c/dx_k = p_c (delta_ck - p_k)
-    return elements, g - p * op.ReduceSum(g, op.Constant(value_ints=[-1]), keepdims=1)
+    return elements, g - p * spread(op.ReduceSum(g, op.Constant(value_ints=[-1]), keepdims=1), g)
 
 
 @loss(

@@ -12,7 +12,7 @@ from onnxscript import script
 from pydantic import Field
 
 from kernels.curves import margin, true_class_score, two_labels
-from kernels.ops import LOSSD, logistic, one_hot_labels
+from kernels.ops import LOSSD, logistic, one_hot_labels, select, spread
 from kernels.spec import Card, Input, KernelFunction, NoParams, Params, Properties, loss
 
 SCORES = Input("predictions", ("N", "..."), "real", "Raw scores (decision values), any real.", differentiable=True)
@@ -31,7 +31,7 @@ def signed_labels(targets):  # type: ignore[no-untyped-def]
     request) is 0 or 1, else y unchanged. Targets are validated to {-1, 0, 1}, so "all 0 or 1" is
     "no -1", i.e. min(y) >= 0."""
     binary = op.GreaterOrEqual(op.ReduceMin(targets, keepdims=0), op.CastLike(0.0, targets))
-    return op.Where(binary, 2.0 * targets - 1.0, targets)
+    return select(binary, 2.0 * targets - 1.0, targets)
 
 
 @script(LOSSD, default_opset=op)
@@ -203,7 +203,9 @@ def multi_margin_terms(predictions, targets, margin, class_weights):  # type: ig
     axis = op.Constant(value_ints=[-1])
     one_hot = one_hot_labels(predictions, targets)
     true_score = op.ReduceSum(one_hot * predictions, axis, keepdims=1)
-    h = op.Relu(margin - true_score + predictions) * (1.0 - one_hot)
+    # per-row values reach the (N, C) terms as outer products (spread): a (N, 1) column broadcast over
+    # short rows is onnxruntime's slow path
+    h = op.Relu(spread(margin - true_score, predictions) + predictions) * (1.0 - one_hot)
     classes = op.CastLike(op.Shape(predictions, start=-1), predictions)
     return h, one_hot, op.ReduceSum(class_weights * one_hot, axis, keepdims=1) / classes
 
@@ -211,14 +213,14 @@ def multi_margin_terms(predictions, targets, margin, class_weights):  # type: ig
 @script(LOSSD, default_opset=op)
 def multi_margin_gradient(d, one_hot):  # type: ignore[no-untyped-def]
     """d_i = d loss / d x_i for i != y; the true class gets -sum_i d_i."""
-    return d - one_hot * op.ReduceSum(d, op.Constant(value_ints=[-1]), keepdims=1)
+    return d - one_hot * spread(op.ReduceSum(d, op.Constant(value_ints=[-1]), keepdims=1), d)
 
 
 @script(LOSSD, default_opset=op)
 def multi_margin_p1(predictions, targets, margin, class_weights):  # type: ignore[no-untyped-def]
     h, one_hot, scale = multi_margin_terms(predictions, targets, margin, class_weights)
     elements = scale * op.ReduceSum(h, op.Constant(value_ints=[-1]), keepdims=1)
-    d = scale * op.CastLike(op.Greater(h, op.CastLike(0.0, h)), h)
+    d = spread(scale, h) * op.CastLike(op.Greater(h, op.CastLike(0.0, h)), h)
     return elements, multi_margin_gradient(d, one_hot)
 
 
@@ -226,7 +228,7 @@ def multi_margin_p1(predictions, targets, margin, class_weights):  # type: ignor
 def multi_margin_p2(predictions, targets, margin, class_weights):  # type: ignore[no-untyped-def]
     h, one_hot, scale = multi_margin_terms(predictions, targets, margin, class_weights)
     elements = scale * op.ReduceSum(h * h, op.Constant(value_ints=[-1]), keepdims=1)
-    return elements, multi_margin_gradient(2.0 * scale * h, one_hot)
+    return elements, multi_margin_gradient(spread(2.0 * scale, h) * h, one_hot)
 
 
 @loss(

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from kernels.curves import Arrays, Curve
 from kernels.imbalance import softmax_parts
-from kernels.ops import LOSSD, logistic, one_hot_labels
+from kernels.ops import LOSSD, logistic, one_hot_labels, select, spread
 from kernels.ranking import hinge_active
 from kernels.spec import Card, Input, KernelFunction, MinSize, Params, Properties, loss
 
@@ -195,12 +195,13 @@ class CosFaceParams(Params):
 
 @script(LOSSD, default_opset=op)
 def margin_softmax(predictions, one_hot, target, slope, s):  # type: ignore[no-untyped-def]
-    """Cross-entropy of s * logits, the target class's cosine replaced by ``target`` (whose derivative in the
-    cosine is ``slope``): per-sample losses (N, 1) and d loss / d predictions."""
+    """Cross-entropy of s * logits, the target class's cosine replaced by ``target`` (N, 1) (whose derivative in
+    the cosine is ``slope``, a scalar or (N, C)): per-sample losses (N, 1) and d loss / d predictions."""
     axis = op.Constant(value_ints=[-1])
     cosine = op.ReduceSum(one_hot * predictions, axis, keepdims=1)
-    # softmax_parts keeps a confident sample's small loss exact (log1p of the other classes' mass)
-    log_p, p, _ = softmax_parts(s * (predictions + one_hot * (target - cosine)))
+    # softmax_parts keeps a confident sample's small loss exact (log1p of the other classes' mass); the
+    # per-sample shift reaches the classes as an outer product (kernels.ops)
+    log_p, p, _ = softmax_parts(s * (predictions + one_hot * spread(target - cosine, one_hot)))
     elements = op.Neg(op.ReduceSum(one_hot * log_p, axis, keepdims=1))
     d = s * (p - one_hot)
     return elements, d * (1.0 - one_hot + one_hot * slope)
@@ -219,11 +220,11 @@ def arcface_kernel(predictions, targets, s, m, eps):  # type: ignore[no-untyped-
     cos_m, sin_m = op.Cos(m), op.Sin(m)
     sine = op.Sqrt((one - clipped) * (one + clipped))  # sin(theta) >= sqrt(eps (2 - eps)) > 0
     inside = op.GreaterOrEqual(c, op.Neg(cos_m))
-    moved = op.Where(inside, clipped * cos_m - sine * sin_m, c - m * sin_m)
+    moved = select(inside, clipped * cos_m - sine * sin_m, c - m * sin_m)
     passed = op.CastLike(op.Equal(clipped, c), c)
     # d cos(theta + m) / dc = sin(theta + m) / sin(theta) = cos m + c sin m / sin(theta)
-    slope = op.Where(inside, passed * (cos_m + clipped * sin_m / sine), one)
-    elements, gradient = margin_softmax(predictions, one_hot, moved, slope, s)
+    slope = select(inside, passed * (cos_m + clipped * sin_m / sine), one)
+    elements, gradient = margin_softmax(predictions, one_hot, moved, spread(slope, predictions), s)
     return elements, gradient
 
 

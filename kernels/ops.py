@@ -107,7 +107,7 @@ def kept_one_hot(predictions, targets, ignore_index):  # type: ignore[no-untyped
     """1 where the label is not ignore_index (with a trailing unit axis), and the labels
     one-hot (ignored labels as class 0: multiply by the first to drop them)."""
     keep = op.Not(op.Equal(targets, ignore_index))
-    one_hot = one_hot_labels(predictions, op.Where(keep, targets, op.CastLike(0, targets)))
+    one_hot = one_hot_labels(predictions, targets * op.CastLike(keep, targets))
     return op.Unsqueeze(op.CastLike(keep, predictions), op.Constant(value_ints=[-1])), one_hot
 
 
@@ -124,7 +124,7 @@ def renormalised(probabilities, eps):  # type: ignore[no-untyped-def]
     last axis, clipped to [eps, 1 - eps]; returns q, the clipped q, the clip's derivative
     mask and sum(p)."""
     total = op.ReduceSum(probabilities, op.Constant(value_ints=[-1]), keepdims=1)
-    q = probabilities / total
+    q = probabilities / spread(total, probabilities)
     clipped, inside = clip_mask(q, eps)
     return q, clipped, inside, total
 
@@ -132,4 +132,4 @@ def renormalised(probabilities, eps):  # type: ignore[no-untyped-def]
 @script(LOSSD, default_opset=op)
 def through_renormalisation(g, q, total):  # type: ignore[no-untyped-def]
     """d/dp from g = d/dq through q = p / sum(p): (g - sum(g q)) / sum(p)."""
-    return (g - op.ReduceSum(g * q, op.Constant(value_ints=[-1]), keepdims=1)) / total
+    return (g - spread(op.ReduceSum(g * q, op.Constant(value_ints=[-1]), keepdims=1), g)) / spread(total, g)
