@@ -151,8 +151,9 @@ def server_metadata() -> dict[str, Any]:
 
 def model_metadata(spec: LossSpec) -> dict[str, Any]:
     """Shapes use -1 for every axis; an input's "..." axes are one -1 here but any number
-    of axes may be sent. Float inputs and outputs are FP32 or FP64 (both served)."""
-    weights = [{"name": "weights", "datatype": "FP32", "shape": [-1]}]
+    of axes may be sent. Float inputs and outputs are FP32 or FP64 (both served). A loss that
+    is one value for the whole batch lists no ``weights``: it takes none."""
+    weights = [] if spec.batch_level else [{"name": "weights", "datatype": "FP32", "shape": [-1]}]
     return {
         "name": spec.name,
         "versions": ["1"],

@@ -57,6 +57,12 @@ def test_server_and_model_metadata(client: triton.InferenceServerClient) -> None
     assert config["max_batch_size"] == 0
     assert {i["name"]: i["data_type"] for i in config["input"]}["targets"] == "TYPE_INT64"
     assert {m["name"] for m in client.get_model_repository_index()} >= {"focal", "mse"}
+    # a loss that is one value for the batch takes no sample weights, so its metadata lists none
+    batch_level = client.get_model_metadata("wasserstein")
+    assert [i["name"] for i in batch_level["inputs"]] == ["real_scores", "fake_scores", "real_weights", "fake_weights"]
+    assert "weights" not in {i["name"] for i in client.get_model_config("wasserstein")["input"]}
+    # MONAI's batch makes dice batch-level only with that param: its weights stay, optional
+    assert {i["name"]: i["optional"] for i in client.get_model_config("dice")["input"]}["weights"] is True
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
