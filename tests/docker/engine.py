@@ -23,22 +23,27 @@ BUILD_TIMEOUT = 1500  # a cold build downloads and installs every dependency
 NOT_RUN = "DOCKER TEST NOT RUN"
 
 
-def shared_docker() -> Path:
-    """../shared/docker next to the repository; for a git worktree (elsewhere), next to the
-    main checkout, the one whose .git the worktree shares."""
-    roots = [REPO]
+def _git(*args: str) -> str:
     try:
         result = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.TimeoutExpired):  # no git: the repository's own parent only
-        result = None
-    if result is not None and result.returncode == 0 and result.stdout.strip():
-        roots.append(Path(result.stdout.strip()).parent)
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def shared_docker() -> Path:
+    """../shared/docker next to the repository; for a git worktree (elsewhere), next to the
+    main checkout, the one whose .git the worktree shares; for a clone of a local checkout
+    (a CI's fresh clone), next to that checkout."""
+    roots = [REPO]
+    common = _git("rev-parse", "--path-format=absolute", "--git-common-dir")
+    if common:
+        roots.append(Path(common).parent)
+    origin = _git("config", "--get", "remote.origin.url").removeprefix("file://")
+    if origin.startswith("/"):
+        roots.append(Path(origin))
     candidates = [root.parent / "shared" / "docker" for root in roots]
     return next((path for path in candidates if path.is_dir()), candidates[0])
 
