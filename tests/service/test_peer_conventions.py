@@ -233,8 +233,7 @@ def test_v2_takes_the_optional_inputs_by_name(client: TestClient) -> None:
         "fake_scores": False,
         "real_weights": True,
         "fake_weights": True,
-        "weights": True,
-    }
+    }  # no sample weights: the loss is one value for the batch
 
 
 def test_openapi_marks_the_score_weights_optional(client: TestClient) -> None:
