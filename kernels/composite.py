@@ -468,6 +468,10 @@ class CompositeSpec(LossSpec):
     batch_terms: tuple[Term, ...] = ()
     """The terms with ``params.batch`` true (empty: the composite has no ``batch`` param)."""
 
+    @property
+    def reduces_itself(self) -> bool:
+        return True
+
     def terms_for(self, params: Params) -> tuple[Term, ...]:
         """The terms a request's params select."""
         return self.batch_terms if self.is_batch_level(params) and self.batch_terms else self.terms

@@ -55,7 +55,7 @@ def columnable(spec: LossSpec) -> bool:
     ``(1, N)``: as ``(N, 1)`` it would pay onnxruntime's slow paths for a last axis of size 1
     (broadcasting row by row, reducing an axis of one), 2-10x at 1M elements."""
     element_wise = all(i.shape == ("N", "...") for i in spec.inputs)
-    return element_wise and not (spec.ever_batch_level or spec.mass or spec.configured)
+    return element_wise and not (spec.ever_batch_level or spec.mass or spec.configured or spec.reduces_itself)
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ class Runtime:
             if self._files is not None:
                 model_bytes = repository_graph(self._files, self._repository, spec, key, self.resources)
             elif self._cache is not None and cacheable(spec):
-                model_bytes = self._cache.fetch(key.stem, lambda: self.model_bytes(key, spec))
+                model_bytes = self._cache.fetch(cache_stem(spec, key), lambda: self.model_bytes(key, spec))
             else:
                 model_bytes = self.model_bytes(key, spec)
             return self._load(spec, key, model_bytes)
@@ -400,16 +400,26 @@ class Runtime:
 
 
 def cacheable(spec: LossSpec) -> bool:
-    """Whether a loss's graphs follow from the sources alone (not from what is configured)."""
-    return not spec.configured and not isinstance(spec, CompositeSpec)
+    """Whether a loss's graphs follow from the sources and the spec alone (not from configured objects)."""
+    terms = (*spec.terms, *spec.batch_terms) if isinstance(spec, CompositeSpec) else ()
+    return not spec.configured and not any(t.spec.configured for t in terms)
+
+
+def cache_stem(spec: LossSpec, key: GraphKey) -> str:
+    """A graph's cache entry. A named composite's adds a digest of its terms: LOSSD_COMPOSITES can
+    give a name other terms from one start to the next, which the sources' digest does not see."""
+    if not isinstance(spec, CompositeSpec):
+        return key.stem
+    terms = repr([(*t.structure, t.weight, t.params, t.pooled) for t in (*spec.terms, *spec.batch_terms)])
+    return f"{key.stem}.{hashlib.sha256(terms.encode()).hexdigest()[:16]}"
 
 
 def prebuild(specs: Registry, cache: GraphCache) -> int:
     """Build every graph that ``cache`` can keep and does not hold yet; how many were built."""
     built = 0
     for spec, key in all_keys(specs):
-        if cacheable(spec) and cache.get(key.stem) is None:
-            if not cache.put(key.stem, build_model(spec, key).SerializeToString()):
+        if cacheable(spec) and cache.get(stem := cache_stem(spec, key)) is None:
+            if not cache.put(stem, build_model(spec, key).SerializeToString()):
                 raise OSError(f"cannot write graphs into {cache.directory}")
             built += 1
     return built

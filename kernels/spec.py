@@ -288,6 +288,11 @@ class LossSpec:
         return tuple(i for i in self.inputs if i.optional is None)
 
     @property
+    def reduces_itself(self) -> bool:
+        """Whether its kernel takes the sample weights and reduces itself (a named composite's does)."""
+        return False
+
+    @property
     def ever_batch_level(self) -> bool:
         """Whether some params make the loss one value for the whole batch."""
         return self.batch_level or self.batch_param is not None

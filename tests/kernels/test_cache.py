@@ -13,8 +13,10 @@ import kernels.graph
 import kernels.runtime
 from kernels import REGISTRY
 from kernels.cache import DIGEST, GraphCache, generation
+from kernels.composite import term
+from kernels.composites import composite
 from kernels.graph import GraphKey
-from kernels.runtime import Runtime, all_keys, cacheable, prebuild
+from kernels.runtime import Runtime, all_keys, cache_stem, cacheable, prebuild
 from kernels.spec import NO_RESOURCES, LossSpec, Registry, Resources
 
 
@@ -70,6 +72,39 @@ def test_a_graph_is_built_on_first_use_and_then_read_from_the_cache(
     second = Runtime(two_losses(), "cpu", 1, cache=GraphCache(tmp_path))
     assert focal(second) == expected
     assert built == [], "a cached graph was built again"
+
+
+def mix(mse_weight: float) -> Registry:
+    """A registry of one composite named "mix", as LOSSD_COMPOSITES declares one."""
+    registry = Registry()
+    registry.add(composite("mix", [term(MSE, mse_weight), term(named("mae"), 1.0)]))
+    return registry
+
+
+def mix_loss(registry: Registry, cache: GraphCache) -> float:
+    spec = registry.get("mix")
+    assert spec is not None
+    inputs = {"predictions": [0.5, 2.0, -1.0], "targets": [0.0, 1.0, 1.0]}
+    return float(Runtime(registry, "cpu", 1, cache=cache).evaluate(spec, inputs, dtype="float32").loss)
+
+
+def test_a_named_composite_is_read_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built = builds(monkeypatch)
+    expected = mix_loss(mix(0.5), GraphCache(tmp_path))
+    assert built, "the composite's graph was not built"
+    built.clear()
+    assert mix_loss(mix(0.5), GraphCache(tmp_path)) == expected
+    assert built == [], "a cached composite graph was built again"
+
+
+def test_a_name_given_other_terms_gets_its_own_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A composite renamed in LOSSD_COMPOSITES between starts is never served the old terms' graph."""
+    first, second = mix(0.5), mix(2.0)
+    key = GraphKey("mix", (), "float32", False)
+    stems = {cache_stem(r.get("mix") or MSE, key) for r in (first, second)}
+    assert len(stems) == 2 and all(s.startswith(key.stem + ".") for s in stems)
+    assert mix_loss(first, GraphCache(tmp_path)) != mix_loss(second, GraphCache(tmp_path))
+    assert mix_loss(second, GraphCache(tmp_path)) == pytest.approx(2.0 * 5.25 / 3 + 3.5 / 3, rel=1e-6)
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "empty"])

@@ -231,7 +231,9 @@ CONFIGURED = {
             {"loss": "contrastive", "weight": 1.0, "params": {"margin": 2.0}},
             {"loss": "cosine_embedding", "weight": 0.5, "inputs": {"targets": "signs"}},
         ],
-    }
+    },
+    # Element-wise terms: a request of one value per sample, (N,), once had no graph (a 500).
+    "regression_mix": {"terms": [{"loss": "mse", "weight": 0.5}, {"loss": "mae", "weight": 1.0}]},
 }
 
 
@@ -259,6 +261,10 @@ def test_configured_composites_are_served_like_any_loss() -> None:
             json={"x1": a.tolist(), "x2": b.tolist(), "targets": signs, "dtype": "float64"},
         ).json()
         np.testing.assert_allclose(mixed["loss"], contrastive["loss"] + 0.5 * cosine["loss"], rtol=1e-12)
+        flat = {"predictions": [0.5, 2.0, -1.0], "targets": [0.0, 1.0, 1.0], "dtype": "float64"}
+        answer = httpx.post(f"{server.url}/loss/regression_mix", json=flat)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["loss"] == pytest.approx(0.5 * 5.25 / 3 + 3.5 / 3, rel=1e-12)
         connection = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
         try:
             inputs = []
