@@ -15,6 +15,8 @@
    serving the same exported graph. Each peer runs from a venv of its own under
    bench/.peers (or $LOSSD_BENCH_PEERS); one not installed there is skipped with the reason
    unless --peers is given, which installs it (pip, about 500 MB and a few minutes each).
+5. Start-up: seconds from spawning ``lossd serve`` to ready, the idle worker's RSS, and each
+   loss's first call with an empty graph cache and with cached graphs (bench.startup).
 
 ``--quick`` takes about a minute, the default run two to four. ``python -m bench.breakdown``
 times the small request's steps one by one (a diagnostic that follows the service's
@@ -34,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from bench import grpc, in_process, kernels, large_requests, layouts, peers, readme, small_requests
+from bench import grpc, in_process, kernels, large_requests, layouts, peers, readme, small_requests, startup
 from bench.load import generator
 from bench.machine import MALLOC_ENV, Interference, idle_check, versions
 from service.cli import with_allocator
@@ -46,7 +48,7 @@ FULL_SIZES = (1_000_000, 10_000_000)
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about one minute: shorter runs, 1M elements only")
-    sections = ["http", "asgi", "large", "grpc", "kernels", "layouts", "peers"]
+    sections = ["http", "asgi", "large", "grpc", "kernels", "layouts", "peers", "startup"]
     parser.add_argument("--only", choices=sections, help="run one section")
     parser.add_argument(
         "--seconds",
@@ -61,7 +63,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-threads", type=int, default=1, help="LOSSD_INTRA_OP_THREADS of the servers")
     parser.add_argument("--threads", type=int, default=2, help="ORT intra-op and torch threads for kernels (default 2)")
     parser.add_argument(
-        "--losses", default="", help="kernels: only these comma-separated losses (e.g. focal,cross_entropy,mse)"
+        "--losses", default="", help="kernels, layouts, start-up: only these comma-separated losses (e.g. focal,mse)"
     )
     parser.add_argument(
         "--fused", action="store_true", help="kernels: also torch.compile's fused single pass (focal, CE, mse)"
@@ -177,6 +179,13 @@ def peer_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
     return peers.report(measured, load, settings)
 
 
+def startup_section(args: argparse.Namespace, results: dict[str, Any]) -> str:
+    settings = startup.Settings(starts=3 if args.quick else 5, losses=tuple(filter(None, args.losses.split(","))))
+    measured = startup.run(settings, log)
+    results["startup"] = startup.json(measured)
+    return startup.report(measured, settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the kernels run under the allocator setting the service runs with
         with_allocator(["-m", "bench", *sys.argv[1:]])
@@ -202,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         ("kernels", kernel_section),
         ("layouts", layout_section),
         ("peers", peer_section),
+        ("startup", startup_section),
     ]
     for name, section in sections:
         if args.only not in (None, name):
