@@ -9,6 +9,7 @@ it calls the service's internals directly, so mypy checks it against them.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from collections.abc import Callable
 from time import perf_counter
@@ -25,6 +26,8 @@ from bench.servers import FocalKernel, floor_app, response_body
 from bench.table import number, render
 
 Step = Callable[[], object]
+MAX_ELEMENTS = 50_000_000
+"""LOSSD_MAX_ELEMENTS's default."""
 
 
 def best_seconds(step: Step, rounds: int, calls: int) -> float:
@@ -57,6 +60,7 @@ def service_steps(threads: int) -> list[tuple[str, Step | None]]:
     from kernels.feeds import to_graph
     from kernels.runtime import Runtime
     from service import arrays, metrics, rest
+    from service.compute import Computation, evaluate
 
     def check_range(*args: Any) -> bool:
         arrays.check_range(*args)
@@ -66,11 +70,13 @@ def service_steps(threads: int) -> list[tuple[str, Step | None]]:
     spec = REGISTRY.get("focal")
     assert spec is not None
     runtime = Runtime(REGISTRY, "cpu", threads)
-    data = orjson.loads(body)
+    numeric = rest.numeric_fields(spec)
+    # What the service's own parse gives: its numeric fields already float64 ndarrays.
+    data = rest.parse_json(body, numeric, MAX_ELEMENTS)
     request: Any = rest.validate_envelope(spec, data)
     params = request.params
     values = {i.name: getattr(request, i.name) for i in spec.inputs}
-    batch = arrays.decode_inputs(spec, params, values, np.float32, 50_000_000)
+    batch = arrays.decode_inputs(spec, params, values, np.float32, MAX_ELEMENTS)
     weights = arrays.decode_weights(None, batch.count, np.float32, True)
     kernel = runtime.kernel(spec, params, "float32", False)
     names = kernel.outputs
@@ -80,31 +86,36 @@ def service_steps(threads: int) -> list[tuple[str, Step | None]]:
     for name in kernel.param_names:
         feed[name] = np.asarray(getattr(params, name), dtype=np.float32)
     feed.update(weights=weights, mean=np.array(True))
-    predictions = np.asarray(data["predictions"], np.float32)
+    lists = orjson.loads(body)
+    predictions = np.asarray(lists["predictions"], np.float32)
     inputs = list(values.items())
     checked = list(batch.arrays.values())
     response = {"loss": loss[()], "reduction": "mean", "count": batch.count, "dtype": "float32"}
     recorded = metrics.RouteMetrics("focal", "rest")
+    computation = Computation(params, values, None, "mean", "float32", False)
 
     return [
-        ("rest.compute() total", lambda: rest.compute(runtime, spec, body, 50_000_000)),
-        ("  orjson.loads (parse_json)", lambda: rest.parse_json(body)),
+        ("rest.compute() total", lambda: rest.compute(runtime, spec, body, MAX_ELEMENTS)),
+        ("  parse_json (simdjson, arrays into buffers)", lambda: rest.parse_json(body, numeric, MAX_ELEMENTS)),
         ("  envelope: pydantic model_validate", lambda: rest.validate_envelope(spec, data)),
-        ("  decode_inputs total", lambda: arrays.decode_inputs(spec, params, values, np.float32, 10**8)),
-        ("    np.asarray x2 (to_array)", lambda: [arrays.to_array(k, v, np.float32) for k, v in inputs]),
-        ("    bind_shapes", lambda: arrays.bind_shapes(spec.inputs, batch.arrays)),
+        ("  compute.evaluate total", lambda: evaluate(runtime, spec, computation, MAX_ELEMENTS)),
+        ("    decode_inputs total", lambda: arrays.decode_inputs(spec, params, values, np.float32, MAX_ELEMENTS)),
+        ("      to_array x2 (float64 -> float32)", lambda: [arrays.to_array(k, v, np.float32) for k, v in inputs]),
+        ("      bind_shapes", lambda: arrays.bind_shapes(spec.inputs, batch.arrays)),
         (
-            "    range checks x2 (check_range)",
+            "      range checks x2 (check_range)",
             lambda: [check_range("x", a, 0.0, 1.0, "x") for a in checked],
         ),
-        ("  decode_weights (np.ones)", lambda: arrays.decode_weights(None, 32, np.float32, True)),
-        ("  runtime.kernel (GraphKey lookup)", lambda: runtime.kernel(spec, params, "float32", False)),
-        ("  runtime.compute total", lambda: runtime.compute(kernel, params, batch.arrays, weights, True)),
-        ("    session.run alone", lambda: kernel.session.run(names, feed)),
-        ("  np.isfinite(loss)", lambda: np.isfinite(loss[()])),
+        ("    check_params", lambda: arrays.check_params(params, np.float32)),
+        ("    decode_weights (np.ones)", lambda: arrays.decode_weights(None, 32, np.float32, True)),
+        ("    runtime.kernel (GraphKey lookup)", lambda: runtime.kernel(spec, params, "float32", False)),
+        ("    runtime.compute total", lambda: runtime.compute(kernel, params, batch.arrays, weights, True)),
+        ("      session.run alone", lambda: kernel.session.run(names, feed)),
+        ("    np.isfinite(loss)", lambda: np.isfinite(loss[()])),
         ("  metrics: record one request", lambda: recorded.record(200, 1e-4, 6400, 100)),
         ("  response: orjson.dumps", lambda: orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)),
-        ("(reference) np.asarray of one 32x10 list", lambda: np.asarray(data["predictions"], np.float32)),
+        ("(reference) orjson.loads of the body", lambda: orjson.loads(body)),
+        ("(reference) np.asarray of one 32x10 list", lambda: np.asarray(lists["predictions"], np.float32)),
         ("(reference) predictions.min() + max()", lambda: (predictions.min(), predictions.max())),
     ]
 
@@ -125,6 +136,46 @@ def floor_steps(threads: int) -> list[tuple[str, Step | None]]:
         ("  feed + session.run", lambda: kernel.loss(predictions, targets)),
         ("  response: orjson.dumps", lambda: response_body(loss, 32)),
     ]
+
+
+def in_sequence(threads: int, calls: int) -> list[list[str]]:
+    """``rest.compute``'s stages timed inside the flow, each request parsed afresh: means, which
+    run above the best-of-rounds figures of the steps timed alone (fresh arrays, a cold cache)."""
+    from kernels import REGISTRY
+    from kernels.runtime import Runtime
+    from service import rest
+    from service.compute import Computation, evaluate
+
+    spec = REGISTRY.get("focal")
+    assert spec is not None
+    runtime, body, numeric = Runtime(REGISTRY, "cpu", threads), small_request(), rest.numeric_fields(spec)
+    stages = ["parse_json", "envelope", "Computation", "compute.evaluate", "response"]
+    spent = dict.fromkeys(stages, 0.0)
+
+    def one() -> None:
+        marks = [perf_counter()]
+        data = rest.parse_json(body, numeric, MAX_ELEMENTS)
+        marks.append(perf_counter())
+        envelope: Any = rest.validate_envelope(spec, data)
+        marks.append(perf_counter())
+        values = {i.name: getattr(envelope, i.name) for i in spec.inputs}
+        request = Computation(envelope.params, values, envelope.weights, envelope.reduction, envelope.dtype, False)
+        marks.append(perf_counter())
+        result = evaluate(runtime, spec, request, MAX_ELEMENTS)
+        marks.append(perf_counter())
+        response = {"loss": result.loss[()], "reduction": request.reduction, "count": result.count, "dtype": "float32"}
+        orjson.dumps(response, option=rest.JSON_OPTIONS)
+        marks.append(perf_counter())
+        for stage, (begin, end) in zip(stages, itertools.pairwise(marks), strict=True):
+            spent[stage] += end - begin
+
+    for _ in range(calls):  # warm-up
+        one()
+    spent.update(dict.fromkeys(stages, 0.0))
+    for _ in range(calls):
+        one()
+    rows = [[f"  {stage}", number(seconds / calls * 1e6)] for stage, seconds in spent.items()]
+    return [["rest.compute stages, in sequence", number(sum(spent.values()) / calls * 1e6)], *rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         loop.close()
     print(f"Small request (focal 32x10) step by step, best of {args.rounds} x {args.calls} calls, warm inputs")
     print(render(["step", "us", "/ floor app"], rows))
+    calls = args.rounds * args.calls
+    print(f"\nThe same stages inside one flow, means over {calls} requests (each parsed afresh)")
+    print(render(["stage", "us"], in_sequence(args.threads, calls)))
     return 0
 
 
