@@ -7,8 +7,6 @@ from __future__ import annotations
 import errno
 import sqlite3
 
-import psycopg
-
 from service.errors import Kind, ServiceError
 
 RETRY_AFTER = "5"
@@ -25,10 +23,13 @@ def storage_error(exc: BaseException) -> ServiceError | None:
         if any(marker in text for marker in UNWRITABLE):
             return unavailable(f"the monitor database cannot be written ({exc})")
         return None
-    if isinstance(exc, psycopg.errors.DiskFull):
-        return full()
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return unavailable("the monitor database cannot be reached")
+    if type(exc).__module__.startswith("psycopg"):  # imported by the PostgreSQL store alone: not at start-up
+        import psycopg
+
+        if isinstance(exc, psycopg.errors.DiskFull):
+            return full()
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return unavailable("the monitor database cannot be reached")
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return full()
     return None

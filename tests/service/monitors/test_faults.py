@@ -1,0 +1,39 @@
+"""Database failures as the errors a client acts on, PostgreSQL's included, although the
+service imports psycopg only with the PostgreSQL store (start-up stays without it)."""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from service.errors import Kind
+from service.monitors.faults import storage_error
+
+
+@pytest.mark.parametrize(
+    ("failure", "kind"),
+    [
+        (psycopg.errors.DiskFull("could not extend file"), Kind.STORAGE_FULL),
+        (psycopg.OperationalError("connection refused"), Kind.UNAVAILABLE),
+        (psycopg.InterfaceError("the connection is closed"), Kind.UNAVAILABLE),
+        (psycopg.errors.UniqueViolation("duplicate key"), None),
+        (sqlite3.OperationalError("database or disk is full"), Kind.STORAGE_FULL),
+        (sqlite3.OperationalError("attempt to write a readonly database"), Kind.UNAVAILABLE),
+        (OSError(errno.ENOSPC, "No space left on device"), Kind.STORAGE_FULL),
+        (ValueError("a bug"), None),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
+)
+def test_a_database_failure_becomes_the_clients_error(failure: Exception, kind: Kind | None) -> None:
+    error = storage_error(failure)
+    assert (error.kind if error is not None else None) == kind
+
+
+def test_the_app_starts_without_psycopg() -> None:
+    code = "import sys, service.app; sys.exit('psycopg' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "service.app imports psycopg"
