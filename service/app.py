@@ -24,7 +24,7 @@ from service.composite import CompositeRequest, CompositeResponse, register_conf
 from service.errors import ServiceError
 from service.lifecycle import Drain
 from service.monitors.schemas import Accepted, LabelsMatched, LabelsRequest, PredictionsAccepted, PredictionsRequest
-from service.monitors.store import open_store
+from service.monitors.store import database_errors, open_store
 from service.routes import curves, health, metrics, monitors, registry, v2
 from service.schemas import LossResponse, request_model
 from service.settings import Settings
@@ -170,7 +170,7 @@ def create_app(settings: Settings | None = None) -> LossdApp:
     app.state.settings = settings
     app.state.drain = Drain(settings.drain_seconds)
     app.state.saturated = app.saturated
-    problems.install(app, limits.too_large(settings.max_body_bytes))
+    problems.install(app, limits.too_large(settings.max_body_bytes), database_errors(settings.database_url))
     if settings.docs:
         docs.install(app)
     app.include_router(health.router)

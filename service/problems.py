@@ -98,9 +98,9 @@ def routing_error(path: str, exc: HTTPException) -> Response:
     return Response(body, status_code=exc.status_code, media_type=media_type, headers=exc.headers)
 
 
-def install(app: FastAPI, too_large: ServiceError) -> None:
+def install(app: FastAPI, too_large: ServiceError, database_errors: tuple[type[Exception], ...]) -> None:
     """Render every error raised behind FastAPI's router; ``too_large`` replaces FastAPI's
-    own 413, which names no limit."""
+    own 413, which names no limit; ``database_errors`` are the monitor store's."""
 
     async def service_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServiceError)
@@ -126,9 +126,9 @@ def install(app: FastAPI, too_large: ServiceError) -> None:
         return response(request.url.path, error)
 
     app.add_exception_handler(ServiceError, service_error)
-    # The monitor database's failures; psycopg's reach storage through Exception (importing psycopg here cost
-    # every start ~0.1 s and ~8 MiB, for the PostgreSQL store alone).
-    for failure in (sqlite3.Error, OSError):
+    # Handled here, not by the Exception handler below: that one re-raises, for the server to log a traceback.
+    failures: tuple[type[Exception], ...] = (sqlite3.Error, *database_errors, OSError)
+    for failure in failures:
         app.add_exception_handler(failure, storage)
     app.add_exception_handler(Exception, storage)  # any other bug: a problem+json 500 too
     app.add_exception_handler(RequestValidationError, request_validation)
