@@ -20,6 +20,7 @@ import numpy as np
 
 from bench import perceptual
 from bench.baselines import NUMPY, Outputs, evaluate
+from bench.layouts import defaults
 from bench.machine import Interference
 from bench.stats import Spread, time_calls
 from bench.table import number, ratio, render, spread
@@ -96,7 +97,7 @@ def natural_shape(spec: LossSpec, spec_input: Input, rows: int) -> tuple[int, ..
         if dim == "...":
             shape += [] if class_wise(spec) else [WIDTH]
         else:
-            shape.append(rows if dim in BATCH_SYMBOLS else WIDTH)
+            shape.append(rows if dim in BATCH_SYMBOLS else int(dim) if dim.isdigit() else WIDTH)
     return tuple(shape)
 
 
@@ -240,7 +241,10 @@ class Bench:
                     continue
                 if spec.configured:  # nothing configured here: rows of its own below
                     continue
+                if not defaults(spec):  # weighted_cross_entropy: its class weights are the request's
+                    continue
                 log(f"  {spec.name} at {size:,} elements")
+                arrays: dict[str, np.ndarray] = {}  # the last loss's inputs freed before these are made
                 try:
                     arrays = make_inputs(spec, size, rng)
                     for gradients in (False, True):
