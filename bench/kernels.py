@@ -34,6 +34,12 @@ WIDTH = 10
 BATCH_SYMBOLS = ("N", "M")
 
 
+LARGE_LOSSES = ("focal", "cross_entropy", "mse")
+"""The losses run above 1M elements unless ``--losses`` names others: those torch.compile's fused
+pass covers (bench.fused). Every loss at 10M would take minutes each and, for the pairwise ones
+(nt_xent, triplet_hard: N x N similarities), more memory than the machine has."""
+
+
 @dataclass(frozen=True)
 class Settings:
     sizes: tuple[int, ...]
@@ -243,6 +249,8 @@ class Bench:
                     continue
                 if not defaults(spec):  # weighted_cross_entropy: its class weights are the request's
                     continue
+                if size > 1_000_000 and not self.settings.losses and spec.name not in LARGE_LOSSES:
+                    continue
                 log(f"  {spec.name} at {size:,} elements")
                 arrays: dict[str, np.ndarray] = {}  # the last loss's inputs freed before these are made
                 try:
@@ -316,7 +324,9 @@ def report(rows: list[Row], floors: dict[int, Spread], settings: Settings, torch
     floor_text = ", ".join(f"{n / 1e6:g}M: {f.median * 1e3:.2f} ms" for n, f in floors.items())
     lines = [
         "Kernels in process: float32, default params, (N, 10), outputs loss + per_sample (+ grad_predictions); "
-        "median (min-max) of " + ", ".join(f"{settings.repeats[n]} runs at {n / 1e6:g}M" for n in settings.sizes),
+        "median (min-max) of "
+        + ", ".join(f"{settings.repeats[n]} runs at {n / 1e6:g}M" for n in settings.sizes)
+        + ("" if settings.losses or max(settings.sizes) <= 1_000_000 else f"; above 1M: {', '.join(LARGE_LOSSES)}"),
         f"ORT intra-op threads {settings.threads}; torch.set_num_threads({settings.threads}); numpy single-threaded; "
         f"{torch_text}",
         f"'vs numpy' = numpy time / time (throughput ratio to the numpy floor); memory floor, one float32 copy: "
