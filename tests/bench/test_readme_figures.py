@@ -22,7 +22,7 @@ def test_the_readme_block_is_what_the_committed_results_render() -> None:
 
 def test_the_committed_run_covers_the_sections() -> None:
     results = json.loads((ROOT / "bench" / "results.json").read_text())
-    assert {"http", "asgi", "large", "layouts", "peers", "grpc", "kernels"} <= set(results["reports"])
+    assert {"http", "asgi", "large", "layouts", "peers", "grpc", "kernels", "startup"} <= set(results["reports"])
     for text in results["reports"].values():
         assert "FAILED" not in text.splitlines()[0], text[:300]
 
