@@ -34,6 +34,18 @@ def post(port: int, path: str, body: bytes, timeout: float = 5.0) -> tuple[int, 
         connection.close()
 
 
+def get(port: int, path: str, timeout: float = 2.0) -> int:
+    """The status of a GET (a probe)."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
 class ServerProcess:
     """``argv`` run with ``env`` (plus ``LOSSD_HOST``/``LOSSD_PORT``), output to ``log``."""
 

@@ -13,7 +13,6 @@ first run cached (what the Docker image ships prebuilt).
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import orjson
 
 from bench import layouts
 from bench.machine import MALLOC_ENV
-from bench.process import HOST, ServerProcess, free_port, post
+from bench.process import ServerProcess, free_port, get, post
 from bench.procfs import workers_rss
 from bench.stats import Spread
 from bench.table import number, render, spread
@@ -92,17 +91,6 @@ def requests(wanted: tuple[str, ...] = ()) -> dict[str, bytes]:
             arrays = layouts.make_inputs(spec, next(iter(bindings.values())), rng)
             found[spec.name] = orjson.dumps(arrays, option=orjson.OPT_SERIALIZE_NUMPY)
     return found
-
-
-def get(port: int, path: str) -> int:
-    connection = http.client.HTTPConnection(HOST, port, timeout=2.0)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    finally:
-        connection.close()
 
 
 def seconds_until(proc: ServerProcess, path: str, since: float, timeout: float = 60.0) -> float:
