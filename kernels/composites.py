@@ -159,7 +159,14 @@ def composite(
         variants=((("batch", False),), (("batch", True),)) if batch else ((),),
         terms=terms,
         batch_terms=batch_terms,
+        row_wise=all(splits_by_rows(t) for t in terms),
     )
+
+
+def splits_by_rows(t: Term) -> bool:
+    """A term whose per-sample losses depend on their own rows and whose reduction is a weighted sum
+    over samples: a composite of such terms runs in row blocks like a row-wise loss (kernels.blocks)."""
+    return t.spec.row_wise and not (t.batch_level or t.spec.mass or t.spec.configured)
 
 
 def register(spec: CompositeSpec, registry: Registry = REGISTRY) -> CompositeSpec:

@@ -24,7 +24,7 @@ DTYPES: tuple[Dtype, ...] = ("float32", "float64")
 ELEMENT_TYPE = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
 OPSET = 18
 WEIGHTS, MEAN = "weights", "mean"
-ROW_WISE, NODES = "lossd.row_wise", "lossd.nodes"
+ROW_WISE = "lossd.row_wise"
 """Model metadata: "true" when each sample's losses depend on its own row alone and the
 shared reduction sums them, so the batch may be split by rows (kernels.blocks)."""
 
@@ -318,10 +318,12 @@ def build_model(spec: LossSpec, key: GraphKey, resources: Resources = NO_RESOURC
     )
     model = onnxscript.optimizer.optimize(model)
     model.ir_version = 10
-    nodes_count = len(model.graph.node)
     model = equalize_ranks(model)
-    row_wise = spec.row_wise and not (self_reducing or batch_level or spec.mass)
+    # A kernel that reduces itself splits into row blocks only where its reduction is a weighted sum
+    # over samples (a named composite of row-wise terms, see kernels.composites).
+    linear = not self_reducing or spec.reduces_itself
+    row_wise = spec.row_wise and linear and not (batch_level or spec.mass)
     row_wise = row_wise and all(i.shape[0] == "N" for i in spec.inputs)
-    helper.set_model_props(model, {ROW_WISE: str(row_wise).lower(), NODES: str(nodes_count)})
+    helper.set_model_props(model, {ROW_WISE: str(row_wise).lower()})
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -27,7 +27,6 @@ from kernels.feeds import NUMPY_DTYPE, Evaluation, from_graph, one_per_sample, p
 from kernels.graph import (
     DTYPES,
     MEAN,
-    NODES,
     ROW_WISE,
     WEIGHTS,
     GraphKey,
@@ -123,8 +122,6 @@ class Kernel:
     """The graph, kept where a large batch may run in row blocks (see kernels.blocks)."""
     device: str | None = None
     """Where inputs and outputs are bound ("cuda"; see kernels.binding); None: a plain run."""
-    nodes: int = 0
-    """The graph's node count (a cheap graph gains nothing from row blocks)."""
     layouts: tuple[Input, ...] = ()
     """The inputs as declared, in order: their "..." axes are collapsed for the graph."""
     column: GraphKey | None = None
@@ -223,7 +220,6 @@ class Runtime:
         model = model_bytes if blockable else None
         device = "cuda" if session.get_providers()[0] == CUDA else None
         configured = bool(spec.configured)
-        nodes = int(meta.get(NODES, "0"))
         column = dataclasses.replace(key, column=True) if columnable(spec) and not key.column else None
         return Kernel(
             key,
@@ -236,7 +232,6 @@ class Runtime:
             configured,
             model,
             device,
-            nodes,
             spec.inputs,
             column,
         )
@@ -343,7 +338,7 @@ class Runtime:
         for name in kernel.param_names:
             value = param_feed(getattr(params, name), name in kernel.int_params, dtype)
             feed[name] = value.reshape(-1) if name in kernel.vector_params else value
-        if kernel.model is not None and Blocks.worth_it(arrays, weights, mean, kernel.nodes):
+        if kernel.model is not None and Blocks.worth_it(arrays, weights, mean):
             model = kernel.model
             session = self._blocks.session(kernel.key, lambda: model)
             fixed = {name: value for name, value in feed.items() if name not in arrays}

@@ -11,7 +11,8 @@ import pytest
 from kernels import REGISTRY
 from kernels.composite import Term, check_terms, term
 from kernels.composite_sessions import CompositeSessions
-from kernels.composites import DICE_BCE, FOCAL_DICE, formula, properties
+from kernels.composites import DICE_BCE, FOCAL_DICE, composite, formula, properties
+from kernels.graph import ROW_WISE, GraphKey, build_model
 from kernels.runtime import session_options
 from kernels.spec import InvalidInput
 from tests.kernels.harness import evaluate
@@ -235,6 +236,26 @@ def test_named_composite_cards_derive_from_their_terms() -> None:
     negative = [spec_term("mse", 1.0), spec_term("mae", -0.5)]
     assert not properties(negative).convex and properties(negative).differentiable is False
     assert formula(negative) == r"\ell = 1\,\ell_{\text{mse}} - 0.5\,\ell_{\text{mae}}"
+
+
+@pytest.mark.parametrize(
+    ("terms", "split"),
+    [
+        ([("dice", {}), ("binary_cross_entropy", {})], True),
+        ([("mse", {}), ("mae", {})], True),
+        ([("mse", {}), ("hinge", {})], False),  # hinge's label rule looks at the whole batch
+        ([("sparse_cross_entropy", {}), ("nll", {})], False),  # means over masses, not samples
+        ([("dice", {"batch": True}), ("iou", {"batch": True})], False),  # one value for the whole batch
+    ],
+)
+def test_named_composites_run_in_row_blocks_when_every_term_can(terms: list[Any], split: bool) -> None:
+    """A composite's own reduction is the weighted sum of its terms': blocks of rows add up to one run
+    exactly when each term's do (tests/kernels/test_blocks.py checks the shipped ones value by value)."""
+    named = composite("split_check", [spec_term(name, 1.0, params) for name, params in terms], task="regression")
+    assert named.row_wise is split
+    key = GraphKey(named.name, (), "float64", False)
+    props = {p.key: p.value for p in build_model(named, key).metadata_props}
+    assert (props[ROW_WISE] == "true") is split
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -95,7 +95,6 @@ def fd_dice_ce(rng: np.random.Generator, params: dict[str, Any]) -> Arrays:
 LOSSES = (
     LossInfo(
         "dice_bce",
-        whole="composite (its graph is not marked row-wise)",
         golden=Golden(
             reference=ref_dice_bce,
             data=mask_data,
@@ -113,7 +112,6 @@ LOSSES = (
     ),
     LossInfo(
         "focal_dice",
-        whole="composite (its graph is not marked row-wise)",
         golden=Golden(
             reference=ref_focal_dice,
             data=mask_data,
@@ -131,7 +129,6 @@ LOSSES = (
     ),
     LossInfo(
         "dice_ce",
-        whole="composite (its graph is not marked row-wise)",
         golden=Golden(
             reference=ref_dice_ce,
             data=dice_ce_data,
